@@ -1,0 +1,5 @@
+// Package access owns the Docker registry scope grammar: parsing the scope
+// strings a client sends, the Resource they name, and the rule that turns the
+// actions a policy allows into the actions actually granted. It is a leaf
+// package (standard library only) shared by the server, authz and token.
+package access

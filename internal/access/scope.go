@@ -1,0 +1,170 @@
+package access
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// ErrInvalidScope is wrapped by every parse error, so the server can map it to
+// 400 without knowing the details.
+var ErrInvalidScope = errors.New("invalid scope")
+
+// ErrTooManyScopes is returned when a request names more resources than the
+// configured limit; it is a client error, not a reason to grant less.
+var ErrTooManyScopes = errors.New("too many scopes")
+
+// Wildcard in an allowed action list means every requested action.
+const Wildcard = "*"
+
+// Resource is what a scope names: its type (with optional class, as in
+// "repository(plugin)"), and name.
+type Resource struct {
+	Type  string `json:"type"`
+	Class string `json:"class,omitempty"`
+	Name  string `json:"name"`
+}
+
+// Scope is a resource with the actions requested (or granted) on it.
+type Scope struct {
+	Resource
+	Actions []string `json:"actions"`
+}
+
+// String renders a scope in the wire grammar, so a parsed scope round-trips.
+func (s Scope) String() string {
+	var b strings.Builder
+	b.WriteString(s.Type)
+	if s.Class != "" {
+		b.WriteByte('(')
+		b.WriteString(s.Class)
+		b.WriteByte(')')
+	}
+	b.WriteByte(':')
+	b.WriteString(s.Name)
+	b.WriteByte(':')
+	b.WriteString(strings.Join(s.Actions, ","))
+	return b.String()
+}
+
+var (
+	// resourcetype := resourcetypevalue [ '(' resourcetypevalue ')' ]
+	typePattern = regexp.MustCompile(`^([a-z0-9]+)(?:\(([a-z0-9]+)\))?$`)
+	// action := /[a-z]*/ in the spec; "*" is what the registry asks for the catalog.
+	actionPattern = regexp.MustCompile(`^(?:[a-z]+|\*)$`)
+	// repository names follow distribution/reference: an optional host[:port]
+	// followed by lowercase path components separated by '/'.
+	domainComponent = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+	domain          = domainComponent + `(?:\.` + domainComponent + `)*(?::[0-9]+)?`
+	pathComponent   = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+	repoPattern     = regexp.MustCompile(`^(?:` + domain + `/)?` + pathComponent + `(?:/` + pathComponent + `)*$`)
+	// other resource types only need a name a token can carry safely.
+	otherNamePattern = regexp.MustCompile(`^[A-Za-z0-9._:/-]+$`)
+)
+
+// maxNameLength bounds a name: distribution itself refuses names over 255.
+const maxNameLength = 255
+
+// ParseScope parses one resource scope, "type[(class)]:name:action[,action…]".
+// The name may itself contain ':' (a host:port prefix), so the type ends at the
+// first ':' and the actions start after the last one.
+func ParseScope(s string) (Scope, error) {
+	first := strings.IndexByte(s, ':')
+	last := strings.LastIndexByte(s, ':')
+	if first < 0 || first == last {
+		return Scope{}, fmt.Errorf("%w: %q: want type:name:actions", ErrInvalidScope, s)
+	}
+	rawType, name, rawActions := s[:first], s[first+1:last], s[last+1:]
+
+	m := typePattern.FindStringSubmatch(rawType)
+	if m == nil {
+		return Scope{}, fmt.Errorf("%w: %q: bad resource type", ErrInvalidScope, s)
+	}
+	if name == "" || len(name) > maxNameLength {
+		return Scope{}, fmt.Errorf("%w: %q: bad resource name", ErrInvalidScope, s)
+	}
+	namePattern := otherNamePattern
+	if m[1] == "repository" {
+		namePattern = repoPattern
+	}
+	if !namePattern.MatchString(name) {
+		return Scope{}, fmt.Errorf("%w: %q: bad resource name", ErrInvalidScope, s)
+	}
+	if rawActions == "" {
+		return Scope{}, fmt.Errorf("%w: %q: no actions", ErrInvalidScope, s)
+	}
+	var actions []string
+	for a := range strings.SplitSeq(rawActions, ",") {
+		if !actionPattern.MatchString(a) {
+			return Scope{}, fmt.Errorf("%w: %q: bad action", ErrInvalidScope, s)
+		}
+		if !slices.Contains(actions, a) {
+			actions = append(actions, a)
+		}
+	}
+	return Scope{Resource: Resource{Type: m[1], Class: m[2], Name: name}, Actions: actions}, nil
+}
+
+// ParseScopes parses every scope in values, where each value may hold several
+// space-separated scopes (both forms occur: crane repeats the parameter, the
+// OAuth2 form puts them in one field). Scopes naming the same resource are
+// merged, as the token carries one entry per resource. More than max distinct
+// resources is an error wrapping ErrTooManyScopes.
+func ParseScopes(values []string, max int) ([]Scope, error) {
+	var scopes []Scope
+	for _, v := range values {
+		for field := range strings.FieldsSeq(v) {
+			sc, err := ParseScope(field)
+			if err != nil {
+				return nil, err
+			}
+			i := slices.IndexFunc(scopes, func(o Scope) bool { return o.Resource == sc.Resource })
+			if i >= 0 {
+				for _, a := range sc.Actions {
+					if !slices.Contains(scopes[i].Actions, a) {
+						scopes[i].Actions = append(scopes[i].Actions, a)
+					}
+				}
+				continue
+			}
+			if len(scopes) >= max {
+				return nil, fmt.Errorf("%w: more than %d", ErrTooManyScopes, max)
+			}
+			scopes = append(scopes, sc)
+		}
+	}
+	return scopes, nil
+}
+
+// Grant returns the requested actions that allowed permits, in requested
+// order: a policy can only narrow a request, never widen it. An allowed
+// Wildcard permits every requested action; a requested Wildcard is granted
+// only by an allowed Wildcard.
+func Grant(requested, allowed []string) []string {
+	if slices.Contains(allowed, Wildcard) {
+		return slices.Clone(requested)
+	}
+	granted := make([]string, 0, len(requested))
+	for _, a := range requested {
+		if slices.Contains(allowed, a) {
+			granted = append(granted, a)
+		}
+	}
+	return granted
+}
+
+// ErrDecisionFailed is wrapped when a policy could not be evaluated (an
+// error, a deadline, a result of the wrong type): nothing is granted and the
+// client is told so.
+var ErrDecisionFailed = errors.New("policy decision failed")
+
+// Decision is what policy decided on one requested scope.
+type Decision struct {
+	Requested Scope
+	// Granted is the subset of Requested.Actions granted, never nil.
+	Granted []string
+	// Reasons say why nothing was granted (deny messages), for the log.
+	Reasons []string
+}

@@ -1,0 +1,6 @@
+// Package authn turns the credentials a client presented into an
+// identity.Identity, or an error wrapping identity.ErrUnauthenticated (the
+// credentials are wrong) or identity.ErrUnavailable (they could not be
+// checked). One file per method: anonymous access, htpasswd (bcrypt)
+// passwords; Chain picks the method from the kind of credentials.
+package authn

@@ -1,0 +1,106 @@
+package authn
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+)
+
+// Htpasswd checks passwords against bcrypt lines as `htpasswd -B` writes them.
+type Htpasswd struct {
+	users map[string][]byte
+	// dummy is compared against when the user is unknown, so a wrong user
+	// name costs as much as a wrong password and does not reveal who exists.
+	dummy []byte
+}
+
+// LoadHtpasswd reads an htpasswd file. Lines that are not bcrypt are refused
+// (by line number: a hash is never echoed), since MD5 and SHA1 htpasswd
+// formats are too weak to accept silently.
+func LoadHtpasswd(path string) (*Htpasswd, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("htpasswd: %w", err)
+	}
+	h, err := ParseHtpasswd(data)
+	if err != nil {
+		return nil, fmt.Errorf("htpasswd %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// ParseHtpasswd parses the contents of an htpasswd file.
+func ParseHtpasswd(data []byte) (*Htpasswd, error) {
+	h := &Htpasswd{users: map[string][]byte{}}
+	dummyCost := bcrypt.DefaultCost
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	var problems []string
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		switch {
+		case !ok || user == "":
+			problems = append(problems, fmt.Sprintf("line %d: want user:bcrypt-hash", n))
+		case !isBcrypt(hash):
+			problems = append(problems, fmt.Sprintf("line %d (user %q): not a bcrypt hash; create it with `htpasswd -B` or `srht-registry hash-password`", n, user))
+		case h.users[user] != nil:
+			problems = append(problems, fmt.Sprintf("line %d: user %q appears twice", n, user))
+		default:
+			h.users[user] = []byte(hash)
+			if cost, _ := bcrypt.Cost([]byte(hash)); cost > dummyCost {
+				dummyCost = min(cost, maxDummyCost)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	// The dummy costs what a real user's check costs, so the two cannot be
+	// told apart by timing; its password is random and thrown away.
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	dummy, err := bcrypt.GenerateFromPassword(secret, dummyCost)
+	if err != nil {
+		return nil, fmt.Errorf("dummy hash: %w", err)
+	}
+	h.dummy = dummy
+	return h, nil
+}
+
+// maxDummyCost bounds the start-up cost of making the dummy hash.
+const maxDummyCost = 13
+
+func isBcrypt(hash string) bool {
+	_, err := bcrypt.Cost([]byte(hash))
+	return err == nil
+}
+
+// Len is the number of users.
+func (h *Htpasswd) Len() int { return len(h.users) }
+
+// Authenticate checks a user name and password.
+func (h *Htpasswd) Authenticate(_ context.Context, user string, password identity.Secret) (identity.Identity, error) {
+	hash, known := h.users[user]
+	if !known {
+		hash = h.dummy
+	}
+	err := bcrypt.CompareHashAndPassword(hash, []byte(password.Reveal()))
+	if !known || err != nil {
+		return identity.Identity{}, fmt.Errorf("%w: wrong user name or password", identity.ErrUnauthenticated)
+	}
+	return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
+}

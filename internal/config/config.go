@@ -1,0 +1,448 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults and bounds.
+const (
+	defaultListen       = "127.0.0.1:5001"
+	defaultService      = "registry.example.com"
+	defaultIssuer       = "srht-registry"
+	defaultTTL          = 5 * time.Minute
+	defaultQuery        = "data.registry.authz"
+	defaultLogLevel     = "info"
+	defaultLogFormat    = "text"
+	defaultMaxScopes    = 64
+	defaultMaxBodyBytes = 16384
+
+	minTTL          = 60 * time.Second // the spec wants expires_in >= 60
+	maxTTL          = 24 * time.Hour
+	minMaxScopes    = 1
+	maxMaxScopes    = 1024
+	minMaxBodyBytes = 1024
+	maxMaxBodyBytes = 1 << 20
+)
+
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+
+	// queryRE is a Rego reference under data made of dotted identifiers.
+	queryRE = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
+)
+
+// Config is the whole configuration file. Every key is optional; see Default.
+type Config struct {
+	Listen  string              `yaml:"listen"`  // host:port; default "127.0.0.1:5001"
+	Service ServiceList         `yaml:"service"` // default ["registry.example.com"]
+	Issuer  string              `yaml:"issuer"`  // default "srht-registry"
+	Token   Token               `yaml:"token"`
+	Authn   Authn               `yaml:"authn"`
+	Groups  map[string][]string `yaml:"groups"` // group name -> member subjects
+	Policy  Policy              `yaml:"policy"`
+	Log     Log                 `yaml:"log"`
+	Limits  Limits              `yaml:"limits"`
+}
+
+// ServiceList is the set of registry service names this server issues tokens
+// for. In YAML it is either one string or a sequence of strings.
+type ServiceList []string
+
+// UnmarshalYAML accepts a scalar string or a sequence of strings.
+func (s *ServiceList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var v string
+		if err := n.Decode(&v); err != nil {
+			return err
+		}
+		*s = ServiceList{v}
+	case yaml.SequenceNode:
+		var v []string
+		if err := n.Decode(&v); err != nil {
+			return err
+		}
+		*s = v
+	default:
+		return &yaml.TypeError{Errors: []string{
+			fmt.Sprintf("line %d: service must be a string or a list of strings", n.Line),
+		}}
+	}
+	return nil
+}
+
+// Token configures the signing key and the tokens minted with it.
+type Token struct {
+	Key         string        `yaml:"key"`         // path to a PEM private key; "" = ephemeral key generated at start
+	Certificate string        `yaml:"certificate"` // optional path to a PEM certificate (chain), sent as x5c
+	TTL         time.Duration `yaml:"ttl"`         // default 5m; 1m..24h
+}
+
+// Authn configures the authentication methods.
+type Authn struct {
+	Anonymous *bool  `yaml:"anonymous"` // nil = absent = enabled; see AnonymousEnabled
+	Htpasswd  string `yaml:"htpasswd"`  // path to an htpasswd file of bcrypt lines; "" = no password users
+}
+
+// AnonymousEnabled reports whether anonymous requests are authenticated as
+// the anonymous identity. It is true unless the file says
+// `authn.anonymous: false`.
+func (a Authn) AnonymousEnabled() bool {
+	return a.Anonymous == nil || *a.Anonymous
+}
+
+// Policy configures the OPA policy.
+type Policy struct {
+	Bundles []string       `yaml:"bundles"` // directories or .tar.gz OPA bundles; empty = the embedded default
+	Data    map[string]any `yaml:"data"`    // merged under data.registry; JSON-compatible values only
+	Query   string         `yaml:"query"`   // default "data.registry.authz"
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error; default info
+	Format string `yaml:"format"` // text|json; default text
+}
+
+// Limits bounds what one request may ask for.
+type Limits struct {
+	MaxScopes    int   `yaml:"max_scopes"`     // default 64; 1..1024
+	MaxBodyBytes int64 `yaml:"max_body_bytes"` // default 16384; 1024..1<<20
+}
+
+// Default returns the configuration used when no file is given: a working
+// local token server for registry.example.com with an ephemeral key,
+// anonymous access and the embedded policy. Each call returns fresh slices.
+func Default() Config {
+	return Config{
+		Listen:  defaultListen,
+		Service: ServiceList{defaultService},
+		Issuer:  defaultIssuer,
+		Token:   Token{TTL: defaultTTL},
+		Policy:  Policy{Query: defaultQuery},
+		Log:     Log{Level: defaultLogLevel, Format: defaultLogFormat},
+		Limits:  Limits{MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes},
+	}
+}
+
+// DefaultService returns the first configured service, used when a request
+// names none. It is "" only for an invalid Config without services.
+func (c Config) DefaultService() string {
+	if len(c.Service) == 0 {
+		return ""
+	}
+	return c.Service[0]
+}
+
+// ServesService reports whether s is one of the configured services (exact
+// match).
+func (c Config) ServesService(s string) bool {
+	return slices.Contains(c.Service, s)
+}
+
+// Load reads and parses the configuration file at path. An empty path means
+// no file: Load returns Default(). Errors name the file; YAML errors keep
+// their line numbers and validation errors unwrap to a *ValidationError.
+func Load(path string) (Config, error) {
+	if path == "" {
+		return Default(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		// The *fs.PathError already names the file.
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes one YAML document on top of Default() and validates the
+// result. An empty document yields Default(). Unknown keys, a second
+// document and values of the wrong type are errors (with line numbers);
+// invalid values are reported together as a *ValidationError. On error the
+// returned Config is the zero value.
+func Parse(data []byte) (Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	switch err := dec.Decode(&cfg); {
+	case errors.Is(err, io.EOF):
+		// Empty document: defaults.
+	case err != nil:
+		return Config{}, withDurationHint(err)
+	default:
+		if err := onlyOneDocument(dec); err != nil {
+			return Config{}, err
+		}
+		if cfg.Policy.Data != nil {
+			d, err := policyData(data)
+			if err != nil {
+				return Config{}, err
+			}
+			cfg.Policy.Data = d
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// withDurationHint adds the expected syntax to yaml's error about a
+// time.Duration it could not decode ("5 min", or a bare number).
+func withDurationHint(err error) error {
+	if strings.Contains(err.Error(), "into time.Duration") {
+		return fmt.Errorf("%w\n  (a duration is written like \"90s\", \"5m\" or \"1h30m\")", err)
+	}
+	return err
+}
+
+// onlyOneDocument fails when the stream holds a second, non-empty document,
+// which would otherwise be silently ignored.
+func onlyOneDocument(dec *yaml.Decoder) error {
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(n.Content) == 1 && n.Content[0].ShortTag() == "!!null" {
+			continue // a trailing "---" or an empty document
+		}
+		return fmt.Errorf("yaml: line %d: a second YAML document starts here; the configuration must be a single document", n.Line)
+	}
+}
+
+// policyData re-reads policy.data from the document as a node tree and
+// converts it to the JSON-shaped values OPA stores: map[string]any, []any,
+// string, bool, nil, int/int64/uint64, finite float64. Decoding into
+// map[string]any directly would turn a mapping with a non-string key into a
+// map[any]any and an unquoted date into a time.Time, which OPA would reject
+// or silently turn into a different string.
+func policyData(data []byte) (map[string]any, error) {
+	var doc struct {
+		Policy struct {
+			Data yaml.Node `yaml:"data"`
+		} `yaml:"policy"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	var errs []error
+	v := nodeValue(&doc.Policy.Data, "policy.data", &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	m, _ := v.(map[string]any)
+	return m, nil
+}
+
+// nodeValue converts a YAML node to a JSON-shaped Go value, appending
+// problems (with the key path and line) to errs.
+func nodeValue(n *yaml.Node, path string, errs *[]error) any {
+	switch n.Kind {
+	case 0:
+		return nil // absent
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil
+		}
+		return nodeValue(n.Content[0], path, errs)
+	case yaml.AliasNode:
+		return nodeValue(n.Alias, path, errs)
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for i, c := range n.Content {
+			out = append(out, nodeValue(c, fmt.Sprintf("%s[%d]", path, i), errs))
+		}
+		return out
+	case yaml.MappingNode:
+		out := make(map[string]any, len(n.Content)/2)
+		var merges []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+				merges = append(merges, v)
+				continue
+			}
+			if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
+				*errs = append(*errs, fmt.Errorf("yaml: line %d: %s: key %q is not a string; quote it", k.Line, path, k.Value))
+				continue
+			}
+			out[k.Value] = nodeValue(v, path+"."+k.Value, errs)
+		}
+		// "<<: *base" merges keys the mapping does not set itself; in a
+		// sequence of merged mappings the earlier one wins.
+		for _, m := range merges {
+			for _, src := range mergeSources(m) {
+				sm, _ := nodeValue(src, path, errs).(map[string]any)
+				for k, v := range sm {
+					if _, ok := out[k]; !ok {
+						out[k] = v
+					}
+				}
+			}
+		}
+		return out
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!str", "!!timestamp":
+			// Dates stay the strings they were written as.
+			return n.Value
+		}
+		var v any
+		if err := n.Decode(&v); err != nil {
+			*errs = append(*errs, fmt.Errorf("yaml: line %d: %s: %w", n.Line, path, err))
+			return nil
+		}
+		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			*errs = append(*errs, fmt.Errorf("yaml: line %d: %s: %s is not a JSON number", n.Line, path, n.Value))
+			return nil
+		}
+		return v
+	}
+	*errs = append(*errs, fmt.Errorf("yaml: line %d: %s: unsupported YAML node", n.Line, path))
+	return nil
+}
+
+// mergeSources returns the mappings named by the value of a "<<" key.
+func mergeSources(n *yaml.Node) []*yaml.Node {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind == yaml.SequenceNode {
+		return n.Content
+	}
+	return []*yaml.Node{n}
+}
+
+// ValidationError lists every problem found in a Config, each prefixed by the
+// key path it concerns (for example "token.ttl: must be at least 1m0s, got 10s").
+type ValidationError struct {
+	Problems []string
+}
+
+// Error returns the problems, one per line.
+func (e *ValidationError) Error() string {
+	return strings.Join(e.Problems, "\n")
+}
+
+// Validate checks every value and returns a *ValidationError listing all
+// problems, or nil. It does not look at the file system.
+func (c Config) Validate() error {
+	var p []string
+	add := func(key, format string, args ...any) {
+		p = append(p, key+": "+fmt.Sprintf(format, args...))
+	}
+
+	if err := checkHostPort(c.Listen); err != nil {
+		add("listen", "must be host:port, like %s: %v", defaultListen, err)
+	}
+
+	if len(c.Service) == 0 {
+		add("service", "at least one service is required")
+	}
+	seen := make(map[string]int, len(c.Service))
+	for i, s := range c.Service {
+		key := fmt.Sprintf("service[%d]", i)
+		switch {
+		case s == "":
+			add(key, "must not be empty")
+		case strings.ContainsFunc(s, func(r rune) bool { return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) }):
+			add(key, "%q must not contain spaces or slashes", s)
+		}
+		if j, dup := seen[s]; dup {
+			add(key, "%q is a duplicate of service[%d]", s, j)
+		} else {
+			seen[s] = i
+		}
+	}
+
+	if strings.TrimSpace(c.Issuer) == "" {
+		add("issuer", "must not be empty")
+	}
+
+	switch {
+	case c.Token.TTL < minTTL:
+		add("token.ttl", "must be at least %v, got %v", minTTL, c.Token.TTL)
+	case c.Token.TTL > maxTTL:
+		add("token.ttl", "must be at most %v, got %v", maxTTL, c.Token.TTL)
+	}
+	if c.Token.Certificate != "" && c.Token.Key == "" {
+		add("token.certificate", "needs token.key: a certificate cannot match an ephemeral key")
+	}
+
+	for _, name := range slices.Sorted(maps.Keys(c.Groups)) {
+		if strings.TrimSpace(name) == "" {
+			add("groups", "a group name must not be empty")
+			continue
+		}
+		for i, m := range c.Groups[name] {
+			if strings.TrimSpace(m) == "" {
+				add(fmt.Sprintf("groups.%s[%d]", name, i), "member must not be empty")
+			}
+		}
+	}
+
+	for i, b := range c.Policy.Bundles {
+		if strings.TrimSpace(b) == "" {
+			add(fmt.Sprintf("policy.bundles[%d]", i), "must not be empty")
+		}
+	}
+	if !queryRE.MatchString(c.Policy.Query) {
+		add("policy.query", "must be a reference under data made of dotted identifiers, like %s, got %q", defaultQuery, c.Policy.Query)
+	}
+
+	if !slices.Contains(logLevels, c.Log.Level) {
+		add("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.Log.Level)
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		add("log.format", "must be one of %s, got %q", strings.Join(logFormats, ", "), c.Log.Format)
+	}
+
+	if c.Limits.MaxScopes < minMaxScopes || c.Limits.MaxScopes > maxMaxScopes {
+		add("limits.max_scopes", "must be between %d and %d, got %d", minMaxScopes, maxMaxScopes, c.Limits.MaxScopes)
+	}
+	if c.Limits.MaxBodyBytes < minMaxBodyBytes || c.Limits.MaxBodyBytes > maxMaxBodyBytes {
+		add("limits.max_body_bytes", "must be between %d and %d, got %d", minMaxBodyBytes, maxMaxBodyBytes, c.Limits.MaxBodyBytes)
+	}
+
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
+	}
+	return nil
+}
+
+// checkHostPort accepts "host:port" and ":port" with a numeric port 0..65535.
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}

@@ -1,0 +1,562 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const fullYAML = "../../testdata/config/full.yaml"
+
+func ptr[T any](v T) *T { return &v }
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	want := Config{
+		Listen:  "127.0.0.1:5001",
+		Service: ServiceList{"registry.example.com"},
+		Issuer:  "srht-registry",
+		Token:   Token{TTL: 5 * time.Minute},
+		Policy:  Policy{Query: "data.registry.authz"},
+		Log:     Log{Level: "info", Format: "text"},
+		Limits:  Limits{MaxScopes: 64, MaxBodyBytes: 16384},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Default() = %+v\nwant %+v", c, want)
+	}
+	if !c.Authn.AnonymousEnabled() {
+		t.Error("anonymous is disabled by default")
+	}
+	if got := c.DefaultService(); got != "registry.example.com" {
+		t.Errorf("DefaultService() = %q", got)
+	}
+
+	// Each call returns fresh slices.
+	c.Service[0] = "changed"
+	if Default().Service[0] != "registry.example.com" {
+		t.Error("Default() shares its Service slice between calls")
+	}
+
+	// No file and an empty document are the default.
+	for _, name := range []string{"Load", "Parse"} {
+		var got Config
+		var err error
+		if name == "Load" {
+			got, err = Load("")
+		} else {
+			got, err = Parse(nil)
+		}
+		if err != nil || !reflect.DeepEqual(got, Default()) {
+			t.Errorf("%s = %+v, %v; want Default()", name, got, err)
+		}
+	}
+}
+
+func TestLoadFull(t *testing.T) {
+	got, err := Load(fullYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Listen:  "0.0.0.0:5001",
+		Service: ServiceList{"registry.example.com", "registry.example.org"},
+		Issuer:  "token.example.com",
+		Token:   Token{Key: "key.pem", Certificate: "cert.pem", TTL: 10 * time.Minute},
+		Authn:   Authn{Anonymous: ptr(false), Htpasswd: "htpasswd"},
+		Groups:  map[string][]string{"admins": {"alice"}, "ci": {"bob", "carol"}},
+		Policy: Policy{
+			Bundles: []string{"bundles/example", "/etc/srht-registry/extra.tar.gz"},
+			Data: map[string]any{
+				"public": []any{"library/*"},
+				"namespaces": map[string]any{
+					"team": map[string]any{
+						"pull": []any{"bob", "group:ci"},
+						"push": []any{"alice"},
+					},
+				},
+			},
+			Query: "data.registry.authz_v2",
+		},
+		Log:    Log{Level: "debug", Format: "json"},
+		Limits: Limits{MaxScopes: 128, MaxBodyBytes: 32768},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(full.yaml) =\n%#v\nwant\n%#v", got, want)
+	}
+	// Every field differs from its default, so the file proves every key is read.
+	dv, gv := reflect.ValueOf(Default()), reflect.ValueOf(got)
+	for i := range dv.NumField() {
+		var walk func(name string, d, g reflect.Value)
+		walk = func(name string, d, g reflect.Value) {
+			if d.Kind() == reflect.Struct {
+				for j := range d.NumField() {
+					walk(name+"."+d.Type().Field(j).Name, d.Field(j), g.Field(j))
+				}
+				return
+			}
+			if reflect.DeepEqual(d.Interface(), g.Interface()) {
+				t.Errorf("full.yaml leaves %s at its default", name)
+			}
+		}
+		walk(dv.Type().Field(i).Name, dv.Field(i), gv.Field(i))
+	}
+	if got.Authn.AnonymousEnabled() {
+		t.Error("anonymous: false is enabled")
+	}
+	if got.DefaultService() != "registry.example.com" {
+		t.Errorf("DefaultService() = %q", got.DefaultService())
+	}
+	if _, err := json.Marshal(got.Policy.Data); err != nil {
+		t.Errorf("policy.data is not JSON-compatible: %v", err)
+	}
+}
+
+func TestParseService(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       ServiceList
+		err        string // substring; "" = no error
+	}{
+		{"scalar", "service: registry.example.net", ServiceList{"registry.example.net"}, ""},
+		{"quoted scalar", `service: "r.example.net:5000"`, ServiceList{"r.example.net:5000"}, ""},
+		{"number scalar", "service: 5000", ServiceList{"5000"}, ""},
+		{"list", "service: [a.example, b.example]", ServiceList{"a.example", "b.example"}, ""},
+		{"block list", "service:\n  - a.example\n  - b.example\n", ServiceList{"a.example", "b.example"}, ""},
+		{"one-item list", "service: [a.example]", ServiceList{"a.example"}, ""},
+		{"alias", "issuer: &s a.example\nservice: *s\n", ServiceList{"a.example"}, ""},
+		{"absent", "listen: :5001", ServiceList{"registry.example.com"}, ""},
+		{"empty list", "service: []", nil, "service: at least one service is required"},
+		{"null", "service:", nil, "service: at least one service is required"},
+		{"empty string", `service: ""`, nil, "service[0]: must not be empty"},
+		{"mapping", "service: {a: b}", nil, "line 1: service must be a string or a list of strings"},
+		{"nested list", "service:\n  - a\n  - [b]\n", nil, "line 3: cannot unmarshal !!seq into string"},
+		{"slash", "service: a.example/b", nil, `service[0]: "a.example/b" must not contain spaces or slashes`},
+		{"space", `service: "a example"`, nil, `service[0]: "a example" must not contain spaces or slashes`},
+		{"duplicate", "service: [a, b, a]", nil, `service[2]: "a" is a duplicate of service[0]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Parse error = %v; want it to contain %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Service, tt.want) {
+				t.Errorf("Service = %q, want %q", c.Service, tt.want)
+			}
+			for _, s := range tt.want {
+				if !c.ServesService(s) {
+					t.Errorf("ServesService(%q) = false", s)
+				}
+			}
+			if c.ServesService("other.example") || c.ServesService("") {
+				t.Error("ServesService accepts a service not configured")
+			}
+			if c.DefaultService() != tt.want[0] {
+				t.Errorf("DefaultService() = %q, want %q", c.DefaultService(), tt.want[0])
+			}
+		})
+	}
+}
+
+func TestParseDurations(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want time.Duration
+		err  []string // substrings; nil = no error
+	}{
+		{"token: {ttl: 90s}", 90 * time.Second, nil},
+		{"token: {ttl: 5m}", 5 * time.Minute, nil},
+		{"token: {ttl: 1h30m}", 90 * time.Minute, nil},
+		{`token: {ttl: "60s"}`, time.Minute, nil},
+		{"token: {ttl: 24h}", 24 * time.Hour, nil},
+		{"token: {key: k.pem}", 5 * time.Minute, nil}, // absent ttl keeps the default
+		{"token:\n  ttl: 5 minutes\n", 0, []string{"line 2", "`5 minutes`", "time.Duration", `"90s"`}},
+		{"token:\n  ttl: 300\n", 0, []string{"line 2", "!!int `300`", "time.Duration", `"5m"`}},
+		{"token: {ttl: 10s}", 0, []string{"token.ttl: must be at least 1m0s, got 10s"}},
+		{"token: {ttl: -5m}", 0, []string{"token.ttl: must be at least 1m0s, got -5m0s"}},
+		{"token: {ttl: 25h}", 0, []string{"token.ttl: must be at most 24h0m0s, got 25h0m0s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.yaml, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml))
+			if tt.err != nil {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				for _, s := range tt.err {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not contain %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Token.TTL != tt.want {
+				t.Errorf("TTL = %v, want %v", c.Token.TTL, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseUnknownKeys(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		err        []string
+	}{
+		{"top level", "listen: :5001\nlisten_addr: :5002\n", []string{"line 2", "field listen_addr not found in type config.Config"}},
+		{"nested", "token:\n  ttl: 5m\n  kye: key.pem\n", []string{"line 3", "field kye not found in type config.Token"}},
+		{"deep", "authn:\n  sourcehut:\n    meta_url: https://meta.sr.ht\n", []string{"line 2", "field sourcehut not found in type config.Authn"}},
+		{"policy", "policy:\n  bundle: [a]\n", []string{"line 2", "field bundle not found in type config.Policy"}},
+		{"limits", "limits: {max_scope: 3}", []string{"line 1", "field max_scope not found in type config.Limits"}},
+		{"duplicate key", "listen: :1\nlisten: :2\n", []string{"line 2", `mapping key "listen" already defined at line 1`}},
+		{"wrong type", "limits:\n  max_scopes: many\n", []string{"line 2", "cannot unmarshal !!str `many` into int"}},
+		{"not a mapping", "- listen\n", []string{"line 1", "cannot unmarshal !!seq into config.Config"}},
+		{"syntax", "listen: [\n", []string{"line"}},
+		{"tab indent", "token:\n\tttl: 5m\n", []string{"line 2"}},
+		{"second document", "listen: :1\n---\nlisten: :2\n", []string{"line 2: a second YAML document starts here"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				t.Errorf("got a ValidationError, want a YAML error: %v", err)
+			}
+			for _, s := range tt.err {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	for _, doc := range []string{"", "\n", "  \n\n", "# nothing here\n", "---\n", "~\n", "null", "---\n# c\n...\n", "listen: 127.0.0.1:5001\n---\n"} {
+		c, err := Parse([]byte(doc))
+		if err != nil {
+			t.Errorf("Parse(%q) error: %v", doc, err)
+			continue
+		}
+		if !reflect.DeepEqual(c, Default()) {
+			t.Errorf("Parse(%q) = %+v, want Default()", doc, c)
+		}
+	}
+}
+
+func TestParseAnonymous(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want *bool
+	}{
+		{"", nil},
+		{"authn: {htpasswd: h}", nil},
+		{"authn: {anonymous: null}", nil},
+		{"authn: {anonymous: true}", ptr(true)},
+		{"authn: {anonymous: false}", ptr(false)},
+		{"authn:\n  anonymous: no\n", ptr(false)}, // YAML 1.1 spelling, accepted for typed bools
+	}
+	for _, tt := range tests {
+		c, err := Parse([]byte(tt.yaml))
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tt.yaml, err)
+			continue
+		}
+		if !reflect.DeepEqual(c.Authn.Anonymous, tt.want) {
+			t.Errorf("Parse(%q).Authn.Anonymous = %v, want %v", tt.yaml, c.Authn.Anonymous, tt.want)
+		}
+		if got, want := c.Authn.AnonymousEnabled(), tt.want == nil || *tt.want; got != want {
+			t.Errorf("Parse(%q).AnonymousEnabled() = %v, want %v", tt.yaml, got, want)
+		}
+	}
+}
+
+func TestParsePolicyData(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       map[string]any
+		err        []string
+	}{
+		{"absent", "policy: {query: data.x.y}", nil, nil},
+		{"null", "policy: {data: }", nil, nil},
+		{"empty", "policy: {data: {}}", map[string]any{}, nil},
+		{
+			"nested maps are map[string]any",
+			"policy:\n  data:\n    a:\n      b:\n        c: [1, {d: e}]\n",
+			map[string]any{"a": map[string]any{"b": map[string]any{"c": []any{1, map[string]any{"d": "e"}}}}},
+			nil,
+		},
+		{
+			"scalars",
+			"policy:\n  data:\n    i: 42\n    big: 18446744073709551615\n    f: 1.5\n    t: true\n    n: null\n    s: 'x'\n    date: 2025-01-02\n    ts: 2025-01-02T03:04:05Z\n    ver: 1.10\n",
+			map[string]any{
+				"i": 42, "big": uint64(18446744073709551615), "f": 1.5, "t": true, "n": nil, "s": "x",
+				"date": "2025-01-02", "ts": "2025-01-02T03:04:05Z", "ver": 1.1,
+			},
+			nil,
+		},
+		{
+			"quoted number key",
+			"policy:\n  data:\n    ports: {\"80\": http}\n",
+			map[string]any{"ports": map[string]any{"80": "http"}},
+			nil,
+		},
+		{
+			"anchors and merge keys",
+			"policy:\n  data:\n    base: &b {pull: [x], push: [y]}\n    team: {<<: *b, push: [z]}\n    other: *b\n",
+			map[string]any{
+				"base":  map[string]any{"pull": []any{"x"}, "push": []any{"y"}},
+				"team":  map[string]any{"pull": []any{"x"}, "push": []any{"z"}},
+				"other": map[string]any{"pull": []any{"x"}, "push": []any{"y"}},
+			},
+			nil,
+		},
+		{
+			"merge of a sequence",
+			"policy:\n  data:\n    a: &a {k: a, only_a: 1}\n    b: &b {k: b, only_b: 2}\n    c: {<<: [*a, *b]}\n",
+			map[string]any{
+				"a": map[string]any{"k": "a", "only_a": 1},
+				"b": map[string]any{"k": "b", "only_b": 2},
+				"c": map[string]any{"k": "a", "only_a": 1, "only_b": 2},
+			},
+			nil,
+		},
+		{
+			"non-string keys",
+			"policy:\n  data:\n    ports:\n      80: http\n      443: https\n",
+			nil,
+			[]string{`line 4: policy.data.ports: key "80" is not a string; quote it`, `line 5: policy.data.ports: key "443" is not a string`},
+		},
+		{"infinity", "policy:\n  data: {x: .inf}\n", nil, []string{"line 2: policy.data.x: .inf is not a JSON number"}},
+		{"not a mapping", "policy:\n  data: [a]\n", nil, []string{"line 2", "cannot unmarshal !!seq into map[string]interface {}"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml))
+			if tt.err != nil {
+				if err == nil {
+					t.Fatalf("no error; data = %#v", c.Policy.Data)
+				}
+				for _, s := range tt.err {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not contain %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Policy.Data, tt.want) {
+				t.Errorf("Data = %#v\nwant %#v", c.Policy.Data, tt.want)
+			}
+			if _, err := json.Marshal(c.Policy.Data); err != nil {
+				t.Errorf("Data is not JSON-compatible: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEverything(t *testing.T) {
+	doc := `
+listen: localhost
+service: [a.example, "", a.example, "b/c"]
+issuer: "  "
+token: {ttl: 10s, certificate: cert.pem}
+groups: {ci: [bob, ""], "": [x]}
+policy:
+  bundles: [ok, ""]
+  query: registry.authz
+log: {level: verbose, format: xml}
+limits: {max_scopes: 0, max_body_bytes: 2097152}
+`
+	_, err := Parse([]byte(doc))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Parse error = %v, want a *ValidationError", err)
+	}
+	want := []string{
+		"listen: must be host:port, like 127.0.0.1:5001: address localhost: missing port in address",
+		"service[1]: must not be empty",
+		`service[2]: "a.example" is a duplicate of service[0]`,
+		`service[3]: "b/c" must not contain spaces or slashes`,
+		"issuer: must not be empty",
+		"token.ttl: must be at least 1m0s, got 10s",
+		"token.certificate: needs token.key: a certificate cannot match an ephemeral key",
+		"groups: a group name must not be empty",
+		"groups.ci[1]: member must not be empty",
+		"policy.bundles[1]: must not be empty",
+		`policy.query: must be a reference under data made of dotted identifiers, like data.registry.authz, got "registry.authz"`,
+		`log.level: must be one of debug, info, warn, error, got "verbose"`,
+		`log.format: must be one of text, json, got "xml"`,
+		"limits.max_scopes: must be between 1 and 1024, got 0",
+		"limits.max_body_bytes: must be between 1024 and 1048576, got 2097152",
+	}
+	if !reflect.DeepEqual(ve.Problems, want) {
+		t.Errorf("Problems =\n%s\nwant\n%s", strings.Join(ve.Problems, "\n"), strings.Join(want, "\n"))
+	}
+	if ve.Error() != strings.Join(want, "\n") {
+		t.Errorf("Error() = %q", ve.Error())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*Config)
+		want   string // the single problem; "" = valid
+	}{
+		{"default", func(*Config) {}, ""},
+		{"listen all interfaces", func(c *Config) { c.Listen = ":5001" }, ""},
+		{"listen port 0", func(c *Config) { c.Listen = "127.0.0.1:0" }, ""},
+		{"listen IPv6", func(c *Config) { c.Listen = "[::1]:5001" }, ""},
+		{"listen hostname", func(c *Config) { c.Listen = "localhost:5001" }, ""},
+		{"listen empty", func(c *Config) { c.Listen = "" }, "listen: must be host:port, like 127.0.0.1:5001: missing port in address"},
+		{"listen no port", func(c *Config) { c.Listen = "127.0.0.1:" }, `listen: must be host:port, like 127.0.0.1:5001: port "" is not a number from 0 to 65535`},
+		{"listen named port", func(c *Config) { c.Listen = "127.0.0.1:http" }, `listen: must be host:port, like 127.0.0.1:5001: port "http" is not a number from 0 to 65535`},
+		{"listen port too big", func(c *Config) { c.Listen = ":65536" }, `listen: must be host:port, like 127.0.0.1:5001: port "65536" is not a number from 0 to 65535`},
+		{"no service", func(c *Config) { c.Service = nil }, "service: at least one service is required"},
+		{"service with port", func(c *Config) { c.Service = ServiceList{"registry.example.com:5000"} }, ""},
+		{"service tab", func(c *Config) { c.Service = ServiceList{"a\tb"} }, `service[0]: "a\tb" must not contain spaces or slashes`},
+		{"issuer empty", func(c *Config) { c.Issuer = "" }, "issuer: must not be empty"},
+		{"ttl minimum", func(c *Config) { c.Token.TTL = time.Minute }, ""},
+		{"ttl maximum", func(c *Config) { c.Token.TTL = 24 * time.Hour }, ""},
+		{"ttl zero", func(c *Config) { c.Token.TTL = 0 }, "token.ttl: must be at least 1m0s, got 0s"},
+		{"ttl just too long", func(c *Config) { c.Token.TTL = 24*time.Hour + time.Second }, "token.ttl: must be at most 24h0m0s, got 24h0m1s"},
+		{"key and certificate", func(c *Config) { c.Token.Key, c.Token.Certificate = "k", "c" }, ""},
+		{"key only", func(c *Config) { c.Token.Key = "k" }, ""},
+		{"empty group", func(c *Config) { c.Groups = map[string][]string{"nobody": nil} }, ""},
+		{"blank member", func(c *Config) { c.Groups = map[string][]string{"ci": {" "}} }, "groups.ci[0]: member must not be empty"},
+		{"query nested", func(c *Config) { c.Policy.Query = "data.a.b_2.C" }, ""},
+		{"query data only", func(c *Config) { c.Policy.Query = "data" }, `policy.query: must be a reference under data made of dotted identifiers, like data.registry.authz, got "data"`},
+		{"query empty", func(c *Config) { c.Policy.Query = "" }, `policy.query: must be a reference under data made of dotted identifiers, like data.registry.authz, got ""`},
+		{"query trailing dot", func(c *Config) { c.Policy.Query = "data.registry." }, `policy.query: must be a reference under data made of dotted identifiers, like data.registry.authz, got "data.registry."`},
+		{"query bracket", func(c *Config) { c.Policy.Query = `data.registry["authz"]` }, `policy.query: must be a reference under data made of dotted identifiers, like data.registry.authz, got "data.registry[\"authz\"]"`},
+		{"query digit", func(c *Config) { c.Policy.Query = "data.1x" }, `policy.query: must be a reference under data made of dotted identifiers, like data.registry.authz, got "data.1x"`},
+		{"query input", func(c *Config) { c.Policy.Query = "input.x" }, `policy.query: must be a reference under data made of dotted identifiers, like data.registry.authz, got "input.x"`},
+		{"log levels", func(c *Config) { c.Log.Level = "warn" }, ""},
+		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, `log.level: must be one of debug, info, warn, error, got "INFO"`},
+		{"max_scopes bounds", func(c *Config) { c.Limits.MaxScopes = 1024 }, ""},
+		{"max_scopes over", func(c *Config) { c.Limits.MaxScopes = 1025 }, "limits.max_scopes: must be between 1 and 1024, got 1025"},
+		{"max_body_bytes bounds", func(c *Config) { c.Limits.MaxBodyBytes = 1024 }, ""},
+		{"max_body_bytes under", func(c *Config) { c.Limits.MaxBodyBytes = 1023 }, "limits.max_body_bytes: must be between 1024 and 1048576, got 1023"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.modify(&c)
+			err := c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Validate() = %v, want a *ValidationError", err)
+			}
+			if len(ve.Problems) != 1 || ve.Problems[0] != tt.want {
+				t.Errorf("Problems = %q\nwant [%q]", ve.Problems, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	missing := filepath.Join(dir, "missing.yaml")
+	if _, err := Load(missing); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Load(missing) = %v, want an fs.ErrNotExist naming the file", err)
+	}
+
+	p := write("syntax.yaml", "listen: :5001\ntoken:\n  ttl: [\n")
+	_, err := Load(p)
+	if err == nil || !strings.HasPrefix(err.Error(), "config "+p+": yaml: line ") {
+		t.Errorf("Load(syntax.yaml) = %v, want a YAML error with a line, prefixed by the path", err)
+	}
+
+	p = write("unknown.yaml", "listen: :5001\nissuer: x\nbogus: 1\n")
+	_, err = Load(p)
+	if err == nil || !strings.HasPrefix(err.Error(), "config "+p+": ") || !strings.Contains(err.Error(), "line 3: field bogus not found") {
+		t.Errorf("Load(unknown.yaml) = %v", err)
+	}
+
+	p = write("invalid.yaml", "issuer: ''\nlog: {level: loud}\n")
+	_, err = Load(p)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 2 {
+		t.Errorf("Load(invalid.yaml) = %v, want a wrapped *ValidationError with 2 problems", err)
+	}
+
+	p = write("empty.yaml", "")
+	if c, err := Load(p); err != nil || !reflect.DeepEqual(c, Default()) {
+		t.Errorf("Load(empty.yaml) = %+v, %v; want Default()", c, err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	full, err := os.ReadFile(fullYAML)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{
+		string(full),
+		"",
+		"service: a.example",
+		"service: [a, b, a]",
+		"token: {ttl: 5 minutes}",
+		"policy:\n  data:\n    base: &b {pull: [x]}\n    team: {<<: *b, push: [z]}\n    n: {1: a}\n",
+		"policy: {data: {x: .nan, d: 2025-01-01}}",
+		"a: &a [*a]",
+		"listen: :1\n---\nlisten: :2\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse succeeded but Validate fails: %v", err)
+		}
+		if !c.ServesService(c.DefaultService()) {
+			t.Fatalf("DefaultService %q is not served", c.DefaultService())
+		}
+		if _, err := json.Marshal(c.Policy.Data); err != nil {
+			t.Fatalf("policy.data is not JSON-compatible: %v", err)
+		}
+	})
+}

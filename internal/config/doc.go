@@ -1,0 +1,14 @@
+// Package config owns the srht-registry configuration: the [Config] struct
+// that mirrors the YAML file, its defaults ([Default]), loading ([Load],
+// [Parse]) and validation ([Config.Validate]), which reports every problem at
+// once in a [ValidationError].
+//
+// Every key is optional; an absent file or an empty document yields a working
+// local default. Unknown keys are errors, so a typo never silently falls back
+// to a default.
+//
+// A Config holds plain values only: paths, durations, names and the policy
+// data tree. It holds no live objects (keys, files, listeners, loggers); the
+// callers that build those read the paths named here and report their own
+// errors. In particular this package never checks that a file exists.
+package config

@@ -1,0 +1,99 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Method says how an identity was established; policies may tell identities
+// with the same subject apart by it.
+type Method string
+
+const (
+	MethodAnonymous Method = "anonymous"
+	MethodPassword  Method = "password"
+	MethodSourcehut Method = "sourcehut"
+)
+
+// Identity is the authenticated client, as policy sees it.
+type Identity struct {
+	Method    Method
+	Subject   string // "" for anonymous
+	Groups    []string
+	Sourcehut *Sourcehut // only for MethodSourcehut
+}
+
+// Anonymous is the identity of a client that presented no credentials.
+var Anonymous = Identity{Method: MethodAnonymous}
+
+// Authenticated reports whether the identity names someone.
+func (id Identity) Authenticated() bool { return id.Method != MethodAnonymous && id.Subject != "" }
+
+// Sourcehut holds what a Sourcehut OAuth2 token said about its holder.
+type Sourcehut struct {
+	Username  string
+	ClientID  string
+	Expires   time.Time
+	AllGrants bool // the grant string was empty: a personal access token
+	Grants    []Grant
+}
+
+// Grant is one "service/SCOPE:ACCESS" entry of a Sourcehut grant string.
+type Grant struct {
+	Service string
+	Scope   string
+	Access  string // "RO" or "RW"
+}
+
+// Request is what the client asked through, beside its credentials.
+type Request struct {
+	Service   string
+	ClientIP  string
+	ClientID  string
+	UserAgent string
+	Time      time.Time
+}
+
+// Secret is a credential string that never prints itself, so a secret that
+// slips into a log call or an error format shows as a placeholder.
+type Secret string
+
+const redacted = "[REDACTED]"
+
+func (Secret) String() string               { return redacted }
+func (Secret) GoString() string             { return redacted }
+func (Secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// Reveal returns the secret itself, for the one place that must compare it.
+func (s Secret) Reveal() string { return string(s) }
+
+// CredentialKind says what kind of credentials a request carried.
+type CredentialKind int
+
+const (
+	CredentialNone   CredentialKind = iota // no Authorization header
+	CredentialBasic                        // Basic user:password, or the OAuth2 password grant
+	CredentialBearer                       // Bearer token
+)
+
+// Credentials are what the client presented.
+type Credentials struct {
+	Kind     CredentialKind
+	Username string
+	Secret   Secret // the password or bearer token
+}
+
+var (
+	// ErrUnauthenticated means the credentials were checked and are not
+	// good: the client gets 401, never an anonymous token.
+	ErrUnauthenticated = errors.New("authentication failed")
+	// ErrUnavailable means the credentials could not be checked (an
+	// upstream was down or slow): the client gets a 503-class error.
+	ErrUnavailable = errors.New("authentication unavailable")
+	// ErrCredentialsRequired is the ErrUnauthenticated of a request that
+	// presented none where anonymous access is off.
+	ErrCredentialsRequired = fmt.Errorf("%w: credentials required", ErrUnauthenticated)
+)

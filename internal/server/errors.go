@@ -1,0 +1,91 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+)
+
+// requestError is a client mistake the handler found itself.
+type requestError struct {
+	status int
+	code   string
+	// oauth is the RFC 6749 error code for OAuth2 clients, if any.
+	oauth string
+	msg   string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &requestError{status: http.StatusBadRequest, code: "INVALID_REQUEST", oauth: "invalid_request", msg: fmt.Sprintf(format, args...)}
+}
+
+// errorBody is both the Docker registry error shape, which docker and
+// distribution clients print, and the OAuth2 one, which POST clients read.
+type errorBody struct {
+	Errors           []errorItem `json:"errors"`
+	OAuthError       string      `json:"error,omitempty"`
+	ErrorDescription string      `json:"error_description,omitempty"`
+}
+
+type errorItem struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// classify is the one place an error becomes a status, a code and a message
+// for the client. Messages never carry credentials: causes stay in the log.
+func classify(err error) (status int, code, oauth, msg string) {
+	var re *requestError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &re):
+		return re.status, re.code, re.oauth, re.msg
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE", "invalid_request",
+			fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, identity.ErrUnauthenticated):
+		return http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", "authentication failed: " + publicReason(err)
+	case errors.Is(err, identity.ErrUnavailable):
+		return http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable",
+			"credentials could not be checked right now; try again later"
+	case errors.Is(err, access.ErrInvalidScope), errors.Is(err, access.ErrTooManyScopes):
+		return http.StatusBadRequest, "INVALID_REQUEST", "invalid_scope", err.Error()
+	case errors.Is(err, access.ErrDecisionFailed):
+		return http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable",
+			"the access policy could not be evaluated; nothing was granted"
+	default:
+		return http.StatusInternalServerError, "INTERNAL", "server_error", "internal error"
+	}
+}
+
+// publicReason is the part of an authentication error safe to show: the
+// authenticators put only fixed text after the sentinel.
+func publicReason(err error) string {
+	if errors.Is(err, identity.ErrCredentialsRequired) {
+		return "credentials required"
+	}
+	return "invalid credentials"
+}
+
+func writeError(w http.ResponseWriter, realm string, err error) int {
+	status, code, oauth, msg := classify(err)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", realm))
+	}
+	body := errorBody{Errors: []errorItem{{Code: code, Message: msg}}, OAuthError: oauth, ErrorDescription: msg}
+	writeJSON(w, status, body)
+	return status
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,352 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+)
+
+// Authenticator turns credentials into an identity.
+type Authenticator interface {
+	Authenticate(ctx context.Context, cred identity.Credentials) (identity.Identity, error)
+}
+
+// Authorizer decides the requested scopes for an identity.
+type Authorizer interface {
+	Authorize(ctx context.Context, id identity.Identity, req identity.Request, scopes []access.Scope) ([]access.Decision, error)
+}
+
+// Minter signs a token carrying the granted access.
+type Minter interface {
+	Mint(subject, audience string, granted []access.Scope) (token string, issuedAt time.Time, expiresIn time.Duration, err error)
+}
+
+// Options configure the handler. Every field is required unless noted.
+type Options struct {
+	// Services are the registry service names we issue tokens for; the
+	// first is used when a request names none.
+	Services []string
+	// Realm is the Basic-auth realm in WWW-Authenticate challenges.
+	Realm string
+	// MaxScopes bounds the distinct resources of one request.
+	MaxScopes int
+	// MaxBodyBytes bounds a POST body.
+	MaxBodyBytes int64
+
+	Authenticator Authenticator
+	Authorizer    Authorizer
+	Minter        Minter
+	// JWKS is the public key set served at /.well-known/jwks.json.
+	JWKS []byte
+
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Server is the HTTP handler of the token server.
+type Server struct {
+	opts Options
+	mux  *http.ServeMux
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns the handler.
+func New(opts Options) *Server {
+	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /auth", s.handleToken)
+	s.mux.HandleFunc("POST /auth", s.handleToken)
+	s.mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.HandleFunc("/", s.handleNotFound)
+	return s
+}
+
+type ctxKey struct{}
+
+// ServeHTTP gives every request an ID, a logger carrying it, and one access
+// log line.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.opts.Now()
+	id := newRequestID()
+	log := s.opts.Logger.With("request_id", id)
+	w.Header().Set("X-Request-Id", id)
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestLog{log: log}))
+	s.mux.ServeHTTP(rec, r)
+	rl := r.Context().Value(ctxKey{}).(*requestLog)
+	attrs := append([]any{
+		"method", r.Method, "path", r.URL.Path, "status", rec.status,
+		"duration", s.opts.Now().Sub(start), "client_ip", clientIP(r),
+	}, rl.attrs...)
+	log.Info("request", attrs...)
+}
+
+// requestLog collects what the handler learned for the access log line.
+type requestLog struct {
+	log   *slog.Logger
+	attrs []any
+}
+
+func logOf(r *http.Request) *requestLog { return r.Context().Value(ctxKey{}).(*requestLog) }
+
+func newRequestID() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "max-age=300")
+	_, _ = w.Write(s.opts.JWKS)
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/auth" {
+		w.Header().Set("Allow", "GET, POST")
+		writeError(w, s.opts.Realm, &requestError{status: http.StatusMethodNotAllowed, code: "UNSUPPORTED", oauth: "invalid_request", msg: "use GET or POST"})
+		return
+	}
+	writeError(w, s.opts.Realm, &requestError{status: http.StatusNotFound, code: "NOT_FOUND", msg: "not found; the token endpoint is /auth"})
+}
+
+// tokenResponse is both the Docker token response and the OAuth2 one.
+type tokenResponse struct {
+	Token       string `json:"token"`
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int    `json:"expires_in"`
+	IssuedAt    string `json:"issued_at"`
+	Scope       string `json:"scope,omitempty"`
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	rl := logOf(r)
+	resp, err := s.issue(r, rl)
+	if err != nil {
+		status := writeError(w, s.opts.Realm, err)
+		rl.attrs = append(rl.attrs, "error", err.Error())
+		if status >= 500 {
+			rl.log.Error("token request failed", "error", err)
+		}
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// tokenRequest is what a GET query or a POST form asked for.
+type tokenRequest struct {
+	service  string
+	scopes   []string
+	account  string
+	clientID string
+	cred     identity.Credentials
+	post     bool
+}
+
+func (s *Server) issue(r *http.Request, rl *requestLog) (*tokenResponse, error) {
+	tr, err := s.parseRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	service, err := s.pickService(tr.service)
+	if err != nil {
+		return nil, err
+	}
+	scopes, err := access.ParseScopes(tr.scopes, s.opts.MaxScopes)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.opts.Authenticator.Authenticate(r.Context(), tr.cred)
+	if err != nil {
+		return nil, err
+	}
+	rl.attrs = append(rl.attrs, "auth_method", string(id.Method), "subject", id.Subject)
+	req := identity.Request{
+		Service:   service,
+		ClientIP:  clientIP(r),
+		ClientID:  tr.clientID,
+		UserAgent: r.UserAgent(),
+		Time:      s.opts.Now(),
+	}
+	decisions, err := s.opts.Authorizer.Authorize(r.Context(), id, req, scopes)
+	if err != nil {
+		return nil, err
+	}
+	granted := make([]access.Scope, 0, len(decisions))
+	var requestedLog, grantedLog []string
+	for _, d := range decisions {
+		requestedLog = append(requestedLog, d.Requested.String())
+		if len(d.Reasons) > 0 {
+			rl.log.Info("policy denied", "scope", d.Requested.String(), "reasons", d.Reasons)
+		}
+		if len(d.Granted) == 0 {
+			continue
+		}
+		g := access.Scope{Resource: d.Requested.Resource, Actions: d.Granted}
+		granted = append(granted, g)
+		grantedLog = append(grantedLog, g.String())
+	}
+	rl.attrs = append(rl.attrs, "requested", requestedLog, "granted", grantedLog)
+	signed, issuedAt, expiresIn, err := s.opts.Minter.Mint(id.Subject, service, granted)
+	if err != nil {
+		return nil, err
+	}
+	resp := &tokenResponse{
+		Token:       signed,
+		AccessToken: signed,
+		ExpiresIn:   int(expiresIn / time.Second),
+		IssuedAt:    issuedAt.UTC().Format(time.RFC3339),
+	}
+	if tr.post {
+		resp.Scope = strings.Join(grantedLog, " ")
+	}
+	return resp, nil
+}
+
+func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
+	var tr tokenRequest
+	var params url.Values
+	var err error
+	switch r.Method {
+	case http.MethodGet:
+		params, err = url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return tr, badRequest("malformed query string")
+		}
+		tr.cred, err = parseAuthorization(r.Header.Values("Authorization"))
+		if err != nil {
+			return tr, err
+		}
+		tr.account = params.Get("account")
+		if tr.account != "" && tr.cred.Kind == identity.CredentialBasic && tr.account != tr.cred.Username {
+			return tr, badRequest("account %q does not match the user name of the credentials", tr.account)
+		}
+	case http.MethodPost:
+		tr.post = true
+		params, err = s.parseForm(r)
+		if err != nil {
+			return tr, err
+		}
+		switch gt := params.Get("grant_type"); gt {
+		case "password":
+			tr.cred = identity.Credentials{
+				Kind:     identity.CredentialBasic,
+				Username: params.Get("username"),
+				Secret:   identity.Secret(params.Get("password")),
+			}
+		case "refresh_token":
+			return tr, &requestError{status: http.StatusBadRequest, code: "UNSUPPORTED", oauth: "unsupported_grant_type",
+				msg: "refresh tokens are not supported by this token server; log in with a password (grant_type=password)"}
+		case "":
+			return tr, badRequest("missing grant_type")
+		default:
+			return tr, &requestError{status: http.StatusBadRequest, code: "UNSUPPORTED", oauth: "unsupported_grant_type",
+				msg: "unsupported grant_type; use password"}
+		}
+	}
+	for _, key := range []string{"service", "account", "client_id"} {
+		if len(params[key]) > 1 {
+			return tr, badRequest("parameter %s given more than once", key)
+		}
+	}
+	tr.service = params.Get("service")
+	tr.clientID = params.Get("client_id")
+	tr.scopes = params["scope"]
+	return tr, nil
+}
+
+func (s *Server) parseForm(r *http.Request) (url.Values, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		return nil, &requestError{status: http.StatusUnsupportedMediaType, code: "UNSUPPORTED", oauth: "invalid_request",
+			msg: "POST body must be application/x-www-form-urlencoded"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		return nil, err
+	}
+	params, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, badRequest("malformed form body")
+	}
+	return params, nil
+}
+
+// parseAuthorization reads the credentials of a GET request. Several
+// Authorization headers are refused rather than guessing which one counts.
+func parseAuthorization(values []string) (identity.Credentials, error) {
+	switch len(values) {
+	case 0:
+		return identity.Credentials{Kind: identity.CredentialNone}, nil
+	case 1:
+	default:
+		return identity.Credentials{}, badRequest("more than one Authorization header")
+	}
+	scheme, rest, _ := strings.Cut(values[0], " ")
+	rest = strings.TrimSpace(rest)
+	switch strings.ToLower(scheme) {
+	case "basic":
+		raw, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return identity.Credentials{}, badRequest("malformed Basic Authorization header: not base64")
+		}
+		user, pass, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return identity.Credentials{}, badRequest("malformed Basic Authorization header: no ':' between user name and password")
+		}
+		return identity.Credentials{Kind: identity.CredentialBasic, Username: user, Secret: identity.Secret(pass)}, nil
+	case "bearer":
+		if rest == "" {
+			return identity.Credentials{}, badRequest("malformed Bearer Authorization header: empty token")
+		}
+		return identity.Credentials{Kind: identity.CredentialBearer, Secret: identity.Secret(rest)}, nil
+	default:
+		return identity.Credentials{}, badRequest("unsupported Authorization scheme; use Basic")
+	}
+}
+
+func (s *Server) pickService(service string) (string, error) {
+	if service == "" {
+		if len(s.opts.Services) == 1 {
+			return s.opts.Services[0], nil
+		}
+		return "", badRequest("missing service; this token server serves %s", strings.Join(s.opts.Services, ", "))
+	}
+	if !slices.Contains(s.opts.Services, service) {
+		return "", badRequest("unknown service %q; this token server serves %s", service, strings.Join(s.opts.Services, ", "))
+	}
+	return service, nil
+}

@@ -1,0 +1,218 @@
+package token
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/cert"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+)
+
+// Key is a private signing key with its algorithm, key ID and, when a
+// certificate was configured, the chain sent as x5c.
+type Key struct {
+	private jwk.Key // carries kid and alg, so jws puts them in the header
+	public  jwk.Key
+	alg     jwa.SignatureAlgorithm
+	certs   []*x509.Certificate
+	chain   *cert.Chain
+}
+
+// KeyType names the kinds of key `keys` can generate.
+type KeyType string
+
+const (
+	KeyEC      KeyType = "ec"
+	KeyRSA     KeyType = "rsa"
+	KeyEd25519 KeyType = "ed25519"
+)
+
+// Generate makes a new private key of the given type.
+func Generate(t KeyType) (crypto.Signer, error) {
+	switch t {
+	case KeyEC, "":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case KeyRSA:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case KeyEd25519:
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	default:
+		return nil, fmt.Errorf("unknown key type %q (want ec, rsa or ed25519)", t)
+	}
+}
+
+// NewKey wraps a private key; certs, if any, are its certificate chain
+// (leaf first), whose leaf must hold the key's public half.
+func NewKey(signer crypto.Signer, certs []*x509.Certificate) (*Key, error) {
+	alg, err := algorithmFor(signer)
+	if err != nil {
+		return nil, err
+	}
+	private, err := jwk.FromRaw(signer)
+	if err != nil {
+		return nil, fmt.Errorf("private key: %w", err)
+	}
+	public, err := jwk.PublicKeyOf(private)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	thumb, err := public.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("key thumbprint: %w", err)
+	}
+	// The RFC 7638 thumbprint is stable across restarts and computable by
+	// anyone holding the public key, which makes it a good kid.
+	kid := base64.RawURLEncoding.EncodeToString(thumb)
+	for _, k := range []jwk.Key{private, public} {
+		if err := k.Set(jwk.KeyIDKey, kid); err != nil {
+			return nil, err
+		}
+		if err := k.Set(jwk.AlgorithmKey, alg); err != nil {
+			return nil, err
+		}
+	}
+	if err := public.Set(jwk.KeyUsageKey, jwk.ForSignature); err != nil {
+		return nil, err
+	}
+	k := &Key{private: private, public: public, alg: alg}
+	if len(certs) > 0 {
+		if !publicKeyEqual(certs[0].PublicKey, signer.Public()) {
+			return nil, errors.New("certificate does not match the private key")
+		}
+		k.certs = certs
+		k.chain = &cert.Chain{}
+		for _, c := range certs {
+			if err := k.chain.AddString(base64.StdEncoding.EncodeToString(c.Raw)); err != nil {
+				return nil, fmt.Errorf("certificate chain: %w", err)
+			}
+		}
+	}
+	return k, nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	ea, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ea.Equal(b)
+}
+
+func algorithmFor(signer crypto.Signer) (jwa.SignatureAlgorithm, error) {
+	switch k := signer.(type) {
+	case *ecdsa.PrivateKey:
+		if k.Curve != elliptic.P256() {
+			return "", fmt.Errorf("EC key on curve %s: only P-256 (ES256) is supported", k.Curve.Params().Name)
+		}
+		return jwa.ES256, nil
+	case *rsa.PrivateKey:
+		if k.N.BitLen() < 2048 {
+			return "", fmt.Errorf("RSA key of %d bits: at least 2048 are required", k.N.BitLen())
+		}
+		return jwa.RS256, nil
+	case ed25519.PrivateKey:
+		return jwa.EdDSA, nil
+	default:
+		return "", fmt.Errorf("unsupported key type %T (want EC P-256, RSA or Ed25519)", signer)
+	}
+}
+
+// ParseKey reads a PEM private key (PKCS#8, SEC 1 EC or PKCS#1 RSA) and, if
+// certPEM is not empty, its certificate chain.
+func ParseKey(keyPEM, certPEM []byte) (*Key, error) {
+	parsed, err := jwk.ParseKey(keyPEM, jwk.WithPEM(true))
+	if err != nil {
+		// The error text of a PEM parser can quote input; say only what failed.
+		return nil, errors.New("private key: not a PEM-encoded EC, RSA or Ed25519 private key")
+	}
+	var raw any
+	if err := parsed.Raw(&raw); err != nil {
+		return nil, errors.New("private key: cannot be used")
+	}
+	signer, ok := raw.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("private key: the PEM holds a public key, not a private one")
+	}
+	if ed, ok := raw.(ed25519.PrivateKey); ok {
+		signer = ed
+	}
+	var certs []*x509.Certificate
+	for rest := certPEM; len(rest) > 0; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate: %w", err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certPEM) > 0 && len(certs) == 0 {
+		return nil, errors.New("certificate: no PEM CERTIFICATE block found")
+	}
+	return NewKey(signer, certs)
+}
+
+// ID is the key ID sent as the JWS kid.
+func (k *Key) ID() string { return k.private.KeyID() }
+
+// Algorithm is the JWS algorithm the key signs with.
+func (k *Key) Algorithm() jwa.SignatureAlgorithm { return k.alg }
+
+// Public is the public JWK, with kid, alg and use set.
+func (k *Key) Public() jwk.Key { return k.public }
+
+// HasCertificate reports whether tokens carry an x5c chain.
+func (k *Key) HasCertificate() bool { return k.chain != nil }
+
+// SelfSign makes a self-signed certificate for a signer, for a registry's
+// rootcertbundle. It is not a CA; the registry trusts exactly this leaf.
+func SelfSign(signer crypto.Signer, commonName string, validity time.Duration, now time.Time) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		return nil, fmt.Errorf("self-signed certificate: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// EncodePrivateKey encodes a private key as PKCS#8 PEM.
+func EncodePrivateKey(signer crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(signer)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// EncodeCertificate encodes a certificate as PEM.
+func EncodeCertificate(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
