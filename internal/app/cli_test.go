@@ -1,0 +1,129 @@
+package app
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code = Run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	invalid := filepath.Join(dir, "invalid.yaml")
+	writeFile(t, invalid, "issuer: \"\"\ntoken:\n  ttl: 10s\nlog:\n  level: loud\n")
+	unknownKey := filepath.Join(dir, "unknown.yaml")
+	writeFile(t, unknownKey, "listen: 127.0.0.1:0\nlisten_adress: oops\n")
+	bundles := filepath.Join(dir, "bundles.yaml")
+	writeFile(t, bundles, "policy:\n  bundles: [./b]\n")
+	missingKey := filepath.Join(dir, "missing-key.yaml")
+	writeFile(t, missingKey, "token:\n  key: "+filepath.Join(dir, "nope.pem")+"\n")
+
+	tests := []struct {
+		name       string
+		args       []string
+		stdin      string
+		wantCode   int
+		wantStdout []string
+		wantStderr []string
+	}{
+		{name: "no command", args: nil, wantCode: 2, wantStderr: []string{"usage:"}},
+		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantStderr: []string{`unknown command "frobnicate"`}},
+		{name: "version", args: []string{"--version"}, wantCode: 0, wantStdout: []string{"srht-registry"}},
+		{name: "check-config defaults", args: []string{"check-config"}, wantCode: 0, wantStdout: []string{"config OK"}},
+		{name: "every problem at once", args: []string{"check-config", "--config", invalid}, wantCode: 2,
+			wantStderr: []string{"issuer", "token.ttl", "log.level"}},
+		{name: "unknown key", args: []string{"serve", "--config", unknownKey}, wantCode: 2, wantStderr: []string{"listen_adress"}},
+		{name: "missing config file", args: []string{"serve", "--config", filepath.Join(dir, "absent.yaml")}, wantCode: 2, wantStderr: []string{"absent.yaml"}},
+		{name: "bundles not yet", args: []string{"check-config", "--config", bundles}, wantCode: 2, wantStderr: []string{"policy.bundles"}},
+		{name: "missing key file", args: []string{"check-config", "--config", missingKey}, wantCode: 1, wantStderr: []string{"token.key", "nope.pem"}},
+		{name: "stray argument", args: []string{"serve", "extra"}, wantCode: 2, wantStderr: []string{"unexpected arguments: extra"}},
+		{name: "hash-password needs a user", args: []string{"hash-password"}, stdin: "pw\n", wantCode: 2, wantStderr: []string{"user name"}},
+		{name: "hash-password empty", args: []string{"hash-password", "alice"}, stdin: "\n", wantCode: 2, wantStderr: []string{"empty password"}},
+		{name: "keys needs --out", args: []string{"keys"}, wantCode: 2, wantStderr: []string{"--out"}},
+		{name: "keys bad type", args: []string{"keys", "--out", filepath.Join(dir, "k"), "--type", "dsa"}, wantCode: 2, wantStderr: []string{`unknown key type "dsa"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tt.stdin, tt.args...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, stdout, stderr)
+			}
+			for _, w := range tt.wantStdout {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout)
+				}
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	const password = "correct horse battery staple"
+	code, stdout, stderr := run(t, password+"\n", "hash-password", "--cost", "4", "alice")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	user, hash, ok := strings.Cut(strings.TrimSpace(stdout), ":")
+	if !ok || user != "alice" {
+		t.Fatalf("want alice:<hash>, got %q", stdout)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)); err != nil {
+		t.Fatalf("hash does not verify: %v", err)
+	}
+	if strings.Contains(stdout+stderr, password) {
+		t.Fatal("the password was echoed")
+	}
+}
+
+func TestKeysWritesRegistryFiles(t *testing.T) {
+	for _, typ := range []string{"ec", "rsa", "ed25519"} {
+		t.Run(typ, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "keys")
+			code, stdout, stderr := run(t, "", "keys", "--out", out, "--type", typ, "--realm", "https://auth.example.com/auth")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			for _, want := range []string{"realm: https://auth.example.com/auth", "service: registry.example.com", "issuer: srht-registry",
+				"jwks: " + out + "/jwks.json", "rootcertbundle: " + out + "/cert.pem", "key: " + out + "/key.pem"} {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout)
+				}
+			}
+			st, err := os.Stat(filepath.Join(out, "key.pem"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != 0o600 {
+				t.Errorf("key.pem mode %v, want 0600", st.Mode().Perm())
+			}
+			if strings.Contains(stdout, "PRIVATE KEY") {
+				t.Error("the private key was printed")
+			}
+			// The key must be usable by serve: check-config loads it.
+			cfg := filepath.Join(out, "config.yaml")
+			writeFile(t, cfg, "token:\n  key: "+out+"/key.pem\n  certificate: "+out+"/cert.pem\n")
+			if code, _, stderr := run(t, "", "check-config", "--config", cfg); code != 0 {
+				t.Fatalf("check-config with the written key: %s", stderr)
+			}
+			// A second run must not overwrite a key silently.
+			if code, _, stderr := run(t, "", "keys", "--out", out, "--type", typ); code == 0 || !strings.Contains(stderr, "--force") {
+				t.Fatalf("second keys run: exit %d, %s", code, stderr)
+			}
+		})
+	}
+}
