@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authn"
+	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/config"
 	"git.sr.ht/~zozs/srht-registry/internal/server"
@@ -113,6 +114,24 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger) (http.Handl
 		}
 		chain.Passwords = h
 		log.Info("password users loaded", "file", cfg.Authn.Htpasswd, "users", h.Len())
+	}
+	if sh := cfg.Authn.Sourcehut; sh.IsEnabled() {
+		tokens, err := sourcehut.New(sourcehut.Options{
+			Meta: &sourcehut.MetaClient{
+				URL:     sh.MetaURL,
+				HTTP:    &http.Client{Transport: http.DefaultTransport},
+				Timeout: sh.Timeout,
+			},
+			CacheSize:   sh.CacheSize,
+			MaxCacheTTL: sh.MaxCacheTTL,
+			NegativeTTL: sh.NegativeCacheTTL,
+			Now:         time.Now,
+		})
+		if err != nil {
+			return nil, err
+		}
+		chain.Tokens = tokens
+		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL)
 	}
 	if len(cfg.Policy.Bundles) > 0 {
 		// Bundle loading (with roots, revisions and remote bundle servers)

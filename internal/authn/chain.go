@@ -2,15 +2,24 @@ package authn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
+	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 )
 
 // PasswordChecker checks a user name and password.
 type PasswordChecker interface {
 	Authenticate(ctx context.Context, user string, password identity.Secret) (identity.Identity, error)
+}
+
+// TokenChecker checks a bearer token (a Sourcehut OAuth2 token) presented
+// for the registry named service. A string that is not such a token gives an
+// error wrapping sourcehut.ErrNotToken.
+type TokenChecker interface {
+	Authenticate(ctx context.Context, service string, token identity.Secret) (identity.Identity, error)
 }
 
 // Chain dispatches credentials to the method that handles them and adds the
@@ -20,6 +29,9 @@ type Chain struct {
 	Anonymous bool
 	// Passwords checks Basic credentials; nil means no password users.
 	Passwords PasswordChecker
+	// Tokens checks Sourcehut tokens, sent as a Bearer token or as the
+	// password of Basic credentials (any user name); nil turns them off.
+	Tokens TokenChecker
 	// Groups maps a group name to its member subjects.
 	Groups map[string][]string
 }
@@ -34,21 +46,44 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 		}
 		return identity.Anonymous, nil
 	case identity.CredentialBasic:
+		// `docker login -u sourcehut -p "$OAUTH2_TOKEN"` puts the token in
+		// the password; a password that does not decode as a token is
+		// checked as a password.
+		if c.Tokens != nil {
+			id, err := c.Tokens.Authenticate(ctx, cred.Service, cred.Secret)
+			if !errors.Is(err, sourcehut.ErrNotToken) {
+				return c.withGroups(id, err)
+			}
+		}
 		if cred.Username == "" {
 			return identity.Identity{}, fmt.Errorf("%w: empty user name", identity.ErrUnauthenticated)
 		}
 		if c.Passwords == nil {
 			return identity.Identity{}, fmt.Errorf("%w: password login is not configured", identity.ErrUnauthenticated)
 		}
-		id, err := c.Passwords.Authenticate(ctx, cred.Username, cred.Secret)
-		if err != nil {
-			return identity.Identity{}, err
+		return c.withGroups(c.Passwords.Authenticate(ctx, cred.Username, cred.Secret))
+	case identity.CredentialBearer:
+		if c.Tokens == nil {
+			return identity.Identity{}, fmt.Errorf("%w: bearer tokens are not accepted", identity.ErrUnauthenticated)
 		}
-		id.Groups = c.groupsOf(id.Subject)
-		return id, nil
+		id, err := c.Tokens.Authenticate(ctx, cred.Service, cred.Secret)
+		if errors.Is(err, sourcehut.ErrNotToken) {
+			return identity.Identity{}, fmt.Errorf("%w: the bearer token is not a Sourcehut token", identity.ErrUnauthenticated)
+		}
+		return c.withGroups(id, err)
 	default:
 		return identity.Identity{}, fmt.Errorf("%w: unsupported credentials", identity.ErrUnauthenticated)
 	}
+}
+
+// withGroups adds the configured groups of a successfully authenticated
+// identity: password and Sourcehut users share one space of names.
+func (c *Chain) withGroups(id identity.Identity, err error) (identity.Identity, error) {
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	id.Groups = c.groupsOf(id.Subject)
+	return id, nil
 }
 
 func (c *Chain) groupsOf(subject string) []string {

@@ -202,6 +202,7 @@ func Input(id identity.Identity, req identity.Request, sc access.Scope) map[stri
 			"expires":    sh.Expires.UTC().Format(time.RFC3339),
 			"all_grants": sh.AllGrants,
 			"grants":     grants,
+			"access":     sh.Access,
 		}
 	}
 	actions := make([]any, len(sc.Actions))

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -30,6 +31,12 @@ const (
 	defaultLogFormat    = "text"
 	defaultMaxScopes    = 64
 	defaultMaxBodyBytes = 16384
+
+	defaultMetaURL          = "https://meta.sr.ht"
+	defaultMetaTimeout      = 5 * time.Second
+	defaultCacheSize        = 10000
+	defaultNegativeCacheTTL = 30 * time.Second
+	maxCacheSize            = 10_000_000
 
 	minTTL          = 60 * time.Second // the spec wants expires_in >= 60
 	maxTTL          = 24 * time.Hour
@@ -96,9 +103,24 @@ type Token struct {
 
 // Authn configures the authentication methods.
 type Authn struct {
-	Anonymous *bool  `yaml:"anonymous"` // nil = absent = enabled; see AnonymousEnabled
-	Htpasswd  string `yaml:"htpasswd"`  // path to an htpasswd file of bcrypt lines; "" = no password users
+	Anonymous *bool     `yaml:"anonymous"` // nil = absent = enabled; see AnonymousEnabled
+	Htpasswd  string    `yaml:"htpasswd"`  // path to an htpasswd file of bcrypt lines; "" = no password users
+	Sourcehut Sourcehut `yaml:"sourcehut"`
 }
+
+// Sourcehut configures Sourcehut OAuth2 token login.
+type Sourcehut struct {
+	Enabled          *bool         `yaml:"enabled"`            // nil = absent = enabled; see IsEnabled
+	MetaURL          string        `yaml:"meta_url"`           // default https://meta.sr.ht
+	Timeout          time.Duration `yaml:"timeout"`            // one meta.sr.ht call; default 5s
+	CacheSize        int           `yaml:"cache_size"`         // validated tokens cached; default 10000
+	MaxCacheTTL      time.Duration `yaml:"max_cache_ttl"`      // 0 = up to each token's expiry
+	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"` // rejected tokens remembered; default 30s
+}
+
+// IsEnabled reports whether Sourcehut tokens are accepted: true unless the
+// file says `authn.sourcehut.enabled: false`.
+func (s Sourcehut) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
 
 // AnonymousEnabled reports whether anonymous requests are authenticated as
 // the anonymous identity. It is true unless the file says
@@ -135,9 +157,15 @@ func Default() Config {
 		Service: ServiceList{defaultService},
 		Issuer:  defaultIssuer,
 		Token:   Token{TTL: defaultTTL},
-		Policy:  Policy{Query: defaultQuery},
-		Log:     Log{Level: defaultLogLevel, Format: defaultLogFormat},
-		Limits:  Limits{MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes},
+		Authn: Authn{Sourcehut: Sourcehut{
+			MetaURL:          defaultMetaURL,
+			Timeout:          defaultMetaTimeout,
+			CacheSize:        defaultCacheSize,
+			NegativeCacheTTL: defaultNegativeCacheTTL,
+		}},
+		Policy: Policy{Query: defaultQuery},
+		Log:    Log{Level: defaultLogLevel, Format: defaultLogFormat},
+		Limits: Limits{MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes},
 	}
 }
 
@@ -392,6 +420,23 @@ func (c Config) Validate() error {
 	}
 	if c.Token.Certificate != "" && c.Token.Key == "" {
 		add("token.certificate", "needs token.key: a certificate cannot match an ephemeral key")
+	}
+
+	sh := c.Authn.Sourcehut
+	if u, err := url.Parse(sh.MetaURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		add("authn.sourcehut.meta_url", "must be an http(s) base URL such as %s, got %q", defaultMetaURL, sh.MetaURL)
+	}
+	if sh.Timeout <= 0 || sh.Timeout > time.Minute {
+		add("authn.sourcehut.timeout", "must be above 0 and at most 1m, got %v", sh.Timeout)
+	}
+	if sh.CacheSize < 1 || sh.CacheSize > maxCacheSize {
+		add("authn.sourcehut.cache_size", "must be between 1 and %d, got %d", maxCacheSize, sh.CacheSize)
+	}
+	if sh.MaxCacheTTL < 0 {
+		add("authn.sourcehut.max_cache_ttl", "must not be negative (0 means up to each token's expiry), got %v", sh.MaxCacheTTL)
+	}
+	if sh.NegativeCacheTTL <= 0 || sh.NegativeCacheTTL > time.Hour {
+		add("authn.sourcehut.negative_cache_ttl", "must be above 0 and at most 1h, got %v", sh.NegativeCacheTTL)
 	}
 
 	for _, name := range slices.Sorted(maps.Keys(c.Groups)) {

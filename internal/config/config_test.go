@@ -26,9 +26,12 @@ func TestDefault(t *testing.T) {
 		Service: ServiceList{"registry.example.com"},
 		Issuer:  "srht-registry",
 		Token:   Token{TTL: 5 * time.Minute},
-		Policy:  Policy{Query: "data.registry.authz"},
-		Log:     Log{Level: "info", Format: "text"},
-		Limits:  Limits{MaxScopes: 64, MaxBodyBytes: 16384},
+		Authn: Authn{Sourcehut: Sourcehut{
+			MetaURL: "https://meta.sr.ht", Timeout: 5 * time.Second, CacheSize: 10000, NegativeCacheTTL: 30 * time.Second,
+		}},
+		Policy: Policy{Query: "data.registry.authz"},
+		Log:    Log{Level: "info", Format: "text"},
+		Limits: Limits{MaxScopes: 64, MaxBodyBytes: 16384},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant %+v", c, want)
@@ -71,8 +74,11 @@ func TestLoadFull(t *testing.T) {
 		Service: ServiceList{"registry.example.com", "registry.example.org"},
 		Issuer:  "token.example.com",
 		Token:   Token{Key: "key.pem", Certificate: "cert.pem", TTL: 10 * time.Minute},
-		Authn:   Authn{Anonymous: ptr(false), Htpasswd: "htpasswd"},
-		Groups:  map[string][]string{"admins": {"alice"}, "ci": {"bob", "carol"}},
+		Authn: Authn{Anonymous: ptr(false), Htpasswd: "htpasswd", Sourcehut: Sourcehut{
+			Enabled: ptr(false), MetaURL: "https://meta.example.org", Timeout: 2 * time.Second,
+			CacheSize: 500, MaxCacheTTL: 10 * time.Minute, NegativeCacheTTL: time.Minute,
+		}},
+		Groups: map[string][]string{"admins": {"alice"}, "ci": {"bob", "carol"}},
 		Policy: Policy{
 			Bundles: []string{"bundles/example", "/etc/srht-registry/extra.tar.gz"},
 			Data: map[string]any{
@@ -222,7 +228,7 @@ func TestParseUnknownKeys(t *testing.T) {
 	}{
 		{"top level", "listen: :5001\nlisten_addr: :5002\n", []string{"line 2", "field listen_addr not found in type config.Config"}},
 		{"nested", "token:\n  ttl: 5m\n  kye: key.pem\n", []string{"line 3", "field kye not found in type config.Token"}},
-		{"deep", "authn:\n  sourcehut:\n    meta_url: https://meta.sr.ht\n", []string{"line 2", "field sourcehut not found in type config.Authn"}},
+		{"deep", "authn:\n  sourcehut:\n    meta-url: https://meta.sr.ht\n", []string{"line 3", "field meta-url not found in type config.Sourcehut"}},
 		{"policy", "policy:\n  bundle: [a]\n", []string{"line 2", "field bundle not found in type config.Policy"}},
 		{"limits", "limits: {max_scope: 3}", []string{"line 1", "field max_scope not found in type config.Limits"}},
 		{"duplicate key", "listen: :1\nlisten: :2\n", []string{"line 2", `mapping key "listen" already defined at line 1`}},
@@ -460,6 +466,12 @@ func TestValidate(t *testing.T) {
 		{"max_scopes over", func(c *Config) { c.Limits.MaxScopes = 1025 }, "limits.max_scopes: must be between 1 and 1024, got 1025"},
 		{"max_body_bytes bounds", func(c *Config) { c.Limits.MaxBodyBytes = 1024 }, ""},
 		{"max_body_bytes under", func(c *Config) { c.Limits.MaxBodyBytes = 1023 }, "limits.max_body_bytes: must be between 1024 and 1048576, got 1023"},
+		{"self-hosted meta", func(c *Config) { c.Authn.Sourcehut.MetaURL = "http://meta.internal:5000/" }, ""},
+		{"meta_url no scheme", func(c *Config) { c.Authn.Sourcehut.MetaURL = "meta.sr.ht" }, `authn.sourcehut.meta_url: must be an http(s) base URL such as https://meta.sr.ht, got "meta.sr.ht"`},
+		{"meta timeout zero", func(c *Config) { c.Authn.Sourcehut.Timeout = 0 }, "authn.sourcehut.timeout: must be above 0 and at most 1m, got 0s"},
+		{"cache size zero", func(c *Config) { c.Authn.Sourcehut.CacheSize = 0 }, "authn.sourcehut.cache_size: must be between 1 and 10000000, got 0"},
+		{"max_cache_ttl negative", func(c *Config) { c.Authn.Sourcehut.MaxCacheTTL = -time.Second }, "authn.sourcehut.max_cache_ttl: must not be negative (0 means up to each token's expiry), got -1s"},
+		{"negative_cache_ttl zero", func(c *Config) { c.Authn.Sourcehut.NegativeCacheTTL = 0 }, "authn.sourcehut.negative_cache_ttl: must be above 0 and at most 1h, got 0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,6 +38,8 @@ type Sourcehut struct {
 	Expires   time.Time
 	AllGrants bool // the grant string was empty: a personal access token
 	Grants    []Grant
+	// Access is the token's level on the requested registry: "RW" or "RO".
+	Access string
 }
 
 // Grant is one "service/SCOPE:ACCESS" entry of a Sourcehut grant string.
@@ -84,6 +86,9 @@ type Credentials struct {
 	Kind     CredentialKind
 	Username string
 	Secret   Secret // the password or bearer token
+	// Service is the registry the credentials are presented for: a
+	// Sourcehut token is only good for the registries its grants name.
+	Service string
 }
 
 var (

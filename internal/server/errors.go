@@ -50,10 +50,11 @@ func classify(err error) (status int, code, oauth, msg string) {
 		return http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE", "invalid_request",
 			fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)
 	case errors.Is(err, identity.ErrUnauthenticated):
-		return http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", "authentication failed: " + publicReason(err)
+		// Authenticators put only fixed, secret-free text in their errors.
+		return http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", err.Error()
 	case errors.Is(err, identity.ErrUnavailable):
 		return http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable",
-			"credentials could not be checked right now; try again later"
+			"credentials could not be checked: the upstream identity service (meta.sr.ht) could not be reached; try again later"
 	case errors.Is(err, access.ErrInvalidScope), errors.Is(err, access.ErrTooManyScopes):
 		return http.StatusBadRequest, "INVALID_REQUEST", "invalid_scope", err.Error()
 	case errors.Is(err, access.ErrDecisionFailed):
@@ -62,15 +63,6 @@ func classify(err error) (status int, code, oauth, msg string) {
 	default:
 		return http.StatusInternalServerError, "INTERNAL", "server_error", "internal error"
 	}
-}
-
-// publicReason is the part of an authentication error safe to show: the
-// authenticators put only fixed text after the sentinel.
-func publicReason(err error) string {
-	if errors.Is(err, identity.ErrCredentialsRequired) {
-		return "credentials required"
-	}
-	return "invalid credentials"
 }
 
 func writeError(w http.ResponseWriter, realm string, err error) int {

@@ -190,6 +190,7 @@ func (s *Server) issue(r *http.Request, rl *requestLog) (*tokenResponse, error) 
 	if err != nil {
 		return nil, err
 	}
+	tr.cred.Service = service
 	id, err := s.opts.Authenticator.Authenticate(r.Context(), tr.cred)
 	if err != nil {
 		return nil, err
@@ -334,7 +335,7 @@ func parseAuthorization(values []string) (identity.Credentials, error) {
 		}
 		return identity.Credentials{Kind: identity.CredentialBearer, Secret: identity.Secret(rest)}, nil
 	default:
-		return identity.Credentials{}, badRequest("unsupported Authorization scheme; use Basic")
+		return identity.Credentials{}, badRequest("unsupported Authorization scheme; use Basic or Bearer")
 	}
 }
 
