@@ -57,13 +57,16 @@ func startServer(t *testing.T, configPath string) (addr string, logs *syncBuffer
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &syncBuffer{}
-	done := make(chan int, 1)
+	exited := make(chan struct{})
+	var code int
 	go func() {
-		done <- Run(ctx, []string{"serve", "--config", configPath}, strings.NewReader(""), io.Discard, logs)
+		defer close(exited)
+		code = Run(ctx, []string{"serve", "--config", configPath}, strings.NewReader(""), io.Discard, logs)
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if code := <-done; code != 0 {
+		<-exited
+		if code != 0 {
 			t.Errorf("serve exited with %d; log:\n%s", code, logs)
 		}
 	})
@@ -73,8 +76,8 @@ func startServer(t *testing.T, configPath string) (addr string, logs *syncBuffer
 			return m[1], logs
 		}
 		select {
-		case code := <-done:
-			t.Fatalf("serve exited with %d before listening; log:\n%s", code, logs)
+		case <-exited:
+			t.Fatalf("serve exited before listening; log:\n%s", logs)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -136,40 +139,40 @@ func basic(user string) authn.Authenticator {
 	return &authn.Basic{Username: user, Password: passwords[user]}
 }
 
-// TestEndToEnd runs a real registry against the token server for each way a
-// registry can trust our keys, and each key type, with the
-// go-containerregistry client doing what crane does.
-func TestEndToEnd(t *testing.T) {
+// deployment is a token server started as a user would start it, with keys
+// from `srht-registry keys`, and a real registry trusting those keys.
+type deployment struct {
+	addr     string // the token server's host:port
+	logs     *syncBuffer
+	registry string // the registry's host:port
+}
+
+type deployOptions struct {
+	keyType string
+	x5c     bool   // tokens carry x5c; the registry has only rootcertbundle
+	authn   string // extra YAML under authn:, indented by two spaces
+}
+
+func deploy(t *testing.T, o deployOptions) deployment {
+	t.Helper()
 	t.Setenv("OTEL_TRACES_EXPORTER", "none")
-	cases := []struct {
-		name    string
-		keyType string
-		x5c     bool // tokens carry x5c; the registry has only rootcertbundle
-	}{
-		{name: "ec-jwks-kid", keyType: "ec"},
-		{name: "ec-x5c", keyType: "ec", x5c: true},
-		{name: "rsa-jwks-kid", keyType: "rsa"},
-		{name: "ed25519-jwks-kid", keyType: "ed25519"},
+	dir := t.TempDir()
+	keysDir := filepath.Join(dir, "keys")
+	var keysOut strings.Builder
+	if code := Run(context.Background(), []string{"keys", "--out", keysDir, "--type", o.keyType}, nil, &keysOut, io.Discard); code != 0 {
+		t.Fatalf("keys exited %d", code)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			keysDir := filepath.Join(dir, "keys")
-			var keysOut strings.Builder
-			if code := Run(context.Background(), []string{"keys", "--out", keysDir, "--type", tc.keyType}, nil, &keysOut, io.Discard); code != 0 {
-				t.Fatalf("keys exited %d", code)
-			}
-			if !strings.Contains(keysOut.String(), "jwks: "+keysDir+"/jwks.json") {
-				t.Fatalf("keys did not print the registry config:\n%s", keysOut.String())
-			}
-			htpasswd := filepath.Join(dir, "htpasswd")
-			writeFile(t, htpasswd, htpasswdLine(t, "alice", passwords["alice"])+htpasswdLine(t, "bob", passwords["bob"])+htpasswdLine(t, "root", passwords["root"]))
-			certLine := ""
-			if tc.x5c {
-				certLine = "  certificate: " + filepath.Join(keysDir, "cert.pem")
-			}
-			configPath := filepath.Join(dir, "config.yaml")
-			writeFile(t, configPath, fmt.Sprintf(`listen: 127.0.0.1:0
+	if !strings.Contains(keysOut.String(), "jwks: "+keysDir+"/jwks.json") {
+		t.Fatalf("keys did not print the registry config:\n%s", keysOut.String())
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	writeFile(t, htpasswd, htpasswdLine(t, "alice", passwords["alice"])+htpasswdLine(t, "bob", passwords["bob"])+htpasswdLine(t, "root", passwords["root"]))
+	certLine := ""
+	if o.x5c {
+		certLine = "  certificate: " + filepath.Join(keysDir, "cert.pem")
+	}
+	configPath := filepath.Join(dir, "config.yaml")
+	writeFile(t, configPath, fmt.Sprintf(`listen: 127.0.0.1:0
 service: registry.example.com
 issuer: srht-registry
 token:
@@ -177,25 +180,42 @@ token:
 %s
 authn:
   htpasswd: %s
+%s
 groups:
   admins: [root]
 policy:
   data:
     public: ["library/*"]
-`, filepath.Join(keysDir, "key.pem"), certLine, htpasswd))
-			addr, logs := startServer(t, configPath)
-			_, port, _ := strings.Cut(addr, ":")
-			realm := "http://localhost:" + port + "/auth"
+`, filepath.Join(keysDir, "key.pem"), certLine, htpasswd, o.authn))
+	addr, logs := startServer(t, configPath)
+	_, port, _ := strings.Cut(addr, ":")
+	realm := "http://localhost:" + port + "/auth"
+	trust := map[string]any{"jwks": filepath.Join(keysDir, "jwks.json")}
+	if o.x5c {
+		trust = map[string]any{"rootcertbundle": filepath.Join(keysDir, "cert.pem")}
+	}
+	return deployment{addr: addr, logs: logs, registry: startRegistry(t, realm, trust)}
+}
 
-			trust := map[string]any{"jwks": filepath.Join(keysDir, "jwks.json")}
-			if tc.x5c {
-				trust = map[string]any{"rootcertbundle": filepath.Join(keysDir, "cert.pem")}
-			}
-			reg := startRegistry(t, realm, trust)
-			runScenario(t, reg)
-
+// TestEndToEnd runs a real registry against the token server for each way a
+// registry can trust our keys, and each key type, with the
+// go-containerregistry client doing what crane does.
+func TestEndToEnd(t *testing.T) {
+	cases := []struct {
+		name string
+		opts deployOptions
+	}{
+		{name: "ec-jwks-kid", opts: deployOptions{keyType: "ec"}},
+		{name: "ec-x5c", opts: deployOptions{keyType: "ec", x5c: true}},
+		{name: "rsa-jwks-kid", opts: deployOptions{keyType: "rsa"}},
+		{name: "ed25519-jwks-kid", opts: deployOptions{keyType: "ed25519"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := deploy(t, tc.opts)
+			runScenario(t, d.registry)
 			for user, pw := range passwords {
-				if strings.Contains(logs.String(), pw) {
+				if strings.Contains(d.logs.String(), pw) {
 					t.Errorf("the password of %s appears in the server log", user)
 				}
 			}
@@ -203,46 +223,55 @@ policy:
 	}
 }
 
+func reference(t *testing.T, reg, repo string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(reg+"/"+repo, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// pushImage pushes a new random image, as `crane push` would.
+func pushImage(t *testing.T, reg, repo string, auth authn.Authenticator) error {
+	t.Helper()
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return remote.Write(reference(t, reg, repo), img, remote.WithAuth(auth), remote.WithContext(t.Context()))
+}
+
+// pullImage pulls an image and every layer of it: a pull is not done at the
+// manifest.
+func pullImage(t *testing.T, reg, repo string, auth authn.Authenticator) error {
+	t.Helper()
+	img, err := remote.Image(reference(t, reg, repo), remote.WithAuth(auth), remote.WithContext(t.Context()))
+	if err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func runScenario(t *testing.T, reg string) {
 	ctx := context.Background()
-	ref := func(s string) name.Reference {
-		t.Helper()
-		r, err := name.ParseReference(reg+"/"+s, name.Insecure)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	push := func(repo string, auth authn.Authenticator) error {
-		img, err := random.Image(512, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return remote.Write(ref(repo), img, remote.WithAuth(auth), remote.WithContext(ctx))
-	}
-	pull := func(repo string, auth authn.Authenticator) error {
-		img, err := remote.Image(ref(repo), remote.WithAuth(auth), remote.WithContext(ctx))
-		if err != nil {
-			return err
-		}
-		// Fetch every layer: a pull is not done at the manifest.
-		layers, err := img.Layers()
-		if err != nil {
-			return err
-		}
-		for _, l := range layers {
-			rc, err := l.Compressed()
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(io.Discard, rc)
-			rc.Close()
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	push := func(repo string, auth authn.Authenticator) error { return pushImage(t, reg, repo, auth) }
+	pull := func(repo string, auth authn.Authenticator) error { return pullImage(t, reg, repo, auth) }
 
 	t.Run("admin seeds a public repository", func(t *testing.T) {
 		if err := push("library/base:latest", basic("root")); err != nil {

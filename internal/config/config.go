@@ -210,7 +210,7 @@ func Load(path string) (Config, error) {
 // returned Config is the zero value.
 func Parse(data []byte) (Config, error) {
 	cfg := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec := yaml.NewDecoder(bytes.NewReader(zeroDurations(data)))
 	dec.KnownFields(true)
 	switch err := dec.Decode(&cfg); {
 	case errors.Is(err, io.EOF):
@@ -233,6 +233,57 @@ func Parse(data []byte) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// durationKeys are the dotted paths of the duration settings.
+var durationKeys = map[string]bool{
+	"token.ttl":                          true,
+	"authn.sourcehut.timeout":            true,
+	"authn.sourcehut.max_cache_ttl":      true,
+	"authn.sourcehut.negative_cache_ttl": true,
+}
+
+// zeroDurations rewrites a bare 0 given for a duration setting to "0s".
+// yaml.v3 refuses integers for time.Duration, but "max_cache_ttl: 0" (which
+// means "no bound") is the natural way to write it. The edit is made in the
+// text, in place, so the strict decoder still reports unknown keys and
+// keeps its line numbers. Any other integer stays an error.
+func zeroDurations(data []byte) []byte {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+		return data // the strict decode reports the problem
+	}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	edited := false
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			p := key.Value
+			if path != "" {
+				p = path + "." + key.Value
+			}
+			if durationKeys[p] && val.Kind == yaml.ScalarNode && val.Tag == "!!int" && val.Value == "0" &&
+				val.Line >= 1 && val.Line <= len(lines) {
+				line := lines[val.Line-1]
+				if c := val.Column - 1; c >= 0 && c < len(line) && line[c] == '0' {
+					lines[val.Line-1] = append(append(append([]byte{}, line[:c]...), "\"0s\""...), line[c+1:]...)
+					edited = true
+				}
+			}
+			if p == "token" || p == "authn" || p == "authn.sourcehut" {
+				walk(val, p)
+			}
+		}
+	}
+	walk(root.Content[0], "")
+	if !edited {
+		return data
+	}
+	return bytes.Join(lines, nil)
 }
 
 // withDurationHint adds the expected syntax to yaml's error about a

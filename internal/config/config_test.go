@@ -221,6 +221,27 @@ func TestParseDurations(t *testing.T) {
 	}
 }
 
+func TestParseZeroDuration(t *testing.T) {
+	c, err := Parse([]byte("authn:\n  sourcehut:\n    max_cache_ttl: 0   # no bound\n    timeout: 3s\npolicy:\n  data:\n    timeout: 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Authn.Sourcehut.MaxCacheTTL != 0 || c.Authn.Sourcehut.Timeout != 3*time.Second {
+		t.Errorf("sourcehut = %+v", c.Authn.Sourcehut)
+	}
+	// Policy data is the user's, not a duration: it keeps its integer.
+	if got := c.Policy.Data["timeout"]; got != 0 {
+		t.Errorf("policy.data.timeout = %#v, want 0", got)
+	}
+	// Only 0 is unambiguous; any other bare number is still an error, and
+	// strictness survives the rewrite.
+	for _, doc := range []string{"token:\n  ttl: 300\n", "token:\n  ttl: 0\n  tll: 5m\n"} {
+		if _, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("Parse(%q) succeeded", doc)
+		}
+	}
+}
+
 func TestParseUnknownKeys(t *testing.T) {
 	tests := []struct {
 		name, yaml string

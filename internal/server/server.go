@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -291,13 +293,19 @@ func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
 }
 
 func (s *Server) parseForm(r *http.Request) (url.Values, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		return nil, &requestError{status: http.StatusUnsupportedMediaType, code: "UNSUPPORTED", oauth: "invalid_request",
-			msg: "POST body must be application/x-www-form-urlencoded"}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/x-www-form-urlencoded" {
+			return nil, &requestError{status: http.StatusUnsupportedMediaType, code: "UNSUPPORTED", oauth: "invalid_request",
+				msg: "POST body must be application/x-www-form-urlencoded"}
+		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
-		return nil, err
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+			return nil, err
+		}
+		// The client went away or sent a broken body: its fault, not ours.
+		return nil, badRequest("could not read the request body")
 	}
 	params, err := url.ParseQuery(string(body))
 	if err != nil {

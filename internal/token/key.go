@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/cert"
@@ -131,7 +132,24 @@ func algorithmFor(signer crypto.Signer) (jwa.SignatureAlgorithm, error) {
 // ParseKey reads a PEM private key (PKCS#8, SEC 1 EC or PKCS#1 RSA) and, if
 // certPEM is not empty, its certificate chain.
 func ParseKey(keyPEM, certPEM []byte) (*Key, error) {
-	parsed, err := jwk.ParseKey(keyPEM, jwk.WithPEM(true))
+	// `openssl ecparam -genkey` writes an EC PARAMETERS block before the
+	// key; jwk.ParseKey reads only the first block, so hand it the key's.
+	var keyBlock []byte
+	for rest := keyPEM; len(rest) > 0; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if strings.HasSuffix(block.Type, "PRIVATE KEY") || strings.HasSuffix(block.Type, "PUBLIC KEY") {
+			keyBlock = pem.EncodeToMemory(block)
+			break
+		}
+	}
+	if keyBlock == nil {
+		return nil, errors.New("private key: no PEM private key block found")
+	}
+	parsed, err := jwk.ParseKey(keyBlock, jwk.WithPEM(true))
 	if err != nil {
 		// The error text of a PEM parser can quote input; say only what failed.
 		return nil, errors.New("private key: not a PEM-encoded EC, RSA or Ed25519 private key")

@@ -17,14 +17,15 @@ const (
 )
 
 // ParseGrants parses a grant string: space-separated "service/SCOPE:ACCESS"
-// entries, ACCESS being RO or RW (RO when missing). The empty string means
-// all access (a personal access token).
+// entries, ACCESS being RO or RW (RO when missing). Only the empty string
+// means all access (a personal access token); like sourcehut's own parser,
+// entries are split on single spaces, so stray whitespace is an error rather
+// than "all access".
 func ParseGrants(s string) (grants []identity.Grant, all bool, err error) {
-	fields := strings.Fields(s)
-	if len(fields) == 0 {
+	if s == "" {
 		return nil, true, nil
 	}
-	for _, f := range fields {
+	for f := range strings.SplitSeq(s, " ") {
 		service, rest, ok := strings.Cut(f, "/")
 		if !ok || service == "" || rest == "" {
 			return nil, false, fmt.Errorf("grant %q: want service/SCOPE:ACCESS", f)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -36,6 +37,11 @@ type Token struct {
 func Decode(s string) (Token, error) {
 	if len(s) > maxTokenLength {
 		return Token{}, fmt.Errorf("%w: too long", ErrNotToken)
+	}
+	// Go's base64 decoder skips CR and LF even in strict mode; sourcehut
+	// never writes them, and a header cannot carry them.
+	if strings.ContainsAny(s, "\r\n") {
+		return Token{}, fmt.Errorf("%w: not base64", ErrNotToken)
 	}
 	raw, err := base64.RawStdEncoding.Strict().DecodeString(s)
 	if err != nil {

@@ -1,0 +1,981 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"golang.org/x/crypto/bcrypt"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/authn"
+	"git.sr.ht/~zozs/srht-registry/internal/authz"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+	"git.sr.ht/~zozs/srht-registry/internal/server"
+	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/policy"
+)
+
+const (
+	service  = "registry.example.com"
+	realm    = "srht-registry"
+	maxBody  = 4096
+	maxScope = 64
+	ttl      = 5 * time.Minute
+
+	// Passwords: none may show in a response body or a log line.
+	alicePassword = "alice-Correct-Horse-7731"
+	rootPassword  = "root-Battery-Staple-0042"
+	wrongPassword = "wrong-Password-9f8e7d6c"
+	// carolPassword has colons: Basic splits user and password at the first.
+	carolPassword = "carol:Pass:Word-5521"
+)
+
+var secrets = []string{alicePassword, rootPassword, wrongPassword, carolPassword}
+
+// logBuffer is a concurrency-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// shared holds what is slow to build (bcrypt, RSA-free but still: the policy)
+// and is the same for every real handler.
+var shared struct {
+	once     sync.Once
+	err      error
+	htpasswd *authn.Htpasswd
+	key      *token.Key
+	jwks     []byte
+	authz    *authz.Authorizer
+}
+
+func setup(t testing.TB) {
+	t.Helper()
+	shared.once.Do(func() {
+		shared.err = func() error {
+			var lines []string
+			for user, pw := range map[string]string{"alice": alicePassword, "root": rootPassword, "carol": carolPassword} {
+				h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+				if err != nil {
+					return err
+				}
+				lines = append(lines, user+":$2y$"+strings.TrimPrefix(string(h), "$2a$"))
+			}
+			h, err := authn.ParseHtpasswd([]byte(strings.Join(lines, "\n")))
+			if err != nil {
+				return err
+			}
+			shared.htpasswd = h
+			signer, err := token.Generate(token.KeyEC)
+			if err != nil {
+				return err
+			}
+			if shared.key, err = token.NewKey(signer, nil); err != nil {
+				return err
+			}
+			if shared.jwks, err = token.JWKS(shared.key); err != nil {
+				return err
+			}
+			// A generous timeout: these tests check outcomes, and a loaded
+			// machine must not turn a grant into a 503.
+			shared.authz, err = authz.New(context.Background(), authz.Options{
+				Modules: policy.FS(),
+				Data:    map[string]any{"public": []any{"library/*"}},
+				Timeout: 10 * time.Second,
+			})
+			return err
+		}()
+	})
+	if shared.err != nil {
+		t.Fatalf("setup: %v", shared.err)
+	}
+}
+
+type env struct {
+	h    http.Handler
+	logs *logBuffer
+}
+
+// newReal wires the real authn.Chain (anonymous on unless changed), the
+// embedded default policy and a token.Minter.
+func newReal(t testing.TB, modify ...func(*server.Options, *authn.Chain)) *env {
+	t.Helper()
+	setup(t)
+	logs := &logBuffer{}
+	chain := &authn.Chain{Anonymous: true, Passwords: shared.htpasswd, Groups: map[string][]string{"admins": {"root"}}}
+	opts := server.Options{
+		Services:      []string{service},
+		Realm:         realm,
+		MaxScopes:     maxScope,
+		MaxBodyBytes:  maxBody,
+		Authenticator: chain,
+		Authorizer:    shared.authz,
+		Minter:        &token.Minter{Issuer: "srht-registry", TTL: ttl, Key: shared.key, Now: time.Now},
+		JWKS:          shared.jwks,
+		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:           time.Now,
+	}
+	for _, m := range modify {
+		m(&opts, chain)
+	}
+	return &env{h: server.New(opts), logs: logs}
+}
+
+// req describes one request.
+type req struct {
+	method   string // GET if ""
+	path     string // /auth if ""
+	query    string // raw query string, set as is (may be malformed)
+	auth     []string
+	body     string
+	bodyFrom io.Reader // instead of body
+	ctype    string    // Content-Type; for POST defaults to the form type
+	noCtype  bool      // POST without Content-Type
+}
+
+func basic(user, password string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+}
+
+func (e *env) do(t testing.TB, r req) *httptest.ResponseRecorder {
+	t.Helper()
+	return serve(e.h, r)
+}
+
+func serve(h http.Handler, r req) *httptest.ResponseRecorder {
+	method, path := r.method, r.path
+	if method == "" {
+		method = http.MethodGet
+	}
+	if path == "" {
+		path = "/auth"
+	}
+	var body io.Reader = strings.NewReader(r.body)
+	if r.bodyFrom != nil {
+		body = r.bodyFrom
+	}
+	hr := httptest.NewRequest(method, path, body)
+	hr.URL.RawQuery = r.query
+	hr.RequestURI = ""
+	for _, a := range r.auth {
+		hr.Header.Add("Authorization", a)
+	}
+	switch {
+	case r.ctype != "":
+		hr.Header.Set("Content-Type", r.ctype)
+	case method == http.MethodPost && !r.noCtype:
+		hr.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	hr.Header.Set("User-Agent", "docker/27.0 go/go1.26")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, hr)
+	return rec
+}
+
+type errorItem struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// checkError asserts the common shape of every error response and returns
+// the body as raw fields and the first error item.
+func checkError(t testing.TB, rec *httptest.ResponseRecorder, wantStatus int) (map[string]json.RawMessage, errorItem) {
+	t.Helper()
+	if rec.Code != wantStatus {
+		t.Fatalf("status %d, want %d; body %s", rec.Code, wantStatus, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type %q, want application/json", ct)
+	}
+	if rec.Header().Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(rec.Body.Bytes(), &fields); err != nil {
+		t.Fatalf("body is not a JSON object: %v: %s", err, rec.Body)
+	}
+	var items []errorItem
+	if err := json.Unmarshal(fields["errors"], &items); err != nil || len(items) == 0 {
+		t.Fatalf("body has no errors list: %s", rec.Body)
+	}
+	for _, it := range items {
+		if it.Code == "" || it.Message == "" {
+			t.Errorf("error item %+v: want a code and a message", it)
+		}
+	}
+	for _, k := range []string{"token", "access_token", "refresh_token"} {
+		if _, ok := fields[k]; ok {
+			t.Errorf("error response carries %q: %s", k, rec.Body)
+		}
+	}
+	wwwAuth := rec.Header().Get("WWW-Authenticate")
+	if wantStatus == http.StatusUnauthorized {
+		if want := `Basic realm="` + realm + `"`; wwwAuth != want {
+			t.Errorf("WWW-Authenticate %q, want %q", wwwAuth, want)
+		}
+	} else if wwwAuth != "" {
+		t.Errorf("WWW-Authenticate %q on a %d", wwwAuth, wantStatus)
+	}
+	return fields, items[0]
+}
+
+func noSecrets(t testing.TB, where, s string) {
+	t.Helper()
+	for _, p := range secrets {
+		if strings.Contains(s, p) {
+			t.Errorf("%s contains the password %q", where, p)
+		}
+		if enc := base64.StdEncoding.EncodeToString([]byte(":" + p)); strings.Contains(s, enc[4:]) {
+			t.Errorf("%s contains the base64 of password %q", where, p)
+		}
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	thousand := make([]string, 1000)
+	for i := range thousand {
+		thousand[i] = "scope=" + url.QueryEscape(fmt.Sprintf("repository:alice/app%d:pull", i))
+	}
+	form := func(kv ...string) string {
+		v := url.Values{}
+		for i := 0; i < len(kv); i += 2 {
+			v.Add(kv[i], kv[i+1])
+		}
+		return v.Encode()
+	}
+	tests := []struct {
+		name       string
+		r          req
+		anonOff    bool
+		status     int
+		wantMsg    string // part of errors[0].message
+		wantOAuth  string // the "error" field, for POST clients
+		wantHeader [2]string
+	}{
+		{name: "Basic without colon", r: req{auth: []string{"Basic " + base64.StdEncoding.EncodeToString([]byte("alice"+alicePassword))}},
+			status: 400, wantMsg: "Basic"},
+		{name: "Basic not base64", r: req{auth: []string{"Basic %%%" + alicePassword}}, status: 400, wantMsg: "base64"},
+		{name: "Basic with nothing", r: req{auth: []string{"Basic"}}, status: 400, wantMsg: "Basic"},
+		{name: "unknown scheme", r: req{auth: []string{"Digest username=\"alice\", response=\"" + alicePassword + "\""}}, status: 400, wantMsg: "scheme"},
+		{name: "two Authorization headers", r: req{auth: []string{basic("alice", alicePassword), basic("alice", alicePassword)}}, status: 400, wantMsg: "Authorization"},
+		{name: "empty Bearer", r: req{auth: []string{"Bearer "}}, status: 400, wantMsg: "Bearer"},
+		{name: "Bearer is not supported yet", r: req{auth: []string{"Bearer " + alicePassword}}, status: 401},
+		{name: "empty user name", r: req{auth: []string{basic("", alicePassword)}}, status: 401},
+		{name: "wrong password", r: req{auth: []string{basic("alice", wrongPassword)}, query: "scope=repository:library/x:pull"}, status: 401, wantMsg: "authentication failed"},
+		{name: "empty password", r: req{auth: []string{basic("alice", "")}, query: "scope=repository:library/x:pull"}, status: 401},
+		{name: "unknown user", r: req{auth: []string{basic("mallory", alicePassword)}}, status: 401},
+		{name: "no credentials, anonymous off", r: req{query: "scope=repository:library/x:pull"}, anonOff: true, status: 401, wantMsg: "credentials required"},
+		{name: "account differs from the user", r: req{auth: []string{basic("alice", alicePassword)}, query: "account=root&scope=repository:root/app:push"},
+			status: 400, wantMsg: "account"},
+		{name: "scope without actions", r: req{query: "scope=repository:alice/app"}, status: 400, wantMsg: "repository:alice/app"},
+		{name: "scope with empty actions", r: req{query: "scope=repository:alice/app:"}, status: 400, wantMsg: "scope"},
+		{name: "scope with only a type", r: req{query: "scope=repository"}, status: 400, wantMsg: "scope"},
+		{name: "scope of colons", r: req{query: "scope=::"}, status: 400, wantMsg: "scope"},
+		{name: "scope with a bad name", r: req{query: "scope=repository:Alice/App:pull"}, status: 400, wantMsg: "scope"},
+		{name: "one bad scope among good", r: req{query: "scope=repository:library/x:pull&scope=nonsense"}, status: 400, wantMsg: "nonsense"},
+		{name: "1000 distinct scopes", r: req{query: strings.Join(thousand, "&")}, status: 400, wantMsg: "64"},
+		{name: "1000 scopes in one value", r: req{query: "scope=" + url.QueryEscape(strings.Join(scopeList(1000), " "))}, status: 400, wantMsg: "too many"},
+		{name: "unknown service", r: req{query: "service=other.example.com"}, status: 400, wantMsg: service},
+		{name: "service twice", r: req{query: "service=" + service + "&service=" + service}, status: 400, wantMsg: "service"},
+		{name: "account twice", r: req{auth: []string{basic("alice", alicePassword)}, query: "account=alice&account=alice"}, status: 400, wantMsg: "account"},
+		{name: "malformed query escape", r: req{query: "scope=%zz"}, status: 400, wantMsg: "query"},
+		{name: "malformed query escape with credentials", r: req{query: "service=%zz", auth: []string{basic("alice", alicePassword)}}, status: 400},
+		{name: "semicolon in query", r: req{query: "scope=repository:library/x:pull;service=x"}, status: 400},
+
+		{name: "POST oversized body", r: req{method: "POST", body: form("grant_type", "password", "username", "alice", "password", alicePassword,
+			"scope", strings.Repeat("repository:alice/app:pull ", 200))}, status: 413, wantMsg: "4096"},
+		{name: "POST JSON", r: req{method: "POST", ctype: "application/json",
+			body: `{"grant_type":"password","username":"alice","password":"` + alicePassword + `"}`}, status: 415, wantMsg: "x-www-form-urlencoded"},
+		{name: "POST multipart", r: req{method: "POST", ctype: "multipart/form-data; boundary=x", body: "--x--"}, status: 415},
+		{name: "POST refresh_token grant", r: req{method: "POST", body: form("grant_type", "refresh_token", "refresh_token", alicePassword, "service", service)},
+			status: 400, wantOAuth: "unsupported_grant_type"},
+		{name: "POST without grant_type", r: req{method: "POST", body: form("username", "alice", "password", alicePassword)},
+			status: 400, wantMsg: "grant_type", wantOAuth: "invalid_request"},
+		{name: "POST unknown grant_type", r: req{method: "POST", body: form("grant_type", "client_credentials", "client_secret", alicePassword)},
+			status: 400, wantOAuth: "unsupported_grant_type"},
+		{name: "POST wrong password", r: req{method: "POST", body: form("grant_type", "password", "username", "alice", "password", wrongPassword,
+			"scope", "repository:library/x:pull")}, status: 401, wantOAuth: "invalid_grant"},
+		{name: "POST without username", r: req{method: "POST", body: form("grant_type", "password", "password", alicePassword)}, status: 401},
+		{name: "POST malformed body", r: req{method: "POST", body: "grant_type=password&username=alice&password=" + alicePassword + "&scope=%zz"}, status: 400},
+		{name: "POST bad scope", r: req{method: "POST", body: form("grant_type", "password", "username", "alice", "password", alicePassword,
+			"scope", "repository:alice/app")}, status: 400, wantOAuth: "invalid_scope"},
+		{name: "POST unknown service", r: req{method: "POST", body: form("grant_type", "password", "username", "alice", "password", alicePassword,
+			"service", "other.example.com")}, status: 400, wantMsg: service},
+
+		{name: "PUT /auth", r: req{method: "PUT", auth: []string{basic("alice", alicePassword)}}, status: 405, wantHeader: [2]string{"Allow", "GET, POST"}},
+		{name: "DELETE /auth", r: req{method: "DELETE"}, status: 405, wantHeader: [2]string{"Allow", "GET, POST"}},
+		{name: "unknown path", r: req{path: "/v2/", auth: []string{basic("alice", alicePassword)}}, status: 404},
+		{name: "/auth/", r: req{path: "/auth/"}, status: 404},
+		{name: "POST /healthz", r: req{method: "POST", path: "/healthz"}, status: 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newReal(t, func(_ *server.Options, c *authn.Chain) { c.Anonymous = !tt.anonOff })
+			rec := e.do(t, tt.r)
+			fields, item := checkError(t, rec, tt.status)
+			if !strings.Contains(item.Message, tt.wantMsg) {
+				t.Errorf("message %q does not mention %q", item.Message, tt.wantMsg)
+			}
+			if tt.wantOAuth != "" {
+				var got string
+				_ = json.Unmarshal(fields["error"], &got)
+				if got != tt.wantOAuth {
+					t.Errorf("error = %q, want %q", got, tt.wantOAuth)
+				}
+			}
+			if h := tt.wantHeader; h[0] != "" && rec.Header().Get(h[0]) != h[1] {
+				t.Errorf("%s: %q, want %q", h[0], rec.Header().Get(h[0]), h[1])
+			}
+			noSecrets(t, "response body", rec.Body.String())
+			logs := e.logs.String()
+			noSecrets(t, "log", logs)
+			id := rec.Header().Get("X-Request-Id")
+			if !strings.Contains(logs, "request_id="+id) {
+				t.Errorf("log does not carry the request ID %q:\n%s", id, logs)
+			}
+			if !strings.Contains(logs, fmt.Sprintf("status=%d", tt.status)) {
+				t.Errorf("access log does not record status %d:\n%s", tt.status, logs)
+			}
+		})
+	}
+}
+
+func scopeList(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("repository:ns/app%d:pull", i)
+	}
+	return out
+}
+
+// tokenResponse is what a 200 carries.
+type tokenResponse struct {
+	fields      map[string]json.RawMessage
+	Token       string `json:"token"`
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int    `json:"expires_in"`
+	IssuedAt    string `json:"issued_at"`
+	Scope       string `json:"scope"`
+}
+
+type claimSet struct {
+	Iss    string         `json:"iss"`
+	Sub    *string        `json:"sub"`
+	Aud    any            `json:"aud"`
+	Exp    int64          `json:"exp"`
+	Iat    int64          `json:"iat"`
+	Access []access.Scope `json:"access"`
+}
+
+// checkToken asserts a 200 token response, verifies the token's signature
+// with the server's key and returns the response and claims.
+func checkToken(t testing.TB, rec *httptest.ResponseRecorder) (tokenResponse, claimSet) {
+	t.Helper()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d, want 200; body %s", rec.Code, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", rec.Header().Get("Cache-Control"))
+	}
+	if rec.Header().Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id")
+	}
+	var resp tokenResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp.fields); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Token == "" || resp.Token != resp.AccessToken {
+		t.Errorf("token %q, access_token %q: want the same non-empty value", resp.Token, resp.AccessToken)
+	}
+	if resp.ExpiresIn < 60 || resp.ExpiresIn != int(ttl/time.Second) {
+		t.Errorf("expires_in = %d, want %d (>= 60)", resp.ExpiresIn, int(ttl/time.Second))
+	}
+	issued, err := time.Parse(time.RFC3339, resp.IssuedAt)
+	if err != nil {
+		t.Errorf("issued_at %q is not RFC 3339: %v", resp.IssuedAt, err)
+	}
+	for _, k := range []string{"refresh_token", "errors", "error"} {
+		if _, ok := resp.fields[k]; ok {
+			t.Errorf("token response carries %q: %s", k, rec.Body)
+		}
+	}
+	payload, err := jws.Verify([]byte(resp.Token), jws.WithKey(shared.key.Algorithm(), shared.key.Public()))
+	if err != nil {
+		t.Fatalf("token does not verify with the server's key: %v", err)
+	}
+	var c claimSet
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Sub == nil {
+		t.Error("no sub claim")
+	}
+	if c.Access == nil {
+		t.Error("access claim is missing or null")
+	}
+	if aud, ok := c.Aud.(string); !ok || aud != service {
+		t.Errorf("aud = %#v, want %q", c.Aud, service)
+	}
+	if c.Iat != issued.Unix() || c.Exp-c.Iat != int64(resp.ExpiresIn) {
+		t.Errorf("iat %d exp %d; issued_at %s expires_in %d", c.Iat, c.Exp, resp.IssuedAt, resp.ExpiresIn)
+	}
+	return resp, c
+}
+
+func scopes(t testing.TB, ss ...string) []access.Scope {
+	t.Helper()
+	out := []access.Scope{}
+	for _, s := range ss {
+		sc, err := access.ParseScope(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+func TestTokenGET(t *testing.T) {
+	aliceAuth := []string{basic("alice", alicePassword)}
+	tests := []struct {
+		name    string
+		r       req
+		wantSub string
+		want    []string
+	}{
+		{"repeated scope", req{auth: aliceAuth, query: "service=" + service + "&scope=repository:alice/app:pull,push&scope=repository:library/x:pull"},
+			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}},
+		{"space-separated scopes (+)", req{auth: aliceAuth, query: "scope=repository:alice/app:pull,push+repository:library/x:pull"},
+			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}},
+		{"space-separated scopes (%20) and repeated", req{auth: aliceAuth,
+			query: "scope=repository%3Aalice%2Fapp%3Apull%20repository%3Alibrary%2Fx%3Apull&scope=repository:alice/app:push"},
+			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}},
+		{"docker login (no scope)", req{auth: aliceAuth, query: "service=" + service + "&account=alice&client_id=docker&offline_token=true"}, "alice", nil},
+		{"anonymous, no scope", req{}, "", nil},
+		{"anonymous pull of a public repository", req{query: "scope=repository:library/x:pull,push"}, "", []string{"repository:library/x:pull"}},
+		{"anonymous on a private repository", req{query: "scope=repository:alice/app:pull"}, "", nil},
+		{"partial grant", req{auth: aliceAuth, query: "scope=repository:alice/app:pull&scope=repository:root/app:pull,push"},
+			"alice", []string{"repository:alice/app:pull"}},
+		{"unknown resource type", req{auth: aliceAuth, query: "scope=foo:bar:baz&scope=foo(x):alice/app:pull"}, "alice", nil},
+		{"offline_token never yields a refresh token", req{auth: aliceAuth, query: "offline_token=true&client_id=docker&scope=repository:alice/app:pull"},
+			"alice", []string{"repository:alice/app:pull"}},
+		{"admin catalog", req{auth: []string{basic("root", rootPassword)}, query: "scope=registry:catalog:*"}, "root", []string{"registry:catalog:*"}},
+		{"lower-case scheme", req{auth: []string{"basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+alicePassword))}, query: "scope=repository:alice/app:delete"},
+			"alice", []string{"repository:alice/app:delete"}},
+		{"password with colons", req{auth: []string{basic("carol", carolPassword)}, query: "account=carol&scope=repository:carol/app:pull"},
+			"carol", []string{"repository:carol/app:pull"}},
+		{"empty scope value", req{query: "scope="}, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newReal(t)
+			rec := e.do(t, tt.r)
+			resp, c := checkToken(t, rec)
+			if *c.Sub != tt.wantSub {
+				t.Errorf("sub = %q, want %q", *c.Sub, tt.wantSub)
+			}
+			if !reflect.DeepEqual(c.Access, scopes(t, tt.want...)) {
+				t.Errorf("access = %+v, want %q", c.Access, tt.want)
+			}
+			if _, ok := resp.fields["scope"]; ok {
+				t.Errorf("GET response carries scope: %s", rec.Body)
+			}
+			noSecrets(t, "response body", rec.Body.String())
+			noSecrets(t, "log", e.logs.String())
+		})
+	}
+}
+
+func TestTokenPOST(t *testing.T) {
+	base := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {alicePassword},
+		"service": {service}, "client_id": {"skopeo"}, "access_type": {"offline"}}
+	with := func(kv ...string) string {
+		v := url.Values{}
+		for k, vs := range base {
+			v[k] = slices.Clone(vs)
+		}
+		for i := 0; i < len(kv); i += 2 {
+			v.Add(kv[i], kv[i+1])
+		}
+		return v.Encode()
+	}
+	tests := []struct {
+		name      string
+		r         req
+		want      []string
+		wantScope string
+	}{
+		{"scope space-separated in one field", req{method: "POST", body: with("scope", "repository:alice/app:pull,push repository:library/x:pull")},
+			[]string{"repository:alice/app:pull,push", "repository:library/x:pull"}, "repository:alice/app:pull,push repository:library/x:pull"},
+		{"scope as repeated fields", req{method: "POST", body: with("scope", "repository:alice/app:pull,push", "scope", "repository:library/x:pull")},
+			[]string{"repository:alice/app:pull,push", "repository:library/x:pull"}, "repository:alice/app:pull,push repository:library/x:pull"},
+		{"partial grant", req{method: "POST", body: with("scope", "repository:alice/app:push repository:root/app:push repository:library/x:pull,push")},
+			[]string{"repository:alice/app:push", "repository:library/x:pull"}, "repository:alice/app:push repository:library/x:pull"},
+		{"no scope", req{method: "POST", body: with()}, nil, ""},
+		{"form type with charset", req{method: "POST", ctype: "application/x-www-form-urlencoded; charset=utf-8", body: with("scope", "repository:alice/app:pull")},
+			[]string{"repository:alice/app:pull"}, "repository:alice/app:pull"},
+		{"no Content-Type", req{method: "POST", noCtype: true, body: with("scope", "repository:alice/app:pull")},
+			[]string{"repository:alice/app:pull"}, "repository:alice/app:pull"},
+		{"Authorization header of someone else is ignored", req{method: "POST", auth: []string{basic("root", rootPassword)}, body: with("scope", "repository:root/app:pull")},
+			nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newReal(t)
+			rec := e.do(t, tt.r)
+			resp, c := checkToken(t, rec)
+			if *c.Sub != "alice" {
+				t.Errorf("sub = %q, want alice", *c.Sub)
+			}
+			if !reflect.DeepEqual(c.Access, scopes(t, tt.want...)) {
+				t.Errorf("access = %+v, want %q", c.Access, tt.want)
+			}
+			if resp.Scope != tt.wantScope {
+				t.Errorf("scope = %q, want %q", resp.Scope, tt.wantScope)
+			}
+			noSecrets(t, "response body", rec.Body.String())
+			noSecrets(t, "log", e.logs.String())
+		})
+	}
+}
+
+// TestFormMediaTypeCaseInsensitive: media types are case-insensitive (RFC
+// 9110, 8.3.1), so a form sent as Application/X-WWW-Form-Urlencoded is a form.
+func TestFormMediaTypeCaseInsensitive(t *testing.T) {
+	e := newReal(t)
+	body := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {alicePassword}, "scope": {"repository:alice/app:pull"}}.Encode()
+	rec := e.do(t, req{method: "POST", ctype: "Application/X-WWW-Form-URLEncoded", body: body})
+	_, c := checkToken(t, rec)
+	if !reflect.DeepEqual(c.Access, scopes(t, "repository:alice/app:pull")) {
+		t.Errorf("access = %+v", c.Access)
+	}
+}
+
+// failingReader returns some bytes and then the error of a client that went
+// away in the middle of its body.
+type failingReader struct{ done bool }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.done {
+		return 0, io.ErrUnexpectedEOF
+	}
+	f.done = true
+	return copy(p, "grant_type=password&username=alice&pass"), nil
+}
+
+// TestTruncatedBody: a body the client did not finish sending is the
+// client's fault: a 400, not a 500 (which is logged as a server error).
+func TestTruncatedBody(t *testing.T) {
+	e := newReal(t)
+	rec := e.do(t, req{method: "POST", bodyFrom: &failingReader{}})
+	checkError(t, rec, http.StatusBadRequest)
+	if strings.Contains(e.logs.String(), "level=ERROR") {
+		t.Errorf("a client's truncated body is logged as a server error:\n%s", e.logs)
+	}
+}
+
+func TestEndpoints(t *testing.T) {
+	e := newReal(t)
+
+	rec := e.do(t, req{path: "/.well-known/jwks.json"})
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), shared.jwks) {
+		t.Fatalf("jwks: %d %s", rec.Code, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("jwks Content-Type %q", ct)
+	}
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+			D   string `json:"d"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &set); err != nil || len(set.Keys) != 1 || set.Keys[0].Kid != shared.key.ID() || set.Keys[0].D != "" {
+		t.Fatalf("jwks %s (%v): want our one public key", rec.Body, err)
+	}
+	if rec.Header().Get("X-Request-Id") == "" {
+		t.Error("jwks: no X-Request-Id")
+	}
+
+	rec = e.do(t, req{path: "/healthz"})
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"status":"ok"}` {
+		t.Fatalf("healthz: %d %s", rec.Code, rec.Body)
+	}
+	if rec.Header().Get("X-Request-Id") == "" {
+		t.Error("healthz: no X-Request-Id")
+	}
+}
+
+func TestRequestIDsDiffer(t *testing.T) {
+	e := newReal(t)
+	seen := map[string]bool{}
+	for _, r := range []req{{}, {path: "/healthz"}, {path: "/nope"}, {method: "PUT"}, {query: "scope=x"}} {
+		id := e.do(t, r).Header().Get("X-Request-Id")
+		if id == "" || seen[id] {
+			t.Fatalf("request ID %q empty or repeated", id)
+		}
+		seen[id] = true
+	}
+}
+
+// --- fakes ---
+
+type fakeAuthn struct {
+	id   identity.Identity
+	err  error
+	got  []identity.Credentials
+	seen int
+}
+
+func (f *fakeAuthn) Authenticate(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
+	f.got = append(f.got, cred)
+	return f.id, f.err
+}
+
+type fakeAuthz struct {
+	// grant maps a resource name to the actions granted on it.
+	grant   map[string][]string
+	reasons []string
+	err     error
+	gotID   identity.Identity
+	gotReq  identity.Request
+	gotSc   []access.Scope
+}
+
+func (f *fakeAuthz) Authorize(_ context.Context, id identity.Identity, r identity.Request, scs []access.Scope) ([]access.Decision, error) {
+	f.gotID, f.gotReq, f.gotSc = id, r, scs
+	if f.err != nil {
+		return nil, f.err
+	}
+	var ds []access.Decision
+	for _, sc := range scs {
+		g := access.Grant(sc.Actions, f.grant[sc.Name])
+		d := access.Decision{Requested: sc, Granted: g}
+		if len(g) == 0 {
+			d.Reasons = f.reasons
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+type fakeMinter struct {
+	err         error
+	calls       int
+	gotSubject  string
+	gotAudience string
+	gotGranted  []access.Scope
+	issuedAt    time.Time
+}
+
+func (f *fakeMinter) Mint(subject, audience string, granted []access.Scope) (string, time.Time, time.Duration, error) {
+	f.calls++
+	f.gotSubject, f.gotAudience, f.gotGranted = subject, audience, granted
+	if f.err != nil {
+		return "", time.Time{}, 0, f.err
+	}
+	return "header.claims.signature", f.issuedAt, 90 * time.Second, nil
+}
+
+type fakes struct {
+	authn  *fakeAuthn
+	authz  *fakeAuthz
+	minter *fakeMinter
+	logs   *logBuffer
+	h      http.Handler
+}
+
+var fakeNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 3600))
+
+func newFakes(services ...string) *fakes {
+	if len(services) == 0 {
+		services = []string{service}
+	}
+	f := &fakes{
+		authn:  &fakeAuthn{id: identity.Identity{Method: identity.MethodPassword, Subject: "alice"}},
+		authz:  &fakeAuthz{grant: map[string][]string{}},
+		minter: &fakeMinter{issuedAt: fakeNow.Truncate(time.Second)},
+		logs:   &logBuffer{},
+	}
+	f.h = server.New(server.Options{
+		Services: services, Realm: realm, MaxScopes: 4, MaxBodyBytes: maxBody,
+		Authenticator: f.authn, Authorizer: f.authz, Minter: f.minter, JWKS: []byte(`{"keys":[]}`),
+		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), Now: func() time.Time { return fakeNow },
+	})
+	return f
+}
+
+func TestWiring(t *testing.T) {
+	f := newFakes()
+	f.authz.grant = map[string][]string{"alice/app": {"pull", "push"}, "library/x": {"*"}}
+	f.authz.reasons = []string{"because the test says so"}
+	hr := httptest.NewRequest("GET", "/auth?scope=repository:alice/app:pull,push,delete&scope=repository(plugin):library/x:pull&scope=repository:bob/app:pull&client_id=docker", nil)
+	hr.Header.Set("Authorization", basic("alice", alicePassword))
+	hr.Header.Set("User-Agent", "docker/27.0")
+	hr.RemoteAddr = "192.0.2.7:4711"
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, hr)
+	if rec.Code != 200 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	var resp map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"token": "header.claims.signature", "access_token": "header.claims.signature",
+		"expires_in": 90.0, "issued_at": "2030-01-02T02:04:05Z"}
+	if !reflect.DeepEqual(resp, want) {
+		t.Errorf("response %v, want %v", resp, want)
+	}
+	// Credentials reach the authenticator intact.
+	if len(f.authn.got) != 1 || f.authn.got[0].Kind != identity.CredentialBasic || f.authn.got[0].Username != "alice" ||
+		f.authn.got[0].Secret.Reveal() != alicePassword || f.authn.got[0].Service != service {
+		t.Errorf("authenticator got %+v", f.authn.got)
+	}
+	// The request document.
+	wantReq := identity.Request{Service: service, ClientIP: "192.0.2.7", ClientID: "docker", UserAgent: "docker/27.0", Time: fakeNow}
+	if f.authz.gotReq != wantReq {
+		t.Errorf("request %+v, want %+v", f.authz.gotReq, wantReq)
+	}
+	if f.authz.gotID.Subject != "alice" {
+		t.Errorf("authorizer got identity %+v", f.authz.gotID)
+	}
+	if !reflect.DeepEqual(f.authz.gotSc, scopes(t, "repository:alice/app:pull,push,delete", "repository(plugin):library/x:pull", "repository:bob/app:pull")) {
+		t.Errorf("authorizer got scopes %v", f.authz.gotSc)
+	}
+	// Only what was granted goes into the token, class kept, empty dropped.
+	if f.minter.gotSubject != "alice" || f.minter.gotAudience != service {
+		t.Errorf("minter got subject %q audience %q", f.minter.gotSubject, f.minter.gotAudience)
+	}
+	if !reflect.DeepEqual(f.minter.gotGranted, scopes(t, "repository:alice/app:pull,push", "repository(plugin):library/x:pull")) {
+		t.Errorf("minter got %v", f.minter.gotGranted)
+	}
+	logs := f.logs.String()
+	if !strings.Contains(logs, "because the test says so") {
+		t.Errorf("deny reasons not logged:\n%s", logs)
+	}
+	noSecrets(t, "log", logs)
+}
+
+// TestNothingGrantedIsAnEmptyList: the minter gets a non-nil empty list.
+func TestNothingGrantedIsAnEmptyList(t *testing.T) {
+	f := newFakes()
+	rec := serve(f.h, req{query: "scope=repository:bob/app:pull"})
+	if rec.Code != 200 || f.minter.calls != 1 {
+		t.Fatalf("status %d, %d mints", rec.Code, f.minter.calls)
+	}
+	if f.minter.gotGranted == nil || len(f.minter.gotGranted) != 0 {
+		t.Errorf("minter got %#v, want an empty list", f.minter.gotGranted)
+	}
+}
+
+func TestServices(t *testing.T) {
+	tests := []struct {
+		name     string
+		services []string
+		query    string
+		status   int
+		wantAud  string
+		wantMsg  []string
+	}{
+		{"one configured, none given", []string{service}, "", 200, service, nil},
+		{"one configured, given", []string{service}, "service=" + service, 200, service, nil},
+		{"two configured, second given", []string{service, "other.example.com"}, "service=other.example.com", 200, "other.example.com", nil},
+		{"two configured, none given", []string{service, "other.example.com"}, "", 400, "", []string{service, "other.example.com"}},
+		{"unknown", []string{service}, "service=evil.example.com", 400, "", []string{service}},
+		{"case differs", []string{service}, "service=Registry.Example.com", 400, "", []string{service}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakes(tt.services...)
+			rec := serve(f.h, req{query: tt.query})
+			if tt.status != 200 {
+				_, item := checkError(t, rec, tt.status)
+				for _, w := range tt.wantMsg {
+					if !strings.Contains(item.Message, w) {
+						t.Errorf("message %q does not name %q", item.Message, w)
+					}
+				}
+				if f.minter.calls != 0 {
+					t.Error("a token was minted")
+				}
+				return
+			}
+			if rec.Code != 200 {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			if f.minter.gotAudience != tt.wantAud || f.authz.gotReq.Service != tt.wantAud {
+				t.Errorf("audience %q, request service %q; want %q", f.minter.gotAudience, f.authz.gotReq.Service, tt.wantAud)
+			}
+		})
+	}
+}
+
+// TestErrorMapping: every kind of failure has its status, and the client
+// never sees the cause.
+func TestErrorMapping(t *testing.T) {
+	const cause = "internal-detail-that-stays-in-the-log"
+	tests := []struct {
+		name   string
+		setup  func(*fakes)
+		status int
+		code   string
+		logged bool // the cause is in the log
+		// shown: the client sees the error text. Authenticators put only
+		// fixed, secret-free text after identity.ErrUnauthenticated, and
+		// the server shows it; every other cause stays in the log.
+		shown bool
+	}{
+		{"unauthenticated", func(f *fakes) {
+			f.authn.err = fmt.Errorf("%w: %s", identity.ErrUnauthenticated, cause)
+		}, 401, "UNAUTHORIZED", true, true},
+		{"credentials required", func(f *fakes) { f.authn.err = identity.ErrCredentialsRequired }, 401, "UNAUTHORIZED", false, false},
+		{"authentication unavailable", func(f *fakes) {
+			f.authn.err = fmt.Errorf("%w: %s", identity.ErrUnavailable, cause)
+		}, 503, "UNAVAILABLE", true, false},
+		{"policy failed", func(f *fakes) {
+			f.authz.err = fmt.Errorf("%w: %s", access.ErrDecisionFailed, cause)
+		}, 503, "UNAVAILABLE", true, false},
+		{"minting failed", func(f *fakes) { f.minter.err = errors.New(cause) }, 500, "INTERNAL", true, false},
+		{"unclassified authenticator error", func(f *fakes) { f.authn.err = errors.New(cause) }, 500, "INTERNAL", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakes()
+			tt.setup(f)
+			rec := serve(f.h, req{auth: []string{basic("alice", alicePassword)}, query: "scope=repository:alice/app:pull"})
+			_, item := checkError(t, rec, tt.status)
+			if item.Code != tt.code {
+				t.Errorf("code %q, want %q", item.Code, tt.code)
+			}
+			if !tt.shown && strings.Contains(rec.Body.String(), cause) {
+				t.Errorf("the body tells the client the cause: %s", rec.Body)
+			}
+			if tt.status == 401 && !strings.HasPrefix(item.Message, "authentication failed") {
+				t.Errorf("401 message %q", item.Message)
+			}
+			if tt.logged && !strings.Contains(f.logs.String(), cause) {
+				t.Errorf("the cause is not logged:\n%s", f.logs)
+			}
+			if tt.status >= 500 && !strings.Contains(f.logs.String(), `"level":"ERROR"`) {
+				t.Errorf("a %d is not logged as an error:\n%s", tt.status, f.logs)
+			}
+			if tt.status != 500 && f.minter.calls != 0 {
+				t.Errorf("a token was minted on a %d", tt.status)
+			}
+			noSecrets(t, "log", f.logs.String())
+		})
+	}
+}
+
+// TestScopeLimitBeforeAuthentication: too many scopes is refused before any
+// password is checked.
+func TestScopeLimitBeforeAuthentication(t *testing.T) {
+	f := newFakes()
+	q := "scope=" + url.QueryEscape(strings.Join(scopeList(5), " "))
+	rec := serve(f.h, req{auth: []string{basic("alice", alicePassword)}, query: q})
+	_, item := checkError(t, rec, 400)
+	if !strings.Contains(item.Message, "4") {
+		t.Errorf("message %q does not name the limit", item.Message)
+	}
+	if len(f.authn.got) != 0 {
+		t.Errorf("credentials checked %d times for a refused request", len(f.authn.got))
+	}
+	// Exactly the limit is fine, and duplicates do not count.
+	q = "scope=" + url.QueryEscape(strings.Join(append(scopeList(4), scopeList(4)...), " "))
+	if rec := serve(f.h, req{query: q}); rec.Code != 200 {
+		t.Errorf("4 distinct scopes: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// FuzzHandler drives the real chain, policy and minter with arbitrary query
+// strings, Authorization headers and POST bodies: never a 5xx, and every
+// non-200 is a JSON error body.
+func FuzzHandler(f *testing.F) {
+	seeds := []struct {
+		query, auth, body string
+		post              bool
+	}{
+		{"service=registry.example.com&scope=repository:library/x:pull", "", "", false},
+		{"scope=repository:alice/app:pull,push+repository:library/x:pull", basic("alice", alicePassword), "", false},
+		{"scope=registry:catalog:*", basic("root", rootPassword), "", false},
+		{"scope=%zz", "Basic !!", "", false},
+		{"account=bob", basic("alice", "x"), "", false},
+		{"scope=foo(bar):a:b,c", "Bearer abc", "", false},
+		{"", "", "grant_type=password&username=alice&password=" + url.QueryEscape(alicePassword) + "&scope=repository%3Aalice%2Fapp%3Apull", true},
+		{"", "", "grant_type=refresh_token&refresh_token=x", true},
+		{"", "", "scope=a:b:c&scope=::&grant_type=password", true},
+		{"", "", "grant_type=password&username=&password=&service=x", true},
+		{";", "basic Og==", "%", true},
+	}
+	for _, s := range seeds {
+		f.Add(s.query, s.auth, s.body, s.post)
+	}
+	e := newReal(f, func(o *server.Options, _ *authn.Chain) {
+		o.Logger = slog.New(slog.DiscardHandler)
+	})
+	f.Fuzz(func(t *testing.T, query, auth, body string, post bool) {
+		r := req{query: query, body: body}
+		if auth != "" {
+			r.auth = []string{auth}
+		}
+		if post {
+			r.method = http.MethodPost
+		}
+		rec := e.do(t, r)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		if rec.Header().Get("X-Request-Id") == "" {
+			t.Fatal("no X-Request-Id")
+		}
+		if rec.Code == http.StatusOK {
+			var resp map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+				t.Fatalf("200 body is not JSON: %v", err)
+			}
+			if tok, _ := resp["token"].(string); tok == "" || resp["access_token"] != tok {
+				t.Fatalf("200 without a token: %s", rec.Body)
+			}
+			if _, ok := resp["refresh_token"]; ok {
+				t.Fatalf("refresh_token issued: %s", rec.Body)
+			}
+			return
+		}
+		checkError(t, rec, rec.Code)
+	})
+}
