@@ -186,6 +186,8 @@ groups:
 policy:
   data:
     public: ["library/*"]
+log:
+  level: debug # so the no-secret-in-logs checks see every line
 `, filepath.Join(keysDir, "key.pem"), certLine, htpasswd, o.authn))
 	addr, logs := startServer(t, configPath)
 	_, port, _ := strings.Cut(addr, ":")
