@@ -84,3 +84,11 @@ func dropTests(entries []fs.DirEntry) []fs.DirEntry {
 	}
 	return kept
 }
+
+//go:embed input.schema.json
+var inputSchema []byte
+
+// InputSchema returns the JSON schema of the input document (version 1).
+// The server type-checks every local policy against it, so a policy that
+// reads a misspelt input field fails to load, naming file and line.
+func InputSchema() []byte { return inputSchema }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ErrInvalidScope is wrapped by every parse error, so the server can map it to
@@ -167,4 +168,8 @@ type Decision struct {
 	Granted []string
 	// Reasons say why nothing was granted (deny messages), for the log.
 	Reasons []string
+	// Revision names the policy that decided, for the decision log.
+	Revision string
+	// Duration is how long the evaluation took.
+	Duration time.Duration
 }

@@ -26,6 +26,9 @@ commands:
                                  print the matching registry config
   hash-password USER             read a password on stdin, print an htpasswd line
   check-config [--config FILE]   load the config, keys, htpasswd and policy, then exit
+  policy test [-v] [--coverage] [--format pretty|json] [--run REGEX] [DIR...]
+                                 run the Rego tests of the embedded policy, or of
+                                 each policy or bundle DIR on its own, like opa test
   version                        print the version
 `
 
@@ -47,6 +50,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runHashPassword(rest, stdin, stdout, stderr)
 	case "check-config":
 		err = runCheckConfig(ctx, rest, stdout, stderr)
+	case "policy":
+		err = runPolicy(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

@@ -25,6 +25,16 @@ func TestCommandLine(t *testing.T) {
 	writeFile(t, unknownKey, "listen: 127.0.0.1:0\nlisten_adress: oops\n")
 	bundles := filepath.Join(dir, "bundles.yaml")
 	writeFile(t, bundles, "policy:\n  bundles: [./b]\n")
+	typoBundle := filepath.Join(dir, "typo")
+	if err := os.MkdirAll(typoBundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(typoBundle, ".manifest"), `{"revision": "typo-1", "roots": ["registry"]}`)
+	writeFile(t, filepath.Join(typoBundle, "authz.rego"), "package registry.authz\n\n# The input schema knows identity.subject, not subjekt.\n\nallow contains \"pull\" if input.identity.subjekt == \"alice\"\n")
+	typo := filepath.Join(dir, "typo.yaml")
+	writeFile(t, typo, "policy:\n  bundles: ["+typoBundle+"]\n")
+	teams := filepath.Join(dir, "teams.yaml")
+	writeFile(t, teams, "policy:\n  bundles: [../../bundles/teams]\n")
 	missingKey := filepath.Join(dir, "missing-key.yaml")
 	writeFile(t, missingKey, "token:\n  key: "+filepath.Join(dir, "nope.pem")+"\n")
 
@@ -44,7 +54,9 @@ func TestCommandLine(t *testing.T) {
 			wantStderr: []string{"issuer", "token.ttl", "log.level"}},
 		{name: "unknown key", args: []string{"serve", "--config", unknownKey}, wantCode: 2, wantStderr: []string{"listen_adress"}},
 		{name: "missing config file", args: []string{"serve", "--config", filepath.Join(dir, "absent.yaml")}, wantCode: 2, wantStderr: []string{"absent.yaml"}},
-		{name: "bundles not yet", args: []string{"check-config", "--config", bundles}, wantCode: 2, wantStderr: []string{"policy.bundles"}},
+		{name: "missing bundle", args: []string{"check-config", "--config", bundles}, wantCode: 1, wantStderr: []string{"bundle ./b", "no such file"}},
+		{name: "typo in a policy", args: []string{"check-config", "--config", typo}, wantCode: 1, wantStderr: []string{"authz.rego:5", "subjekt"}},
+		{name: "example bundle", args: []string{"check-config", "--config", teams}, wantCode: 0, wantStdout: []string{"config OK"}},
 		{name: "missing key file", args: []string{"check-config", "--config", missingKey}, wantCode: 1, wantStderr: []string{"token.key", "nope.pem"}},
 		{name: "stray argument", args: []string{"serve", "extra"}, wantCode: 2, wantStderr: []string{"unexpected arguments: extra"}},
 		{name: "hash-password needs a user", args: []string{"hash-password"}, stdin: "pw\n", wantCode: 2, wantStderr: []string{"user name"}},

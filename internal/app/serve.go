@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authn"
@@ -38,22 +41,26 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	handler, err := build(ctx, cfg, log)
+	rt, err := build(ctx, cfg, *configPath, log)
 	if err != nil {
 		return err
 	}
+	defer rt.stop(context.WithoutCancel(ctx))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           rt.handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if rt.reload != nil {
+		go watchAndReload(ctx, rt, log)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "services", []string(cfg.Service), "issuer", cfg.Issuer)
 	errc := make(chan error, 1)
@@ -99,21 +106,36 @@ func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// build loads everything the config names and returns the handler; it is
-// also what check-config runs, so a config that checks also serves.
-func build(ctx context.Context, cfg config.Config, log *slog.Logger) (http.Handler, error) {
+// runtime is a built server: its handler, how to reload what can be
+// reloaded, and how to stop what it started.
+type runtime struct {
+	handler http.Handler
+	// reload re-reads the config file's policy and data, the local
+	// bundles and the htpasswd file; nil when nothing is reloadable.
+	reload func(ctx context.Context) error
+	// watch lists the files and directories whose changes trigger reload.
+	watch []string
+	stop  func(ctx context.Context)
+}
+
+// build loads everything the config names; it is also what check-config
+// runs, so a config that checks also serves.
+func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger) (*runtime, error) {
+	rt := &runtime{stop: func(context.Context) {}}
 	key, err := loadKey(cfg.Token, log)
 	if err != nil {
 		return nil, err
 	}
 	chain := &authn.Chain{Anonymous: cfg.Authn.AnonymousEnabled(), Groups: cfg.Groups}
+	var htpasswd *authn.Htpasswd
 	if cfg.Authn.Htpasswd != "" {
-		h, err := authn.LoadHtpasswd(cfg.Authn.Htpasswd)
+		htpasswd, err = authn.LoadHtpasswd(cfg.Authn.Htpasswd)
 		if err != nil {
 			return nil, err
 		}
-		chain.Passwords = h
-		log.Info("password users loaded", "file", cfg.Authn.Htpasswd, "users", h.Len())
+		chain.Passwords = htpasswd
+		rt.watch = append(rt.watch, cfg.Authn.Htpasswd)
+		log.Info("password users loaded", "file", cfg.Authn.Htpasswd, "users", htpasswd.Len())
 	}
 	if sh := cfg.Authn.Sourcehut; sh.IsEnabled() {
 		tokens, err := sourcehut.New(sourcehut.Options{
@@ -133,20 +155,65 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger) (http.Handl
 		chain.Tokens = tokens
 		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL)
 	}
-	if len(cfg.Policy.Bundles) > 0 {
-		// Bundle loading (with roots, revisions and remote bundle servers)
-		// is tracked separately; refusing is safer than ignoring the key.
-		return nil, usageError{errors.New("policy.bundles: bundles are not supported yet; remove the key to use the embedded policy")}
+
+	var az *authz.Authorizer
+	if len(cfg.Policy.OPA) > 0 {
+		opaConfig, err := json.Marshal(cfg.Policy.OPA)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("policy.opa: %w", err)}
+		}
+		remote, err := authz.StartRemote(ctx, authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		rt.stop = remote.Stop
+		az = remote.Authorizer()
+	} else {
+		engine, err := compilePolicy(ctx, cfg.Policy)
+		if err != nil {
+			return nil, err
+		}
+		az = authz.NewAuthorizer(engine)
+		rt.watch = append(rt.watch, cfg.Policy.Bundles...)
 	}
-	az, err := authz.New(ctx, authz.Options{Modules: policy.FS(), Data: cfg.Policy.Data, Query: cfg.Policy.Query})
-	if err != nil {
-		return nil, err
+	log.Info("policy loaded", "revision", az.Engine().Revision())
+
+	// Reload swaps what changed and keeps the last good set on any error.
+	rt.reload = func(ctx context.Context) error {
+		next := cfg
+		if configPath != "" {
+			if next, err = loadConfig(configPath); err != nil {
+				return err
+			}
+		}
+		var errs []error
+		if len(cfg.Policy.OPA) == 0 && len(next.Policy.OPA) == 0 {
+			if engine, err := compilePolicy(ctx, next.Policy); err != nil {
+				errs = append(errs, err)
+			} else {
+				az.Swap(engine)
+				log.Info("policy reloaded", "revision", engine.Revision())
+			}
+		}
+		if htpasswd != nil && next.Authn.Htpasswd != "" {
+			if h, err := authn.LoadHtpasswd(next.Authn.Htpasswd); err != nil {
+				errs = append(errs, err)
+			} else {
+				htpasswd.Update(h)
+				log.Info("password users reloaded", "file", next.Authn.Htpasswd, "users", h.Len())
+			}
+		}
+		return errors.Join(errs...)
 	}
+	if configPath != "" {
+		rt.watch = append(rt.watch, configPath)
+	}
+
 	jwks, err := token.JWKS(key)
 	if err != nil {
 		return nil, err
 	}
-	return server.New(server.Options{
+	rt.handler = server.New(server.Options{
 		Services:      cfg.Service,
 		Realm:         cfg.Issuer,
 		MaxScopes:     cfg.Limits.MaxScopes,
@@ -157,7 +224,47 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger) (http.Handl
 		JWKS:          jwks,
 		Logger:        log,
 		Now:           time.Now,
-	}), nil
+	})
+	return rt, nil
+}
+
+// compilePolicy compiles the embedded policy (with the config's data) or
+// the local bundles, type-checked against the input schema.
+func compilePolicy(ctx context.Context, p config.Policy) (*authz.Engine, error) {
+	return authz.Compile(ctx, authz.Options{
+		Modules: policy.FS(),
+		Data:    p.Data,
+		Bundles: p.Bundles,
+		Schema:  policy.InputSchema(),
+		Query:   p.Query,
+	})
+}
+
+// watchAndReload reloads on SIGHUP and when a watched file changes.
+func watchAndReload(ctx context.Context, rt *runtime, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	changes, err := watchFiles(ctx, rt.watch, log)
+	if err != nil {
+		log.Warn("cannot watch files for changes; reload with SIGHUP", "error", err)
+	}
+	for {
+		var why string
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			why = "SIGHUP"
+		case path := <-changes:
+			why = "changed: " + path
+		}
+		if err := rt.reload(ctx); err != nil {
+			log.Error("reload failed; still serving the last good policy and users", "trigger", why, "error", err)
+			continue
+		}
+		log.Info("reloaded", "trigger", why)
+	}
 }
 
 func loadKey(c config.Token, log *slog.Logger) (*token.Key, error) {
@@ -201,9 +308,11 @@ func runCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if _, err := build(ctx, cfg, slog.New(slog.DiscardHandler)); err != nil {
+	rt, err := build(ctx, cfg, *configPath, slog.New(slog.DiscardHandler))
+	if err != nil {
 		return err
 	}
+	rt.stop(ctx)
 	fmt.Fprintln(stdout, "config OK")
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -15,7 +16,12 @@ import (
 )
 
 // Htpasswd checks passwords against bcrypt lines as `htpasswd -B` writes them.
+// Update swaps in a reloaded file without disturbing checks in flight.
 type Htpasswd struct {
+	table atomic.Pointer[htpasswdTable]
+}
+
+type htpasswdTable struct {
 	users map[string][]byte
 	// dummy is compared against when the user is unknown, so a wrong user
 	// name costs as much as a wrong password and does not reveal who exists.
@@ -39,7 +45,7 @@ func LoadHtpasswd(path string) (*Htpasswd, error) {
 
 // ParseHtpasswd parses the contents of an htpasswd file.
 func ParseHtpasswd(data []byte) (*Htpasswd, error) {
-	h := &Htpasswd{users: map[string][]byte{}}
+	h := &htpasswdTable{users: map[string][]byte{}}
 	dummyCost := bcrypt.DefaultCost
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	var problems []string
@@ -78,8 +84,13 @@ func ParseHtpasswd(data []byte) (*Htpasswd, error) {
 		return nil, fmt.Errorf("dummy hash: %w", err)
 	}
 	h.dummy = dummy
-	return h, nil
+	ht := &Htpasswd{}
+	ht.table.Store(h)
+	return ht, nil
 }
+
+// Update makes the users of other the ones checked from now on.
+func (h *Htpasswd) Update(other *Htpasswd) { h.table.Store(other.table.Load()) }
 
 // maxDummyCost bounds the start-up cost of making the dummy hash.
 const maxDummyCost = 13
@@ -90,13 +101,14 @@ func isBcrypt(hash string) bool {
 }
 
 // Len is the number of users.
-func (h *Htpasswd) Len() int { return len(h.users) }
+func (h *Htpasswd) Len() int { return len(h.table.Load().users) }
 
 // Authenticate checks a user name and password.
 func (h *Htpasswd) Authenticate(_ context.Context, user string, password identity.Secret) (identity.Identity, error) {
-	hash, known := h.users[user]
+	t := h.table.Load()
+	hash, known := t.users[user]
 	if !known {
-		hash = h.dummy
+		hash = t.dummy
 	}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password.Reveal()))
 	if !known || err != nil {

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,9 +10,14 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
@@ -29,73 +35,189 @@ const DefaultQuery = "data.registry.authz"
 // request (and a goroutine) forever.
 const DefaultTimeout = 100 * time.Millisecond
 
-// Options say which policy to load.
+// EmbeddedRevision is the revision reported for the embedded policy.
+const EmbeddedRevision = "embedded"
+
+// Options say which policy to load: the modules of an fs.FS (the embedded
+// default) with Data, or local OPA bundles.
 type Options struct {
-	// Modules holds the .rego files to evaluate (tests excluded).
+	// Modules holds the .rego files to evaluate; _test.rego files are
+	// skipped. Ignored when Bundles is set.
 	Modules fs.FS
-	// Data is stored under data.registry.
+	// Data is stored under data.registry. Only with Modules: a bundle
+	// brings its own data.
 	Data map[string]any
+	// Bundles are paths of OPA bundles: directories or .tar.gz files.
+	Bundles []string
+	// Schema is a JSON schema of the input document; when set, a policy
+	// that reads an input field the schema does not have fails to compile.
+	Schema []byte
 	// Query is the package path whose allow/deny are read; DefaultQuery if "".
 	Query string
 	// Timeout bounds one evaluation; DefaultTimeout if 0.
 	Timeout time.Duration
 }
 
-// Authorizer evaluates a prepared policy query.
-type Authorizer struct {
-	query   rego.PreparedEvalQuery
-	timeout time.Duration
+// Engine is one compiled policy with its prepared query. It never changes;
+// a reload builds a new one.
+type Engine struct {
+	query    rego.PreparedEvalQuery
+	revision string
+	timeout  time.Duration
 }
 
 var refPattern = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
 
-// New compiles the policy and prepares the query. A policy that does not
-// compile is an error here, never at request time.
-func New(ctx context.Context, opts Options) (*Authorizer, error) {
-	query := opts.Query
-	if query == "" {
-		query = DefaultQuery
+// queryFor reads each rule through a comprehension so that a policy that
+// does not define deny (or allow) still yields a result: [] for undefined,
+// [value] otherwise, and a wrong-typed value can be told from no value.
+func queryFor(path string) (string, error) {
+	if path == "" {
+		path = DefaultQuery
 	}
-	if !refPattern.MatchString(query) {
-		return nil, fmt.Errorf("policy query %q: want a dotted data reference such as %s", query, DefaultQuery)
+	if !refPattern.MatchString(path) {
+		return "", fmt.Errorf("policy query %q: want a dotted data reference such as %s", path, DefaultQuery)
 	}
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+	return fmt.Sprintf("allow := [x | x := %[1]s.allow]; deny := [x | x := %[1]s.deny]", path), nil
+}
+
+func timeoutOr(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultTimeout
 	}
-	// Each rule is read through a comprehension so that a policy that does
-	// not define deny (or allow) still yields a result: [] for undefined,
-	// [value] otherwise, and a wrong-typed value can be told from no value.
-	q := fmt.Sprintf("allow := [x | x := %[1]s.allow]; deny := [x | x := %[1]s.deny]", query)
-	regoOpts := []func(*rego.Rego){
-		rego.Query(q),
-		rego.Store(inmem.NewFromObject(map[string]any{"registry": dataOrEmpty(opts.Data)})),
-		rego.StrictBuiltinErrors(true),
-	}
-	n := 0
-	err := fs.WalkDir(opts.Modules, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || path.Ext(p) != ".rego" || strings.HasSuffix(p, "_test.rego") {
-			return err
-		}
-		src, err := fs.ReadFile(opts.Modules, p)
-		if err != nil {
-			return err
-		}
-		regoOpts = append(regoOpts, rego.Module(p, string(src)))
-		n++
-		return nil
-	})
+	return d
+}
+
+// Compile loads and compiles the policy and prepares the query. A policy
+// that does not compile (or, with a schema, reads input the schema does not
+// define) is an error here, never at request time.
+func Compile(ctx context.Context, opts Options) (*Engine, error) {
+	q, err := queryFor(opts.Query)
 	if err != nil {
-		return nil, fmt.Errorf("read policy: %w", err)
+		return nil, err
 	}
-	if n == 0 {
-		return nil, errors.New("read policy: no .rego files")
+	regoOpts := []func(*rego.Rego){rego.Query(q), rego.StrictBuiltinErrors(true)}
+	if opts.Schema != nil {
+		var schema any
+		if err := json.Unmarshal(opts.Schema, &schema); err != nil {
+			return nil, fmt.Errorf("input schema: %w", err)
+		}
+		ss := ast.NewSchemaSet()
+		ss.Put(ast.SchemaRootRef, schema)
+		regoOpts = append(regoOpts, rego.Schemas(ss))
+	}
+	revision := EmbeddedRevision
+	if len(opts.Bundles) > 0 {
+		var revisions []string
+		for _, p := range opts.Bundles {
+			b, err := LoadBundle(p)
+			if err != nil {
+				return nil, err
+			}
+			regoOpts = append(regoOpts, rego.ParsedBundle(p, b))
+			revisions = append(revisions, b.Manifest.Revision)
+		}
+		revision = strings.Join(revisions, ",")
+	} else {
+		mods, err := readModules(opts.Modules)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range mods {
+			regoOpts = append(regoOpts, rego.Module(m.path, m.src))
+		}
+		regoOpts = append(regoOpts, rego.Store(inmem.NewFromObject(map[string]any{"registry": dataOrEmpty(opts.Data)})))
 	}
 	pq, err := rego.New(regoOpts...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
-	return &Authorizer{query: pq, timeout: timeout}, nil
+	return &Engine{query: pq, revision: revision, timeout: timeoutOr(opts.Timeout)}, nil
+}
+
+type module struct{ path, src string }
+
+func readModules(fsys fs.FS) ([]module, error) {
+	if fsys == nil {
+		return nil, errors.New("read policy: no policy given")
+	}
+	var mods []module
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path.Ext(p) != ".rego" || isTestFile(p) {
+			return err
+		}
+		src, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		mods = append(mods, module{p, string(src)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	if len(mods) == 0 {
+		return nil, errors.New("read policy: no .rego files")
+	}
+	return mods, nil
+}
+
+func isTestFile(p string) bool { return strings.HasSuffix(p, "_test.rego") }
+
+// LoadBundle reads an OPA bundle from a directory or a .tar.gz file, without
+// its _test.rego files: tests are for `policy test`, not for evaluation.
+func LoadBundle(p string) (*bundle.Bundle, error) {
+	b, err := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).AsBundle(p)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", p, err)
+	}
+	b.Modules = slices.DeleteFunc(b.Modules, func(m bundle.ModuleFile) bool { return isTestFile(m.Path) })
+	if len(b.Modules) == 0 {
+		return nil, fmt.Errorf("bundle %s: no policy modules", p)
+	}
+	return b, nil
+}
+
+// compileFromManager prepares the query against an OPA plugin manager's
+// compiler and store, inside the transaction that activates a bundle, so the
+// new engine is in place when the transaction commits.
+func compileFromManager(ctx context.Context, compiler *ast.Compiler, store storage.Store, txn storage.Transaction, query string, timeout time.Duration) (*Engine, error) {
+	q, err := queryFor(query)
+	if err != nil {
+		return nil, err
+	}
+	pq, err := rego.New(
+		rego.Query(q),
+		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.Transaction(txn),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
+	revision, err := bundleRevisions(ctx, store, txn)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{query: pq, revision: revision, timeout: timeoutOr(timeout)}, nil
+}
+
+func bundleRevisions(ctx context.Context, store storage.Store, txn storage.Transaction) (string, error) {
+	names, err := bundle.ReadBundleNamesFromStore(ctx, store, txn)
+	if err != nil && !storage.IsNotFound(err) {
+		return "", err
+	}
+	slices.Sort(names)
+	var revs []string
+	for _, n := range names {
+		r, err := bundle.ReadBundleRevisionFromStore(ctx, store, txn, n)
+		if err != nil && !storage.IsNotFound(err) {
+			return "", err
+		}
+		revs = append(revs, n+"@"+r)
+	}
+	return strings.Join(revs, ","), nil
 }
 
 func dataOrEmpty(d map[string]any) map[string]any {
@@ -105,29 +227,21 @@ func dataOrEmpty(d map[string]any) map[string]any {
 	return d
 }
 
-// Authorize decides every requested scope. It returns an error wrapping
-// access.ErrDecisionFailed if any evaluation failed, so the client is told
-// the policy failed instead of receiving a token that silently grants less.
-func (a *Authorizer) Authorize(ctx context.Context, id identity.Identity, req identity.Request, scopes []access.Scope) ([]access.Decision, error) {
-	decisions := make([]access.Decision, 0, len(scopes))
-	for _, sc := range scopes {
-		d, err := a.decide(ctx, id, req, sc)
-		if err != nil {
-			return nil, fmt.Errorf("%w: scope %s: %w", access.ErrDecisionFailed, sc, err)
-		}
-		decisions = append(decisions, d)
-	}
-	return decisions, nil
-}
+// Revision names the policy the engine evaluates: "embedded", or the
+// bundles' revisions.
+func (e *Engine) Revision() string { return e.revision }
 
-func (a *Authorizer) decide(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope) (access.Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+// Decide evaluates one scope. Extra options (a tracer, for `policy eval
+// --explain`) are passed to the evaluation.
+func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope, extra ...rego.EvalOption) (access.Decision, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	rs, err := a.query.Eval(ctx, rego.EvalInput(Input(id, req, sc)))
+	rs, err := e.query.Eval(ctx, append([]rego.EvalOption{rego.EvalInput(Input(id, req, sc))}, extra...)...)
 	if err != nil {
 		return access.Decision{}, err
 	}
-	d := access.Decision{Requested: sc}
+	d := access.Decision{Requested: sc, Revision: e.revision}
 	if len(rs) != 1 {
 		// The query always binds both variables; anything else is a
 		// policy we do not understand.
@@ -151,7 +265,52 @@ func (a *Authorizer) decide(ctx context.Context, id identity.Identity, req ident
 	default:
 		d.Granted = access.Grant(sc.Actions, allowed)
 	}
+	d.Duration = time.Since(start)
 	return d, nil
+}
+
+// Authorizer evaluates the current engine; Swap replaces it atomically, so
+// a reload never fails a request in flight (it finishes on the old engine).
+type Authorizer struct {
+	current atomic.Pointer[Engine]
+}
+
+// NewAuthorizer returns an Authorizer evaluating e.
+func NewAuthorizer(e *Engine) *Authorizer {
+	a := &Authorizer{}
+	a.current.Store(e)
+	return a
+}
+
+// New compiles the policy and returns an Authorizer for it.
+func New(ctx context.Context, opts Options) (*Authorizer, error) {
+	e, err := Compile(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return NewAuthorizer(e), nil
+}
+
+// Swap makes e the engine of every later decision.
+func (a *Authorizer) Swap(e *Engine) { a.current.Store(e) }
+
+// Engine returns the current engine.
+func (a *Authorizer) Engine() *Engine { return a.current.Load() }
+
+// Authorize decides every requested scope. It returns an error wrapping
+// access.ErrDecisionFailed if any evaluation failed, so the client is told
+// the policy failed instead of receiving a token that silently grants less.
+func (a *Authorizer) Authorize(ctx context.Context, id identity.Identity, req identity.Request, scopes []access.Scope) ([]access.Decision, error) {
+	e := a.current.Load()
+	decisions := make([]access.Decision, 0, len(scopes))
+	for _, sc := range scopes {
+		d, err := e.Decide(ctx, id, req, sc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: scope %s: %w", access.ErrDecisionFailed, sc, err)
+		}
+		decisions = append(decisions, d)
+	}
+	return decisions, nil
 }
 
 // stringSet reads a comprehension binding: [] (the rule is undefined) or

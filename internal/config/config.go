@@ -134,6 +134,10 @@ type Policy struct {
 	Bundles []string       `yaml:"bundles"` // directories or .tar.gz OPA bundles; empty = the embedded default
 	Data    map[string]any `yaml:"data"`    // merged under data.registry; JSON-compatible values only
 	Query   string         `yaml:"query"`   // default "data.registry.authz"
+	// OPA is an OPA configuration document (services, bundles, keys,
+	// decision_logs) for bundles from a bundle server, run by OPA's own
+	// plugins. Exclusive with Bundles and Data.
+	OPA map[string]any `yaml:"opa"`
 }
 
 // Log configures logging.
@@ -502,6 +506,17 @@ func (c Config) Validate() error {
 		}
 	}
 
+	if len(c.Policy.OPA) > 0 {
+		if len(c.Policy.Bundles) > 0 {
+			add("policy.opa", "cannot be combined with policy.bundles: serve local bundles from the bundle server too, or drop policy.opa")
+		}
+		if _, ok := c.Policy.OPA["bundles"]; !ok {
+			add("policy.opa", "needs a bundles section (the OPA configuration of the bundles to download)")
+		}
+	}
+	if c.Policy.Data != nil && (len(c.Policy.Bundles) > 0 || len(c.Policy.OPA) > 0) {
+		add("policy.data", "is for the embedded policy only: a bundle brings its own data.json")
+	}
 	for i, b := range c.Policy.Bundles {
 		if strings.TrimSpace(b) == "" {
 			add(fmt.Sprintf("policy.bundles[%d]", i), "must not be empty")

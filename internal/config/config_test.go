@@ -80,7 +80,6 @@ func TestLoadFull(t *testing.T) {
 		}},
 		Groups: map[string][]string{"admins": {"alice"}, "ci": {"bob", "carol"}},
 		Policy: Policy{
-			Bundles: []string{"bundles/example", "/etc/srht-registry/extra.tar.gz"},
 			Data: map[string]any{
 				"public": []any{"library/*"},
 				"namespaces": map[string]any{
@@ -109,6 +108,10 @@ func TestLoadFull(t *testing.T) {
 				}
 				return
 			}
+			// The other policy sources exclude policy.data; see TestPolicySources.
+			if name == "Policy.Bundles" || name == "Policy.OPA" {
+				return
+			}
 			if reflect.DeepEqual(d.Interface(), g.Interface()) {
 				t.Errorf("full.yaml leaves %s at its default", name)
 			}
@@ -123,6 +126,35 @@ func TestLoadFull(t *testing.T) {
 	}
 	if _, err := json.Marshal(got.Policy.Data); err != nil {
 		t.Errorf("policy.data is not JSON-compatible: %v", err)
+	}
+}
+
+func TestPolicySources(t *testing.T) {
+	b, err := Load("../../testdata/config/bundles.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(b.Policy.Bundles, []string{"bundles/teams", "/etc/srht-registry/extra.tar.gz"}) {
+		t.Errorf("bundles = %q", b.Policy.Bundles)
+	}
+	o, err := Load("../../testdata/config/opa.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := json.Marshal(o.Policy.OPA); err != nil {
+		t.Errorf("policy.opa is not JSON-compatible: %v", err)
+	}
+	if _, ok := o.Policy.OPA["bundles"].(map[string]any)["registry"]; !ok {
+		t.Errorf("policy.opa.bundles.registry missing: %v", o.Policy.OPA)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{"policy:\n  bundles: [a]\n  data: {public: []}\n", "policy.data: is for the embedded policy only"},
+		{"policy:\n  opa: {bundles: {a: {resource: x}}}\n  bundles: [a]\n", "policy.opa: cannot be combined with policy.bundles"},
+		{"policy:\n  opa: {services: {}}\n", "policy.opa: needs a bundles section"},
+	} {
+		if _, err := Parse([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want an error with %q", tc.doc, err, tc.want)
+		}
 	}
 }
 

@@ -157,7 +157,7 @@ type tokenResponse struct {
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	rl := logOf(r)
-	resp, err := s.issue(r, rl)
+	resp, err := s.issue(w, r, rl)
 	if err != nil {
 		status := writeError(w, s.opts.Realm, err)
 		rl.attrs = append(rl.attrs, "error", err.Error())
@@ -179,7 +179,7 @@ type tokenRequest struct {
 	post     bool
 }
 
-func (s *Server) issue(r *http.Request, rl *requestLog) (*tokenResponse, error) {
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (*tokenResponse, error) {
 	tr, err := s.parseRequest(r)
 	if err != nil {
 		return nil, err
@@ -209,17 +209,31 @@ func (s *Server) issue(r *http.Request, rl *requestLog) (*tokenResponse, error) 
 	if err != nil {
 		return nil, err
 	}
+	// One decision ID per request, returned to the client, ties a failed
+	// pull to its decision log lines.
+	decisionID := newRequestID()
+	if len(decisions) > 0 {
+		w.Header().Set("X-Decision-Id", decisionID)
+	}
 	granted := make([]access.Scope, 0, len(decisions))
 	var requestedLog, grantedLog []string
 	for _, d := range decisions {
 		requestedLog = append(requestedLog, d.Requested.String())
-		if len(d.Reasons) > 0 {
-			rl.log.Info("policy denied", "scope", d.Requested.String(), "reasons", d.Reasons)
-		}
+		g := access.Scope{Resource: d.Requested.Resource, Actions: d.Granted}
+		rl.log.Info("decision",
+			"decision_id", decisionID,
+			"revision", d.Revision,
+			"auth_method", string(id.Method),
+			"subject", id.Subject,
+			"scope", d.Requested.Resource.Type+":"+d.Requested.Name,
+			"requested", d.Requested.Actions,
+			"granted", d.Granted,
+			"deny", d.Reasons,
+			"duration", d.Duration,
+		)
 		if len(d.Granted) == 0 {
 			continue
 		}
-		g := access.Scope{Resource: d.Requested.Resource, Actions: d.Granted}
 		granted = append(granted, g)
 		grantedLog = append(grantedLog, g.String())
 	}

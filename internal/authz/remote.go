@@ -1,0 +1,103 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/plugins"
+	"github.com/open-policy-agent/opa/v1/plugins/discovery"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// Remote runs OPA's own plugin manager with an operator's OPA configuration
+// (services, bundles with polling and signature keys, decision_logs), the
+// way an OPA control plane already ships policy to a fleet. Each bundle
+// activation compiles a new engine and swaps it in; a bundle that fails to
+// download, verify or compile is not activated, so the last good policy
+// stays in force.
+type Remote struct {
+	manager    *plugins.Manager
+	authorizer *Authorizer
+	activated  chan struct{}
+}
+
+// RemoteOptions configure StartRemote.
+type RemoteOptions struct {
+	// Config is OPA's configuration document (JSON or YAML).
+	Config []byte
+	// Query and Timeout as in Options.
+	Query   string
+	Timeout time.Duration
+	// Wait bounds how long StartRemote waits for the first activation.
+	Wait   time.Duration
+	Logger *slog.Logger
+}
+
+// StartRemote starts the plugins and waits until a bundle is active: a
+// token server must not answer with no policy at all.
+func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
+	if _, err := queryFor(o.Query); err != nil {
+		return nil, err
+	}
+	var boot map[string]any
+	if err := util.Unmarshal(o.Config, &boot); err != nil {
+		return nil, fmt.Errorf("policy.opa: %w", err)
+	}
+	if boot["bundles"] == nil {
+		return nil, errors.New("policy.opa: no bundles configured")
+	}
+	m, err := plugins.New(o.Config, "srht-registry", inmem.New(), plugins.Logger(newOPALogger(o.Logger)))
+	if err != nil {
+		return nil, fmt.Errorf("policy.opa: %w", err)
+	}
+	r := &Remote{manager: m, authorizer: &Authorizer{}, activated: make(chan struct{})}
+	m.RegisterCompilerTrigger(func(txn storage.Transaction) {
+		e, err := compileFromManager(ctx, m.GetCompiler(), m.Store, txn, o.Query, o.Timeout)
+		if err != nil {
+			o.Logger.Error("policy bundle activated but the query could not be prepared; keeping the previous policy", "error", err)
+			return
+		}
+		first := r.authorizer.Engine() == nil
+		r.authorizer.Swap(e)
+		o.Logger.Info("policy bundle activated", "revision", e.Revision())
+		if first {
+			close(r.activated)
+		}
+	})
+	// The discovery plugin with a boot config is how OPA itself (and its
+	// SDK) turns a configuration into bundle, status and decision-log
+	// plugins.
+	d, err := discovery.New(m, discovery.BootConfig(boot))
+	if err != nil {
+		return nil, fmt.Errorf("policy.opa: %w", err)
+	}
+	m.Register(discovery.Name, d)
+	if err := m.Start(ctx); err != nil {
+		return nil, fmt.Errorf("policy.opa: starting plugins: %w", err)
+	}
+	wait := o.Wait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	select {
+	case <-r.activated:
+		return r, nil
+	case <-time.After(wait):
+		m.Stop(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("policy.opa: no bundle activated within %v (is the bundle server reachable, and is the bundle valid and signed?)", wait)
+	case <-ctx.Done():
+		m.Stop(context.WithoutCancel(ctx))
+		return nil, ctx.Err()
+	}
+}
+
+// Authorizer returns the authorizer whose engine follows bundle activations.
+func (r *Remote) Authorizer() *Authorizer { return r.authorizer }
+
+// Stop stops the plugins.
+func (r *Remote) Stop(ctx context.Context) { r.manager.Stop(ctx) }

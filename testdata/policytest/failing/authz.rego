@@ -1,0 +1,3 @@
+package registry.authz
+
+allow contains "pull" if input.identity.subject == "alice"
