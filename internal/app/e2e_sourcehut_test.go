@@ -1,8 +1,10 @@
 package app
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -40,20 +42,29 @@ type tokenResult struct {
 // step does.
 func requestToken(t *testing.T, addr, user, password, scope string) tokenResult {
 	t.Helper()
-	q := url.Values{"service": {"registry.example.com"}, "scope": {scope}}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/auth?"+q.Encode(), nil)
+	res, err := fetchToken(t.Context(), addr, user, password, scope)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return res
+}
+
+// fetchToken is requestToken for goroutines, which must not call t.Fatal.
+func fetchToken(ctx context.Context, addr, user, password, scope string) (tokenResult, error) {
+	q := url.Values{"service": {"registry.example.com"}, "scope": {scope}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/auth?"+q.Encode(), nil)
+	if err != nil {
+		return tokenResult{}, err
 	}
 	req.SetBasicAuth(user, password)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return tokenResult{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return tokenResult{}, err
 	}
 	res := tokenResult{status: resp.StatusCode}
 	if resp.StatusCode != http.StatusOK {
@@ -61,35 +72,32 @@ func requestToken(t *testing.T, addr, user, password, scope string) tokenResult 
 			Errors []struct{ Message string } `json:"errors"`
 		}
 		if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) == 0 {
-			t.Fatalf("status %d with a body that is not a JSON error: %s", resp.StatusCode, body)
+			return res, fmt.Errorf("status %d with a body that is not a JSON error: %s", resp.StatusCode, body)
 		}
 		res.message = e.Errors[0].Message
-		return res
+		return res, nil
 	}
 	var ok struct {
 		Token string `json:"token"`
 	}
 	if err := json.Unmarshal(body, &ok); err != nil {
-		t.Fatal(err)
+		return res, err
 	}
 	parts := strings.Split(ok.Token, ".")
 	if len(parts) != 3 {
-		t.Fatalf("not a JWS: %q", ok.Token)
+		return res, fmt.Errorf("not a JWS: %q", ok.Token)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		t.Fatal(err)
+		return res, err
 	}
 	var claims struct {
 		Access json.RawMessage `json:"access"`
 	}
 	if err := json.Unmarshal(payload, &claims); err != nil {
-		t.Fatal(err)
+		return res, err
 	}
-	if err := json.Unmarshal(claims.Access, &res.access); err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return res, json.Unmarshal(claims.Access, &res.access)
 }
 
 func sourcehutAuthn(meta *fakemeta.Server, maxCacheTTL string) string {

@@ -34,6 +34,7 @@ const policyUsage = `usage: srht-registry policy <command> [flags]
 commands:
   test [flags] [DIR...]   run the Rego tests of the embedded policy, or of each
                           policy or bundle DIR (see policy test -h)
+  eval [flags]            evaluate the policy for a request (see policy eval -h)
 `
 
 // runPolicy dispatches the policy subcommands on args[0].
@@ -46,11 +47,7 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "test":
 		return runPolicyTest(ctx, args[1:], stdout, stderr)
 	case "eval":
-		// TODO: `policy eval` is not built yet. The engineer adding it
-		// replaces this case with
-		//	return runPolicyEval(ctx, args[1:], stdout, stderr)
-		// and lists it in policyUsage and in usage in app.go.
-		return usageError{errors.New("policy eval: not built yet")}
+		return runPolicyEval(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, policyUsage)
 		return nil
@@ -71,7 +68,7 @@ _test.rego files; their names are shown as in the source tree (policy/...).
 Otherwise it tests each DIR: a directory holding a .manifest is loaded as an
 OPA bundle (like 'opa test -b DIR'), any other directory or file as plain
 policy and data files (like 'opa test DIR'). Each DIR is loaded and compiled
-ON ITS OWN, with its own compiler and data, so two DIRs may both define
+on its own, with its own compiler and data, so two DIRs may both define
 package registry.authz without conflicting; their results are reported
 together and the exit code reflects every DIR. Policies are Rego v1 unless a
 bundle's manifest says otherwise.
@@ -107,7 +104,7 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.BoolVar(&f.verbose, "verbose", false, "list every test with its result, and print notes and the trace of failures")
 	fs.BoolVar(&f.coverage, "coverage", false, "print a JSON coverage report (as opa test --coverage) instead of the test results;\nfailures are still listed")
 	fs.StringVar(&f.format, "format", "pretty", "output `FORMAT`: pretty or json (ignored with --coverage)")
-	fs.StringVar(&f.run, "r", "", "shorthand for --run")
+	fs.StringVar(&f.run, "r", "", "shorthand for --run `REGEX`")
 	fs.StringVar(&f.run, "run", "", "run only tests whose name (data.pkg.test_name) matches `REGEX`")
 	fs.DurationVar(&f.timeout, "timeout", defaultTestTimeout, "time limit for each test (0 means the default)")
 	fs.Float64Var(&f.threshold, "threshold", 0, "with --coverage, fail (exit 2) if coverage is below `PERCENT` (0-100);\nsetting it implies --coverage")
@@ -179,14 +176,19 @@ type testTarget struct {
 	store   storage.Store
 	txn     storage.Transaction
 	results chan *tester.Result
+	err     error // from loading or compiling
 }
 
 func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, stderr io.Writer) error {
-	// A load error in one DIR does not stop the others from loading, so that
-	// every problem is reported at once; but like opa test, nothing runs
-	// unless everything loads and compiles.
+	schemas, err := loader.Schemas(f.schema)
+	if err != nil {
+		return err
+	}
+
+	// A DIR that fails to load or compile does not stop the others from
+	// loading and compiling, so that every problem is reported at once (in
+	// DIR order); but like opa test, no test runs unless all of them do.
 	var targets []*testTarget
-	var errs []error
 	if len(dirs) == 0 {
 		t, err := loadEmbeddedTestTarget()
 		if err != nil {
@@ -195,21 +197,9 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 		targets = append(targets, t)
 	}
 	for _, dir := range dirs {
-		t, err := loadTestTarget(dir)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		targets = append(targets, t)
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+		targets = append(targets, loadTestTarget(dir))
 	}
 
-	schemas, err := loader.Schemas(f.schema)
-	if err != nil {
-		return err
-	}
 	rtInfo, err := info.New()
 	if err != nil {
 		return err
@@ -238,9 +228,11 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 	// Compile every target (each with its own compiler and store) and
 	// start its tests.
 	for _, t := range targets {
-		t.txn, err = t.store.NewTransaction(ctx, storage.WriteParams)
-		if err != nil {
-			return err
+		if t.err != nil {
+			continue
+		}
+		if t.txn, t.err = t.store.NewTransaction(ctx, storage.WriteParams); t.err != nil {
+			continue
 		}
 		compiler := ast.NewCompiler().
 			SetErrorLimit(ast.CompileErrorLimitDefault).
@@ -262,9 +254,8 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 			SetBundles(t.bundles).
 			SetTimeout(f.timeout).
 			Filter(f.run)
-		t.results, err = runner.RunTests(runCtx, t.txn)
-		if err != nil {
-			errs = append(errs, err)
+		t.results, t.err = runner.RunTests(runCtx, t.txn)
+		if t.err != nil {
 			continue
 		}
 		for name, b := range t.bundles {
@@ -274,6 +265,12 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 		}
 		for file, m := range t.modules {
 			allModules[file] = m
+		}
+	}
+	var errs []error
+	for _, t := range targets {
+		if t.err != nil {
+			errs = append(errs, t.err)
 		}
 	}
 	if len(errs) > 0 {
@@ -385,19 +382,14 @@ func loadEmbeddedTestTarget() (*testTarget, error) {
 
 // loadTestTarget loads dir as a bundle if it holds a .manifest, otherwise
 // as plain policy and data files, as opa test does with and without -b.
-func loadTestTarget(dir string) (*testTarget, error) {
+// A load error is left in the target's err.
+func loadTestTarget(dir string) *testTarget {
 	if isBundleDir(dir) {
 		bundles, store, err := tester.LoadBundlesWithParserOptions([]string{dir}, nil, regoParserOptions())
-		if err != nil {
-			return nil, err
-		}
-		return &testTarget{bundles: bundles, store: store}, nil
+		return &testTarget{bundles: bundles, store: store, err: err}
 	}
 	modules, store, err := tester.LoadWithParserOptions([]string{dir}, nil, regoParserOptions())
-	if err != nil {
-		return nil, err
-	}
-	return &testTarget{modules: modules, store: store}, nil
+	return &testTarget{modules: modules, store: store, err: err}
 }
 
 func isBundleDir(dir string) bool {

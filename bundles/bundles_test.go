@@ -1,0 +1,393 @@
+package bundles
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/format"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/tester"
+)
+
+// schemaPath is the JSON schema of the policy input (version 1).
+const schemaPath = "../policy/input.schema.json"
+
+// wantBundles must exist; more may.
+var wantBundles = []string{"sourcehut-default", "teams", "public-mirror", "conditions"}
+
+// bundleDirs lists the subdirectories of this directory: one bundle each.
+func bundleDirs(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	return dirs
+}
+
+// load reads dir as OPA does for `opa test -b dir`.
+func load(t *testing.T, dir string) *bundle.Bundle {
+	t.Helper()
+	b, err := loader.NewFileLoader().
+		WithRegoVersion(ast.RegoV1).
+		WithProcessAnnotation(true).
+		WithSkipBundleVerification(true).
+		AsBundle(dir)
+	if err != nil {
+		t.Fatalf("loading bundle: %v", err)
+	}
+	return b
+}
+
+// inputSchema returns the input schema as a schema set for the compiler.
+func inputSchema(t *testing.T) *ast.SchemaSet {
+	t.Helper()
+	raw, err := os.ReadFile(schemaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema any
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatalf("%s: %v", schemaPath, err)
+	}
+	schemas := ast.NewSchemaSet()
+	schemas.Put(ast.SchemaRootRef, schema)
+	return schemas
+}
+
+// compileWithSchema type-checks modules (path -> source) against the input
+// schema and returns the compiler's errors.
+func compileWithSchema(t *testing.T, sources map[string]string) ast.Errors {
+	t.Helper()
+	modules := map[string]*ast.Module{}
+	for path, src := range sources {
+		m, err := ast.ParseModuleWithOpts(path, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatalf("parsing %s: %v", path, err)
+		}
+		modules[path] = m
+	}
+	c := ast.NewCompiler().WithSchemas(inputSchema(t))
+	c.Compile(modules)
+	return c.Errors
+}
+
+func isTestFile(path string) bool { return strings.HasSuffix(path, "_test.rego") }
+
+func TestExpectedBundles(t *testing.T) {
+	dirs := bundleDirs(t)
+	for _, want := range wantBundles {
+		if !slices.Contains(dirs, want) {
+			t.Errorf("bundle %s is missing (have %v)", want, dirs)
+		}
+	}
+}
+
+func TestBundles(t *testing.T) {
+	for _, dir := range bundleDirs(t) {
+		t.Run(dir, func(t *testing.T) {
+			b := load(t, dir)
+			checkManifest(t, b)
+			checkLayout(t, b)
+			checkSchema(t, b)
+			runRegoTests(t, dir, b)
+		})
+	}
+}
+
+// checkManifest: a revision, roots exactly ["registry"], Rego v1.
+func checkManifest(t *testing.T, b *bundle.Bundle) {
+	t.Helper()
+	m := b.Manifest
+	if m.Revision == "" {
+		t.Error(".manifest: no revision")
+	}
+	if m.Roots == nil || !slices.Equal(*m.Roots, []string{"registry"}) {
+		t.Errorf(".manifest: roots = %v, want [registry]", m.Roots)
+	}
+	if m.RegoVersion == nil || *m.RegoVersion != 1 {
+		t.Errorf(".manifest: rego_version = %v, want 1", m.RegoVersion)
+	}
+}
+
+// checkLayout: data under data.registry, with no key named authz (the
+// policy's own package lives there), and a policy in package
+// registry.authz with allow, plus tests.
+func checkLayout(t *testing.T, b *bundle.Bundle) {
+	t.Helper()
+	for k := range b.Data {
+		if k != "registry" {
+			t.Errorf("data.json: top-level key %q outside the registry root", k)
+		}
+	}
+	if reg, ok := b.Data["registry"].(map[string]any); ok {
+		if _, clash := reg["authz"]; clash {
+			t.Error("data.json: registry.authz would clash with the policy package")
+		}
+	}
+	var policies, tests int
+	for _, m := range b.Modules {
+		pkg := m.Parsed.Package.Path.String()
+		if isTestFile(m.Path) {
+			tests++
+			continue
+		}
+		policies++
+		if pkg != "data.registry.authz" {
+			t.Errorf("%s: package %s, want registry.authz", m.Path, pkg)
+			continue
+		}
+		hasAllow := false
+		for _, r := range m.Parsed.Rules {
+			if r.Head.Ref().String() == "allow" {
+				hasAllow = true
+			}
+		}
+		if !hasAllow {
+			t.Errorf("%s: no allow rule", m.Path)
+		}
+	}
+	if policies == 0 {
+		t.Error("no policy module")
+	}
+	if tests == 0 {
+		t.Error("no _test.rego module")
+	}
+}
+
+// checkSchema type-checks the bundle's policy modules (not its tests)
+// against the input schema, as the server does when it loads the bundle.
+func checkSchema(t *testing.T, b *bundle.Bundle) {
+	t.Helper()
+	sources := map[string]string{}
+	for _, m := range b.Modules {
+		if !isTestFile(m.Path) {
+			sources[m.Path] = string(m.Raw)
+		}
+	}
+	if errs := compileWithSchema(t, sources); len(errs) > 0 {
+		t.Errorf("type check against %s: %v", schemaPath, errs)
+	}
+}
+
+// runRegoTests runs the bundle's Rego tests like `opa test -b dir`, with
+// built-in errors raised as the server raises them, and fails per failing
+// Rego test.
+func runRegoTests(t *testing.T, dir string, b *bundle.Bundle) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	store := inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false))
+	txn, err := store.NewTransaction(ctx, storage.WriteParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Abort(ctx, txn)
+
+	ch, err := tester.NewRunner().
+		SetStore(store).
+		SetBundles(map[string]*bundle.Bundle{dir: b}).
+		SetDefaultRegoVersion(ast.RegoV1).
+		RaiseBuiltinErrors(true).
+		SetTimeout(10*time.Second).
+		RunTests(ctx, txn)
+	if err != nil {
+		t.Fatalf("compiling bundle and tests: %v", err)
+	}
+	ran := 0
+	for r := range ch {
+		ran++
+		switch {
+		case r.Error != nil:
+			t.Errorf("%s.%s (%s): error: %v", r.Package, r.Name, r.Location, r.Error)
+		case r.Skip:
+			t.Errorf("%s.%s (%s): skipped (todo_ prefix); example tests must all run", r.Package, r.Name, r.Location)
+		case r.Fail:
+			t.Errorf("%s.%s (%s): FAIL", r.Package, r.Name, r.Location)
+		}
+	}
+	if ran == 0 {
+		t.Fatal("no Rego tests ran")
+	}
+	t.Logf("%d Rego tests ran", ran)
+}
+
+// TestSchemaCatchesTypos: a policy reading a field the input does not have
+// fails to compile, and the error names the file and line.
+func TestSchemaCatchesTypos(t *testing.T) {
+	const src = `package registry.authz
+
+allow contains "pull" if {
+	input.identity.subjekt == "alice"
+}
+`
+	errs := compileWithSchema(t, map[string]string{"typo.rego": src})
+	if len(errs) == 0 {
+		t.Fatal("a policy reading input.identity.subjekt compiled")
+	}
+	msg := errs.Error()
+	for _, want := range []string{"typo.rego:4", "subjekt"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not mention %q", msg, want)
+		}
+	}
+	if loc := errs[0].Location; loc == nil || loc.File != "typo.rego" || loc.Row != 4 {
+		t.Errorf("error location = %v, want typo.rego:4", loc)
+	}
+}
+
+// TestSchemaCatchesNestedTypos: every object is closed, also deep ones.
+func TestSchemaCatchesNestedTypos(t *testing.T) {
+	for _, ref := range []string{
+		"input.versoin",
+		"input.identity.sourcehut.acess",
+		"input.identity.sourcehut.grants[0].servise",
+		"input.request.clientip",
+		"input.scope.klass",
+	} {
+		errs := compileWithSchema(t, map[string]string{"nested.rego": readsRef(ref)})
+		if len(errs) == 0 {
+			t.Errorf("a policy reading %s compiled", ref)
+		} else if !strings.Contains(errs.Error(), "undefined ref") {
+			t.Errorf("a policy reading %s: %v, want an undefined ref error", ref, errs)
+		}
+	}
+	// The same refs spelt right compile: the errors above are the typos'.
+	for _, ref := range []string{
+		"input.version",
+		"input.identity.sourcehut.access",
+		"input.identity.sourcehut.grants[0].service",
+		"input.request.client_ip",
+		"input.scope.class",
+	} {
+		if errs := compileWithSchema(t, map[string]string{"nested.rego": readsRef(ref)}); len(errs) > 0 {
+			t.Errorf("a policy reading %s: %v", ref, errs)
+		}
+	}
+}
+
+func readsRef(ref string) string {
+	return "package registry.authz\n\nallow contains \"pull\" if " + ref + "\n"
+}
+
+// TestSchemaValidatesInputs checks the schema against documents shaped as
+// the server builds them (valid) and against near misses (invalid), with
+// OPA's json.match_schema.
+func TestSchemaValidatesInputs(t *testing.T) {
+	raw, err := os.ReadFile(schemaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema any
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pq, err := rego.New(rego.Query("[ok, errs] := json.match_schema(input.doc, input.schema)")).PrepareForEval(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	match := func(doc string) (bool, any) {
+		t.Helper()
+		var d any
+		if err := json.Unmarshal([]byte(doc), &d); err != nil {
+			t.Fatalf("test input %s: %v", doc, err)
+		}
+		rs, err := pq.Eval(ctx, rego.EvalInput(map[string]any{"doc": d, "schema": schema}))
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("json.match_schema: %v, %v", rs, err)
+		}
+		return rs[0].Bindings["ok"].(bool), rs[0].Bindings["errs"]
+	}
+
+	const request = `"request": {"service": "registry.example.com", "client_ip": "192.0.2.1", "client_id": "docker", "user_agent": "docker/27.0", "time": "2026-11-30T12:00:00Z"}`
+	const scope = `"scope": {"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}`
+	const sourcehut = `"sourcehut": {"username": "alice", "client_id": "", "expires": "2026-11-30T12:45:00Z", "all_grants": false, "access": "RW",
+		"grants": [{"service": "registry.example.com", "scope": "REGISTRY", "access": "RW"}]}`
+	doc := func(identity string, rest ...string) string {
+		parts := append([]string{`"version": 1`, `"identity": ` + identity}, rest...)
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+
+	valid := map[string]string{
+		"anonymous":     doc(`{"method": "anonymous", "subject": "", "groups": []}`, request, scope),
+		"password":      doc(`{"method": "password", "subject": "alice", "groups": ["ci", "admins"]}`, request, scope),
+		"sourcehut":     doc(`{"method": "sourcehut", "subject": "alice", "groups": [], `+sourcehut+`}`, request, scope),
+		"personal":      doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": true, "access": "RW", "grants": []}}`, request, scope),
+		"class":         doc(`{"method": "password", "subject": "alice", "groups": []}`, request, `"scope": {"type": "repository", "class": "plugin", "name": "alice/app", "actions": ["pull"]}`),
+		"catalog":       doc(`{"method": "password", "subject": "root", "groups": ["admins"]}`, request, `"scope": {"type": "registry", "name": "catalog", "actions": ["*"]}`),
+		"empty strings": doc(`{"method": "anonymous", "subject": "", "groups": []}`, `"request": {"service": "registry.example.com", "client_ip": "", "client_id": "", "user_agent": "", "time": "2026-11-30T12:00:00Z"}`, scope),
+	}
+	for name, d := range valid {
+		if ok, errs := match(d); !ok {
+			t.Errorf("valid input %q does not match the schema: %v", name, errs)
+		}
+	}
+
+	password := `{"method": "password", "subject": "alice", "groups": []}`
+	invalid := map[string]string{
+		"version 2":          `{"version": 2, "identity": ` + password + `, ` + request + `, ` + scope + `}`,
+		"no version":         `{"identity": ` + password + `, ` + request + `, ` + scope + `}`,
+		"extra top-level":    doc(password, request, scope, `"extra": true`),
+		"no scope":           doc(password, request),
+		"unknown method":     doc(`{"method": "oidc", "subject": "alice", "groups": []}`, request, scope),
+		"no groups":          doc(`{"method": "password", "subject": "alice"}`, request, scope),
+		"identity typo":      doc(`{"method": "password", "subjekt": "alice", "groups": []}`, request, scope),
+		"sourcehut access":   doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": true, "access": "ALL", "grants": []}}`, request, scope),
+		"sourcehut missing":  doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice"}}`, request, scope),
+		"grant extra":        doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": false, "access": "RW", "grants": [{"service": "s", "scope": "REGISTRY", "access": "RW", "x": 1}]}}`, request, scope),
+		"request extra":      doc(password, `"request": {"service": "s", "client_ip": "", "client_id": "", "user_agent": "", "time": "2026-11-30T12:00:00Z", "referer": ""}`, scope),
+		"request time":       doc(password, `"request": {"service": "s", "client_ip": "", "client_id": "", "user_agent": "", "time": "yesterday"}`, scope),
+		"actions not a list": doc(password, request, `"scope": {"type": "repository", "name": "alice/app", "actions": "pull"}`),
+	}
+	for name, d := range invalid {
+		if ok, _ := match(d); ok {
+			t.Errorf("invalid input %q matches the schema", name)
+		}
+	}
+}
+
+// TestBundleFilesAreFormatted keeps the examples in `opa fmt` style, since
+// operators copy them.
+func TestBundleFilesAreFormatted(t *testing.T) {
+	files, err := filepath.Glob("*/*.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no .rego files")
+	}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		formatted, err := format.Source(f, src)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if !bytes.Equal(formatted, src) {
+			t.Errorf("%s is not formatted: run opa fmt -w %s", f, f)
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package app
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestPolicyEval(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfg, `groups:
+  admins: [root]
+  ci: [bob]
+policy:
+  data:
+    public: ["library/*"]
+    namespaces:
+      team: {pull: ["group:ci"], push: [alice]}
+`)
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout []string
+		wantRow    []string // the fields of one line of the table
+		wantStderr []string
+	}{
+		{name: "own namespace", args: []string{"--user", "alice", "--scope", "repository:alice/app:pull,push"},
+			wantStdout: []string{"policy revision: embedded"}, wantRow: []string{"repository:alice/app", "pull,push", "pull,push", "-"}},
+		{name: "groups from the config", args: []string{"--user", "bob", "--scope", "repository:team/app:pull,push"},
+			wantStdout: []string{"groups=[ci]"}, wantRow: []string{"repository:team/app", "pull,push", "pull", "-"}},
+		{name: "groups from the flag", args: []string{"--user", "carol", "--groups", "ci", "--scope", "repository:team/app:pull"},
+			wantStdout: []string{"groups=[ci]"}, wantRow: []string{"repository:team/app", "pull", "pull", "-"}},
+		{name: "anonymous public pull", args: []string{"--scope", "repository:library/base:pull,push"},
+			wantStdout: []string{`method=anonymous subject=""`}, wantRow: []string{"repository:library/base", "pull,push", "pull", "-"}},
+		{name: "admin catalog", args: []string{"--user", "root", "--scope", "registry:catalog:*"},
+			wantRow: []string{"registry:catalog", "*", "*", "-"}},
+		{name: "explain", args: []string{"--user", "alice", "--scope", "repository:alice/app:push", "--explain"},
+			wantStdout: []string{"rules that fired:", "authz.rego:", "granted contains action if {", "allow contains action if {"}},
+		{name: "explain full", args: []string{"--user", "alice", "--scope", "repository:alice/app:push", "--explain=full"},
+			wantStdout: []string{"trace:", "Enter data.registry.authz.allow"}},
+		{name: "sourcehut without the registry grant", args: []string{"--user", "alice", "--method", "sourcehut", "--grants", "meta.sr.ht/PROFILE:RO", "--scope", "repository:alice/app:pull"},
+			wantCode: 1, wantStderr: []string{"would refuse this token at login"}},
+		{name: "no scope", args: []string{"--user", "alice"}, wantCode: 2, wantStderr: []string{"--scope"}},
+		{name: "bad scope", args: []string{"--user", "alice", "--scope", "repository:alice"}, wantCode: 2, wantStderr: []string{"invalid scope"}},
+		{name: "bad method", args: []string{"--user", "alice", "--method", "kerberos", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"--method"}},
+		{name: "unknown service", args: []string{"--service", "other.example.com", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"other.example.com"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, "", append([]string{"policy", "eval", "--config", cfg}, tt.args...)...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
+			}
+			for _, w := range tt.wantStdout {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout)
+				}
+			}
+			if tt.wantRow != nil && !hasRow(stdout, tt.wantRow) {
+				t.Errorf("no line %q in:\n%s", tt.wantRow, stdout)
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func hasRow(out string, fields []string) bool {
+	for line := range strings.Lines(out) {
+		if slices.Equal(strings.Fields(line), fields) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPolicyEvalJSON(t *testing.T) {
+	code, stdout, stderr := run(t, "", "policy", "eval", "--format", "json", "--user", "alice", "--method", "sourcehut",
+		"--grants", "registry.example.com/REGISTRY:RO", "--scope", "repository:alice/app:pull,push", "--scope", "repository:bob/app:pull")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out struct {
+		Revision string `json:"revision"`
+		Identity struct {
+			Method    string `json:"method"`
+			Sourcehut struct {
+				Access string `json:"access"`
+			} `json:"sourcehut"`
+		} `json:"identity"`
+		Decisions []evalResult `json:"decisions"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if out.Revision != "embedded" || out.Identity.Method != "sourcehut" || out.Identity.Sourcehut.Access != "RO" {
+		t.Errorf("header: %+v", out)
+	}
+	if len(out.Decisions) != 2 {
+		t.Fatalf("decisions: %+v", out.Decisions)
+	}
+	// A read-only token is capped to pull in its own namespace.
+	if d := out.Decisions[0]; d.Scope != "repository:alice/app" || !slices.Equal(d.Granted, []string{"pull"}) || !slices.Equal(d.Requested, []string{"pull", "push"}) {
+		t.Errorf("own repo: %+v", d)
+	}
+	if d := out.Decisions[1]; len(d.Granted) != 0 {
+		t.Errorf("foreign repo: %+v", d)
+	}
+}
+
+// TestPolicyEvalBundle evaluates an example bundle, whose deny messages and
+// input.request conditions show through.
+func TestPolicyEvalBundle(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	bundle, err := filepath.Abs("../../bundles/conditions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfg, "policy:\n  bundles: ["+bundle+"]\n")
+	code, stdout, stderr := run(t, "", "policy", "eval", "--config", cfg, "--format", "json", "--user", "alice",
+		"--client-ip", "203.0.113.9", "--scope", "repository:alice/app:pull,push")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out struct {
+		Revision  string       `json:"revision"`
+		Decisions []evalResult `json:"decisions"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Revision == "embedded" || out.Revision == "" {
+		t.Errorf("revision %q, want the bundle's", out.Revision)
+	}
+	if len(out.Decisions) != 1 || slices.Contains(out.Decisions[0].Granted, "push") {
+		t.Fatalf("a push from outside the push networks was granted: %+v", out.Decisions)
+	}
+}
