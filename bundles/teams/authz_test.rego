@@ -99,7 +99,7 @@ test_malformed_group_ignored if {
 # Namespaces with data.json's groups.
 
 test_backend_member_with_delete if {
-	authz.allow == {"pull"} with input as repo(password("alice", []), "backend/api")
+	authz.allow == all_actions with input as repo(password("alice", []), "backend/api")
 }
 
 test_backend_member if {

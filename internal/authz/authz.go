@@ -56,6 +56,8 @@ type Options struct {
 	Query string
 	// Timeout bounds one evaluation; DefaultTimeout if 0.
 	Timeout time.Duration
+	// NoMemo evaluates every decision (for benchmarks and comparisons).
+	NoMemo bool
 }
 
 // Engine is one compiled policy with its prepared query. It never changes;
@@ -64,6 +66,7 @@ type Engine struct {
 	query    rego.PreparedEvalQuery
 	revision string
 	timeout  time.Duration
+	memo     *memo // nil: every decision is evaluated
 }
 
 var refPattern = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
@@ -107,6 +110,7 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 		regoOpts = append(regoOpts, rego.Schemas(ss))
 	}
 	revision := EmbeddedRevision
+	var parsed []*ast.Module
 	if len(opts.Bundles) > 0 {
 		var revisions []string
 		for _, p := range opts.Bundles {
@@ -116,6 +120,9 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 			}
 			regoOpts = append(regoOpts, rego.ParsedBundle(p, b))
 			revisions = append(revisions, b.Manifest.Revision)
+			for _, m := range b.Modules {
+				parsed = append(parsed, m.Parsed)
+			}
 		}
 		revision = strings.Join(revisions, ",")
 	} else {
@@ -124,7 +131,12 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 			return nil, err
 		}
 		for _, m := range mods {
-			regoOpts = append(regoOpts, rego.Module(m.path, m.src))
+			pm, err := ast.ParseModuleWithOpts(m.path, m.src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+			if err != nil {
+				return nil, fmt.Errorf("compile policy: %w", err)
+			}
+			regoOpts = append(regoOpts, rego.ParsedModule(pm))
+			parsed = append(parsed, pm)
 		}
 		regoOpts = append(regoOpts, rego.Store(inmem.NewFromObject(map[string]any{"registry": dataOrEmpty(opts.Data)})))
 	}
@@ -132,7 +144,11 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
-	return &Engine{query: pq, revision: revision, timeout: timeoutOr(opts.Timeout)}, nil
+	e := &Engine{query: pq, revision: revision, timeout: timeoutOr(opts.Timeout)}
+	if !opts.NoMemo {
+		e.memo = newMemo(parsed)
+	}
+	return e, nil
 }
 
 type module struct{ path, src string }
@@ -200,7 +216,11 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{query: pq, revision: revision, timeout: timeoutOr(timeout)}, nil
+	var parsed []*ast.Module
+	for _, m := range compiler.Modules {
+		parsed = append(parsed, m)
+	}
+	return &Engine{query: pq, revision: revision, timeout: timeoutOr(timeout), memo: newMemo(parsed)}, nil
 }
 
 func bundleRevisions(ctx context.Context, store storage.Store, txn storage.Transaction) (string, error) {
@@ -235,38 +255,79 @@ func (e *Engine) Revision() string { return e.revision }
 // --explain`) are passed to the evaluation.
 func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope, extra ...rego.EvalOption) (access.Decision, error) {
 	start := time.Now()
+	// A traced evaluation (policy eval --explain) must really run.
+	useMemo := e.memo != nil && len(extra) == 0
+	var key string
+	if useMemo {
+		key = e.memo.key(id, req, sc)
+		if m, ok := e.memo.get(key); ok {
+			return e.decision(sc, m, start), nil
+		}
+	}
+	m, err := e.evaluate(ctx, id, req, sc, extra)
+	if err != nil {
+		// Errors are not remembered: a deadline may pass next time.
+		return access.Decision{}, err
+	}
+	if useMemo {
+		e.memo.add(key, m)
+	}
+	return e.decision(sc, m, start), nil
+}
+
+// evaluate runs the query and reads allow and deny.
+func (e *Engine) evaluate(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope, extra []rego.EvalOption) (memoEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	rs, err := e.query.Eval(ctx, append([]rego.EvalOption{rego.EvalInput(Input(id, req, sc))}, extra...)...)
 	if err != nil {
-		return access.Decision{}, err
+		return memoEntry{}, err
 	}
-	d := access.Decision{Requested: sc, Revision: e.revision}
 	if len(rs) != 1 {
 		// The query always binds both variables; anything else is a
 		// policy we do not understand.
-		return access.Decision{}, fmt.Errorf("query returned %d results, want 1", len(rs))
+		return memoEntry{}, fmt.Errorf("query returned %d results, want 1", len(rs))
 	}
-	allowed, allowDefined, err := stringSet(rs[0].Bindings["allow"])
+	var m memoEntry
+	m.allowed, m.allowDefined, err = stringSet(rs[0].Bindings["allow"])
 	if err != nil {
-		return access.Decision{}, fmt.Errorf("allow: %w", err)
+		return memoEntry{}, fmt.Errorf("allow: %w", err)
 	}
-	denied, _, err := stringSet(rs[0].Bindings["deny"])
+	m.denied, _, err = stringSet(rs[0].Bindings["deny"])
 	if err != nil {
-		return access.Decision{}, fmt.Errorf("deny: %w", err)
+		return memoEntry{}, fmt.Errorf("deny: %w", err)
 	}
+	return m, nil
+}
+
+// decision turns the policy's answer into what is granted on sc.
+func (e *Engine) decision(sc access.Scope, m memoEntry, start time.Time) access.Decision {
+	d := access.Decision{Requested: sc, Revision: e.revision}
 	switch {
-	case len(denied) > 0:
-		d.Reasons = denied
+	case len(m.denied) > 0:
+		d.Reasons = m.denied
 		d.Granted = []string{}
-	case !allowDefined:
+	case !m.allowDefined:
 		d.Reasons = []string{"allow is undefined"}
 		d.Granted = []string{}
 	default:
-		d.Granted = access.Grant(sc.Actions, allowed)
+		d.Granted = access.Grant(sc.Actions, m.allowed)
 	}
 	d.Duration = time.Since(start)
-	return d, nil
+	return d
+}
+
+// Memoised reports whether decisions of this engine are remembered, and
+// the input fields that key them.
+func (e *Engine) Memoised() (bool, []string) {
+	if e.memo == nil {
+		return false, nil
+	}
+	var paths []string
+	for _, l := range e.memo.leaves {
+		paths = append(paths, l.path)
+	}
+	return true, paths
 }
 
 // Authorizer evaluates the current engine; Swap replaces it atomically, so

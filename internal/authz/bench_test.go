@@ -1,0 +1,71 @@
+package authz_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/authz"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+	"git.sr.ht/~zozs/srht-registry/policy"
+)
+
+// BenchmarkDecision is one decision with the embedded default policy: the
+// path every docker pull goes through. Run with -benchmem.
+//
+// "memo" is the server's path: the decision is remembered per policy
+// revision, keyed by the input fields the policy reads. "eval" evaluates
+// every time, which is what a first request (or a policy reading
+// input.request.time) costs.
+func BenchmarkDecision(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		noMemo bool
+	}{{"memo", false}, {"eval", true}} {
+		b.Run(mode.name, func(b *testing.B) { benchmarkDecision(b, mode.noMemo) })
+	}
+}
+
+func benchmarkDecision(b *testing.B, noMemo bool) {
+	ctx := context.Background()
+	e, err := authz.Compile(ctx, authz.Options{
+		NoMemo:  noMemo,
+		Modules: policy.FS(),
+		Schema:  policy.InputSchema(),
+		Data: map[string]any{
+			"public":     []any{"library/*"},
+			"namespaces": map[string]any{"team": map[string]any{"pull": []any{"group:ci"}, "push": []any{"alice"}}},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		id   identity.Identity
+		sc   access.Scope
+	}{
+		{"password-own-namespace", identity.Identity{Method: identity.MethodPassword, Subject: "alice", Groups: []string{"ci"}},
+			access.Scope{Resource: access.Resource{Type: "repository", Name: "alice/app"}, Actions: []string{"pull", "push"}}},
+		{"anonymous-public", identity.Anonymous,
+			access.Scope{Resource: access.Resource{Type: "repository", Name: "library/base"}, Actions: []string{"pull"}}},
+		{"sourcehut-ro-team", identity.Identity{Method: identity.MethodSourcehut, Subject: "bob", Groups: []string{"ci"},
+			Sourcehut: &identity.Sourcehut{Username: "bob", Expires: time.Now().Add(time.Hour), Access: "RO",
+				Grants: []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: "RO"}}}},
+			access.Scope{Resource: access.Resource{Type: "repository", Name: "team/app"}, Actions: []string{"pull", "push"}}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			req := identity.Request{Service: "registry.example.com", ClientIP: "192.0.2.7", ClientID: "docker", UserAgent: "docker/27", Time: time.Now()}
+			b.ReportAllocs()
+			for b.Loop() {
+				// A fresh request time per call, as the server sends.
+				req.Time = req.Time.Add(time.Second)
+				if _, err := e.Decide(ctx, c.id, req, c.sc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

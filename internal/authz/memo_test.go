@@ -1,0 +1,173 @@
+package authz
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+	"git.sr.ht/~zozs/srht-registry/policy"
+)
+
+func TestMemoAnalysis(t *testing.T) {
+	tests := []struct {
+		name     string
+		src      string
+		memoised bool
+		want     []string // leaves, when memoised
+	}{
+		{"fields read", `package registry.authz
+allow contains "pull" if { input.identity.subject == "a"; input.scope.name == "a/b" }`, true,
+			[]string{"input.identity.subject", "input.scope.name"}},
+		{"inner node reads every leaf below", `package registry.authz
+allow contains "pull" if input.scope.type == "repository"
+allow contains "push" if count(input.identity) > 0`, true,
+			[]string{"input.identity.method", "input.identity.subject", "input.identity.groups",
+				"input.identity.sourcehut.username", "input.identity.sourcehut.client_id", "input.identity.sourcehut.expires",
+				"input.identity.sourcehut.all_grants", "input.identity.sourcehut.access", "input.identity.sourcehut.grants", "input.scope.type"}},
+		{"below a leaf keys on the leaf", `package registry.authz
+allow contains "pull" if { some g in input.identity.sourcehut.grants; g.service == input.request.service }`, true,
+			[]string{"input.identity.sourcehut.grants", "input.request.service"}},
+		{"dynamic key", `package registry.authz
+allow contains "pull" if { some k; input.request[k] == "x" }`, false, nil},
+		{"the whole input", `package registry.authz
+allow contains "pull" if object.get(input, "scope", {}) != {}`, false, nil},
+		{"import of input", `package registry.authz
+import input.scope
+allow contains "pull" if scope.name == "x"`, true,
+			[]string{"input.scope.type", "input.scope.class", "input.scope.name", "input.scope.actions"}},
+		{"request time", `package registry.authz
+allow contains "push" if time.parse_rfc3339_ns(input.request.time) > 0`, false, nil},
+		{"time.now_ns", `package registry.authz
+allow contains "push" if time.now_ns() > 0`, false, nil},
+		{"http.send", `package registry.authz
+allow contains "push" if http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code == 200`, false, nil},
+		{"rand", `package registry.authz
+allow contains "push" if rand.intn("x", 2) == 0`, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := ast.ParseModuleWithOpts("p.rego", tt.src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			memo := newMemo([]*ast.Module{m})
+			if (memo != nil) != tt.memoised {
+				t.Fatalf("memoised = %v, want %v", memo != nil, tt.memoised)
+			}
+			if memo == nil {
+				return
+			}
+			var got []string
+			for _, l := range memo.leaves {
+				got = append(got, l.path)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("leaves = %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestMemoMatchesEvaluation compares, over many inputs, every decision of a
+// memoising engine with one that evaluates each time: the memo may only
+// save work, never change an answer.
+func TestMemoMatchesEvaluation(t *testing.T) {
+	ctx := context.Background()
+	policies := map[string]Options{
+		"default": {Modules: policy.FS(), Data: map[string]any{
+			"public":     []any{"library/*"},
+			"namespaces": map[string]any{"team": map[string]any{"pull": []any{"group:ci", "*"}, "push": []any{"alice"}}},
+		}},
+		// Reads client_ip: the key must include it.
+		"network": {Modules: fstest.MapFS{"p.rego": {Data: []byte(`package registry.authz
+allow contains "pull" if input.scope.name == "open/x"
+allow contains "push" if { net.cidr_contains("10.0.0.0/8", input.request.client_ip); input.identity.subject != "" }
+deny contains "no deletes from the agent" if { "delete" in input.scope.actions; input.request.user_agent == "agent" }
+`)}}},
+	}
+	subjects := []string{"", "alice", "bob", "root"}
+	methods := []identity.Method{identity.MethodPassword, identity.MethodSourcehut}
+	groupSets := [][]string{nil, {"ci"}, {"admins"}}
+	names := []string{"alice/app", "bob/app", "team/app", "library/base", "open/x"}
+	actionSets := [][]string{{"pull"}, {"pull", "push"}, {"delete"}, {"*"}}
+	ips := []string{"10.1.2.3", "192.0.2.1"}
+	agents := []string{"docker", "agent"}
+	for name, opts := range policies {
+		t.Run(name, func(t *testing.T) {
+			memoOpts, evalOpts := opts, opts
+			evalOpts.NoMemo = true
+			withMemo, err := Compile(ctx, memoOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := withMemo.Memoised(); !ok {
+				t.Fatal("this policy should be memoised")
+			}
+			without, err := Compile(ctx, evalOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			// Two rounds: the second one answers from the memo.
+			for round := range 2 {
+				for _, subj := range subjects {
+					for _, method := range methods {
+						for _, groups := range groupSets {
+							id := identity.Identity{Method: method, Subject: subj, Groups: groups}
+							if subj == "" {
+								id = identity.Anonymous
+							}
+							if method == identity.MethodSourcehut && subj != "" {
+								id.Sourcehut = &identity.Sourcehut{Username: subj, Access: "RO", Expires: time.Unix(1e9, 0),
+									Grants: []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: "RO"}}}
+							}
+							for _, repo := range names {
+								for _, actions := range actionSets {
+									for _, ip := range ips {
+										for _, ua := range agents {
+											req := identity.Request{Service: "registry.example.com", ClientIP: ip, UserAgent: ua, Time: time.Unix(int64(n), 0)}
+											sc := access.Scope{Resource: access.Resource{Type: "repository", Name: repo}, Actions: actions}
+											a, errA := withMemo.Decide(ctx, id, req, sc)
+											b, errB := without.Decide(ctx, id, req, sc)
+											if (errA != nil) != (errB != nil) || !slices.Equal(a.Granted, b.Granted) || !slices.Equal(a.Reasons, b.Reasons) {
+												t.Fatalf("round %d: %+v %+v %s: memo %v %v %v, eval %v %v %v",
+													round, id, req, sc, a.Granted, a.Reasons, errA, b.Granted, b.Reasons, errB)
+											}
+											n++
+										}
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+			if withMemo.memo.cache.Len() == 0 {
+				t.Fatal("nothing was memoised")
+			}
+			t.Logf("%d decisions compared, %d memo entries", n, withMemo.memo.cache.Len())
+		})
+	}
+}
+
+func TestMemoDefaultPolicyKeys(t *testing.T) {
+	e, err := Compile(context.Background(), Options{Modules: policy.FS(), Schema: policy.InputSchema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, leaves := e.Memoised()
+	if !ok {
+		t.Fatal("the default policy must be memoised: it is on every pull's path")
+	}
+	for _, ignored := range []string{"input.request.time", "input.request.client_ip", "input.request.user_agent", "input.request.client_id"} {
+		if slices.Contains(leaves, ignored) {
+			t.Errorf("the default policy does not read %s, but the memo keys on it", ignored)
+		}
+	}
+}
