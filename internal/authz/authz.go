@@ -334,6 +334,13 @@ func (e *Engine) Memoised() (bool, []string) {
 // a reload never fails a request in flight (it finishes on the old engine).
 type Authorizer struct {
 	current atomic.Pointer[Engine]
+	// uploads, if set, receives every decision (OPA's decision-log plugin).
+	uploads decisionUploader
+}
+
+// decisionUploader ships decisions to a decision-log service.
+type decisionUploader interface {
+	upload(ctx context.Context, e *Engine, id identity.Identity, req identity.Request, d access.Decision, err error)
 }
 
 // NewAuthorizer returns an Authorizer evaluating e.
@@ -366,6 +373,12 @@ func (a *Authorizer) Authorize(ctx context.Context, id identity.Identity, req id
 	decisions := make([]access.Decision, 0, len(scopes))
 	for _, sc := range scopes {
 		d, err := e.Decide(ctx, id, req, sc)
+		if a.uploads != nil {
+			if err != nil {
+				d.Requested = sc
+			}
+			a.uploads.upload(ctx, e, id, req, d, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: scope %s: %w", access.ErrDecisionFailed, sc, err)
 		}

@@ -5,13 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/plugins"
 	"github.com/open-policy-agent/opa/v1/plugins/discovery"
+	"github.com/open-policy-agent/opa/v1/plugins/logs"
+	"github.com/open-policy-agent/opa/v1/server"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
 )
 
 // Remote runs OPA's own plugin manager with an operator's OPA configuration
@@ -86,6 +92,13 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 	}
 	select {
 	case <-r.activated:
+		if p := logs.Lookup(m); p != nil {
+			path := o.Query
+			if path == "" {
+				path = DefaultQuery
+			}
+			r.authorizer.uploads = &opaDecisionLogs{plugin: p, path: strings.ReplaceAll(strings.TrimPrefix(path, "data."), ".", "/")}
+		}
 		return r, nil
 	case <-time.After(wait):
 		m.Stop(context.WithoutCancel(ctx))
@@ -101,3 +114,34 @@ func (r *Remote) Authorizer() *Authorizer { return r.authorizer }
 
 // Stop stops the plugins.
 func (r *Remote) Stop(ctx context.Context) { r.manager.Stop(ctx) }
+
+// opaDecisionLogs uploads decisions through OPA's decision-log plugin, in
+// the format an OPA control plane already reads.
+type opaDecisionLogs struct {
+	plugin *logs.Plugin
+	path   string
+}
+
+func (o *opaDecisionLogs) upload(ctx context.Context, e *Engine, id identity.Identity, req identity.Request, d access.Decision, evalErr error) {
+	var input any = Input(id, req, d.Requested)
+	var result any = map[string]any{"allow": d.Granted, "deny": d.Reasons}
+	bundles := map[string]server.BundleInfo{}
+	for rev := range strings.SplitSeq(e.Revision(), ",") {
+		if name, r, ok := strings.Cut(rev, "@"); ok {
+			bundles[name] = server.BundleInfo{Revision: r}
+		}
+	}
+	info := &server.Info{
+		DecisionID: req.DecisionID,
+		Path:       o.path,
+		Timestamp:  req.Time,
+		RemoteAddr: req.ClientIP,
+		Input:      &input,
+		Results:    &result,
+		Bundles:    bundles,
+		Error:      evalErr,
+	}
+	// The plugin buffers; an error here means the buffer refused the
+	// event, which must not fail the request.
+	_ = o.plugin.Log(context.WithoutCancel(ctx), info)
+}

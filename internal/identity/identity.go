@@ -51,11 +51,14 @@ type Grant struct {
 
 // Request is what the client asked through, beside its credentials.
 type Request struct {
-	Service   string
-	ClientIP  string
-	ClientID  string
-	UserAgent string
-	Time      time.Time
+	// DecisionID names this request's decisions in logs and in the
+	// X-Decision-Id response header; it is not part of the policy input.
+	DecisionID string
+	Service    string
+	ClientIP   string
+	ClientID   string
+	UserAgent  string
+	Time       time.Time
 }
 
 // Secret is a credential string that never prints itself, so a secret that

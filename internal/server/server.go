@@ -205,15 +205,16 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 		UserAgent: r.UserAgent(),
 		Time:      s.opts.Now(),
 	}
-	decisions, err := s.opts.Authorizer.Authorize(r.Context(), id, req, scopes)
-	if err != nil {
-		return nil, err
-	}
 	// One decision ID per request, returned to the client, ties a failed
 	// pull to its decision log lines.
 	decisionID := newRequestID()
-	if len(decisions) > 0 {
+	req.DecisionID = decisionID
+	if len(scopes) > 0 {
 		w.Header().Set("X-Decision-Id", decisionID)
+	}
+	decisions, err := s.opts.Authorizer.Authorize(r.Context(), id, req, scopes)
+	if err != nil {
+		return nil, err
 	}
 	granted := make([]access.Scope, 0, len(decisions))
 	var requestedLog, grantedLog []string
