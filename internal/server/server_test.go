@@ -767,7 +767,11 @@ func TestWiring(t *testing.T) {
 		t.Errorf("authenticator got %+v", f.authn.got)
 	}
 	// The request document.
-	wantReq := identity.Request{Service: service, ClientIP: "192.0.2.7", ClientID: "docker", UserAgent: "docker/27.0", Time: fakeNow}
+	// The decision ID is random; it must be the one the response names.
+	wantReq := identity.Request{DecisionID: rec.Header().Get("X-Decision-Id"), Service: service, ClientIP: "192.0.2.7", ClientID: "docker", UserAgent: "docker/27.0", Time: fakeNow}
+	if wantReq.DecisionID == "" {
+		t.Error("no X-Decision-Id header")
+	}
 	if f.authz.gotReq != wantReq {
 		t.Errorf("request %+v, want %+v", f.authz.gotReq, wantReq)
 	}
