@@ -2,6 +2,8 @@ package app
 
 import (
 	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -186,6 +188,14 @@ type bundleServer struct {
 	mu   sync.Mutex
 	body []byte
 	srv  *httptest.Server
+	// decisions received on /logs, as OPA's decision-log plugin sends them.
+	decisions []map[string]any
+}
+
+func (b *bundleServer) logged() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.decisions)
 }
 
 const bundleSigningSecret = "bundle-signing-secret-for-tests"
@@ -212,6 +222,22 @@ func (b *bundleServer) set(t *testing.T, revision, rego string, signWith string)
 func startBundleServer(t *testing.T) *bundleServer {
 	b := &bundleServer{}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/logs" && r.Method == http.MethodPost {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			var events []map[string]any
+			if err := json.NewDecoder(zr).Decode(&events); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			b.mu.Lock()
+			b.decisions = append(b.decisions, events...)
+			b.mu.Unlock()
+			return
+		}
 		if r.URL.Path != "/bundles/registry.tar.gz" {
 			http.NotFound(w, r)
 			return
@@ -249,9 +275,37 @@ func TestRemoteBundle(t *testing.T) {
         polling:
           min_delay_seconds: 1
           max_delay_seconds: 1
+    decision_logs:
+      service: control-plane
+      reporting:
+        min_delay_seconds: 1
+        max_delay_seconds: 1
 `, bs.srv.URL, bundleSigningSecret))
-	if got := grantedOn(t, addr, "repository:alice/app:pull,push"); !slices.Equal(got, []string{"pull", "push"}) {
-		t.Fatalf("v1: %v", got)
+	first := requestToken(t, addr, "alice", passwords["alice"], "repository:alice/app:pull,push")
+	if first.status != http.StatusOK || len(first.access) != 1 || !slices.Equal(first.access[0].Actions, []string{"pull", "push"}) {
+		t.Fatalf("v1: %+v", first)
+	}
+	// The decision reaches the decision-log service under the ID the
+	// client was given, with the bundle revision and no credentials.
+	waitFor(t, "the decision log upload", func() bool {
+		for _, ev := range bs.logged() {
+			if ev["decision_id"] == first.decisionID {
+				return true
+			}
+		}
+		return false
+	})
+	for _, ev := range bs.logged() {
+		if ev["decision_id"] != first.decisionID {
+			continue
+		}
+		raw, _ := json.Marshal(ev)
+		if strings.Contains(string(raw), passwords["alice"]) {
+			t.Error("the uploaded decision holds the password")
+		}
+		if !strings.Contains(string(raw), `"revision":"v1"`) || !strings.Contains(string(raw), `"subject":"alice"`) {
+			t.Errorf("uploaded decision lacks the revision or the subject: %s", raw)
+		}
 	}
 	if !strings.Contains(logs.String(), "revision=registry@v1") {
 		t.Errorf("no decision log line names the bundle revision:\n%s", logs)

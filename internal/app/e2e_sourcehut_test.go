@@ -29,9 +29,10 @@ func sourcehutLogin(token string) authn.Authenticator {
 
 // tokenResult is the interesting part of a /auth answer.
 type tokenResult struct {
-	status  int
-	message string
-	access  []struct {
+	status     int
+	message    string
+	decisionID string
+	access     []struct {
 		Type    string   `json:"type"`
 		Name    string   `json:"name"`
 		Actions []string `json:"actions"`
@@ -66,7 +67,7 @@ func fetchToken(ctx context.Context, addr, user, password, scope string) (tokenR
 	if err != nil {
 		return tokenResult{}, err
 	}
-	res := tokenResult{status: resp.StatusCode}
+	res := tokenResult{status: resp.StatusCode, decisionID: resp.Header.Get("X-Decision-Id")}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
 			Errors []struct{ Message string } `json:"errors"`
