@@ -29,6 +29,9 @@ commands:
   policy test [-v] [--coverage] [--format pretty|json] [--run REGEX] [DIR...]
                                  run the Rego tests of the embedded policy, or of
                                  each policy or bundle DIR on its own, like opa test
+  policy eval [--config FILE] [--user U] [--method M] [--groups G] [--grants S]
+              --scope SCOPE... [--explain[=full]] [--format text|json]
+                                 what a request would be granted, and why
   version                        print the version
 `
 

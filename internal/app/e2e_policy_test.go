@@ -124,6 +124,9 @@ func TestHotReload(t *testing.T) {
 	if n := failures.Load(); n > 0 {
 		t.Errorf("%d requests failed while the policy was reloaded", n)
 	}
+	// A reload is all or nothing: with the broken policy in place, a new
+	// htpasswd would not be taken either. Fix the policy, then change it.
+	writeFile(t, filepath.Join(bundleDir, "authz.rego"), policyFor(`["pull"]`))
 	passwords := map[string]string{"alice": "alice-new-password"}
 	writeFile(t, htpasswd, htpasswdLine(t, "alice", passwords["alice"]))
 	waitFor(t, "the new htpasswd", func() bool {

@@ -178,7 +178,9 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	}
 	log.Info("policy loaded", "revision", az.Engine().Revision())
 
-	// Reload swaps what changed and keeps the last good set on any error.
+	// Reload builds the whole new set (policy, data, groups, users) first
+	// and swaps it in only if all of it loaded: on any error the last good
+	// set stays, whole.
 	rt.reload = func(ctx context.Context) error {
 		next := cfg
 		if configPath != "" {
@@ -186,24 +188,31 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 				return err
 			}
 		}
-		var errs []error
-		if len(cfg.Policy.OPA) == 0 && len(next.Policy.OPA) == 0 {
-			if engine, err := compilePolicy(ctx, next.Policy); err != nil {
-				errs = append(errs, err)
-			} else {
-				az.Swap(engine)
-				log.Info("policy reloaded", "revision", engine.Revision())
+		if (len(cfg.Policy.OPA) > 0) != (len(next.Policy.OPA) > 0) {
+			return errors.New("switching between local policy and policy.opa needs a restart")
+		}
+		var engine *authz.Engine
+		if len(next.Policy.OPA) == 0 {
+			if engine, err = compilePolicy(ctx, next.Policy); err != nil {
+				return err
 			}
 		}
+		var users *authn.Htpasswd
 		if htpasswd != nil && next.Authn.Htpasswd != "" {
-			if h, err := authn.LoadHtpasswd(next.Authn.Htpasswd); err != nil {
-				errs = append(errs, err)
-			} else {
-				htpasswd.Update(h)
-				log.Info("password users reloaded", "file", next.Authn.Htpasswd, "users", h.Len())
+			if users, err = authn.LoadHtpasswd(next.Authn.Htpasswd); err != nil {
+				return err
 			}
 		}
-		return errors.Join(errs...)
+		chain.SetGroups(next.Groups)
+		if engine != nil {
+			az.Swap(engine)
+			log.Info("policy reloaded", "revision", engine.Revision())
+		}
+		if users != nil {
+			htpasswd.Update(users)
+			log.Info("password users reloaded", "file", next.Authn.Htpasswd, "users", users.Len())
+		}
+		return nil
 	}
 	if configPath != "" {
 		rt.watch = append(rt.watch, configPath)

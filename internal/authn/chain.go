@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
@@ -32,9 +33,15 @@ type Chain struct {
 	// Tokens checks Sourcehut tokens, sent as a Bearer token or as the
 	// password of Basic credentials (any user name); nil turns them off.
 	Tokens TokenChecker
-	// Groups maps a group name to its member subjects.
+	// Groups maps a group name to its member subjects. SetGroups
+	// replaces it while requests run.
 	Groups map[string][]string
+
+	reloadedGroups atomic.Pointer[map[string][]string]
 }
+
+// SetGroups replaces the groups, for a reloaded config.
+func (c *Chain) SetGroups(groups map[string][]string) { c.reloadedGroups.Store(&groups) }
 
 // Authenticate returns the identity the credentials prove. A request with
 // credentials never falls back to anonymous: wrong credentials are an error.
@@ -87,8 +94,12 @@ func (c *Chain) withGroups(id identity.Identity, err error) (identity.Identity, 
 }
 
 func (c *Chain) groupsOf(subject string) []string {
+	all := c.Groups
+	if reloaded := c.reloadedGroups.Load(); reloaded != nil {
+		all = *reloaded
+	}
 	var groups []string
-	for g, members := range c.Groups {
+	for g, members := range all {
 		if slices.Contains(members, subject) {
 			groups = append(groups, g)
 		}
