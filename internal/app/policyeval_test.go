@@ -2,10 +2,14 @@ package app
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/loader"
 )
 
 func TestPolicyEval(t *testing.T) {
@@ -142,5 +146,35 @@ func TestPolicyEvalBundle(t *testing.T) {
 	}
 	if len(out.Decisions) != 1 || slices.Contains(out.Decisions[0].Granted, "push") {
 		t.Fatalf("a push from outside the push networks was granted: %+v", out.Decisions)
+	}
+}
+
+// TestPolicyEvalTarball loads a bundle from a .tar.gz, as `opa build -b`
+// writes it.
+func TestPolicyEvalTarball(t *testing.T) {
+	b, err := loader.NewFileLoader().AsBundle("../../bundles/teams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tarball := filepath.Join(dir, "teams.tar.gz")
+	f, err := os.Create(tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bundle.NewWriter(f).Write(*b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfg, "policy:\n  bundles: ["+tarball+"]\n")
+	code, stdout, stderr := run(t, "", "policy", "eval", "--config", cfg, "--user", "alice", "--scope", "repository:alice/app:pull,push")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "policy revision: "+b.Manifest.Revision) || !hasRow(stdout, []string{"repository:alice/app", "pull,push", "pull,push", "-"}) {
+		t.Errorf("unexpected output:\n%s", stdout)
 	}
 }
