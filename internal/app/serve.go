@@ -133,6 +133,9 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		if err != nil {
 			return nil, err
 		}
+		if pc := cfg.Authn.PasswordCache; pc.TTL > 0 {
+			htpasswd.EnableCache(pc.TTL, pc.Size, time.Now)
+		}
 		chain.Passwords = htpasswd
 		rt.watch = append(rt.watch, cfg.Authn.Htpasswd)
 		log.Info("password users loaded", "file", cfg.Authn.Htpasswd, "users", htpasswd.Len())

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -19,6 +20,12 @@ import (
 // Update swaps in a reloaded file without disturbing checks in flight.
 type Htpasswd struct {
 	table atomic.Pointer[htpasswdTable]
+
+	// Set by EnableCache; a table swapped in by Update gets a fresh cache
+	// made with them.
+	cacheTTL  time.Duration
+	cacheSize int
+	now       func() time.Time
 }
 
 type htpasswdTable struct {
@@ -26,6 +33,16 @@ type htpasswdTable struct {
 	// dummy is compared against when the user is unknown, so a wrong user
 	// name costs as much as a wrong password and does not reveal who exists.
 	dummy []byte
+	// cache remembers recent successes; nil when disabled.
+	cache *verifyCache
+}
+
+// EnableCache turns on the verification cache: a user name and password
+// that passed bcrypt are accepted without bcrypt for ttl. Call it before
+// serving.
+func (h *Htpasswd) EnableCache(ttl time.Duration, size int, now func() time.Time) {
+	h.cacheTTL, h.cacheSize, h.now = ttl, size, now
+	h.table.Load().cache = newVerifyCache(ttl, size, now)
 }
 
 // LoadHtpasswd reads an htpasswd file. Lines that are not bcrypt are refused
@@ -89,8 +106,26 @@ func ParseHtpasswd(data []byte) (*Htpasswd, error) {
 	return ht, nil
 }
 
-// Update makes the users of other the ones checked from now on.
-func (h *Htpasswd) Update(other *Htpasswd) { h.table.Store(other.table.Load()) }
+// Update makes the users of other the ones checked from now on, with an
+// empty verification cache: a changed file drops every remembered password.
+func (h *Htpasswd) Update(other *Htpasswd) {
+	t := other.table.Load()
+	if h.cacheTTL > 0 {
+		t.cache = newVerifyCache(h.cacheTTL, h.cacheSize, h.now)
+	}
+	h.table.Store(t)
+}
+
+// CachedLen is the number of passwords the verification cache holds.
+func (h *Htpasswd) CachedLen() int {
+	if c := h.table.Load().cache; c != nil {
+		return c.Len()
+	}
+	return 0
+}
+
+// compareHashAndPassword is bcrypt's check; tests count its calls.
+var compareHashAndPassword = bcrypt.CompareHashAndPassword
 
 // maxDummyCost bounds the start-up cost of making the dummy hash.
 const maxDummyCost = 13
@@ -110,9 +145,21 @@ func (h *Htpasswd) Authenticate(_ context.Context, user string, password identit
 	if !known {
 		hash = t.dummy
 	}
-	err := bcrypt.CompareHashAndPassword(hash, []byte(password.Reveal()))
+	var mac [32]byte
+	if t.cache != nil {
+		// Computed for unknown users too, so both paths do the same work
+		// up to bcrypt; only a known user's success is ever remembered.
+		mac = t.cache.mac(user, password.Reveal(), hash)
+		if known && t.cache.verified(mac) {
+			return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
+		}
+	}
+	err := compareHashAndPassword(hash, []byte(password.Reveal()))
 	if !known || err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: wrong user name or password", identity.ErrUnauthenticated)
+	}
+	if t.cache != nil {
+		t.cache.remember(mac)
 	}
 	return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
 }

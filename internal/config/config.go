@@ -38,6 +38,9 @@ const (
 	defaultNegativeCacheTTL = 30 * time.Second
 	maxCacheSize            = 10_000_000
 
+	defaultPasswordCacheTTL  = 5 * time.Minute
+	defaultPasswordCacheSize = 10000
+
 	minTTL          = 60 * time.Second // the spec wants expires_in >= 60
 	maxTTL          = 24 * time.Hour
 	minMaxScopes    = 1
@@ -106,6 +109,14 @@ type Authn struct {
 	Anonymous *bool     `yaml:"anonymous"` // nil = absent = enabled; see AnonymousEnabled
 	Htpasswd  string    `yaml:"htpasswd"`  // path to an htpasswd file of bcrypt lines; "" = no password users
 	Sourcehut Sourcehut `yaml:"sourcehut"`
+	// PasswordCache remembers successful bcrypt checks for a while.
+	PasswordCache PasswordCache `yaml:"password_cache"`
+}
+
+// PasswordCache configures the password verification cache.
+type PasswordCache struct {
+	TTL  time.Duration `yaml:"ttl"`  // default 5m; 0 turns the cache off
+	Size int           `yaml:"size"` // default 10000 entries
 }
 
 // Sourcehut configures Sourcehut OAuth2 token login.
@@ -161,12 +172,15 @@ func Default() Config {
 		Service: ServiceList{defaultService},
 		Issuer:  defaultIssuer,
 		Token:   Token{TTL: defaultTTL},
-		Authn: Authn{Sourcehut: Sourcehut{
-			MetaURL:          defaultMetaURL,
-			Timeout:          defaultMetaTimeout,
-			CacheSize:        defaultCacheSize,
-			NegativeCacheTTL: defaultNegativeCacheTTL,
-		}},
+		Authn: Authn{
+			Sourcehut: Sourcehut{
+				MetaURL:          defaultMetaURL,
+				Timeout:          defaultMetaTimeout,
+				CacheSize:        defaultCacheSize,
+				NegativeCacheTTL: defaultNegativeCacheTTL,
+			},
+			PasswordCache: PasswordCache{TTL: defaultPasswordCacheTTL, Size: defaultPasswordCacheSize},
+		},
 		Policy: Policy{Query: defaultQuery},
 		Log:    Log{Level: defaultLogLevel, Format: defaultLogFormat},
 		Limits: Limits{MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes},
@@ -245,6 +259,7 @@ var durationKeys = map[string]bool{
 	"authn.sourcehut.timeout":            true,
 	"authn.sourcehut.max_cache_ttl":      true,
 	"authn.sourcehut.negative_cache_ttl": true,
+	"authn.password_cache.ttl":           true,
 }
 
 // zeroDurations rewrites a bare 0 given for a duration setting to "0s".
@@ -278,7 +293,7 @@ func zeroDurations(data []byte) []byte {
 					edited = true
 				}
 			}
-			if p == "token" || p == "authn" || p == "authn.sourcehut" {
+			if p == "token" || p == "authn" || p == "authn.sourcehut" || p == "authn.password_cache" {
 				walk(val, p)
 			}
 		}
@@ -492,6 +507,13 @@ func (c Config) Validate() error {
 	}
 	if sh.NegativeCacheTTL <= 0 || sh.NegativeCacheTTL > time.Hour {
 		add("authn.sourcehut.negative_cache_ttl", "must be above 0 and at most 1h, got %v", sh.NegativeCacheTTL)
+	}
+
+	if pc := c.Authn.PasswordCache; pc.TTL < 0 || pc.TTL > 24*time.Hour {
+		add("authn.password_cache.ttl", "must be between 0 (off) and 24h, got %v", pc.TTL)
+	}
+	if pc := c.Authn.PasswordCache; pc.Size < 1 || pc.Size > maxCacheSize {
+		add("authn.password_cache.size", "must be between 1 and %d, got %d", maxCacheSize, pc.Size)
 	}
 
 	for _, name := range slices.Sorted(maps.Keys(c.Groups)) {

@@ -26,9 +26,12 @@ func TestDefault(t *testing.T) {
 		Service: ServiceList{"registry.example.com"},
 		Issuer:  "srht-registry",
 		Token:   Token{TTL: 5 * time.Minute},
-		Authn: Authn{Sourcehut: Sourcehut{
-			MetaURL: "https://meta.sr.ht", Timeout: 5 * time.Second, CacheSize: 10000, NegativeCacheTTL: 30 * time.Second,
-		}},
+		Authn: Authn{
+			Sourcehut: Sourcehut{
+				MetaURL: "https://meta.sr.ht", Timeout: 5 * time.Second, CacheSize: 10000, NegativeCacheTTL: 30 * time.Second,
+			},
+			PasswordCache: PasswordCache{TTL: 5 * time.Minute, Size: 10000},
+		},
 		Policy: Policy{Query: "data.registry.authz"},
 		Log:    Log{Level: "info", Format: "text"},
 		Limits: Limits{MaxScopes: 64, MaxBodyBytes: 16384},
@@ -77,7 +80,7 @@ func TestLoadFull(t *testing.T) {
 		Authn: Authn{Anonymous: ptr(false), Htpasswd: "htpasswd", Sourcehut: Sourcehut{
 			Enabled: ptr(false), MetaURL: "https://meta.example.org", Timeout: 2 * time.Second,
 			CacheSize: 500, MaxCacheTTL: 10 * time.Minute, NegativeCacheTTL: time.Minute,
-		}},
+		}, PasswordCache: PasswordCache{TTL: 0, Size: 50}},
 		Groups: map[string][]string{"admins": {"alice"}, "ci": {"bob", "carol"}},
 		Policy: Policy{
 			Data: map[string]any{
@@ -524,6 +527,9 @@ func TestValidate(t *testing.T) {
 		{"meta timeout zero", func(c *Config) { c.Authn.Sourcehut.Timeout = 0 }, "authn.sourcehut.timeout: must be above 0 and at most 1m, got 0s"},
 		{"cache size zero", func(c *Config) { c.Authn.Sourcehut.CacheSize = 0 }, "authn.sourcehut.cache_size: must be between 1 and 10000000, got 0"},
 		{"max_cache_ttl negative", func(c *Config) { c.Authn.Sourcehut.MaxCacheTTL = -time.Second }, "authn.sourcehut.max_cache_ttl: must not be negative (0 means up to each token's expiry), got -1s"},
+		{"password cache off", func(c *Config) { c.Authn.PasswordCache.TTL = 0 }, ""},
+		{"password cache negative", func(c *Config) { c.Authn.PasswordCache.TTL = -time.Second }, "authn.password_cache.ttl: must be between 0 (off) and 24h, got -1s"},
+		{"password cache size", func(c *Config) { c.Authn.PasswordCache.Size = 0 }, "authn.password_cache.size: must be between 1 and 10000000, got 0"},
 		{"negative_cache_ttl zero", func(c *Config) { c.Authn.Sourcehut.NegativeCacheTTL = 0 }, "authn.sourcehut.negative_cache_ttl: must be above 0 and at most 1h, got 0s"},
 	}
 	for _, tt := range tests {
