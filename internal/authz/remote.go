@@ -68,6 +68,11 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 			o.Logger.Error("policy bundle activated but the query could not be prepared; keeping the previous policy", "error", err)
 			return
 		}
+		if e.Revision() == "" {
+			// The compiler changed, but no bundle is active yet (the
+			// manager starts with an empty policy): nothing to serve.
+			return
+		}
 		first := r.authorizer.Engine() == nil
 		r.authorizer.Swap(e)
 		o.Logger.Info("policy bundle activated", "revision", e.Revision())
