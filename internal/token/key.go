@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,16 +21,23 @@ import (
 	"github.com/lestrrat-go/jwx/v2/cert"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
 // Key is a private signing key with its algorithm, key ID and, when a
 // certificate was configured, the chain sent as x5c.
 type Key struct {
-	private jwk.Key // carries kid and alg, so jws puts them in the header
+	private jwk.Key // carries kid and alg
 	public  jwk.Key
 	alg     jwa.SignatureAlgorithm
 	certs   []*x509.Certificate
 	chain   *cert.Chain
+
+	// The JWS protected header is the same for every token of this key:
+	// it is serialised once, and each token only signs header.payload.
+	raw       crypto.Signer
+	signer    jws.Signer
+	headerB64 string
 }
 
 // KeyType names the kinds of key `keys` can generate.
@@ -89,7 +97,10 @@ func NewKey(signer crypto.Signer, certs []*x509.Certificate) (*Key, error) {
 	if err := public.Set(jwk.KeyUsageKey, jwk.ForSignature); err != nil {
 		return nil, err
 	}
-	k := &Key{private: private, public: public, alg: alg}
+	k := &Key{private: private, public: public, alg: alg, raw: signer}
+	if k.signer, err = jws.NewSigner(alg); err != nil {
+		return nil, err
+	}
 	if len(certs) > 0 {
 		if !publicKeyEqual(certs[0].PublicKey, signer.Public()) {
 			return nil, errors.New("certificate does not match the private key")
@@ -102,6 +113,22 @@ func NewKey(signer crypto.Signer, certs []*x509.Certificate) (*Key, error) {
 			}
 		}
 	}
+	headers := jws.NewHeaders()
+	for name, value := range map[string]any{jws.AlgorithmKey: alg, jws.KeyIDKey: kid, jws.TypeKey: "JWT"} {
+		if err := headers.Set(name, value); err != nil {
+			return nil, err
+		}
+	}
+	if k.chain != nil {
+		if err := headers.Set(jws.X509CertChainKey, k.chain); err != nil {
+			return nil, err
+		}
+	}
+	encoded, err := json.Marshal(headers)
+	if err != nil {
+		return nil, fmt.Errorf("JWS header: %w", err)
+	}
+	k.headerB64 = base64.RawURLEncoding.EncodeToString(encoded)
 	return k, nil
 }
 
