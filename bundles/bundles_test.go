@@ -19,6 +19,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
+
+	"git.sr.ht/~zozs/srht-registry/internal/regotest"
 )
 
 // schemaPath is the JSON schema of the policy input (version 1).
@@ -213,22 +215,7 @@ func runRegoTests(t *testing.T, dir string, b *bundle.Bundle) {
 	if err != nil {
 		t.Fatalf("compiling bundle and tests: %v", err)
 	}
-	ran := 0
-	for r := range ch {
-		ran++
-		switch {
-		case r.Error != nil:
-			t.Errorf("%s.%s (%s): error: %v", r.Package, r.Name, r.Location, r.Error)
-		case r.Skip:
-			t.Errorf("%s.%s (%s): skipped (todo_ prefix); example tests must all run", r.Package, r.Name, r.Location)
-		case r.Fail:
-			t.Errorf("%s.%s (%s): FAIL", r.Package, r.Name, r.Location)
-		}
-	}
-	if ran == 0 {
-		t.Fatal("no Rego tests ran")
-	}
-	t.Logf("%d Rego tests ran", ran)
+	regotest.RequireAllPass(t, ch)
 }
 
 // TestSchemaCatchesTypos: a policy reading a field the input does not have

@@ -10,6 +10,8 @@ import (
 	"git.sr.ht/~zozs/srht-registry/policy"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/tester"
+
+	"git.sr.ht/~zozs/srht-registry/internal/regotest"
 )
 
 // loadModules parses every .rego file in fsys as Rego v1, keyed by path.
@@ -54,22 +56,7 @@ func TestRego(t *testing.T) {
 		t.Fatalf("compiling policy and tests: %v", err)
 	}
 
-	ran := 0
-	for r := range ch {
-		ran++
-		switch {
-		case r.Error != nil:
-			t.Errorf("%s.%s (%s): error: %v", r.Package, r.Name, r.Location, r.Error)
-		case r.Skip:
-			t.Errorf("%s.%s (%s): skipped (todo_ prefix); the default policy's tests must all run", r.Package, r.Name, r.Location)
-		case r.Fail:
-			t.Errorf("%s.%s (%s): FAIL", r.Package, r.Name, r.Location)
-		}
-	}
-	if ran == 0 {
-		t.Fatal("no Rego tests ran")
-	}
-	t.Logf("%d Rego tests ran", ran)
+	regotest.RequireAllPass(t, ch)
 }
 
 // TestFSExcludesTests checks that the FS the server evaluates holds the
