@@ -7,11 +7,11 @@ import (
 	"testing/fstest"
 	"time"
 
-	"git.sr.ht/~zozs/srht-registry/policy"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	"git.sr.ht/~zozs/srht-registry/internal/regotest"
+	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
 // loadModules parses every .rego file in fsys as Rego v1, keyed by path.
