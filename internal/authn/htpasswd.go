@@ -154,7 +154,16 @@ func (h *Htpasswd) Authenticate(_ context.Context, user string, password identit
 			return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
 		}
 	}
-	err := compareHashAndPassword(hash, []byte(password.Reveal()))
+	var err error
+	if t.cache != nil {
+		// Concurrent first requests with the same credentials (a client
+		// pulling many layers at once) share one bcrypt check.
+		_, err, _ = t.cache.flight.Do(string(mac[:]), func() (any, error) {
+			return nil, compareHashAndPassword(hash, []byte(password.Reveal()))
+		})
+	} else {
+		err = compareHashAndPassword(hash, []byte(password.Reveal()))
+	}
 	if !known || err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: wrong user name or password", identity.ErrUnauthenticated)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults of the password verification cache.
@@ -31,6 +32,7 @@ type verifyCache struct {
 	ttl     time.Duration
 	now     func() time.Time
 	entries *lru.Cache[[sha256.Size]byte, time.Time] // HMAC -> valid until
+	flight  singleflight.Group                       // one bcrypt per HMAC at a time
 }
 
 func newVerifyCache(ttl time.Duration, size int, now func() time.Time) *verifyCache {

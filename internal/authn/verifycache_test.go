@@ -173,3 +173,41 @@ func TestVerifyCacheKeyIsNotThePassword(t *testing.T) {
 		t.Error("user/password boundary is ambiguous")
 	}
 }
+
+// TestVerifyCacheSingleFlight: a client pulling many layers at once sends
+// the same new credentials on many connections; they share one bcrypt.
+func TestVerifyCacheSingleFlight(t *testing.T) {
+	h := htpasswdOf(t, map[string]string{"alice": "right"})
+	h.EnableCache(time.Minute, 10, time.Now)
+	release := make(chan struct{})
+	var calls atomic.Int64
+	orig := compareHashAndPassword
+	compareHashAndPassword = func(hash, pw []byte) error {
+		calls.Add(1)
+		<-release // hold the first check until every caller is waiting
+		return orig(hash, pw)
+	}
+	t.Cleanup(func() { compareHashAndPassword = orig })
+	const n = 16
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := h.Authenticate(context.Background(), "alice", "right")
+			errs <- err
+		}()
+	}
+	// Wait until the one check is running, then let it finish.
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let the other callers join the flight
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := calls.Load(); c > 2 {
+		t.Errorf("%d bcrypt checks for %d concurrent identical logins, want 1 (2 if a caller came after the first check ended)", c, n)
+	}
+}

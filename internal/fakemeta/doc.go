@@ -1,4 +1,4 @@
-// Package fakemeta is a fake meta.sr.ht for tests only. It is faithful to the
+// Package fakemeta is a fake meta.sr.ht for tests and benchmarks. It is faithful to the
 // real Sourcehut OAuth 2.0 bearer token format (core-go's auth.BearerToken:
 // base64 RawStd of a BARE payload followed by an HMAC-SHA256 over it, keyed
 // with a key derived from an Ed25519 seed) and to the responses of the real
@@ -8,8 +8,9 @@
 // 200. It also injects faults (delay, dropped connections, 5xx, non-JSON
 // bodies) and counts calls.
 //
-// It must never be imported by non-test code: it mints tokens, and answers
+// It must never be imported by the server: it mints tokens, and answers
 // only the small part of meta.sr.ht's schema that a token check needs
 // ({ version { … } } and { me { … } }); see [Server.Handler] for the exact
-// behaviour.
+// behaviour. Its users are the tests and the load benchmark (cmd/loadbench),
+// which stands it in for meta.sr.ht on loopback.
 package fakemeta

@@ -1,0 +1,432 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// result is one case's figures; it is also what -json writes.
+type result struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	KeyType   string `json:"key_type"`
+	Target    string `json:"target,omitempty"`
+	TargetMet *bool  `json:"target_met,omitempty"`
+	// Error is set when the case could not run (to the end).
+	Error string `json:"error,omitempty"`
+	// Failures are broken rules (a reused token, a wrong password
+	// accepted, a server that died): they fail the run.
+	Failures []string `json:"failures,omitempty"`
+
+	TokensPerSec  float64           `json:"tokens_per_sec,omitempty"`
+	Tokens        uint64            `json:"tokens"`
+	Expected401s  uint64            `json:"expected_401s"`
+	Errors        uint64            `json:"errors"`
+	ErrorKinds    map[string]uint64 `json:"error_kinds,omitempty"`
+	ErrorExample  string            `json:"error_example,omitempty"`
+	WarmupErrors  uint64            `json:"warmup_errors,omitempty"`
+	Latency       *LatencySummary   `json:"latency,omitempty"`
+	Latency401    *LatencySummary   `json:"latency_401,omitempty"`
+	Ratio         float64           `json:"ratio_to_baseline,omitempty"`
+	P99Ratio      float64           `json:"p99_ratio_to_baseline,omitempty"`
+	WindowNS      int64             `json:"window_ns,omitempty"`
+	ServerCPUNS   int64             `json:"server_cpu_ns,omitempty"`
+	ClientCPUNS   int64             `json:"client_cpu_ns,omitempty"`
+	CPUPerTokenNS int64             `json:"server_cpu_per_token_ns,omitempty"`
+	ReuseChecked  int               `json:"reuse_checked,omitempty"`
+
+	PeakRSS uint64 `json:"peak_rss_bytes,omitempty"` // VmHWM after the case
+	RSS     uint64 `json:"rss_bytes,omitempty"`      // VmRSS after the case
+
+	StartupNS  int64   `json:"startup_ns,omitempty"`  // exec to first token of this case's process
+	StartupsNS []int64 `json:"startups_ns,omitempty"` // every start of the startup case
+	MetaCalls  *int64  `json:"meta_calls,omitempty"`
+
+	Logins           uint64  `json:"logins,omitempty"`
+	LoginsPerSec     float64 `json:"logins_per_sec,omitempty"`
+	RecheckMetaCalls *int64  `json:"recheck_meta_calls,omitempty"`
+
+	ServerLogLines int      `json:"server_log_lines,omitempty"`
+	ServerLog      string   `json:"server_log,omitempty"`
+	Notes          []string `json:"notes,omitempty"`
+}
+
+func (r *result) fail(format string, args ...any) {
+	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
+}
+
+// fill copies a load run's figures.
+func (r *result) fill(st *loadStats) {
+	r.Tokens, r.Expected401s, r.Errors = st.Tokens, st.Unauth, st.Errors
+	r.ErrorKinds, r.ErrorExample, r.WarmupErrors = st.ErrorKinds, st.ErrorExample, st.WarmupErrors
+	r.ReuseChecked = st.Checked
+	if st.Window > 0 {
+		r.WindowNS = int64(st.Window)
+		r.TokensPerSec = float64(st.Tokens) / st.Window.Seconds()
+	}
+	if st.OK.Count() > 0 {
+		s := st.OK.Summary()
+		r.Latency = &s
+	}
+	if st.Refused.Count() > 0 {
+		s := st.Refused.Summary()
+		r.Latency401 = &s
+	}
+	if st.ServerCPU >= 0 {
+		r.ServerCPUNS = int64(st.ServerCPU)
+		if st.Tokens > 0 {
+			r.CPUPerTokenNS = int64(st.ServerCPU) / int64(st.Tokens)
+		}
+	}
+	if st.ClientCPU >= 0 {
+		r.ClientCPUNS = int64(st.ClientCPU)
+	}
+	for kind, n := range st.ErrorKinds {
+		if isFailure(kind) {
+			r.fail("%s: %d times", kind, n)
+		}
+	}
+	sort.Strings(r.Failures)
+}
+
+// compare sets the ratios to the baselines and whether targets are met.
+func compare(results []*result, defs map[string]caseDef) {
+	base := map[string]*result{}
+	for _, r := range results {
+		if r.Kind == kindBaseline && r.Error == "" && r.Tokens > 0 && r.Latency != nil {
+			base[r.KeyType] = r
+		}
+	}
+	for _, r := range results {
+		if r.Kind == kindLoad {
+			if b := base[r.KeyType]; b != nil && r.Latency != nil {
+				r.Ratio = r.TokensPerSec / b.TokensPerSec
+				r.P99Ratio = float64(r.Latency.P99) / float64(b.Latency.P99)
+			}
+		}
+		t := defs[r.ID].target
+		r.Target = t.String()
+		if r.Target == "" || r.Error != "" {
+			continue
+		}
+		var met bool
+		switch r.Kind {
+		case kindLoad:
+			if r.Ratio == 0 {
+				continue // no baseline in this run
+			}
+			met = r.Ratio >= t.minRatio && (t.maxP99Ratio == 0 || r.P99Ratio <= t.maxP99Ratio)
+		case kindMemory:
+			if r.PeakRSS == 0 {
+				continue
+			}
+			met = r.PeakRSS <= t.maxRSS
+		case kindStartup:
+			if r.StartupNS == 0 {
+				continue
+			}
+			met = time.Duration(r.StartupNS) <= t.maxStartup
+		default:
+			continue
+		}
+		r.TargetMet = &met
+	}
+}
+
+// machine describes where the run happened.
+type machine struct {
+	NumCPU    int    `json:"nproc"`
+	CPUModel  string `json:"cpu_model"`
+	Kernel    string `json:"kernel,omitempty"`
+	LoadAvg   string `json:"loadavg_at_start,omitempty"`
+	GoVersion string `json:"go_version"`
+	Checkout  string `json:"checkout,omitempty"`
+}
+
+func describeMachine(ctx context.Context, repo string) machine {
+	m := machine{NumCPU: runtime.NumCPU(), GoVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	if repo != "" {
+		if out, err := exec.CommandContext(ctx, "git", "-C", repo, "rev-parse", "--short", "HEAD").Output(); err == nil {
+			m.Checkout = strings.TrimSpace(string(out))
+			if st, err := exec.CommandContext(ctx, "git", "-C", repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+				m.Checkout += " + uncommitted changes"
+			}
+		}
+	}
+	return m
+}
+
+// report is what -json writes.
+type report struct {
+	Date     string    `json:"date"`
+	Machine  machine   `json:"machine"`
+	Flags    string    `json:"flags"`
+	Results  []*result `json:"results"`
+	Failures []string  `json:"failures,omitempty"`
+	// ClientCPUPerRequestNS is the load generator's own CPU per request
+	// over the load cases: it shares the cores with the server.
+	ClientCPUPerRequestNS int64   `json:"client_cpu_per_request_ns,omitempty"`
+	ClientCPUShare        float64 `json:"client_cpu_share,omitempty"`
+}
+
+// clientCost sets the load generator's CPU figures from the load cases.
+func (rep *report) clientCost(ncpu int) {
+	var cpu, window int64
+	var reqs uint64
+	for _, r := range rep.Results {
+		if (r.Kind == kindLoad || r.Kind == kindBaseline) && r.Error == "" && r.ClientCPUNS > 0 {
+			cpu += r.ClientCPUNS
+			window += r.WindowNS
+			reqs += r.Tokens + r.Expected401s + r.Errors
+		}
+	}
+	if reqs > 0 && window > 0 {
+		rep.ClientCPUPerRequestNS = cpu / int64(reqs)
+		rep.ClientCPUShare = float64(cpu) / float64(window) / float64(ncpu)
+	}
+}
+
+// Formatting.
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", d)
+	case d < time.Millisecond:
+		return sig3(float64(d)/1e3) + "µs"
+	case d < time.Second:
+		return sig3(float64(d)/1e6) + "ms"
+	default:
+		return sig3(float64(d)/1e9) + "s"
+	}
+}
+
+// sig3 prints v (≥ 1) with three significant digits.
+func sig3(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func fmtMiB(b uint64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+func fmtRatio(r float64) string {
+	if r == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", r)
+}
+
+// thousands prints n with thin separators: 12,345.
+func thousands(n uint64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+var tableHeader = []string{"case", "tokens/s", "ratio", "p50", "p99", "p99 ratio", "errors", "401s", "peak RSS", "CPU/token", "target", "notes"}
+
+// row is a result's line of the table.
+func row(r *result) []string {
+	cells := make([]string, len(tableHeader))
+	for i := range cells {
+		cells[i] = "-"
+	}
+	cells[0] = r.Name
+	if r.Error != "" {
+		cells[1] = "FAILED"
+		cells[11] = firstLine(r.Error)
+		return cells
+	}
+	switch r.Kind {
+	case kindBaseline, kindLoad:
+		cells[1] = thousands(uint64(r.TokensPerSec + 0.5))
+		if r.Kind == kindBaseline {
+			cells[2], cells[5] = "1 (base)", "1 (base)"
+		} else {
+			cells[2], cells[5] = fmtRatio(r.Ratio), fmtRatio(r.P99Ratio)
+		}
+		if r.Latency != nil {
+			cells[3], cells[4] = fmtDur(time.Duration(r.Latency.P50)), fmtDur(time.Duration(r.Latency.P99))
+		}
+		cells[6] = thousands(r.Errors)
+		cells[7] = thousands(r.Expected401s)
+		cells[9] = fmtDur(time.Duration(r.CPUPerTokenNS))
+	case kindMemory:
+		cells[6] = thousands(r.Errors)
+	}
+	cells[8] = fmtMiB(r.PeakRSS)
+	if r.Target != "" {
+		cells[10] = r.Target
+		switch {
+		case r.TargetMet == nil:
+			cells[10] += ": n/a"
+		case *r.TargetMet:
+			cells[10] += ": met"
+		default:
+			cells[10] += ": MISSED"
+		}
+	}
+	if len(r.Failures) > 0 {
+		cells[11] = "FAILED: " + strings.Join(r.Failures, "; ")
+		if len(r.Notes) > 0 {
+			cells[11] += "; " + strings.Join(r.Notes, "; ")
+		}
+	} else if len(r.Notes) > 0 {
+		cells[11] = strings.Join(r.Notes, "; ")
+	}
+	return cells
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// formatTable renders a Markdown table with padded columns; "|" in cells
+// is escaped.
+func formatTable(header []string, rows [][]string) string {
+	width := make([]int, len(header))
+	esc := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	all := append([][]string{header}, rows...)
+	for _, r := range all {
+		for i, c := range r {
+			width[i] = max(width[i], utf8.RuneCountInString(esc(c)))
+		}
+	}
+	var b strings.Builder
+	line := func(cells []string) {
+		b.WriteString("|")
+		for i, c := range cells {
+			c = esc(c)
+			b.WriteString(" ")
+			b.WriteString(c)
+			b.WriteString(strings.Repeat(" ", width[i]-utf8.RuneCountInString(c)))
+			b.WriteString(" |")
+		}
+		b.WriteString("\n")
+	}
+	line(header)
+	b.WriteString("|")
+	for i := range header {
+		b.WriteString(strings.Repeat("-", width[i]+2))
+		b.WriteString("|")
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		line(r)
+	}
+	return b.String()
+}
+
+// printReport writes the whole report: header, table, notes.
+func printReport(w io.Writer, rep *report) {
+	m := rep.Machine
+	fmt.Fprintf(w, "srht-registry load benchmark, %s\n", rep.Date)
+	fmt.Fprintf(w, "machine: %d CPUs, %s", m.NumCPU, m.CPUModel)
+	if m.Kernel != "" {
+		fmt.Fprintf(w, ", %s", m.Kernel)
+	}
+	if m.LoadAvg != "" {
+		fmt.Fprintf(w, ", load average %s at start", m.LoadAvg)
+	}
+	fmt.Fprintf(w, "\ngo: %s\n", m.GoVersion)
+	if m.Checkout != "" {
+		fmt.Fprintf(w, "checkout: %s\n", m.Checkout)
+	}
+	fmt.Fprintf(w, "flags: %s\n\n", rep.Flags)
+	var rows [][]string
+	for _, r := range rep.Results {
+		rows = append(rows, row(r))
+	}
+	fmt.Fprint(w, formatTable(tableHeader, rows))
+	fmt.Fprint(w, `
+- tokens/s: 200s with a valid token completed in the measured window (after the warm-up) ÷ its length.
+- ratio: tokens/s ÷ the baseline with the same key type in this run; p99 ratio: p99 ÷ that baseline's p99.
+- p50/p99: latency of the 200s, as the load generator on the same machine saw it.
+- errors: answers other than a token (or the expected 401); 401s: wrong passwords refused, as expected.
+- peak RSS: VmHWM of the process that served the case. The server (or baseline) is restarted for
+  every case, so this is that case's own peak, start-up included.
+- CPU/token: user+system CPU of the serving process in the window ÷ tokens.
+`)
+	if rep.ClientCPUPerRequestNS > 0 {
+		fmt.Fprintf(w, "- the load generator runs on the same cores: it used %s of CPU per request, %.0f %% of the machine\n  during the load cases.\n",
+			fmtDur(time.Duration(rep.ClientCPUPerRequestNS)), 100*rep.ClientCPUShare)
+	}
+	var extra []string
+	for _, r := range rep.Results {
+		if len(r.ErrorKinds) > 0 {
+			var kinds []string
+			for k, n := range r.ErrorKinds {
+				kinds = append(kinds, fmt.Sprintf("%s ×%d", k, n))
+			}
+			sort.Strings(kinds)
+			s := fmt.Sprintf("%s: errors: %s", r.Name, strings.Join(kinds, ", "))
+			if r.ErrorExample != "" {
+				s += fmt.Sprintf(" (e.g. %q)", truncate(r.ErrorExample, 160))
+			}
+			extra = append(extra, s)
+		}
+		if r.WarmupErrors > 0 {
+			extra = append(extra, fmt.Sprintf("%s: %d errors during the warm-up (not counted)", r.Name, r.WarmupErrors))
+		}
+		if r.ServerLogLines > 0 {
+			extra = append(extra, fmt.Sprintf("%s: the server logged %d lines at warn or above, first: %s", r.Name, r.ServerLogLines, truncate(firstLine(r.ServerLog), 200)))
+		}
+	}
+	if len(extra) > 0 {
+		fmt.Fprintln(w)
+		for _, s := range extra {
+			fmt.Fprintln(w, "- "+s)
+		}
+	}
+	if len(rep.Failures) > 0 {
+		fmt.Fprintln(w, "\nFAILED:")
+		for _, f := range rep.Failures {
+			fmt.Fprintln(w, "- "+f)
+		}
+	}
+}
