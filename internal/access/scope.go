@@ -34,20 +34,17 @@ type Scope struct {
 	Actions []string `json:"actions"`
 }
 
+// String renders a resource as the start of a scope: type[(class)]:name.
+func (r Resource) String() string {
+	if r.Class != "" {
+		return r.Type + "(" + r.Class + "):" + r.Name
+	}
+	return r.Type + ":" + r.Name
+}
+
 // String renders a scope in the wire grammar, so a parsed scope round-trips.
 func (s Scope) String() string {
-	var b strings.Builder
-	b.WriteString(s.Type)
-	if s.Class != "" {
-		b.WriteByte('(')
-		b.WriteString(s.Class)
-		b.WriteByte(')')
-	}
-	b.WriteByte(':')
-	b.WriteString(s.Name)
-	b.WriteByte(':')
-	b.WriteString(strings.Join(s.Actions, ","))
-	return b.String()
+	return s.Resource.String() + ":" + strings.Join(s.Actions, ",")
 }
 
 var (

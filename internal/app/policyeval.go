@@ -132,7 +132,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 			opts = append(opts, rego.EvalQueryTracer(buf))
 		}
 		d, err := engine.Decide(ctx, id, req, sc, opts...)
-		res := evalResult{Scope: sc.Type + ":" + sc.Name, Requested: sc.Actions, Granted: d.Granted, Deny: d.Reasons}
+		res := evalResult{Scope: sc.Resource.String(), Requested: sc.Actions, Granted: d.Granted, Deny: d.Reasons}
 		if res.Deny == nil {
 			res.Deny = []string{}
 		}

@@ -226,7 +226,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 			"revision", d.Revision,
 			"auth_method", string(id.Method),
 			"subject", id.Subject,
-			"scope", d.Requested.Resource.Type+":"+d.Requested.Name,
+			"scope", d.Requested.Resource.String(),
 			"requested", d.Requested.Actions,
 			"granted", d.Granted,
 			"deny", d.Reasons,
