@@ -68,6 +68,31 @@ type Config struct {
 	Policy  Policy              `yaml:"policy"`
 	Log     Log                 `yaml:"log"`
 	Limits  Limits              `yaml:"limits"`
+	// TLS serves HTTPS; without it plain HTTP is served only on loopback
+	// or with insecure_http.
+	TLS          TLS  `yaml:"tls"`
+	InsecureHTTP bool `yaml:"insecure_http"` // allow plain HTTP on a non-loopback address (behind a TLS proxy)
+	// TrustedProxies are the CIDRs whose X-Forwarded-For / X-Real-IP are
+	// believed; from anyone else the socket address is the client IP.
+	TrustedProxies []string   `yaml:"trusted_proxies"`
+	BruteForce     BruteForce `yaml:"brute_force"`
+}
+
+// TLS configures HTTPS. Both files are reloaded when they change.
+type TLS struct {
+	Certificate string `yaml:"certificate"` // PEM certificate chain
+	Key         string `yaml:"key"`         // PEM private key
+}
+
+// BruteForce configures the failed-login limiter.
+type BruteForce struct {
+	// Threshold is the number of failed logins per client IP, and per user
+	// name, within Window after which further attempts get 429 without a
+	// password check; 0 turns the limiter off.
+	Threshold int           `yaml:"threshold"` // default 10
+	Window    time.Duration `yaml:"window"`    // default 5m
+	// Tracked bounds the IPs and user names remembered (each).
+	Tracked int `yaml:"tracked"` // default 100000
 }
 
 // ServiceList is the set of registry service names this server issues tokens
@@ -102,6 +127,10 @@ type Token struct {
 	Key         string        `yaml:"key"`         // path to a PEM private key; "" = ephemeral key generated at start
 	Certificate string        `yaml:"certificate"` // optional path to a PEM certificate (chain), sent as x5c
 	TTL         time.Duration `yaml:"ttl"`         // default 5m; 1m..24h
+	// PublishedKeys are more public or private key files whose public
+	// halves are published beside the signing key's (JWKS and `keys`),
+	// so tokens of a previous or next key keep validating while keys rotate.
+	PublishedKeys []string `yaml:"published_keys"`
 }
 
 // Authn configures the authentication methods.
@@ -145,6 +174,13 @@ type Policy struct {
 	Bundles []string       `yaml:"bundles"` // directories or .tar.gz OPA bundles; empty = the embedded default
 	Data    map[string]any `yaml:"data"`    // merged under data.registry; JSON-compatible values only
 	Query   string         `yaml:"query"`   // default "data.registry.authz"
+	// Timeout bounds one policy evaluation.
+	Timeout time.Duration `yaml:"timeout"` // default 100ms
+	// StartupWait bounds how long serve waits for the first remote bundle.
+	StartupWait time.Duration `yaml:"startup_wait"` // default 30s
+	// FallbackToEmbedded serves the embedded default policy when no remote
+	// bundle could be activated at start-up, instead of refusing to start.
+	FallbackToEmbedded bool `yaml:"fallback_to_embedded"`
 	// OPA is an OPA configuration document (services, bundles, keys,
 	// decision_logs) for bundles from a bundle server, run by OPA's own
 	// plugins. Exclusive with Bundles and Data.
@@ -159,8 +195,17 @@ type Log struct {
 
 // Limits bounds what one request may ask for.
 type Limits struct {
-	MaxScopes    int   `yaml:"max_scopes"`     // default 64; 1..1024
-	MaxBodyBytes int64 `yaml:"max_body_bytes"` // default 16384; 1024..1<<20
+	MaxScopes      int   `yaml:"max_scopes"`       // default 64; 1..1024
+	MaxBodyBytes   int64 `yaml:"max_body_bytes"`   // default 16384; 1024..1<<20
+	MaxQueryBytes  int   `yaml:"max_query_bytes"`  // default 8192; 256..1<<20
+	MaxHeaderBytes int   `yaml:"max_header_bytes"` // default 16384; 4096..1<<20
+	// MaxConcurrent bounds requests in flight; past it clients get 503.
+	MaxConcurrent     int           `yaml:"max_concurrent"`      // default 512
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 5s
+	ReadTimeout       time.Duration `yaml:"read_timeout"`        // default 10s
+	WriteTimeout      time.Duration `yaml:"write_timeout"`       // default 30s
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 2m
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // default 10s: in-flight requests get this long on SIGTERM
 }
 
 // Default returns the configuration used when no file is given: a working
@@ -181,9 +226,15 @@ func Default() Config {
 			},
 			PasswordCache: PasswordCache{TTL: defaultPasswordCacheTTL, Size: defaultPasswordCacheSize},
 		},
-		Policy: Policy{Query: defaultQuery},
+		Policy: Policy{Query: defaultQuery, Timeout: 100 * time.Millisecond, StartupWait: 30 * time.Second},
 		Log:    Log{Level: defaultLogLevel, Format: defaultLogFormat},
-		Limits: Limits{MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes},
+		Limits: Limits{
+			MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes,
+			MaxQueryBytes: 8192, MaxHeaderBytes: 16384, MaxConcurrent: 512,
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute, ShutdownTimeout: 10 * time.Second,
+		},
+		BruteForce: BruteForce{Threshold: 10, Window: 5 * time.Minute, Tracked: 100000},
 	}
 }
 
@@ -260,6 +311,9 @@ var durationKeys = map[string]bool{
 	"authn.sourcehut.max_cache_ttl":      true,
 	"authn.sourcehut.negative_cache_ttl": true,
 	"authn.password_cache.ttl":           true,
+	"policy.timeout":                     true,
+	"policy.startup_wait":                true,
+	"brute_force.window":                 true,
 }
 
 // zeroDurations rewrites a bare 0 given for a duration setting to "0s".
@@ -293,7 +347,7 @@ func zeroDurations(data []byte) []byte {
 					edited = true
 				}
 			}
-			if p == "token" || p == "authn" || p == "authn.sourcehut" || p == "authn.password_cache" {
+			if p == "token" || p == "authn" || p == "authn.sourcehut" || p == "authn.password_cache" || p == "policy" || p == "brute_force" {
 				walk(val, p)
 			}
 		}
@@ -553,6 +607,50 @@ func (c Config) Validate() error {
 	}
 	if !slices.Contains(logFormats, c.Log.Format) {
 		add("log.format", "must be one of %s, got %q", strings.Join(logFormats, ", "), c.Log.Format)
+	}
+
+	l := c.Limits
+	if l.MaxQueryBytes < 256 || l.MaxQueryBytes > 1<<20 {
+		add("limits.max_query_bytes", "must be between 256 and %d, got %d", 1<<20, l.MaxQueryBytes)
+	}
+	if l.MaxHeaderBytes < 4096 || l.MaxHeaderBytes > 1<<20 {
+		add("limits.max_header_bytes", "must be between 4096 and %d, got %d", 1<<20, l.MaxHeaderBytes)
+	}
+	if l.MaxConcurrent < 1 || l.MaxConcurrent > 1_000_000 {
+		add("limits.max_concurrent", "must be between 1 and 1000000, got %d", l.MaxConcurrent)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"read_header_timeout", l.ReadHeaderTimeout}, {"read_timeout", l.ReadTimeout}, {"write_timeout", l.WriteTimeout},
+		{"idle_timeout", l.IdleTimeout}, {"shutdown_timeout", l.ShutdownTimeout}} {
+		if d.v <= 0 || d.v > time.Hour {
+			add("limits."+d.key, "must be above 0 and at most 1h, got %v", d.v)
+		}
+	}
+	if (c.TLS.Certificate == "") != (c.TLS.Key == "") {
+		add("tls", "needs both certificate and key")
+	}
+	for i, cidr := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			if net.ParseIP(cidr) == nil {
+				add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is neither a CIDR nor an IP address", cidr)
+			}
+		}
+	}
+	if bf := c.BruteForce; bf.Threshold < 0 || (bf.Threshold > 0 && (bf.Window <= 0 || bf.Tracked < 1)) {
+		add("brute_force", "threshold must be 0 (off) or positive, with a positive window and tracked, got %+v", bf)
+	}
+	if c.Policy.Timeout <= 0 || c.Policy.Timeout > time.Minute {
+		add("policy.timeout", "must be above 0 and at most 1m, got %v", c.Policy.Timeout)
+	}
+	if c.Policy.StartupWait <= 0 || c.Policy.StartupWait > time.Hour {
+		add("policy.startup_wait", "must be above 0 and at most 1h, got %v", c.Policy.StartupWait)
+	}
+	for i, k := range c.Token.PublishedKeys {
+		if strings.TrimSpace(k) == "" {
+			add(fmt.Sprintf("token.published_keys[%d]", i), "must not be empty")
+		}
 	}
 
 	if c.Limits.MaxScopes < minMaxScopes || c.Limits.MaxScopes > maxMaxScopes {

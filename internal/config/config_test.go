@@ -32,9 +32,12 @@ func TestDefault(t *testing.T) {
 			},
 			PasswordCache: PasswordCache{TTL: 5 * time.Minute, Size: 10000},
 		},
-		Policy: Policy{Query: "data.registry.authz"},
+		Policy: Policy{Query: "data.registry.authz", Timeout: 100 * time.Millisecond, StartupWait: 30 * time.Second},
 		Log:    Log{Level: "info", Format: "text"},
-		Limits: Limits{MaxScopes: 64, MaxBodyBytes: 16384},
+		Limits: Limits{MaxScopes: 64, MaxBodyBytes: 16384, MaxQueryBytes: 8192, MaxHeaderBytes: 16384, MaxConcurrent: 512,
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute, ShutdownTimeout: 10 * time.Second},
+		BruteForce: BruteForce{Threshold: 10, Window: 5 * time.Minute, Tracked: 100000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant %+v", c, want)
@@ -76,7 +79,7 @@ func TestLoadFull(t *testing.T) {
 		Listen:  "0.0.0.0:5001",
 		Service: ServiceList{"registry.example.com", "registry.example.org"},
 		Issuer:  "token.example.com",
-		Token:   Token{Key: "key.pem", Certificate: "cert.pem", TTL: 10 * time.Minute},
+		Token:   Token{Key: "key.pem", Certificate: "cert.pem", TTL: 10 * time.Minute, PublishedKeys: []string{"previous.pem"}},
 		Authn: Authn{Anonymous: ptr(false), Htpasswd: "htpasswd", Sourcehut: Sourcehut{
 			Enabled: ptr(false), MetaURL: "https://meta.example.org", Timeout: 2 * time.Second,
 			CacheSize: 500, MaxCacheTTL: 10 * time.Minute, NegativeCacheTTL: time.Minute,
@@ -92,10 +95,17 @@ func TestLoadFull(t *testing.T) {
 					},
 				},
 			},
-			Query: "data.registry.authz_v2",
+			Query:   "data.registry.authz_v2",
+			Timeout: 250 * time.Millisecond, StartupWait: time.Minute, FallbackToEmbedded: true,
 		},
-		Log:    Log{Level: "debug", Format: "json"},
-		Limits: Limits{MaxScopes: 128, MaxBodyBytes: 32768},
+		Log: Log{Level: "debug", Format: "json"},
+		Limits: Limits{MaxScopes: 128, MaxBodyBytes: 32768, MaxQueryBytes: 4096, MaxHeaderBytes: 8192, MaxConcurrent: 100,
+			ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
+			IdleTimeout: time.Minute, ShutdownTimeout: 20 * time.Second},
+		TLS:            TLS{Certificate: "tls.crt", Key: "tls.key"},
+		InsecureHTTP:   true,
+		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.1"},
+		BruteForce:     BruteForce{Threshold: 5, Window: time.Minute, Tracked: 1000},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(full.yaml) =\n%#v\nwant\n%#v", got, want)
