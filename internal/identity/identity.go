@@ -92,6 +92,18 @@ type Credentials struct {
 	// Service is the registry the credentials are presented for: a
 	// Sourcehut token is only good for the registries its grants name.
 	Service string
+	// ClientIP is where they came from, for counting failed logins.
+	ClientIP string
+}
+
+// ThrottledError refuses a login without checking it: too many recent
+// failures from the client's address or for the user name.
+type ThrottledError struct {
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed logins; retry in %v", e.RetryAfter.Round(time.Second))
 }
 
 var (

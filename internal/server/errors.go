@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
@@ -43,7 +45,10 @@ type errorItem struct {
 func classify(err error) (status int, code, oauth, msg string) {
 	var re *requestError
 	var tooBig *http.MaxBytesError
+	var throttled *identity.ThrottledError
 	switch {
+	case errors.As(err, &throttled):
+		return http.StatusTooManyRequests, "TOOMANYREQUESTS", "slow_down", throttled.Error()
 	case errors.As(err, &re):
 		return re.status, re.code, re.oauth, re.msg
 	case errors.As(err, &tooBig):
@@ -69,6 +74,12 @@ func writeError(w http.ResponseWriter, realm string, err error) int {
 	status, code, oauth, msg := classify(err)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", realm))
+	}
+	var throttled *identity.ThrottledError
+	if errors.As(err, &throttled) {
+		// Whole seconds, rounded up: a client that waits exactly this long
+		// is let through.
+		w.Header().Set("Retry-After", strconv.Itoa(int((throttled.RetryAfter+time.Second-1)/time.Second)))
 	}
 	body := errorBody{Errors: []errorItem{{Code: code, Message: msg}}, OAuthError: oauth, ErrorDescription: msg}
 	writeJSON(w, status, body)

@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -45,6 +47,17 @@ type Options struct {
 	MaxScopes int
 	// MaxBodyBytes bounds a POST body.
 	MaxBodyBytes int64
+	// MaxQueryBytes bounds the query string; 0 means no bound.
+	MaxQueryBytes int
+	// MaxConcurrent bounds requests in flight (health checks excepted);
+	// past it clients get 503 at once. 0 means no bound.
+	MaxConcurrent int
+	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
+	// name the client; for anyone else the socket address does.
+	TrustedProxies []netip.Prefix
+	// Ready reports whether the server can issue tokens (policy and keys
+	// loaded); nil means always ready.
+	Ready func() error
 
 	Authenticator Authenticator
 	Authorizer    Authorizer
@@ -58,8 +71,9 @@ type Options struct {
 
 // Server is the HTTP handler of the token server.
 type Server struct {
-	opts Options
-	mux  *http.ServeMux
+	opts     Options
+	mux      *http.ServeMux
+	inFlight chan struct{} // a slot per request in flight; nil = unbounded
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -67,10 +81,14 @@ var _ http.Handler = (*Server)(nil)
 // New returns the handler.
 func New(opts Options) *Server {
 	s := &Server{opts: opts, mux: http.NewServeMux()}
+	if opts.MaxConcurrent > 0 {
+		s.inFlight = make(chan struct{}, opts.MaxConcurrent)
+	}
 	s.mux.HandleFunc("GET /auth", s.handleToken)
 	s.mux.HandleFunc("POST /auth", s.handleToken)
 	s.mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.HandleFunc("GET /readyz", s.handleReady)
 	s.mux.HandleFunc("/", s.handleNotFound)
 	return s
 }
@@ -86,11 +104,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", id)
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestLog{log: log}))
-	s.mux.ServeHTTP(rec, r)
+	switch {
+	case s.opts.MaxQueryBytes > 0 && len(r.URL.RawQuery) > s.opts.MaxQueryBytes:
+		writeError(rec, s.opts.Realm, &requestError{status: http.StatusRequestURITooLong, code: "INVALID_REQUEST", oauth: "invalid_request",
+			msg: fmt.Sprintf("query string longer than %d bytes", s.opts.MaxQueryBytes)})
+	case s.inFlight != nil && r.URL.Path != "/healthz" && r.URL.Path != "/readyz":
+		select {
+		case s.inFlight <- struct{}{}:
+			s.mux.ServeHTTP(rec, r)
+			<-s.inFlight
+		default:
+			// Shed load at once rather than queue: a client retries, a
+			// queue only grows.
+			rec.Header().Set("Retry-After", "1")
+			writeError(rec, s.opts.Realm, &requestError{status: http.StatusServiceUnavailable, code: "UNAVAILABLE", oauth: "temporarily_unavailable",
+				msg: "too many requests in flight; retry shortly"})
+		}
+	default:
+		s.mux.ServeHTTP(rec, r)
+	}
 	rl := r.Context().Value(ctxKey{}).(*requestLog)
 	attrs := append([]any{
 		"method", r.Method, "path", r.URL.Path, "status", rec.status,
-		"duration", s.opts.Now().Sub(start), "client_ip", clientIP(r),
+		"duration", s.opts.Now().Sub(start), "client_ip", s.clientIP(r),
 	}, rl.attrs...)
 	log.Info("request", attrs...)
 }
@@ -119,16 +155,67 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
-func clientIP(r *http.Request) string {
+// clientIP is the socket peer, unless the peer is a trusted proxy: then the
+// address it names. In X-Forwarded-For each proxy appends the address it
+// got the request from, so the client is the rightmost address that is not
+// itself a trusted proxy; anything left of it could be forged.
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if !s.trusted(host) {
+		return host
+	}
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops := strings.Split(strings.Join(xff, ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			hop := strings.TrimSpace(hops[i])
+			if _, err := netip.ParseAddr(hop); err != nil {
+				break // garbage: trust nothing further left
+			}
+			if !s.trusted(hop) {
+				return hop
+			}
+			host = hop
+		}
+		return host
+	}
+	if real := strings.TrimSpace(r.Header.Get("X-Real-IP")); real != "" {
+		if _, err := netip.ParseAddr(real); err == nil {
+			return real
+		}
 	}
 	return host
 }
 
+func (s *Server) trusted(ip string) bool {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReady answers 200 when tokens can be issued, 503 and why if not.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
@@ -193,6 +280,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 		return nil, err
 	}
 	tr.cred.Service = service
+	tr.cred.ClientIP = s.clientIP(r)
 	id, err := s.opts.Authenticator.Authenticate(r.Context(), tr.cred)
 	if err != nil {
 		return nil, err
@@ -200,7 +288,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 	rl.attrs = append(rl.attrs, "auth_method", string(id.Method), "subject", id.Subject)
 	req := identity.Request{
 		Service:   service,
-		ClientIP:  clientIP(r),
+		ClientIP:  tr.cred.ClientIP,
 		ClientID:  tr.clientID,
 		UserAgent: r.UserAgent(),
 		Time:      s.opts.Now(),
