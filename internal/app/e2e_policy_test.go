@@ -65,7 +65,7 @@ func policyServer(t *testing.T, policyYAML string) (addr string, logs *syncBuffe
 	htpasswd = filepath.Join(dir, "htpasswd")
 	writeFile(t, htpasswd, htpasswdLine(t, "alice", passwords["alice"]))
 	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, "listen: 127.0.0.1:0\nlog:\n  level: debug\nauthn:\n  htpasswd: "+htpasswd+"\n  sourcehut:\n    enabled: false\n"+policyYAML)
+	writeFile(t, cfg, "listen: 127.0.0.1:0\nbrute_force:\n  threshold: 0\nlog:\n  level: debug\nauthn:\n  htpasswd: "+htpasswd+"\n  sourcehut:\n    enabled: false\n"+policyYAML)
 	addr, logs = startServer(t, cfg)
 	return addr, logs, htpasswd
 }

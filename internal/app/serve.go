@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,9 +25,6 @@ import (
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
-// shutdownGrace is how long in-flight requests get to finish on shutdown.
-const shutdownGrace = 10 * time.Second
-
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	configPath := fs.String("config", "", "config `FILE` (default: built-in defaults)")
@@ -41,28 +39,38 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	rt, err := build(ctx, cfg, *configPath, log)
+	// HTTPS, or plain HTTP only on loopback or with insecure_http (tls.go).
+	certs, err := prepareTLS(cfg, log)
+	if err != nil {
+		return err
+	}
+	rt, err := build(ctx, cfg, *configPath, log, false)
 	if err != nil {
 		return err
 	}
 	defer rt.stop(context.WithoutCancel(ctx))
+	if certs != nil {
+		rt.watch = append(rt.watch, certs.watch()...)
+		rt.reload = certs.reloadWith(rt.reload)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = certs.listener(ln)
 	srv := &http.Server{
 		Handler:           rt.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Limits.ReadTimeout,
+		WriteTimeout:      cfg.Limits.WriteTimeout,
+		IdleTimeout:       cfg.Limits.IdleTimeout,
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if rt.reload != nil {
 		go watchAndReload(ctx, rt, log)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "services", []string(cfg.Service), "issuer", cfg.Issuer)
+	log.Info("listening", "addr", ln.Addr().String(), "scheme", certs.scheme(), "services", []string(cfg.Service), "issuer", cfg.Issuer)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -71,7 +79,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	// New connections are refused at once; requests in flight get
+	// shutdown_timeout to finish.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Limits.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
@@ -106,9 +116,9 @@ func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// runtime is a built server: its handler, how to reload what can be
+// instance is a built server: its handler, how to reload what can be
 // reloaded, and how to stop what it started.
-type runtime struct {
+type instance struct {
 	handler http.Handler
 	// reload re-reads the config file's policy and data, the local
 	// bundles and the htpasswd file; nil when nothing is reloadable.
@@ -120,8 +130,8 @@ type runtime struct {
 
 // build loads everything the config names; it is also what check-config
 // runs, so a config that checks also serves.
-func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger) (*runtime, error) {
-	rt := &runtime{stop: func(context.Context) {}}
+func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, checkOnly bool) (*instance, error) {
+	rt := &instance{stop: func(context.Context) {}}
 	key, err := loadKey(cfg.Token, log)
 	if err != nil {
 		return nil, err
@@ -165,7 +175,14 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		if err != nil {
 			return nil, usageError{fmt.Errorf("policy.opa: %w", err)}
 		}
-		remote, err := authz.StartRemote(ctx, authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Logger: log})
+		ro := authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout, Wait: cfg.Policy.StartupWait, Logger: log,
+			NotReadyAfterWait: !checkOnly}
+		if cfg.Policy.FallbackToEmbedded {
+			if ro.Fallback, err = compilePolicy(ctx, config.Policy{Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout}); err != nil {
+				return nil, err
+			}
+		}
+		remote, err := authz.StartRemote(ctx, ro)
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +196,9 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		az = authz.NewAuthorizer(engine)
 		rt.watch = append(rt.watch, cfg.Policy.Bundles...)
 	}
-	log.Info("policy loaded", "revision", az.Engine().Revision())
+	if e := az.Engine(); e != nil {
+		log.Info("policy loaded", "revision", e.Revision())
+	}
 
 	// Reload builds the whole new set (policy, data, groups, users) first
 	// and swaps it in only if all of it loaded: on any error the last good
@@ -225,12 +244,29 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	trusted, err := parsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	var authenticator server.Authenticator = chain
+	if bf := cfg.BruteForce; bf.Threshold > 0 {
+		authenticator = authn.NewThrottle(chain, bf.Threshold, bf.Window, bf.Tracked, time.Now)
+	}
 	rt.handler = server.New(server.Options{
-		Services:      cfg.Service,
-		Realm:         cfg.Issuer,
-		MaxScopes:     cfg.Limits.MaxScopes,
-		MaxBodyBytes:  cfg.Limits.MaxBodyBytes,
-		Authenticator: chain,
+		Services:       cfg.Service,
+		Realm:          cfg.Issuer,
+		MaxScopes:      cfg.Limits.MaxScopes,
+		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
+		MaxQueryBytes:  cfg.Limits.MaxQueryBytes,
+		MaxConcurrent:  cfg.Limits.MaxConcurrent,
+		TrustedProxies: trusted,
+		Ready: func() error {
+			if az.Engine() == nil {
+				return errors.New("no policy bundle is active yet")
+			}
+			return nil
+		},
+		Authenticator: authenticator,
 		Authorizer:    az,
 		Minter:        &token.Minter{Issuer: cfg.Issuer, TTL: cfg.Token.TTL, Key: key, Now: time.Now},
 		JWKS:          jwks,
@@ -249,11 +285,29 @@ func compilePolicy(ctx context.Context, p config.Policy) (*authz.Engine, error) 
 		Bundles: p.Bundles,
 		Schema:  policy.InputSchema(),
 		Query:   p.Query,
+		Timeout: p.Timeout,
 	})
 }
 
+// parsePrefixes reads CIDRs and single addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies: %q is neither a CIDR nor an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
 // watchAndReload reloads on SIGHUP and when a watched file changes.
-func watchAndReload(ctx context.Context, rt *runtime, log *slog.Logger) {
+func watchAndReload(ctx context.Context, rt *instance, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -320,7 +374,10 @@ func runCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	rt, err := build(ctx, cfg, *configPath, slog.New(slog.DiscardHandler))
+	if _, err := prepareTLS(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		return err
+	}
+	rt, err := build(ctx, cfg, *configPath, slog.New(slog.DiscardHandler), true)
 	if err != nil {
 		return err
 	}

@@ -370,6 +370,12 @@ func (a *Authorizer) Engine() *Engine { return a.current.Load() }
 // the policy failed instead of receiving a token that silently grants less.
 func (a *Authorizer) Authorize(ctx context.Context, id identity.Identity, req identity.Request, scopes []access.Scope) ([]access.Decision, error) {
 	e := a.current.Load()
+	if e == nil {
+		if len(scopes) == 0 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: no policy is active yet", access.ErrDecisionFailed)
+	}
 	decisions := make([]access.Decision, 0, len(scopes))
 	for _, sc := range scopes {
 		d, err := e.Decide(ctx, id, req, sc)

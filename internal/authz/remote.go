@@ -40,8 +40,16 @@ type RemoteOptions struct {
 	Query   string
 	Timeout time.Duration
 	// Wait bounds how long StartRemote waits for the first activation.
-	Wait   time.Duration
-	Logger *slog.Logger
+	Wait time.Duration
+	// NotReadyAfterWait makes StartRemote return after Wait without a
+	// bundle instead of failing: the server then listens but answers 503
+	// (and /readyz says why) until a bundle activates.
+	NotReadyAfterWait bool
+	// Fallback, if set, is served when no bundle is active after Wait,
+	// instead of refusing to start; the plugins keep trying, and the first
+	// bundle that activates replaces it.
+	Fallback *Engine
+	Logger   *slog.Logger
 }
 
 // StartRemote starts the plugins and waits until a bundle is active: a
@@ -95,22 +103,48 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 	if wait <= 0 {
 		wait = 30 * time.Second
 	}
+	if o.Fallback != nil {
+		select {
+		case <-r.activated:
+		case <-time.After(wait):
+			// A bundle that activates later replaces the fallback.
+			if r.authorizer.current.CompareAndSwap(nil, o.Fallback) {
+				o.Logger.Error("no policy bundle activated in time; serving the fallback policy until one is", "wait", wait, "revision", o.Fallback.Revision())
+			}
+		case <-ctx.Done():
+			m.Stop(context.WithoutCancel(ctx))
+			return nil, ctx.Err()
+		}
+		r.enableDecisionLogs(m, o.Query)
+		return r, nil
+	}
 	select {
 	case <-r.activated:
-		if p := logs.Lookup(m); p != nil {
-			path := o.Query
-			if path == "" {
-				path = DefaultQuery
-			}
-			r.authorizer.uploads = &opaDecisionLogs{plugin: p, path: strings.ReplaceAll(strings.TrimPrefix(path, "data."), ".", "/")}
-		}
+		r.enableDecisionLogs(m, o.Query)
 		return r, nil
 	case <-time.After(wait):
+		err := fmt.Errorf("policy.opa: no bundle activated within %v (is the bundle server reachable, and is the bundle valid and signed?)", wait)
+		if o.NotReadyAfterWait {
+			o.Logger.Error("not ready: no policy bundle yet; answering 503 until one activates", "error", err)
+			r.enableDecisionLogs(m, o.Query)
+			return r, nil
+		}
 		m.Stop(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("policy.opa: no bundle activated within %v (is the bundle server reachable, and is the bundle valid and signed?)", wait)
+		return nil, err
 	case <-ctx.Done():
 		m.Stop(context.WithoutCancel(ctx))
 		return nil, ctx.Err()
+	}
+}
+
+// enableDecisionLogs uploads decisions when the configuration has a
+// decision_logs section.
+func (r *Remote) enableDecisionLogs(m *plugins.Manager, query string) {
+	if p := logs.Lookup(m); p != nil {
+		if query == "" {
+			query = DefaultQuery
+		}
+		r.authorizer.uploads = &opaDecisionLogs{plugin: p, path: strings.ReplaceAll(strings.TrimPrefix(query, "data."), ".", "/")}
 	}
 }
 
