@@ -248,6 +248,11 @@ func startBundleServer(t *testing.T) *bundleServer {
 		b.mu.Lock()
 		body := b.body
 		b.mu.Unlock()
+		if body == nil {
+			// No bundle yet: the control plane is down.
+			http.Error(w, "bundle server unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "application/gzip")
 		_, _ = w.Write(body)
 	}))
@@ -339,4 +344,82 @@ func TestRemoteBundle(t *testing.T) {
 			}
 		})
 	}
+}
+
+func remotePolicyYAML(url, extra string) string {
+	return fmt.Sprintf(`policy:
+  startup_wait: 1s
+%s  opa:
+    services:
+      control-plane:
+        url: %s
+    keys:
+      bundle-key:
+        algorithm: HS256
+        key: %s
+    bundles:
+      registry:
+        service: control-plane
+        resource: bundles/registry.tar.gz
+        signing:
+          keyid: bundle-key
+        polling:
+          min_delay_seconds: 1
+          max_delay_seconds: 1
+`, extra, url, bundleSigningSecret)
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestBundleServerDownAtStart: with no bundle the server listens but is not
+// ready and grants nothing (503), until the bundle server comes back.
+func TestBundleServerDownAtStart(t *testing.T) {
+	bs := startBundleServer(t) // serves 503 until set
+	addr, logs, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, ""))
+	if got := getStatus(t, "http://"+addr+"/readyz"); got != http.StatusServiceUnavailable {
+		t.Fatalf("readyz without a bundle: %d", got)
+	}
+	if got := getStatus(t, "http://"+addr+"/healthz"); got != http.StatusOK {
+		t.Fatalf("healthz: %d", got)
+	}
+	res := requestToken(t, addr, "alice", passwords["alice"], "repository:alice/app:pull")
+	if res.status != http.StatusServiceUnavailable || !strings.Contains(res.message, "policy") {
+		t.Fatalf("token without a policy: %+v", res)
+	}
+	if !strings.Contains(logs.String(), "not ready: no policy bundle yet") {
+		t.Error("the log does not say why the server is not ready")
+	}
+	bs.set(t, "v1", policyFor(`["pull"]`), bundleSigningSecret)
+	waitFor(t, "readiness once the bundle server is back", func() bool {
+		return getStatus(t, "http://"+addr+"/readyz") == http.StatusOK
+	})
+	if got := grantedOn(t, addr, "repository:alice/app:pull"); !slices.Equal(got, []string{"pull"}) {
+		t.Fatalf("after the bundle arrived: %v", got)
+	}
+}
+
+// TestBundleServerDownFallback: with fallback_to_embedded the embedded
+// default policy serves until the bundle arrives, which then replaces it.
+func TestBundleServerDownFallback(t *testing.T) {
+	bs := startBundleServer(t)
+	addr, _, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, "  fallback_to_embedded: true\n"))
+	if got := getStatus(t, "http://"+addr+"/readyz"); got != http.StatusOK {
+		t.Fatalf("readyz with the fallback: %d", got)
+	}
+	// The embedded policy: alice owns alice/*.
+	if got := grantedOn(t, addr, "repository:alice/app:pull,push,delete"); !slices.Equal(got, []string{"pull", "push", "delete"}) {
+		t.Fatalf("fallback policy: %v", got)
+	}
+	bs.set(t, "v1", policyFor(`["pull"]`), bundleSigningSecret)
+	waitFor(t, "the bundle to replace the fallback", func() bool {
+		return slices.Equal(grantedOn(t, addr, "repository:alice/app:pull,push,delete"), []string{"pull"})
+	})
 }
