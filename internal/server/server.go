@@ -36,6 +36,11 @@ type Minter interface {
 	Mint(subject, audience string, granted []access.Scope) (token string, issuedAt time.Time, expiresIn time.Duration, err error)
 }
 
+// JWKSSource gives the public key set published at the moment.
+type JWKSSource interface {
+	JWKS() []byte
+}
+
 // Options configure the handler. Every field is required unless noted.
 type Options struct {
 	// Services are the registry service names we issue tokens for; the
@@ -62,8 +67,12 @@ type Options struct {
 	Authenticator Authenticator
 	Authorizer    Authorizer
 	Minter        Minter
-	// JWKS is the public key set served at /.well-known/jwks.json.
+	// JWKS is a fixed public key set served at /.well-known/jwks.json,
+	// used when Keys is nil.
 	JWKS []byte
+	// Keys, optional, is the live public key set served instead of JWKS;
+	// it changes when keys are reloaded.
+	Keys JWKSSource
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -128,7 +137,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"method", r.Method, "path", r.URL.Path, "status", rec.status,
 		"duration", s.opts.Now().Sub(start), "client_ip", s.clientIP(r),
 	}, rl.attrs...)
-	log.Info("request", attrs...)
+	// One line per request, with the cause of any failure: at error level
+	// when we (or what we depend on) failed, so an outage is seen once per
+	// request, not twice.
+	level := slog.LevelInfo
+	switch {
+	case rec.status >= 500:
+		level = slog.LevelError
+	case rec.status == http.StatusTooManyRequests:
+		level = slog.LevelWarn
+	}
+	log.Log(r.Context(), level, "request", attrs...)
 }
 
 // requestLog collects what the handler learned for the access log line.
@@ -221,7 +240,11 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "max-age=300")
-	_, _ = w.Write(s.opts.JWKS)
+	body := s.opts.JWKS
+	if s.opts.Keys != nil {
+		body = s.opts.Keys.JWKS()
+	}
+	_, _ = w.Write(body)
 }
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
@@ -246,11 +269,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	rl := logOf(r)
 	resp, err := s.issue(w, r, rl)
 	if err != nil {
-		status := writeError(w, s.opts.Realm, err)
+		writeError(w, s.opts.Realm, err)
 		rl.attrs = append(rl.attrs, "error", err.Error())
-		if status >= 500 {
-			rl.log.Error("token request failed", "error", err)
-		}
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
