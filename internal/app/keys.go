@@ -2,11 +2,14 @@ package app
 
 import (
 	"bufio"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +29,8 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "config `FILE` whose service, issuer and listen address go into the printed registry config")
 	realm := fs.String("realm", "", "token endpoint `URL` the registry sends clients to (default http://localhost:PORT/auth from listen)")
 	force := fs.Bool("force", false, "overwrite existing files")
+	var previous listFlag
+	fs.Var(&previous, "previous", "key `FILE` (private key, public key or certificate) to keep publishing beside the new key, for a rotation (repeatable)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -52,10 +57,38 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	jwks, err := token.JWKS(key)
+	// The previous keys are read as serve reads published_keys, with the
+	// same refusals, so the printed config loads.
+	var published []*token.PublicKey
+	var previousAbs []string
+	var bundle []byte // the new certificate and the previous ones, when there are any
+	for _, path := range previous {
+		data, err := readKeyFile("--previous", path, false)
+		if err != nil {
+			return err
+		}
+		p, err := token.ParsePublicKey(data)
+		if err != nil {
+			return fmt.Errorf("--previous %s: %w", path, err)
+		}
+		published = append(published, p)
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return err
+		}
+		previousAbs = append(previousAbs, abs)
+		if leaf := firstCertificate(data); leaf != nil {
+			if bundle == nil {
+				bundle = token.EncodeCertificate(cert)
+			}
+			bundle = append(bundle, leaf...)
+		}
+	}
+	set, err := token.NewKeySet(key, published...)
 	if err != nil {
 		return err
 	}
+	jwks := set.JWKS()
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
@@ -66,7 +99,14 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	}{
 		{"key.pem", keyPEM, 0o600},
 		{"cert.pem", token.EncodeCertificate(cert), 0o644},
-		{"jwks.json", append(jwks, '\n'), 0o644},
+		{"jwks.json", append(slices.Clip(jwks), '\n'), 0o644},
+	}
+	if bundle != nil {
+		files = append(files, struct {
+			name string
+			data []byte
+			mode os.FileMode
+		}{"bundle.pem", bundle, 0o644})
 	}
 	for _, f := range files {
 		path := filepath.Join(*out, f.name)
@@ -97,24 +137,72 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		_, port, _ := strings.Cut(cfg.Listen, ":")
 		*realm = fmt.Sprintf("http://localhost:%s/auth", port)
 	}
-	fmt.Fprintf(stdout, `# Wrote %[1]s/key.pem (private, mode 0600), %[1]s/cert.pem and %[1]s/jwks.json.
-# Key ID (kid): %[2]s, algorithm %[3]s.
-#
-# srht-registry config:
-token:
+	rootBundle, bundleNote := "cert.pem", ""
+	if bundle != nil {
+		rootBundle, bundleNote = "bundle.pem", "; bundle.pem holds the new certificate and the previous ones"
+	}
+	written := fmt.Sprintf("%[1]s/key.pem (private, mode 0600), %[1]s/cert.pem and %[1]s/jwks.json", abs)
+	if bundle != nil {
+		written = fmt.Sprintf("%[1]s/key.pem (private, mode 0600), %[1]s/cert.pem, %[1]s/bundle.pem and %[1]s/jwks.json", abs)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Wrote %s.\n# Key ID (kid): %s, algorithm %s.\n", written, key.ID(), key.Algorithm())
+	if len(published) > 0 {
+		fmt.Fprintf(&b, "# jwks.json also lists the previous keys: %s.\n", strings.Join(set.KeyIDs()[1:], ", "))
+	}
+	registryConfig := fmt.Sprintf(`auth:
+  token:
+    realm: %[2]s
+    service: %[3]s
+    issuer: %[4]s
+    jwks: %[1]s/jwks.json
+    rootcertbundle: %[1]s/%[5]s
+`, abs, *realm, cfg.DefaultService(), cfg.Issuer, rootBundle)
+	tokenConfig := fmt.Sprintf(`token:
   key: %[1]s/key.pem
   # certificate: %[1]s/cert.pem   # uncomment to send x5c (then rootcertbundle is what the registry checks)
+`, abs)
+	if len(published) == 0 {
+		fmt.Fprintf(&b, `#
+# srht-registry config:
+%s#
+# distribution v3 registry config (config.yml):
+%s#
+# To rotate this key later without a failed pull: srht-registry keys --out NEWDIR --previous %s/key.pem
+`, tokenConfig, registryConfig, abs)
+		_, err = io.WriteString(stdout, b.String())
+		return err
+	}
+	tokenConfig += "  published_keys:   # still valid: tokens they signed verify until they expire\n"
+	for _, p := range previousAbs {
+		tokenConfig += "    - " + p + "\n"
+	}
+	fmt.Fprintf(&b, `#
+# Rotation, without a failed pull:
+#
+# 1. Make the registry trust the new key beside the previous ones: give it this
+#    registry config (jwks.json lists every key%[4]s) and restart it.
+#    srht-registry still signs with the previous key.
 #
 # distribution v3 registry config (config.yml):
-auth:
-  token:
-    realm: %[4]s
-    service: %[5]s
-    issuer: %[6]s
-    jwks: %[1]s/jwks.json
-    rootcertbundle: %[1]s/cert.pem
-`, abs, key.ID(), key.Algorithm(), *realm, cfg.DefaultService(), cfg.Issuer)
-	return nil
+%[2]s#
+# 2. Sign with the new key and keep publishing the previous ones: set this in the
+#    srht-registry config, then reload it (SIGHUP, or it sees the files change).
+#    New tokens carry kid %[5]s; tokens signed before keep working until they expire.
+#    If the previous key sent x5c, keep certificate: set, and pass its certificate
+#    with --previous too, so that the registry's rootcertbundle holds it.
+#
+# srht-registry config:
+%[1]s#
+# 3. When token.ttl (%[6]s) plus the registry's leeway of a minute have passed, no
+#    valid token of a previous key is left: drop published_keys, reload srht-registry,
+#    then give the registry the new key only (rootcertbundle: %[7]s/cert.pem, and
+#    this jwks.json) and restart it:
+#      curl -fsS %[3]s > %[7]s/jwks.json
+#    Then destroy the previous private keys.
+`, tokenConfig, registryConfig, jwksURL(*realm), bundleNote, key.ID(), cfg.Token.TTL, abs)
+	_, err = io.WriteString(stdout, b.String())
+	return err
 }
 
 func runHashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -142,4 +230,31 @@ func runHashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "%s:%s\n", user, hash)
 	return nil
+}
+
+// firstCertificate is the first CERTIFICATE block of PEM data, encoded,
+// or nil.
+func firstCertificate(data []byte) []byte {
+	for rest := data; len(rest) > 0; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil
+		}
+		if block.Type == "CERTIFICATE" {
+			return pem.EncodeToMemory(block)
+		}
+	}
+	return nil
+}
+
+// jwksURL is where the token server whose realm is realm publishes its
+// key set.
+func jwksURL(realm string) string {
+	u, err := url.Parse(realm)
+	if err != nil || u.Host == "" {
+		return "http://TOKEN-SERVER/.well-known/jwks.json"
+	}
+	u.Path, u.RawPath, u.RawQuery, u.Fragment = "/.well-known/jwks.json", "", "", ""
+	return u.String()
 }

@@ -132,10 +132,11 @@ type instance struct {
 // runs, so a config that checks also serves.
 func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, checkOnly bool) (*instance, error) {
 	rt := &instance{stop: func(context.Context) {}}
-	key, err := loadKey(cfg.Token, log)
+	keys, err := loadKey(cfg.Token, log)
 	if err != nil {
 		return nil, err
 	}
+	rt.watch = append(rt.watch, keyFiles(cfg.Token)...)
 	chain := &authn.Chain{Anonymous: cfg.Authn.AnonymousEnabled(), Groups: cfg.Groups}
 	var htpasswd *authn.Htpasswd
 	if cfg.Authn.Htpasswd != "" {
@@ -225,6 +226,10 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 				return err
 			}
 		}
+		nextKeys, err := keys.load(next.Token)
+		if err != nil {
+			return err
+		}
 		chain.SetGroups(next.Groups)
 		if engine != nil {
 			az.Swap(engine)
@@ -234,16 +239,13 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			htpasswd.Update(users)
 			log.Info("password users reloaded", "file", next.Authn.Htpasswd, "users", users.Len())
 		}
+		keys.swap(nextKeys)
 		return nil
 	}
 	if configPath != "" {
 		rt.watch = append(rt.watch, configPath)
 	}
 
-	jwks, err := token.JWKS(key)
-	if err != nil {
-		return nil, err
-	}
 	trusted, err := parsePrefixes(cfg.TrustedProxies)
 	if err != nil {
 		return nil, usageError{err}
@@ -268,8 +270,8 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		},
 		Authenticator: authenticator,
 		Authorizer:    az,
-		Minter:        &token.Minter{Issuer: cfg.Issuer, TTL: cfg.Token.TTL, Key: key, Now: time.Now},
-		JWKS:          jwks,
+		Minter:        &token.Minter{Issuer: cfg.Issuer, TTL: cfg.Token.TTL, Keys: keys.ring, Now: time.Now},
+		Keys:          keys.ring,
 		Logger:        log,
 		Now:           time.Now,
 	})
@@ -331,37 +333,6 @@ func watchAndReload(ctx context.Context, rt *instance, log *slog.Logger) {
 		}
 		log.Info("reloaded", "trigger", why)
 	}
-}
-
-func loadKey(c config.Token, log *slog.Logger) (*token.Key, error) {
-	if c.Key == "" {
-		signer, err := token.Generate(token.KeyEC)
-		if err != nil {
-			return nil, err
-		}
-		key, err := token.NewKey(signer, nil)
-		if err != nil {
-			return nil, err
-		}
-		log.Warn("no token.key configured: signing with an ephemeral P-256 key; tokens and the JWKS will not survive a restart (create a key with `srht-registry keys`)", "kid", key.ID())
-		return key, nil
-	}
-	keyPEM, err := os.ReadFile(c.Key)
-	if err != nil {
-		return nil, fmt.Errorf("token.key: %w", err)
-	}
-	var certPEM []byte
-	if c.Certificate != "" {
-		if certPEM, err = os.ReadFile(c.Certificate); err != nil {
-			return nil, fmt.Errorf("token.certificate: %w", err)
-		}
-	}
-	key, err := token.ParseKey(keyPEM, certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("token.key %s: %w", c.Key, err)
-	}
-	log.Info("signing key loaded", "kid", key.ID(), "alg", key.Algorithm().String(), "x5c", key.HasCertificate())
-	return key, nil
 }
 
 func runCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {

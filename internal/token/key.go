@@ -75,29 +75,22 @@ func NewKey(signer crypto.Signer, certs []*x509.Certificate) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("private key: %w", err)
 	}
-	public, err := jwk.PublicKeyOf(private)
+	// The public JWK is built as a published key's is, so a key keeps its
+	// kid when it moves from signing to published_keys.
+	public, err := newPublicKey(signer.Public())
 	if err != nil {
-		return nil, fmt.Errorf("public key: %w", err)
-	}
-	thumb, err := public.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("key thumbprint: %w", err)
+		return nil, err
 	}
 	// The RFC 7638 thumbprint is stable across restarts and computable by
 	// anyone holding the public key, which makes it a good kid.
-	kid := base64.RawURLEncoding.EncodeToString(thumb)
-	for _, k := range []jwk.Key{private, public} {
-		if err := k.Set(jwk.KeyIDKey, kid); err != nil {
-			return nil, err
-		}
-		if err := k.Set(jwk.AlgorithmKey, alg); err != nil {
-			return nil, err
-		}
-	}
-	if err := public.Set(jwk.KeyUsageKey, jwk.ForSignature); err != nil {
+	kid := public.ID()
+	if err := private.Set(jwk.KeyIDKey, kid); err != nil {
 		return nil, err
 	}
-	k := &Key{private: private, public: public, alg: alg, raw: signer}
+	if err := private.Set(jwk.AlgorithmKey, alg); err != nil {
+		return nil, err
+	}
+	k := &Key{private: private, public: public.public, alg: alg, raw: signer}
 	if k.signer, err = jws.NewSigner(alg); err != nil {
 		return nil, err
 	}
@@ -138,21 +131,32 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 }
 
 func algorithmFor(signer crypto.Signer) (jwa.SignatureAlgorithm, error) {
-	switch k := signer.(type) {
-	case *ecdsa.PrivateKey:
+	switch signer.(type) {
+	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
+		return algorithmForPublic(signer.Public())
+	default:
+		return "", fmt.Errorf("unsupported key type %T (want EC P-256, RSA or Ed25519)", signer)
+	}
+}
+
+// algorithmForPublic is the JWS algorithm a public key verifies, for the
+// kinds of key this package signs with.
+func algorithmForPublic(pub crypto.PublicKey) (jwa.SignatureAlgorithm, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() {
 			return "", fmt.Errorf("EC key on curve %s: only P-256 (ES256) is supported", k.Curve.Params().Name)
 		}
 		return jwa.ES256, nil
-	case *rsa.PrivateKey:
+	case *rsa.PublicKey:
 		if k.N.BitLen() < 2048 {
 			return "", fmt.Errorf("RSA key of %d bits: at least 2048 are required", k.N.BitLen())
 		}
 		return jwa.RS256, nil
-	case ed25519.PrivateKey:
+	case ed25519.PublicKey:
 		return jwa.EdDSA, nil
 	default:
-		return "", fmt.Errorf("unsupported key type %T (want EC P-256, RSA or Ed25519)", signer)
+		return "", fmt.Errorf("unsupported key type %T (want EC P-256, RSA or Ed25519)", pub)
 	}
 }
 
@@ -222,6 +226,9 @@ func (k *Key) Algorithm() jwa.SignatureAlgorithm { return k.alg }
 
 // Public is the public JWK, with kid, alg and use set.
 func (k *Key) Public() jwk.Key { return k.public }
+
+// PublicKey is the key's public half as a published key.
+func (k *Key) PublicKey() *PublicKey { return &PublicKey{public: k.public, alg: k.alg} }
 
 // HasCertificate reports whether tokens carry an x5c chain.
 func (k *Key) HasCertificate() bool { return k.chain != nil }

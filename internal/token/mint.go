@@ -16,7 +16,11 @@ import (
 type Minter struct {
 	Issuer string
 	TTL    time.Duration
-	Key    *Key
+	// Keys, when set, is where each Mint takes the signing key of the
+	// moment, so a reload rotates it without a restart.
+	Keys *KeyRing
+	// Key is a fixed signing key, used when Keys is nil.
+	Key *Key
 	// Now is the clock; tests pass their own.
 	Now func() time.Time
 }
@@ -60,6 +64,9 @@ func (m *Minter) Mint(subject, audience string, granted []access.Scope) (signed 
 	// JWS compact serialisation: the key's fixed protected header, the
 	// payload, and jwx's signature over both (RFC 7515 §7.1).
 	k := m.Key
+	if m.Keys != nil {
+		k = m.Keys.Current().Signing()
+	}
 	buf := make([]byte, 0, len(k.headerB64)+1+base64.RawURLEncoding.EncodedLen(len(payload))+1+base64.RawURLEncoding.EncodedLen(512))
 	buf = append(buf, k.headerB64...)
 	buf = append(buf, '.')
@@ -76,11 +83,9 @@ func (m *Minter) Mint(subject, audience string, granted []access.Scope) (signed 
 // JWKS returns the public JWK set of the given keys, as published at
 // /.well-known/jwks.json and written for a registry's `jwks` option.
 func JWKS(keys ...*Key) ([]byte, error) {
-	set := jwk.NewSet()
-	for _, k := range keys {
-		if err := set.AddKey(k.public); err != nil {
-			return nil, err
-		}
+	public := make([]jwk.Key, len(keys))
+	for i, k := range keys {
+		public[i] = k.public
 	}
-	return json.MarshalIndent(set, "", "  ")
+	return jwksOf(public)
 }
