@@ -328,7 +328,7 @@ func watchAndReload(ctx context.Context, rt *instance, log *slog.Logger) {
 			why = "changed: " + path
 		}
 		if err := rt.reload(ctx); err != nil {
-			log.Error("reload failed; still serving the last good policy and users", "trigger", why, "error", err)
+			log.Error("reload failed; what failed keeps its last good state", "trigger", why, "error", err)
 			continue
 		}
 		log.Info("reloaded", "trigger", why)

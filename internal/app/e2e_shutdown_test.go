@@ -1,0 +1,70 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/fakemeta"
+)
+
+// TestGracefulShutdown cancels serve's context (what SIGTERM does in main)
+// while a request is in flight: the request is answered, new connections
+// are refused, and serve returns 0.
+func TestGracefulShutdown(t *testing.T) {
+	meta := fakemeta.Start(t)
+	meta.SetDelay(700 * time.Millisecond) // keeps a Sourcehut login in flight
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, cfg, "listen: 127.0.0.1:0\nauthn:\n  sourcehut:\n    meta_url: "+meta.URL()+"\n    timeout: 5s\nlimits:\n  shutdown_timeout: 5s\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	exited := make(chan int, 1)
+	go func() {
+		exited <- Run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), io.Discard, logs)
+	}()
+	var addr string
+	waitFor(t, "the server to listen", func() bool {
+		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+
+	tok := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
+	answered := make(chan tokenResult, 1)
+	go func() {
+		res, err := fetchToken(context.Background(), addr, "sourcehut", tok, "repository:alice/app:push")
+		if err != nil {
+			res.message = err.Error()
+		}
+		answered <- res
+	}()
+	waitFor(t, "the login to reach meta.sr.ht", func() bool { return meta.Calls() > 0 })
+	cancel() // SIGTERM
+
+	res := <-answered
+	if res.status != http.StatusOK || len(res.access) != 1 {
+		t.Fatalf("the request in flight was not finished: %+v", res)
+	}
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Fatalf("serve exited %d; log:\n%s", code, logs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return after shutdown")
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Error("new connections are still accepted after shutdown")
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Error("no shutdown line in the log")
+	}
+}
