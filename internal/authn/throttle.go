@@ -52,20 +52,21 @@ func NewThrottle(next Authenticator, threshold int, window time.Duration, tracke
 	return &Throttle{next: next, threshold: threshold, window: window, now: now, byIP: byIP, byUse: byUser}
 }
 
-// userKey is the name a login is for: the Basic user name, or for a
-// Sourcehut token (whose Basic user name is arbitrary, "sourcehut" for
-// every CI job) the user the token names.
+// userKey is the user name a password guess is for, or "" when failures
+// are counted per address only: for no credentials, and for Sourcehut
+// tokens. A token's MAC cannot be guessed, so counting per user protects
+// nothing there; and the user it names is unverified until meta.sr.ht has
+// checked it, so counting per that name would let anyone lock a CI user
+// out with made-up tokens (the Basic user name, "sourcehut" for every job,
+// means nothing either).
 func userKey(cred identity.Credentials) string {
-	if cred.Kind == identity.CredentialNone {
+	if cred.Kind != identity.CredentialBasic {
 		return ""
 	}
-	if tok, err := sourcehut.Decode(cred.Secret.Reveal()); err == nil {
-		return "sourcehut:" + tok.Username
+	if _, err := sourcehut.Decode(cred.Secret.Reveal()); err == nil {
+		return ""
 	}
-	if cred.Kind == identity.CredentialBasic {
-		return "password:" + cred.Username
-	}
-	return ""
+	return "password:" + cred.Username
 }
 
 // Authenticate checks the limits, then the credentials.

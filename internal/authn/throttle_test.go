@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"testing"
@@ -130,4 +131,45 @@ type authFunc func(context.Context, identity.Credentials) (identity.Identity, er
 
 func (f authFunc) Authenticate(ctx context.Context, c identity.Credentials) (identity.Identity, error) {
 	return f(ctx, c)
+}
+
+// TestThrottleTokensCountPerAddressOnly: made-up tokens naming a user must
+// not lock that user's real CI token out.
+func TestThrottleTokensCountPerAddressOnly(t *testing.T) {
+	ctx := context.Background()
+	// A structurally valid token naming dora (an unverifiable MAC of zeros).
+	forged := forgedToken("dora")
+	rejectTokens := authFunc(func(_ context.Context, c identity.Credentials) (identity.Identity, error) {
+		if c.Secret.Reveal() == forged {
+			return identity.Identity{}, fmt.Errorf("%w: expired", identity.ErrUnauthenticated)
+		}
+		return identity.Identity{Method: identity.MethodSourcehut, Subject: "dora"}, nil
+	})
+	th := NewThrottle(rejectTokens, 2, time.Minute, 100, time.Now)
+	for i := range 5 {
+		cred := identity.Credentials{Kind: identity.CredentialBasic, Username: "sourcehut", Secret: identity.Secret(forged), ClientIP: fmt.Sprintf("203.0.113.%d", i)}
+		_, _ = th.Authenticate(ctx, cred)
+	}
+	real := identity.Credentials{Kind: identity.CredentialBasic, Username: "sourcehut", Secret: "real-token-of-dora", ClientIP: "192.0.2.50"}
+	if _, err := th.Authenticate(ctx, real); err != nil {
+		t.Fatalf("dora's CI was locked out by forged tokens: %v", err)
+	}
+	// The forging address itself is throttled.
+	cred := identity.Credentials{Kind: identity.CredentialBasic, Username: "sourcehut", Secret: identity.Secret(forged), ClientIP: "203.0.113.0"}
+	_, _ = th.Authenticate(ctx, cred)
+	var te *identity.ThrottledError
+	if _, err := th.Authenticate(ctx, cred); !errors.As(err, &te) {
+		t.Fatalf("the forging address is not throttled: %v", err)
+	}
+}
+
+// forgedToken encodes a Sourcehut token payload naming user, with a zero MAC.
+func forgedToken(user string) string {
+	payload := []byte{0}                              // version 0
+	payload = append(payload, 0, 0, 0, 0, 0, 0, 0, 0) // expires: the epoch
+	for _, s := range []string{"", "", user} {        // grants, client_id, username
+		payload = append(payload, byte(len(s)))
+		payload = append(payload, s...)
+	}
+	return base64.RawStdEncoding.EncodeToString(append(payload, make([]byte, 32)...))
 }

@@ -368,7 +368,7 @@ func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
 	var params url.Values
 	var err error
 	switch r.Method {
-	case http.MethodGet:
+	case http.MethodGet, http.MethodHead: // the mux routes HEAD to GET handlers
 		params, err = url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
 			return tr, badRequest("malformed query string")
