@@ -108,6 +108,19 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 			mode os.FileMode
 		}{"bundle.pem", bundle, 0o644})
 	}
+	// A previous key about to be overwritten would be lost, and the
+	// printed published_keys would name the new key.
+	for _, f := range files {
+		dst, err := os.Stat(filepath.Join(*out, f.name))
+		if err != nil {
+			continue
+		}
+		for _, p := range previous {
+			if src, err := os.Stat(p); err == nil && os.SameFile(src, dst) {
+				return usageError{fmt.Errorf("--previous %s would be overwritten by the new %s: write the new key to another --out directory", p, f.name)}
+			}
+		}
+	}
 	for _, f := range files {
 		path := filepath.Join(*out, f.name)
 		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
@@ -139,7 +152,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	}
 	rootBundle, bundleNote := "cert.pem", ""
 	if bundle != nil {
-		rootBundle, bundleNote = "bundle.pem", "; bundle.pem holds the new certificate and the previous ones"
+		rootBundle, bundleNote = "bundle.pem", ", bundle.pem every certificate"
 	}
 	written := fmt.Sprintf("%[1]s/key.pem (private, mode 0600), %[1]s/cert.pem and %[1]s/jwks.json", abs)
 	if bundle != nil {
@@ -181,14 +194,15 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 # Rotation, without a failed pull:
 #
 # 1. Make the registry trust the new key beside the previous ones: give it this
-#    registry config (jwks.json lists every key%[4]s) and restart it.
+#    registry config and restart it (jwks.json lists every key%[4]s).
 #    srht-registry still signs with the previous key.
 #
 # distribution v3 registry config (config.yml):
 %[2]s#
 # 2. Sign with the new key and keep publishing the previous ones: set this in the
 #    srht-registry config, then reload it (SIGHUP, or it sees the files change).
-#    New tokens carry kid %[5]s; tokens signed before keep working until they expire.
+#    New tokens carry kid %[5]s;
+#    tokens signed before keep working until they expire.
 #    If the previous key sent x5c, keep certificate: set, and pass its certificate
 #    with --previous too, so that the registry's rootcertbundle holds it.
 #

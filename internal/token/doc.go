@@ -1,5 +1,8 @@
 // Package token owns signing keys and the tokens minted with them: loading
 // and generating keys (EC P-256, RSA, Ed25519), their key IDs and optional
 // certificate chain (x5c), the public JWK set, and the claim set of a registry
-// bearer token. All JOSE work is done by jwx.
+// bearer token. A KeySet is one signing key plus the public keys published
+// beside it (a previous key whose tokens are still valid, or the next one);
+// a KeyRing holds the current set so that a reload rotates the signing key
+// without a restart. All JOSE work is done by jwx.
 package token
