@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,14 +171,12 @@ func (s *serveTLS) load() error {
 // key file that group or others may access and a key that does not match
 // the certificate.
 func readKeyPair(certFile, keyFile string) (certPEM, keyPEM []byte, cert *tls.Certificate, err error) {
-	if err := checkPrivateKeyMode(keyFile); err != nil {
-		return nil, nil, nil, fmt.Errorf("tls.key: %w", err)
+	// The same reader and permission check as the signing key's.
+	if keyPEM, err = readKeyFile("tls.key", keyFile, true); err != nil {
+		return nil, nil, nil, err
 	}
 	if certPEM, err = os.ReadFile(certFile); err != nil {
 		return nil, nil, nil, fmt.Errorf("tls.certificate: %w", err)
-	}
-	if keyPEM, err = os.ReadFile(keyFile); err != nil {
-		return nil, nil, nil, fmt.Errorf("tls.key: %w", err)
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -191,19 +188,4 @@ func readKeyPair(certFile, keyFile string) (certPEM, keyPEM []byte, cert *tls.Ce
 		}
 	}
 	return certPEM, keyPEM, &pair, nil
-}
-
-// checkPrivateKeyMode refuses a private key file that its group or others
-// may read or write: whoever reads it can impersonate the server. The file
-// a symbolic link points to is checked. Windows has no such mode bits.
-func checkPrivateKeyMode(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if perm := st.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
-		return fmt.Errorf("%s: permissions %#o are too open: a private key must be readable by its owner only; run chmod 600 %s",
-			path, perm, path)
-	}
-	return nil
 }

@@ -335,7 +335,7 @@ func TestTLSKeyPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stderr := serveExits(t, cfg)
-	want := "tls.key: " + files.key + ": permissions 0640 are too open"
+	want := "tls.key " + files.key + ": refusing a private key that group or others may access (mode 0640)"
 	if code == 0 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "chmod 600 "+files.key) {
 		t.Errorf("serve with a group-readable TLS key: exit %d, want non-zero and %q:\n%s", code, want, stderr)
 	}
