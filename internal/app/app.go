@@ -21,7 +21,7 @@ const usage = `usage: srht-registry <command> [flags]
 
 commands:
   serve [--config FILE]          run the token server
-  keys --out DIR [--type ec|rsa|ed25519] [--config FILE] [--realm URL]
+  keys --out DIR [--type ec|rsa|ed25519] [--config FILE] [--realm URL] [--previous FILE...]
                                  write a signing key, certificate and JWKS, and
                                  print the matching registry config
   hash-password USER             read a password on stdin, print an htpasswd line

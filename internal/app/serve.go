@@ -120,8 +120,9 @@ func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
 // reloaded, and how to stop what it started.
 type instance struct {
 	handler http.Handler
-	// reload re-reads the config file's policy and data, the local
-	// bundles and the htpasswd file; nil when nothing is reloadable.
+	// reload re-reads the config file's policy, data and groups, the
+	// local bundles, the key files and the htpasswd file (and, wrapped by
+	// the TLS code, the TLS pair); nil when nothing is reloadable.
 	reload func(ctx context.Context) error
 	// watch lists the files and directories whose changes trigger reload.
 	watch []string
