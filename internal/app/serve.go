@@ -68,7 +68,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if rt.reload != nil {
-		go watchAndReload(ctx, rt, log)
+		// Armed before "listening" is logged: a SIGHUP or a file change
+		// from then on is never missed.
+		startReloader(ctx, rt, log)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "scheme", certs.scheme(), "services", []string(cfg.Service), "issuer", cfg.Issuer)
 	errc := make(chan error, 1)
@@ -309,15 +311,20 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// watchAndReload reloads on SIGHUP and when a watched file changes.
-func watchAndReload(ctx context.Context, rt *instance, log *slog.Logger) {
+// startReloader reloads on SIGHUP and when a watched file changes. The
+// signal handler and the file watches are in place when it returns.
+func startReloader(ctx context.Context, rt *instance, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	changes, err := watchFiles(ctx, rt.watch, log)
 	if err != nil {
 		log.Warn("cannot watch files for changes; reload with SIGHUP", "error", err)
 	}
+	go reloadLoop(ctx, rt, log, hup, changes)
+}
+
+func reloadLoop(ctx context.Context, rt *instance, log *slog.Logger, hup chan os.Signal, changes <-chan string) {
+	defer signal.Stop(hup)
 	for {
 		var why string
 		select {
