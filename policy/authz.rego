@@ -8,8 +8,10 @@
 #    "request": {"service": "registry.example.com", ...},
 #    "scope": {"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}}
 #
-# (Sourcehut identities also carry identity.sourcehut with the token's grants),
-# and reads two rules from it:
+# (Sourcehut identities also carry identity.sourcehut with the token's grants;
+# an identity that a refresh token stands for has method "refresh" and the
+# method of its original login in identity.refreshed_from), and reads two
+# rules from it:
 #
 #   allow - the set of actions granted on input.scope ("*" means every action)
 #   deny  - a set of messages; if it is non-empty nothing is granted
@@ -53,6 +55,14 @@ admin if {
 	authenticated
 	"admins" in groups
 }
+
+# The method that vouched for the subject. A refresh token (method
+# "refresh") stands for the login it was issued at, named by
+# identity.refreshed_from: a rule about how someone logged in must use this,
+# or a refresh token would escape it.
+effective_method := input.identity.refreshed_from if {
+	input.identity.method == "refresh"
+} else := input.identity.method
 
 # The repository being asked about; undefined for any other resource type,
 # so every rule that uses it grants nothing on other types.
@@ -127,7 +137,8 @@ granted contains "*" if {
 # ---------------------------------------------------------------------------
 # The Sourcehut read-only cap. A Sourcehut token carries its own grants; one
 # that holds only <service>/REGISTRY:RO must not push or delete, however much
-# its owner could do with a read-write token.
+# its owner could do with a read-write token. A refresh token made from such
+# a token is capped the same way (its identity.sourcehut keeps the grants).
 
 sourcehut_read_write if input.identity.sourcehut.all_grants == true
 
@@ -139,9 +150,18 @@ sourcehut_read_write if {
 }
 
 read_only if {
-	input.identity.method == "sourcehut"
+	effective_method == "sourcehut"
 	not sourcehut_read_write
 }
+
+# Fail closed: a refresh identity that does not say it came from a password
+# or Sourcehut login is capped too (the server never sends one).
+read_only if {
+	input.identity.method == "refresh"
+	not refreshed_from_login
+}
+
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut"}
 
 # ---------------------------------------------------------------------------
 # The rules the server reads.

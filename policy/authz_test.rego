@@ -52,6 +52,11 @@ sourcehut_all(username, groups) := {
 	},
 }
 
+# The identity a refresh token issued at the login `identity` stands for:
+# method "refresh", the login's method in refreshed_from, the rest (subject,
+# groups, identity.sourcehut) as at the login.
+refreshed(identity) := object.union(identity, {"method": "refresh", "refreshed_from": identity.method})
+
 rw := [{"service": service, "scope": "REGISTRY", "access": "RW"}]
 
 ro := [{"service": service, "scope": "REGISTRY", "access": "RO"}]
@@ -428,6 +433,79 @@ test_sourcehut_all_grants_admin_catalog if {
 # The cap is about Sourcehut tokens only: a password user has no grants.
 test_password_user_not_capped if {
 	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+}
+
+# ---------------------------------------------------------------------------
+# Refresh tokens: the identity a refresh token stands for is judged as its
+# login was. The read-only cap follows a Sourcehut token into its refresh
+# tokens; a refreshed password user keeps the own-namespace rule.
+
+test_refreshed_password_own_namespace if {
+	authz.allow == all_actions with input as repo(refreshed(password("alice", [])), "alice/app")
+}
+
+test_refreshed_password_not_someone_else if {
+	count(authz.allow) == 0 with input as repo(refreshed(password("alice", [])), "bob/app")
+}
+
+test_refreshed_password_admin_catalog if {
+	authz.allow == {"*"} with input as catalog(refreshed(password("root", ["admins"])))
+}
+
+test_refreshed_password_namespace_member if {
+	authz.allow == {"pull", "push"} with input as repo(refreshed(password("alice", [])), "team/app")
+		with data.registry.namespaces as {"team": {"pull": ["alice"], "push": ["alice"]}}
+}
+
+test_refreshed_sourcehut_ro_own_namespace_pull_only if {
+	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("alice", [], ro)), "alice/app")
+}
+
+test_refreshed_sourcehut_ro_admin_pull_only if {
+	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("root", ["admins"], ro)), "bob/app")
+}
+
+test_refreshed_sourcehut_ro_admin_no_catalog if {
+	count(authz.allow) == 0 with input as catalog(refreshed(sourcehut("root", ["admins"], ro)))
+}
+
+test_refreshed_sourcehut_rw_own_namespace if {
+	authz.allow == all_actions with input as repo(refreshed(sourcehut("alice", [], rw)), "alice/app")
+}
+
+test_refreshed_sourcehut_all_grants_full if {
+	authz.allow == all_actions with input as repo(refreshed(sourcehut_all("alice", [])), "alice/app")
+}
+
+test_refreshed_anonymous_public_pull_only if {
+	authz.allow == {"pull"} with input as repo(refreshed(password("alice", [])), "library/alpine")
+		with data.registry.public as public
+}
+
+# Fail closed: a refresh identity that does not say what it came from, or
+# names something else, is capped to pull.
+test_refresh_without_refreshed_from_is_read_only if {
+	authz.allow == {"pull"} with input as repo({"method": "refresh", "subject": "alice", "groups": []}, "alice/app")
+}
+
+test_refresh_from_unknown_method_is_read_only if {
+	authz.allow == {"pull"} with input as repo(
+		{"method": "refresh", "refreshed_from": "refresh", "subject": "alice", "groups": []},
+		"alice/app",
+	)
+}
+
+# refreshed_from means nothing without method refresh: a password login
+# that claims it is still a password login.
+test_refreshed_from_ignored_without_refresh if {
+	authz.allow == all_actions with input as repo(object.union(password("alice", []), {"refreshed_from": "sourcehut"}), "alice/app")
+}
+
+test_effective_method if {
+	authz.effective_method == "sourcehut" with input as repo(refreshed(sourcehut("alice", [], rw)), "alice/app")
+	authz.effective_method == "password" with input as repo(refreshed(password("alice", [])), "alice/app")
+	authz.effective_method == "password" with input as repo(password("alice", []), "alice/app")
+	authz.effective_method == "refresh" with input as repo({"method": "refresh", "subject": "alice"}, "alice/app")
 }
 
 # ---------------------------------------------------------------------------

@@ -81,6 +81,13 @@ authenticated if {
 	input.identity.subject != ""
 }
 
+# The method that vouched for the subject: for a refresh token (method
+# "refresh"), the method of the login it was issued at. Rules about how
+# someone logged in use this, so a refresh token cannot escape them.
+effective_method := input.identity.refreshed_from if {
+	input.identity.method == "refresh"
+} else := input.identity.method
+
 admin if {
 	authenticated
 	"admins" in input.identity.groups
@@ -153,9 +160,18 @@ granted contains "*" if {
 # The Sourcehut read-only cap: a token that is only RO for this registry
 # gets at most pull.
 read_only if {
-	input.identity.method == "sourcehut"
+	effective_method == "sourcehut"
 	not input.identity.sourcehut.access == "RW"
 }
+
+# Fail closed: a refresh identity that does not say it came from a password
+# or Sourcehut login is capped too (the server never sends one).
+read_only if {
+	input.identity.method == "refresh"
+	not refreshed_from_login
+}
+
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut"}
 
 permitted contains action if {
 	not read_only

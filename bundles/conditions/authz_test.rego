@@ -52,6 +52,9 @@ sourcehut(username, access) := {
 	},
 }
 
+# The identity a refresh token issued at the login `identity` stands for.
+refreshed(identity) := object.union(identity, {"method": "refresh", "refreshed_from": identity.method})
+
 alice := password("alice", [])
 
 root := password("root", ["admins"])
@@ -286,6 +289,30 @@ test_own_namespace_not_the_bare_name if {
 
 test_read_only_token_pulls_own if {
 	authz.allow == {"pull"} with input as everything(sourcehut("alice", "RO"), "alice/app", inside, normal_day)
+}
+
+# ---------------------------------------------------------------------------
+# Refresh tokens are judged as the login they were issued at: the read-only
+# cap follows a Sourcehut token, and the conditions apply as to anyone.
+
+test_refreshed_password_pushes_inside if {
+	authz.allow == all_actions with input as push(refreshed(alice), "alice/app", inside, normal_day)
+}
+
+test_refreshed_password_refused_outside if {
+	authz.deny == {refused_network} with input as push(refreshed(alice), "alice/app", outside, normal_day)
+}
+
+test_refreshed_sourcehut_ro_pull_only if {
+	authz.allow == {"pull"} with input as everything(refreshed(sourcehut("alice", "RO")), "alice/app", inside, normal_day)
+}
+
+test_refreshed_sourcehut_rw_pushes_inside if {
+	authz.allow == all_actions with input as everything(refreshed(sourcehut("alice", "RW")), "alice/app", inside, normal_day)
+}
+
+test_refresh_without_refreshed_from_is_read_only if {
+	authz.allow == {"pull"} with input as everything({"method": "refresh", "subject": "alice", "groups": []}, "alice/app", inside, normal_day)
 }
 
 # ---------------------------------------------------------------------------

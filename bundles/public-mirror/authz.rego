@@ -11,7 +11,8 @@
 #                                namespace, not even a user named "mirror"
 #
 # A CI identity is a Sourcehut token that is read-write for this registry but
-# was not given all access: method "sourcehut", identity.sourcehut.access
+# was not given all access: method "sourcehut" (or "refresh" from a
+# "sourcehut" login: the job's refresh token), identity.sourcehut.access
 # "RW", identity.sourcehut.all_grants false. A builds.sr.ht job asking for
 # `oauth: registry.example.com/REGISTRY:RW` gets exactly such a token. A
 # personal access token with every grant (all_grants true) is not CI, nor is a
@@ -58,6 +59,13 @@ authenticated if {
 	input.identity.subject != ""
 }
 
+# The method that vouched for the subject: for a refresh token (method
+# "refresh"), the method of the login it was issued at. Rules about how
+# someone logged in use this, so a refresh token cannot escape them.
+effective_method := input.identity.refreshed_from if {
+	input.identity.method == "refresh"
+} else := input.identity.method
+
 admin if {
 	authenticated
 	"admins" in input.identity.groups
@@ -66,7 +74,7 @@ admin if {
 # A CI identity: a Sourcehut token, read-write here, with a limited grant list.
 ci if {
 	authenticated
-	input.identity.method == "sourcehut"
+	effective_method == "sourcehut"
 	input.identity.sourcehut.access == "RW"
 	input.identity.sourcehut.all_grants == false
 }
@@ -138,9 +146,18 @@ granted contains "*" if {
 # must not push or delete. (CI identities are RW by definition.)
 
 read_only if {
-	input.identity.method == "sourcehut"
+	effective_method == "sourcehut"
 	not input.identity.sourcehut.access == "RW"
 }
+
+# Fail closed: a refresh identity that does not say it came from a password
+# or Sourcehut login is capped too (the server never sends one).
+read_only if {
+	input.identity.method == "refresh"
+	not refreshed_from_login
+}
+
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut"}
 
 # ---------------------------------------------------------------------------
 # The rules the server reads.

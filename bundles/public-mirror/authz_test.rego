@@ -42,6 +42,9 @@ build_ro(username) := sourcehut_token(username, [], false, "RO", [{"service": se
 # A personal access token with every grant.
 personal(username, groups) := sourcehut_token(username, groups, true, "RW", [])
 
+# The identity a refresh token issued at the login `identity` stands for.
+refreshed(identity) := object.union(identity, {"method": "refresh", "refreshed_from": identity.method})
+
 input_for(identity, type, name, actions) := {
 	"version": 1,
 	"identity": identity,
@@ -222,6 +225,35 @@ test_anonymous_in_admins_is_not_admin if {
 
 test_other_resource_types_nothing if {
 	count(authz.allow) == 0 with input as input_for(password("root", ["admins"]), "foo", "bob/app", ["pull"])
+}
+
+# ---------------------------------------------------------------------------
+# Refresh tokens are judged as the login they were issued at: a CI token's
+# refresh token is still CI, a read-only one still read-only.
+
+test_refreshed_build_token_pushes if {
+	authz.allow == {"pull", "push"} with input as repo(refreshed(build_rw("mirror-bot")), mirrored)
+		with data.registry.mirror_pushers as ["mirror-bot"]
+}
+
+test_refreshed_read_only_build_token_does_not_push if {
+	authz.allow == {"pull"} with input as repo(refreshed(build_ro("mirror-bot")), mirrored)
+}
+
+test_refreshed_read_only_build_token_own_namespace_pull_only if {
+	authz.allow == {"pull"} with input as repo(refreshed(build_ro("alice")), "alice/app")
+}
+
+test_refreshed_password_user_is_not_ci if {
+	authz.allow == {"pull"} with input as repo(refreshed(password("mirror-bot", [])), mirrored)
+}
+
+test_refreshed_password_own_namespace if {
+	authz.allow == all_actions with input as repo(refreshed(password("alice", [])), "alice/app")
+}
+
+test_refresh_without_refreshed_from_is_read_only if {
+	authz.allow == {"pull"} with input as repo({"method": "refresh", "subject": "alice", "groups": []}, "alice/app")
 }
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@
 #   group admins                 everything on every repository, and the
 #                                catalog (registry:catalog:*)
 #   a Sourcehut token with only  at most pull, wherever the rules above grant
-#   <service>/REGISTRY:RO        more
+#   <service>/REGISTRY:RO        more; so do the refresh tokens made from it
 #   anything else                nothing
 #
 # The server reads two rules from this package (data.registry.authz):
@@ -62,6 +62,14 @@ admin if {
 	authenticated
 	"admins" in groups
 }
+
+# The method that vouched for the subject. A refresh token (method
+# "refresh") stands for the login it was issued at, named by
+# identity.refreshed_from: a rule about how someone logged in must use this,
+# or a refresh token would escape it.
+effective_method := input.identity.refreshed_from if {
+	input.identity.method == "refresh"
+} else := input.identity.method
 
 # The repository being asked about; undefined for any other resource type,
 # so every rule that uses it grants nothing on other types.
@@ -136,7 +144,8 @@ granted contains "*" if {
 # ---------------------------------------------------------------------------
 # The Sourcehut read-only cap. A Sourcehut token carries its own grants; one
 # that holds only <service>/REGISTRY:RO must not push or delete, however much
-# its owner could do with a read-write token.
+# its owner could do with a read-write token. A refresh token made from such
+# a token is capped the same way (its identity.sourcehut keeps the grants).
 
 sourcehut_read_write if input.identity.sourcehut.all_grants == true
 
@@ -148,9 +157,18 @@ sourcehut_read_write if {
 }
 
 read_only if {
-	input.identity.method == "sourcehut"
+	effective_method == "sourcehut"
 	not sourcehut_read_write
 }
+
+# Fail closed: a refresh identity that does not say it came from a password
+# or Sourcehut login is capped too (the server never sends one).
+read_only if {
+	input.identity.method == "refresh"
+	not refreshed_from_login
+}
+
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut"}
 
 # ---------------------------------------------------------------------------
 # The rules the server reads.

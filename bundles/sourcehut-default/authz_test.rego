@@ -56,6 +56,9 @@ build_rw(username, groups) := sourcehut(username, groups, "RW", [{"service": ser
 
 build_ro(username, groups) := sourcehut(username, groups, "RO", [{"service": service, "scope": "REGISTRY", "access": "RO"}])
 
+# The identity a refresh token issued at the login `identity` stands for.
+refreshed(identity) := object.union(identity, {"method": "refresh", "refreshed_from": identity.method})
+
 input_for(identity, type, name, actions) := {
 	"version": 1,
 	"identity": identity,
@@ -268,6 +271,37 @@ test_sourcehut_personal_token_admin_catalog if {
 
 test_sourcehut_rw_ci_group_pushes_to_team if {
 	authz.allow == {"pull", "push"} with input as repo(build_rw("bot", ["ci"]), "team/app")
+}
+
+# ---------------------------------------------------------------------------
+# Refresh tokens are judged as the login they were issued at.
+
+test_refreshed_password_own_namespace if {
+	authz.allow == all_actions with input as repo(refreshed(password("alice", [])), "alice/app")
+}
+
+test_refreshed_password_not_someone_else if {
+	count(authz.allow) == 0 with input as repo(refreshed(password("alice", [])), "bob/app")
+}
+
+test_refreshed_sourcehut_ro_own_namespace_pull_only if {
+	authz.allow == {"pull"} with input as repo(refreshed(build_ro("alice", [])), "alice/app")
+}
+
+test_refreshed_sourcehut_ro_admin_pull_only if {
+	authz.allow == {"pull"} with input as repo(refreshed(build_ro("root", ["admins"])), "bob/app")
+}
+
+test_refreshed_sourcehut_ro_admin_no_catalog if {
+	count(authz.allow) == 0 with input as catalog(refreshed(build_ro("root", ["admins"])))
+}
+
+test_refreshed_sourcehut_rw_own_namespace if {
+	authz.allow == all_actions with input as repo(refreshed(build_rw("alice", [])), "alice/app")
+}
+
+test_refresh_without_refreshed_from_is_read_only if {
+	authz.allow == {"pull"} with input as repo({"method": "refresh", "subject": "alice", "groups": []}, "alice/app")
 }
 
 # ---------------------------------------------------------------------------

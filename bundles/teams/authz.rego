@@ -32,7 +32,7 @@
 #                                one path segment, "**" spans any depth)
 #
 # User names are shared by password (htpasswd) and Sourcehut users: "alice"
-# in a group means both. Tell them apart with input.identity.method if needed.
+# in a group means both. Tell them apart with effective_method if needed.
 # Do not name a data key "authz": this package lives at data.registry.authz.
 # Input: see policy/README.md and policy/input.schema.json.
 package registry.authz
@@ -62,6 +62,13 @@ authenticated if {
 	is_string(input.identity.subject)
 	input.identity.subject != ""
 }
+
+# The method that vouched for the subject: for a refresh token (method
+# "refresh"), the method of the login it was issued at. Rules about how
+# someone logged in use this, so a refresh token cannot escape them.
+effective_method := input.identity.refreshed_from if {
+	input.identity.method == "refresh"
+} else := input.identity.method
 
 # The caller's groups, from the server ...
 groups contains g if {
@@ -147,9 +154,18 @@ granted contains "*" if {
 # delete, however much its owner may do with a read-write token.
 
 read_only if {
-	input.identity.method == "sourcehut"
+	effective_method == "sourcehut"
 	not input.identity.sourcehut.access == "RW"
 }
+
+# Fail closed: a refresh identity that does not say it came from a password
+# or Sourcehut login is capped too (the server never sends one).
+read_only if {
+	input.identity.method == "refresh"
+	not refreshed_from_login
+}
+
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut"}
 
 # ---------------------------------------------------------------------------
 # The rules the server reads.

@@ -41,6 +41,9 @@ sourcehut(username, groups, access) := {
 	},
 }
 
+# The identity a refresh token issued at the login `identity` stands for.
+refreshed(identity) := object.union(identity, {"method": "refresh", "refreshed_from": identity.method})
+
 input_for(identity, type, name, actions) := {
 	"version": 1,
 	"identity": identity,
@@ -271,6 +274,37 @@ test_sourcehut_without_details_is_read_only if {
 
 test_password_user_not_capped if {
 	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+}
+
+# ---------------------------------------------------------------------------
+# Refresh tokens are judged as the login they were issued at.
+
+test_refreshed_password_member if {
+	authz.allow == {"pull", "push"} with input as repo(refreshed(password("bob", [])), "backend/api")
+}
+
+test_refreshed_password_own_namespace if {
+	authz.allow == all_actions with input as repo(refreshed(password("alice", [])), "alice/app")
+}
+
+test_refreshed_sourcehut_rw_member if {
+	authz.allow == {"pull", "push"} with input as repo(refreshed(sourcehut("bob", [], "RW")), "backend/api")
+}
+
+test_refreshed_sourcehut_ro_member_pull_only if {
+	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("alice", [], "RO")), "backend/api")
+}
+
+test_refreshed_sourcehut_ro_own_namespace_pull_only if {
+	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("alice", [], "RO")), "alice/app")
+}
+
+test_refreshed_sourcehut_ro_admin_no_catalog if {
+	count(authz.allow) == 0 with input as catalog(refreshed(sourcehut("root", [], "RO")))
+}
+
+test_refresh_without_refreshed_from_is_read_only if {
+	authz.allow == {"pull"} with input as repo({"method": "refresh", "subject": "alice", "groups": []}, "alice/app")
 }
 
 # ---------------------------------------------------------------------------

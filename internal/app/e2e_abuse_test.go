@@ -464,7 +464,9 @@ authn:
 		floodTr := &http.Transport{DisableKeepAlives: true, ExpectContinueTimeout: 20 * time.Second}
 		defer floodTr.CloseIdleConnections()
 		floodClient := &http.Client{Transport: floodTr, Timeout: 30 * time.Second}
-		const body = "grant_type=refresh_token&refresh_token=flood"
+		// A grant type refused before any credential is looked at: the
+		// flood tests admission, not the throttle.
+		const body = "grant_type=client_credentials&client_secret=flood"
 		for _, at := range []time.Duration{time.Second, 2500 * time.Millisecond, 4 * time.Second} {
 			if d := time.Until(deadline.Add(-abuseDuration).Add(at)); d > 0 {
 				time.Sleep(d)
@@ -490,7 +492,7 @@ authn:
 					case abuseShed(r):
 						shedNow.Add(1)
 					case r.status == http.StatusBadRequest:
-						// Admitted, then refused: refresh tokens are unsupported.
+						// Admitted, then refused: an unsupported grant type.
 					default:
 						tally.problem("flood request got %d: %.300s", r.status, r.body)
 					}

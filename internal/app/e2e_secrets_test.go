@@ -108,7 +108,10 @@ type secretsSeen struct {
 	status int
 	header http.Header
 	body   string
-	jwt    string // the decoded header and claims of a token in the body
+	jwt    string // the decoded header and claims of the tokens in the body
+	// returns is a secret this answer rightly carries: the refresh token
+	// of a login that asked for one, or of the refresh grant.
+	returns string
 }
 
 // TestNoSecretsLogged runs every failure path and the success paths with
@@ -148,7 +151,13 @@ func testNoSecretsLogged(t *testing.T, format string) {
 	}
 	secretsAddKey(t, secrets, filepath.Join(keysDir, "key.pem"))
 	htpasswd := filepath.Join(dir, "htpasswd")
-	writeFile(t, htpasswd, htpasswdLine(t, "alice", alicePW)+htpasswdLine(t, "frank", frankPW)+htpasswdLine(t, "erin", erinPW))
+	aliceLine := htpasswdLine(t, "alice", alicePW)
+	// Her hash and its salt: a refresh token is bound to them, and must
+	// not carry either (its payload is readable by the client).
+	aliceHash := strings.TrimSpace(strings.TrimPrefix(aliceLine, "alice:"))
+	secrets.add("alice's bcrypt hash", aliceHash)
+	secrets[aliceHash[7:29]] = "the salt of alice's bcrypt hash"
+	writeFile(t, htpasswd, aliceLine+htpasswdLine(t, "frank", frankPW)+htpasswdLine(t, "erin", erinPW))
 	cfg := filepath.Join(dir, "config.yaml")
 	writeFile(t, cfg, fmt.Sprintf(`listen: 127.0.0.1:0
 trusted_proxies: [127.0.0.1/32]
@@ -290,8 +299,51 @@ authn:
 	wantGrant(send("POST password grant, right password", 200, post(passwordForm("alice", secretsValue(secrets, "alice's password", alicePW)))), "pull")
 	send("POST password grant, wrong password", 401, post(passwordForm("alice", secretsValue(secrets, "a wrong POST password", "post-SECRET-wrong-9"))))
 	wantGrant(send("POST password grant, Sourcehut token", 200, post(passwordForm("sourcehut", valid))), "pull")
-	send("POST refresh_token grant", 400, post(url.Values{"grant_type": {"refresh_token"}, "service": {"registry.example.com"},
-		"refresh_token": {secretsValue(secrets, "a refresh token", "refresh-SECRET-token-10")}, "client_id": {"docker"}}))
+	refreshForm := func(rt string) url.Values {
+		return url.Values{"grant_type": {"refresh_token"}, "service": {"registry.example.com"}, "refresh_token": {rt},
+			"client_id": {"docker"}, "scope": {"repository:alice/app:pull"}}
+	}
+	send("POST refresh_token grant, not a refresh token", 401, post(refreshForm(secretsValue(secrets, "a made-up refresh token", "refresh-SECRET-token-10"))))
+
+	// Refresh tokens. They are in the answers that hand them out (marked
+	// as returned there), and must be nowhere else: not in the log, not in
+	// an error.
+	refreshOf := func(r secretsSeen) string {
+		t.Helper()
+		var body struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &body); err != nil || body.RefreshToken == "" {
+			t.Fatalf("%s: no refresh_token: %.300s", r.name, r.body)
+		}
+		return body.RefreshToken
+	}
+	offline := func(r *http.Request) *http.Request {
+		r.URL.RawQuery += "&offline_token=true&client_id=docker"
+		return r
+	}
+	aliceRefresh := refreshOf(send("offline login with a password", 200, offline(get(secrets.basic("alice's password", "alice", alicePW)))))
+	secrets.add("alice's refresh token", aliceRefresh)
+	seen[len(seen)-1].returns = aliceRefresh
+	srhtRefresh := refreshOf(send("offline login with a Sourcehut token", 200, offline(get("Bearer "+valid))))
+	secrets.add("a Sourcehut login's refresh token", srhtRefresh)
+	seen[len(seen)-1].returns = srhtRefresh
+	for what, rt := range map[string]string{"password": aliceRefresh, "Sourcehut": srhtRefresh} {
+		r := send("refresh grant of a "+what+" login", 200, post(refreshForm(rt)))
+		wantGrant(r, "pull")
+		if refreshOf(r) != rt {
+			t.Errorf("the refresh grant of a %s login returned another refresh token", what)
+		}
+		seen[len(seen)-1].returns = rt
+	}
+	send("refresh grant for another client", 401, func() *http.Request {
+		f := refreshForm(aliceRefresh)
+		f.Set("client_id", "skopeo")
+		return post(f)
+	}())
+	send("refresh grant with a tampered refresh token", 401, post(refreshForm(secretsValue(secrets, "a tampered refresh token", aliceRefresh[:len(aliceRefresh)-6]+"AAAAAA"))))
+	send("refresh grant with the refresh token as a Bearer", 401, get("Bearer "+aliceRefresh))
+	send("refresh token as a Basic password", 401, get(secrets.basic("alice's refresh token as password", "alice", aliceRefresh)))
 	big := passwordForm("alice", secretsValue(secrets, "a password in an oversized body", "oversized-SECRET-pw-11"))
 	big.Set("padding", strings.Repeat("x", 20000))
 	send("POST body over the limit", 413, post(big))
@@ -351,7 +403,11 @@ authn:
 		t.Errorf("%s appears in the log as %q:\n%s", what, form, log[max(0, i-200):min(len(log), i+len(form)+200)])
 	}
 	for _, r := range seen {
-		if form, what, found := secrets.find(r.body); found {
+		body := r.body
+		if r.returns != "" {
+			body = strings.ReplaceAll(body, r.returns, "")
+		}
+		if form, what, found := secrets.find(body); found {
 			t.Errorf("%s: %s appears in the response body as %q", r.name, what, form)
 		}
 		if form, what, found := secrets.find(r.jwt); found {
@@ -395,20 +451,23 @@ func secretsValue(f secretForms, what, s string) string {
 	return s
 }
 
-// decodeJWT returns the decoded header and claims of the token in a token
-// response body, or "".
+// decodeJWT returns the decoded headers and claims of the access token and
+// the refresh token in a token response body, or "".
 func secretsDecodeJWT(body []byte) string {
 	var ok struct {
-		Token string `json:"token"`
+		Token        string `json:"token"`
+		RefreshToken string `json:"refresh_token"`
 	}
 	if json.Unmarshal(body, &ok) != nil || ok.Token == "" {
 		return ""
 	}
 	var out strings.Builder
-	for _, part := range strings.Split(ok.Token, ".") {
-		if b, err := base64.RawURLEncoding.DecodeString(part); err == nil {
-			out.Write(b)
-			out.WriteByte('\n')
+	for _, tok := range []string{ok.Token, ok.RefreshToken} {
+		for _, part := range strings.Split(tok, ".") {
+			if b, err := base64.RawURLEncoding.DecodeString(part); err == nil {
+				out.Write(b)
+				out.WriteByte('\n')
+			}
 		}
 	}
 	return out.String()

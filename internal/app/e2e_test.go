@@ -145,6 +145,8 @@ type deployment struct {
 	addr     string // the token server's host:port
 	logs     *syncBuffer
 	registry string // the registry's host:port
+	htpasswd string // the htpasswd file the server watches
+	config   string // the config file the server watches
 }
 
 type deployOptions struct {
@@ -198,7 +200,7 @@ brute_force:
 	if o.x5c {
 		trust = map[string]any{"rootcertbundle": filepath.Join(keysDir, "cert.pem")}
 	}
-	return deployment{addr: addr, logs: logs, registry: startRegistry(t, realm, trust)}
+	return deployment{addr: addr, logs: logs, registry: startRegistry(t, realm, trust), htpasswd: htpasswd, config: configPath}
 }
 
 // TestEndToEnd runs a real registry against the token server for each way a

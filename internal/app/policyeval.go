@@ -66,6 +66,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	configPath := fs.String("config", "", "config `FILE`: the policy, data, bundles and groups that serve would use")
 	user := fs.String("user", "", "the subject (user name); empty for anonymous")
 	method := fs.String("method", "", "how the user authenticated: password, sourcehut or anonymous (default: password with --user, else anonymous)")
+	refreshed := fs.Bool("refreshed", false, "as the refresh token of that login would be judged: method refresh, refreshed_from the --method (password or sourcehut)")
 	groups := fs.String("groups", "", "comma-separated `GROUPS` (default: the user's groups from the config)")
 	grants := fs.String("grants", "", "Sourcehut grant string of the token (default: <service>/REGISTRY:RW; \"all\" for a personal access token)")
 	service := fs.String("service", "", "registry service (default: the config's first)")
@@ -116,6 +117,12 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	if *refreshed {
+		if id.Method != identity.MethodPassword && id.Method != identity.MethodSourcehut {
+			return usageError{errors.New("--refreshed needs a password or sourcehut login (--user, and --method sourcehut for a Sourcehut token)")}
+		}
+		id.RefreshedFrom, id.Method = id.Method, identity.MethodRefresh
+	}
 	engine, stop, err := evalEngine(ctx, cfg)
 	if err != nil {
 		return err
@@ -158,7 +165,11 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 			"decisions": results,
 		})
 	}
-	fmt.Fprintf(stdout, "policy revision: %s\nidentity: method=%s subject=%q groups=%v\n\n", engine.Revision(), id.Method, id.Subject, id.Groups)
+	shown := string(id.Method)
+	if id.RefreshedFrom != "" {
+		shown += " refreshed_from=" + string(id.RefreshedFrom)
+	}
+	fmt.Fprintf(stdout, "policy revision: %s\nidentity: method=%s subject=%q groups=%v\n\n", engine.Revision(), shown, id.Subject, id.Groups)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCOPE\tREQUESTED\tGRANTED\tDENY")
 	for _, r := range results {

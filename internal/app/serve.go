@@ -172,6 +172,26 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		chain.Tokens = tokens
 		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL)
 	}
+	// Refresh tokens are signed and checked with the key ring of the
+	// moment, and bound to the htpasswd lines of the moment: a reload of
+	// either applies to them at once.
+	var refresher *token.Refresher
+	if cfg.Token.Refresh.IsEnabled() {
+		refresher = &token.Refresher{Issuer: cfg.Issuer, TTL: cfg.Token.Refresh.TTL, Keys: keys.ring, Now: time.Now}
+		if htpasswd != nil {
+			refresher.Passwords = htpasswd
+		}
+		chain.Refresh = refresher
+		log.Info("refresh tokens issued on offline logins", "ttl", cfg.Token.Refresh.TTL)
+	}
+	checkPolicy := func(e *authz.Engine) {
+		if refresher != nil && e.RefreshBlind() {
+			log.Warn("the policy tells identities apart by input.identity.method but never reads input.identity.refreshed_from: "+
+				"an identity from a refresh token has method \"refresh\" and escapes rules meant for \"password\" or \"sourcehut\" "+
+				"(such as a read-only cap); use refreshed_from (see policy/README.md), or set token.refresh.enabled: false",
+				"revision", e.Revision())
+		}
+	}
 
 	var az *authz.Authorizer
 	if len(cfg.Policy.OPA) > 0 {
@@ -180,7 +200,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			return nil, usageError{fmt.Errorf("policy.opa: %w", err)}
 		}
 		ro := authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout, Wait: cfg.Policy.StartupWait, Logger: log,
-			NotReadyAfterWait: !checkOnly}
+			NotReadyAfterWait: !checkOnly, OnActivate: checkPolicy}
 		if cfg.Policy.FallbackToEmbedded {
 			if ro.Fallback, err = compilePolicy(ctx, config.Policy{Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout}); err != nil {
 				return nil, err
@@ -202,6 +222,9 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	}
 	if e := az.Engine(); e != nil {
 		log.Info("policy loaded", "revision", e.Revision())
+		if len(cfg.Policy.OPA) == 0 { // remote bundles are checked as they activate
+			checkPolicy(e)
+		}
 	}
 
 	// Reload builds the whole new set (policy, data, groups, users) first
@@ -237,6 +260,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		if engine != nil {
 			az.Swap(engine)
 			log.Info("policy reloaded", "revision", engine.Revision())
+			checkPolicy(engine)
 		}
 		if users != nil {
 			htpasswd.Update(users)
@@ -257,6 +281,10 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	if bf := cfg.BruteForce; bf.Threshold > 0 {
 		authenticator = authn.NewThrottle(chain, bf.Threshold, bf.Window, bf.Tracked, time.Now)
 	}
+	var refresh server.Refresher
+	if refresher != nil {
+		refresh = refresher
+	}
 	rt.handler = server.New(server.Options{
 		Services:       cfg.Service,
 		Realm:          cfg.Issuer,
@@ -274,6 +302,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		Authenticator: authenticator,
 		Authorizer:    az,
 		Minter:        &token.Minter{Issuer: cfg.Issuer, TTL: cfg.Token.TTL, Keys: keys.ring, Now: time.Now},
+		Refresh:       refresh,
 		Keys:          keys.ring,
 		Logger:        log,
 		Now:           time.Now,

@@ -489,3 +489,78 @@ func TestChainTokens(t *testing.T) {
 		})
 	}
 }
+
+func TestHtpasswdPasswordHash(t *testing.T) {
+	aliceHash := hash(t, alicePassword, true)
+	h, err := authn.ParseHtpasswd([]byte("alice:" + aliceHash + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := h.PasswordHash("alice")
+	if !ok || string(got) != aliceHash {
+		t.Fatalf("PasswordHash(alice) = %q, %v; want the stored hash", got, ok)
+	}
+	got[0] = 'X' // a copy: the table is not changed through it
+	if again, _ := h.PasswordHash("alice"); string(again) != aliceHash {
+		t.Error("PasswordHash hands out the table's own bytes")
+	}
+	if got, ok := h.PasswordHash("mallory"); ok || got != nil {
+		t.Errorf("PasswordHash(mallory) = %q, %v", got, ok)
+	}
+	// A reload is seen at once: a new line for alice, and bob added.
+	newHash := hash(t, "alice-new-password", true)
+	next, err := authn.ParseHtpasswd([]byte("alice:" + newHash + "\nbob:" + hash(t, bobPassword, false) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Update(next)
+	if got, _ := h.PasswordHash("alice"); string(got) != newHash {
+		t.Errorf("after the reload, PasswordHash(alice) = %q", got)
+	}
+	if _, ok := h.PasswordHash("bob"); !ok {
+		t.Error("after the reload, bob is unknown")
+	}
+}
+
+// fakeRefresh redeems the refresh token "good" as alice's refreshed
+// password login, and refuses anything else.
+type fakeRefresh struct{ got []identity.Credentials }
+
+func (f *fakeRefresh) Redeem(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
+	f.got = append(f.got, cred)
+	if cred.Secret.Reveal() != "good" {
+		return identity.Identity{}, fmt.Errorf("%w: refresh token has a bad signature", identity.ErrUnauthenticated)
+	}
+	return identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Subject: "alice"}, nil
+}
+
+func TestChainRefresh(t *testing.T) {
+	refresh := &fakeRefresh{}
+	c := &authn.Chain{Anonymous: true, Passwords: testHtpasswd(t), Refresh: refresh, Groups: map[string][]string{"ci": {"alice"}}}
+	cred := identity.Credentials{Kind: identity.CredentialRefresh, Secret: "good", Service: "registry.example.com", ClientID: "docker"}
+	id, err := c.Authenticate(context.Background(), cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Subject: "alice", Groups: []string{"ci"}}
+	if !reflectEqual(id, want) || id.RefreshedFrom != want.RefreshedFrom {
+		t.Errorf("identity = %+v, want %+v", id, want)
+	}
+	if len(refresh.got) != 1 || refresh.got[0] != cred {
+		t.Errorf("the refresh checker got %+v, want the credentials as presented", refresh.got)
+	}
+	// The groups are the config's of now, not of the login.
+	c.SetGroups(map[string][]string{"admins": {"alice"}})
+	if id, _ := c.Authenticate(context.Background(), cred); !slices.Equal(id.Groups, []string{"admins"}) {
+		t.Errorf("groups after a reload = %v", id.Groups)
+	}
+	// A bad refresh token is an error, never anonymous.
+	if _, err := c.Authenticate(context.Background(), identity.Credentials{Kind: identity.CredentialRefresh, Secret: "forged"}); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Errorf("forged refresh token: %v", err)
+	}
+	// Without a refresh checker, refresh tokens are refused.
+	c.Refresh = nil
+	if _, err := c.Authenticate(context.Background(), cred); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Errorf("no refresh checker: %v", err)
+	}
+}

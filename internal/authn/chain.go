@@ -23,6 +23,14 @@ type TokenChecker interface {
 	Authenticate(ctx context.Context, service string, token identity.Secret) (identity.Identity, error)
 }
 
+// RefreshChecker redeems a refresh token (the OAuth2 refresh_token grant,
+// cred.Secret) for the registry cred.Service and the client cred.ClientID;
+// *token.Refresher is the real one. Every failure wraps
+// identity.ErrUnauthenticated.
+type RefreshChecker interface {
+	Redeem(ctx context.Context, cred identity.Credentials) (identity.Identity, error)
+}
+
 // Chain dispatches credentials to the method that handles them and adds the
 // configured groups to the identity it gets back.
 type Chain struct {
@@ -33,6 +41,8 @@ type Chain struct {
 	// Tokens checks Sourcehut tokens, sent as a Bearer token or as the
 	// password of Basic credentials (any user name); nil turns them off.
 	Tokens TokenChecker
+	// Refresh redeems refresh tokens; nil refuses them.
+	Refresh RefreshChecker
 	// Groups maps a group name to its member subjects. SetGroups
 	// replaces it while requests run.
 	Groups map[string][]string
@@ -78,6 +88,13 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 			return identity.Identity{}, fmt.Errorf("%w: the bearer token is not a Sourcehut token", identity.ErrUnauthenticated)
 		}
 		return c.withGroups(id, err)
+	case identity.CredentialRefresh:
+		// The identity a refresh token stands for gets the groups of now,
+		// not of its login: a config change applies at once.
+		if c.Refresh == nil {
+			return identity.Identity{}, fmt.Errorf("%w: refresh tokens are not accepted", identity.ErrUnauthenticated)
+		}
+		return c.withGroups(c.Refresh.Redeem(ctx, cred))
 	default:
 		return identity.Identity{}, fmt.Errorf("%w: unsupported credentials", identity.ErrUnauthenticated)
 	}

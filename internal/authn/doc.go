@@ -2,5 +2,6 @@
 // identity.Identity, or an error wrapping identity.ErrUnauthenticated (the
 // credentials are wrong) or identity.ErrUnavailable (they could not be
 // checked). One file per method: anonymous access, htpasswd (bcrypt)
-// passwords; Chain picks the method from the kind of credentials.
+// passwords; Chain picks the method from the kind of credentials, and hands
+// refresh tokens to a RefreshChecker (token.Refresher).
 package authn

@@ -172,3 +172,15 @@ func (h *Htpasswd) Authenticate(_ context.Context, user string, password identit
 	}
 	return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
 }
+
+// PasswordHash returns the bcrypt hash the current file holds for user, and
+// whether the user exists. A refresh token of a password user is bound to
+// it (through an HMAC; the hash itself never leaves the server), so a new
+// line for the user, or none, invalidates the user's refresh tokens.
+func (h *Htpasswd) PasswordHash(user string) ([]byte, bool) {
+	hash, ok := h.table.Load().users[user]
+	if !ok {
+		return nil, false
+	}
+	return bytes.Clone(hash), true
+}

@@ -173,3 +173,29 @@ func forgedToken(user string) string {
 	}
 	return base64.RawStdEncoding.EncodeToString(append(payload, make([]byte, 32)...))
 }
+
+// TestThrottleRefreshPerAddress: failed refresh grants count against the
+// client's address only. A refresh token names no user until it verifies,
+// and its signature cannot be guessed, so no user can be locked out with
+// forged ones.
+func TestThrottleRefreshPerAddress(t *testing.T) {
+	ctx := context.Background()
+	clock := &testClock{now: time.Unix(1e9, 0)}
+	th := NewThrottle(&countingAuth{}, 3, time.Minute, 100, clock.Now)
+	if got := userKey(identity.Credentials{Kind: identity.CredentialRefresh, Username: "alice", Secret: "x"}); got != "" {
+		t.Errorf("userKey of a refresh grant = %q, want none", got)
+	}
+	for range 3 {
+		_, err := th.Authenticate(ctx, identity.Credentials{Kind: identity.CredentialRefresh, Secret: "forged", ClientIP: "198.51.100.1"})
+		if !errors.Is(err, identity.ErrUnauthenticated) {
+			t.Fatalf("want a plain failure, got %v", err)
+		}
+	}
+	var te *identity.ThrottledError
+	if _, err := th.Authenticate(ctx, identity.Credentials{Kind: identity.CredentialRefresh, Secret: "forged", ClientIP: "198.51.100.1"}); !errors.As(err, &te) {
+		t.Errorf("the forging address is not throttled: %v", err)
+	}
+	if _, err := th.Authenticate(ctx, basicFrom("203.0.113.5", "alice", "right")); err != nil {
+		t.Errorf("alice from elsewhere: %v", err)
+	}
+}

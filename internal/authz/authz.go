@@ -67,6 +67,8 @@ type Engine struct {
 	revision string
 	timeout  time.Duration
 	memo     *memo // nil: every decision is evaluated
+	// reads are the input leaves the policy may read.
+	reads map[string]bool
 }
 
 var refPattern = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
@@ -145,6 +147,7 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
 	e := &Engine{query: pq, revision: revision, timeout: timeoutOr(opts.Timeout)}
+	e.reads, _ = analyse(parsed)
 	if !opts.NoMemo {
 		e.memo = newMemo(parsed)
 	}
@@ -220,7 +223,8 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	for _, m := range compiler.Modules {
 		parsed = append(parsed, m)
 	}
-	return &Engine{query: pq, revision: revision, timeout: timeoutOr(timeout), memo: newMemo(parsed)}, nil
+	reads, _ := analyse(parsed)
+	return &Engine{query: pq, revision: revision, timeout: timeoutOr(timeout), memo: newMemo(parsed), reads: reads}, nil
 }
 
 func bundleRevisions(ctx context.Context, store storage.Store, txn storage.Transaction) (string, error) {
@@ -330,6 +334,16 @@ func (e *Engine) Memoised() (bool, []string) {
 	return true, paths
 }
 
+// RefreshBlind reports whether the policy tells identities apart by
+// input.identity.method but never reads input.identity.refreshed_from. Such
+// a policy sees an identity that a refresh token stands for as method
+// "refresh", so a rule meant for "sourcehut" (the read-only cap) or
+// "password" identities does not apply to it: with refresh tokens on, that
+// is most likely a hole (see policy/README.md).
+func (e *Engine) RefreshBlind() bool {
+	return e.reads["input.identity.method"] && !e.reads["input.identity.refreshed_from"]
+}
+
 // Authorizer evaluates the current engine; Swap replaces it atomically, so
 // a reload never fails a request in flight (it finishes on the old engine).
 type Authorizer struct {
@@ -429,6 +443,9 @@ func Input(id identity.Identity, req identity.Request, sc access.Scope) map[stri
 		"method":  string(id.Method),
 		"subject": id.Subject,
 		"groups":  groups,
+	}
+	if id.RefreshedFrom != "" {
+		ident["refreshed_from"] = string(id.RefreshedFrom)
 	}
 	if sh := id.Sourcehut; sh != nil {
 		grants := make([]any, len(sh.Grants))

@@ -73,6 +73,9 @@ var inputLeaves = []leaf{
 	{"input.identity.method", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
 		writeString(b, string(id.Method))
 	}},
+	{"input.identity.refreshed_from", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
+		writeString(b, string(id.RefreshedFrom))
+	}},
 	{"input.identity.subject", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
 		writeString(b, id.Subject)
 	}},
@@ -140,8 +143,24 @@ var inputLeaves = []leaf{
 // by the input fields they read, or nil when their answers must not be
 // reused.
 func newMemo(modules []*ast.Module) *memo {
-	read := map[string]bool{}
-	nondeterministic := false
+	read, nondeterministic := analyse(modules)
+	if nondeterministic || read["input.request.time"] {
+		return nil
+	}
+	m := &memo{}
+	for _, l := range inputLeaves {
+		if read[l.path] && l.write != nil {
+			m.leaves = append(m.leaves, l)
+		}
+	}
+	m.cache, _ = lru.New[string, memoEntry](memoSize)
+	return m
+}
+
+// analyse returns the input leaves the modules may read, and whether they
+// call a non-deterministic built-in.
+func analyse(modules []*ast.Module) (read map[string]bool, nondeterministic bool) {
+	read = map[string]bool{}
 	for _, m := range modules {
 		for _, imp := range m.Imports {
 			if ref, ok := imp.Path.Value.(ast.Ref); ok {
@@ -172,17 +191,7 @@ func newMemo(modules []*ast.Module) *memo {
 			return false
 		})
 	}
-	if nondeterministic || read["input.request.time"] {
-		return nil
-	}
-	m := &memo{}
-	for _, l := range inputLeaves {
-		if read[l.path] && l.write != nil {
-			m.leaves = append(m.leaves, l)
-		}
-	}
-	m.cache, _ = lru.New[string, memoEntry](memoSize)
-	return m
+	return read, nondeterministic
 }
 
 // markRead records the input leaves a reference may read.

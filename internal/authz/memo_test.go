@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"testing/fstest"
@@ -27,7 +28,7 @@ allow contains "pull" if { input.identity.subject == "a"; input.scope.name == "a
 		{"inner node reads every leaf below", `package registry.authz
 allow contains "pull" if input.scope.type == "repository"
 allow contains "push" if count(input.identity) > 0`, true,
-			[]string{"input.identity.method", "input.identity.subject", "input.identity.groups",
+			[]string{"input.identity.method", "input.identity.refreshed_from", "input.identity.subject", "input.identity.groups",
 				"input.identity.sourcehut.username", "input.identity.sourcehut.client_id", "input.identity.sourcehut.expires",
 				"input.identity.sourcehut.all_grants", "input.identity.sourcehut.access", "input.identity.sourcehut.grants", "input.scope.type"}},
 		{"below a leaf keys on the leaf", `package registry.authz
@@ -92,7 +93,11 @@ deny contains "no deletes from the agent" if { "delete" in input.scope.actions; 
 `)}}},
 	}
 	subjects := []string{"", "alice", "bob", "root"}
-	methods := []identity.Method{identity.MethodPassword, identity.MethodSourcehut}
+	// A refreshed identity differs from its login only in method and
+	// refreshed_from: the key must tell them apart.
+	type method struct{ method, from identity.Method }
+	methods := []method{{identity.MethodPassword, ""}, {identity.MethodSourcehut, ""},
+		{identity.MethodRefresh, identity.MethodPassword}, {identity.MethodRefresh, identity.MethodSourcehut}}
 	groupSets := [][]string{nil, {"ci"}, {"admins"}}
 	names := []string{"alice/app", "bob/app", "team/app", "library/base", "open/x"}
 	actionSets := [][]string{{"pull"}, {"pull", "push"}, {"delete"}, {"*"}}
@@ -100,6 +105,10 @@ deny contains "no deletes from the agent" if { "delete" in input.scope.actions; 
 	agents := []string{"docker", "agent"}
 	for name, opts := range policies {
 		t.Run(name, func(t *testing.T) {
+			// A generous deadline: this test compares answers, and a
+			// loaded machine (-race, parallel packages) must not turn one
+			// into a timeout.
+			opts.Timeout = 10 * time.Second
 			memoOpts, evalOpts := opts, opts
 			evalOpts.NoMemo = true
 			withMemo, err := Compile(ctx, memoOpts)
@@ -119,11 +128,11 @@ deny contains "no deletes from the agent" if { "delete" in input.scope.actions; 
 				for _, subj := range subjects {
 					for _, method := range methods {
 						for _, groups := range groupSets {
-							id := identity.Identity{Method: method, Subject: subj, Groups: groups}
+							id := identity.Identity{Method: method.method, RefreshedFrom: method.from, Subject: subj, Groups: groups}
 							if subj == "" {
 								id = identity.Anonymous
 							}
-							if method == identity.MethodSourcehut && subj != "" {
+							if id.EffectiveMethod() == identity.MethodSourcehut && subj != "" {
 								id.Sourcehut = &identity.Sourcehut{Username: subj, Access: "RO", Expires: time.Unix(1e9, 0),
 									Grants: []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: "RO"}}}
 							}
@@ -169,5 +178,63 @@ func TestMemoDefaultPolicyKeys(t *testing.T) {
 		if slices.Contains(leaves, ignored) {
 			t.Errorf("the default policy does not read %s, but the memo keys on it", ignored)
 		}
+	}
+}
+
+// TestInputLeavesMatchSchema: every leaf of the input schema is a memo leaf
+// and the other way round, so a field added to the input cannot be left out
+// of the memo key (two inputs differing only in it would share an answer).
+func TestInputLeavesMatchSchema(t *testing.T) {
+	var schema map[string]any
+	if err := json.Unmarshal(policy.InputSchema(), &schema); err != nil {
+		t.Fatal(err)
+	}
+	var fromSchema []string
+	var walk func(path string, node map[string]any)
+	walk = func(path string, node map[string]any) {
+		props, ok := node["properties"].(map[string]any)
+		if !ok || path == "input.identity.sourcehut.grants" {
+			fromSchema = append(fromSchema, path)
+			return
+		}
+		for name, sub := range props {
+			walk(path+"."+name, sub.(map[string]any))
+		}
+	}
+	walk("input", schema)
+	var leaves []string
+	for _, l := range inputLeaves {
+		leaves = append(leaves, l.path)
+	}
+	slices.Sort(fromSchema)
+	slices.Sort(leaves)
+	if !slices.Equal(fromSchema, leaves) {
+		t.Errorf("schema leaves %q\nmemo leaves   %q", fromSchema, leaves)
+	}
+}
+
+func TestRefreshBlind(t *testing.T) {
+	compile := func(src string) *Engine {
+		t.Helper()
+		e, err := Compile(context.Background(), Options{Modules: fstest.MapFS{"p.rego": {Data: []byte(src)}}, Schema: policy.InputSchema()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if e := compile(`package registry.authz
+allow contains "pull" if input.identity.method == "sourcehut"`); !e.RefreshBlind() {
+		t.Error("a policy reading method but not refreshed_from is not reported")
+	}
+	if e := compile(`package registry.authz
+allow contains "pull" if input.identity.subject == "alice"`); e.RefreshBlind() {
+		t.Error("a policy not reading method is reported")
+	}
+	e, err := Compile(context.Background(), Options{Modules: policy.FS(), Schema: policy.InputSchema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.RefreshBlind() {
+		t.Error("the default policy is reported as blind to refresh tokens")
 	}
 }

@@ -50,6 +50,9 @@ type RemoteOptions struct {
 	// bundle that activates replaces it.
 	Fallback *Engine
 	Logger   *slog.Logger
+	// OnActivate, if set, is called with each engine a bundle activation
+	// swaps in.
+	OnActivate func(e *Engine)
 }
 
 // StartRemote starts the plugins and waits until a bundle is active: a
@@ -84,6 +87,9 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 		first := r.authorizer.Engine() == nil
 		r.authorizer.Swap(e)
 		o.Logger.Info("policy bundle activated", "revision", e.Revision())
+		if o.OnActivate != nil {
+			o.OnActivate(e)
+		}
 		if first {
 			close(r.activated)
 		}

@@ -26,6 +26,8 @@ const (
 	defaultService      = "registry.example.com"
 	defaultIssuer       = "srht-registry"
 	defaultTTL          = 5 * time.Minute
+	defaultRefreshTTL   = 30 * 24 * time.Hour
+	maxRefreshTTL       = 365 * 24 * time.Hour
 	defaultQuery        = "data.registry.authz"
 	defaultLogLevel     = "info"
 	defaultLogFormat    = "text"
@@ -131,7 +133,21 @@ type Token struct {
 	// halves are published beside the signing key's (JWKS and `keys`),
 	// so tokens of a previous or next key keep validating while keys rotate.
 	PublishedKeys []string `yaml:"published_keys"`
+	// Refresh configures refresh tokens.
+	Refresh Refresh `yaml:"refresh"`
 }
+
+// Refresh configures refresh tokens: a password or Sourcehut login that asks
+// for offline access (`docker login`) gets one, and trades it for access
+// tokens later instead of sending the password again.
+type Refresh struct {
+	Enabled *bool         `yaml:"enabled"` // nil = absent = enabled; see IsEnabled
+	TTL     time.Duration `yaml:"ttl"`     // default 720h (30 days); token.ttl..8760h
+}
+
+// IsEnabled reports whether refresh tokens are issued and accepted: true
+// unless the file says `token.refresh.enabled: false`.
+func (r Refresh) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
 
 // Authn configures the authentication methods.
 type Authn struct {
@@ -216,7 +232,7 @@ func Default() Config {
 		Listen:  defaultListen,
 		Service: ServiceList{defaultService},
 		Issuer:  defaultIssuer,
-		Token:   Token{TTL: defaultTTL},
+		Token:   Token{TTL: defaultTTL, Refresh: Refresh{TTL: defaultRefreshTTL}},
 		Authn: Authn{
 			Sourcehut: Sourcehut{
 				MetaURL:          defaultMetaURL,
@@ -307,6 +323,7 @@ func Parse(data []byte) (Config, error) {
 // durationKeys are the dotted paths of the duration settings.
 var durationKeys = map[string]bool{
 	"token.ttl":                          true,
+	"token.refresh.ttl":                  true,
 	"authn.sourcehut.timeout":            true,
 	"authn.sourcehut.max_cache_ttl":      true,
 	"authn.sourcehut.negative_cache_ttl": true,
@@ -347,7 +364,7 @@ func zeroDurations(data []byte) []byte {
 					edited = true
 				}
 			}
-			if p == "token" || p == "authn" || p == "authn.sourcehut" || p == "authn.password_cache" || p == "policy" || p == "brute_force" {
+			if p == "token" || p == "token.refresh" || p == "authn" || p == "authn.sourcehut" || p == "authn.password_cache" || p == "policy" || p == "brute_force" {
 				walk(val, p)
 			}
 		}
@@ -541,6 +558,12 @@ func (c Config) Validate() error {
 		add("token.ttl", "must be at least %v, got %v", minTTL, c.Token.TTL)
 	case c.Token.TTL > maxTTL:
 		add("token.ttl", "must be at most %v, got %v", maxTTL, c.Token.TTL)
+	}
+	switch rt := c.Token.Refresh.TTL; {
+	case rt < c.Token.TTL:
+		add("token.refresh.ttl", "must be at least token.ttl (%v), got %v", c.Token.TTL, rt)
+	case rt > maxRefreshTTL:
+		add("token.refresh.ttl", "must be at most %v, got %v", maxRefreshTTL, rt)
 	}
 	if c.Token.Certificate != "" && c.Token.Key == "" {
 		add("token.certificate", "needs token.key: a certificate cannot match an ephemeral key")

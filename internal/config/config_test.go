@@ -25,7 +25,7 @@ func TestDefault(t *testing.T) {
 		Listen:  "127.0.0.1:5001",
 		Service: ServiceList{"registry.example.com"},
 		Issuer:  "srht-registry",
-		Token:   Token{TTL: 5 * time.Minute},
+		Token:   Token{TTL: 5 * time.Minute, Refresh: Refresh{TTL: 720 * time.Hour}},
 		Authn: Authn{
 			Sourcehut: Sourcehut{
 				MetaURL: "https://meta.sr.ht", Timeout: 5 * time.Second, CacheSize: 10000, NegativeCacheTTL: 30 * time.Second,
@@ -79,7 +79,8 @@ func TestLoadFull(t *testing.T) {
 		Listen:  "0.0.0.0:5001",
 		Service: ServiceList{"registry.example.com", "registry.example.org"},
 		Issuer:  "token.example.com",
-		Token:   Token{Key: "key.pem", Certificate: "cert.pem", TTL: 10 * time.Minute, PublishedKeys: []string{"previous.pem"}},
+		Token: Token{Key: "key.pem", Certificate: "cert.pem", TTL: 10 * time.Minute, PublishedKeys: []string{"previous.pem"},
+			Refresh: Refresh{Enabled: ptr(false), TTL: 168 * time.Hour}},
 		Authn: Authn{Anonymous: ptr(false), Htpasswd: "htpasswd", Sourcehut: Sourcehut{
 			Enabled: ptr(false), MetaURL: "https://meta.example.org", Timeout: 2 * time.Second,
 			CacheSize: 500, MaxCacheTTL: 10 * time.Minute, NegativeCacheTTL: time.Minute,
@@ -133,6 +134,9 @@ func TestLoadFull(t *testing.T) {
 	}
 	if got.Authn.AnonymousEnabled() {
 		t.Error("anonymous: false is enabled")
+	}
+	if got.Token.Refresh.IsEnabled() {
+		t.Error("token.refresh.enabled: false is enabled")
 	}
 	if got.DefaultService() != "registry.example.com" {
 		t.Errorf("DefaultService() = %q", got.DefaultService())
@@ -263,6 +267,32 @@ func TestParseDurations(t *testing.T) {
 				t.Errorf("TTL = %v, want %v", c.Token.TTL, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseRefresh(t *testing.T) {
+	c, err := Parse([]byte("token:\n  ttl: 10m\n  refresh:\n    ttl: 2160h\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Token.Refresh.IsEnabled() || c.Token.Refresh.TTL != 90*24*time.Hour {
+		t.Errorf("refresh = %+v, enabled %v", c.Token.Refresh, c.Token.Refresh.IsEnabled())
+	}
+	if c, err = Parse([]byte("token: {refresh: {enabled: false}}")); err != nil || c.Token.Refresh.IsEnabled() || c.Token.Refresh.TTL != 720*time.Hour {
+		t.Errorf("enabled: false = %+v, %v", c.Token.Refresh, err)
+	}
+	if !Default().Token.Refresh.IsEnabled() {
+		t.Error("refresh tokens are off by default")
+	}
+	for doc, want := range map[string]string{
+		"token:\n  refresh:\n    ttl: 0\n":      "token.refresh.ttl: must be at least token.ttl (5m0s), got 0s",
+		"token:\n  refresh:\n    ttl: 30d\n":    "time.Duration",
+		"token:\n  refresh:\n    enable: no\n":  "field enable not found in type config.Refresh",
+		"token: {ttl: 1h, refresh: {ttl: 30m}}": "token.refresh.ttl: must be at least token.ttl (1h0m0s), got 30m0s",
+	} {
+		if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want an error with %q", doc, err, want)
+		}
 	}
 }
 
@@ -516,6 +546,12 @@ func TestValidate(t *testing.T) {
 		{"ttl zero", func(c *Config) { c.Token.TTL = 0 }, "token.ttl: must be at least 1m0s, got 0s"},
 		{"ttl just too long", func(c *Config) { c.Token.TTL = 24*time.Hour + time.Second }, "token.ttl: must be at most 24h0m0s, got 24h0m1s"},
 		{"key and certificate", func(c *Config) { c.Token.Key, c.Token.Certificate = "k", "c" }, ""},
+		{"refresh ttl as token ttl", func(c *Config) { c.Token.Refresh.TTL = c.Token.TTL }, ""},
+		{"refresh ttl a year", func(c *Config) { c.Token.Refresh.TTL = 8760 * time.Hour }, ""},
+		{"refresh ttl under token ttl", func(c *Config) { c.Token.Refresh.TTL = time.Minute }, "token.refresh.ttl: must be at least token.ttl (5m0s), got 1m0s"},
+		{"refresh ttl zero", func(c *Config) { c.Token.Refresh.TTL = 0 }, "token.refresh.ttl: must be at least token.ttl (5m0s), got 0s"},
+		{"refresh ttl over a year", func(c *Config) { c.Token.Refresh.TTL = 8761 * time.Hour }, "token.refresh.ttl: must be at most 8760h0m0s, got 8761h0m0s"},
+		{"refresh off", func(c *Config) { c.Token.Refresh.Enabled = ptr(false) }, ""},
 		{"key only", func(c *Config) { c.Token.Key = "k" }, ""},
 		{"empty group", func(c *Config) { c.Groups = map[string][]string{"nobody": nil} }, ""},
 		{"blank member", func(c *Config) { c.Groups = map[string][]string{"ci": {" "}} }, "groups.ci[0]: member must not be empty"},

@@ -15,14 +15,32 @@ const (
 	MethodAnonymous Method = "anonymous"
 	MethodPassword  Method = "password"
 	MethodSourcehut Method = "sourcehut"
+	// MethodRefresh is a refresh token this server issued at an earlier
+	// password or Sourcehut login; RefreshedFrom names that login's method.
+	MethodRefresh Method = "refresh"
 )
 
 // Identity is the authenticated client, as policy sees it.
 type Identity struct {
-	Method    Method
-	Subject   string // "" for anonymous
-	Groups    []string
-	Sourcehut *Sourcehut // only for MethodSourcehut
+	Method  Method
+	Subject string // "" for anonymous
+	Groups  []string
+	// Sourcehut is what the Sourcehut token said: for MethodSourcehut, and
+	// for MethodRefresh when RefreshedFrom is MethodSourcehut.
+	Sourcehut *Sourcehut
+	// RefreshedFrom is, for MethodRefresh only, the method of the login the
+	// refresh token was issued at: MethodPassword or MethodSourcehut.
+	RefreshedFrom Method
+}
+
+// EffectiveMethod is the method that vouched for the subject: RefreshedFrom
+// for a refresh token, Method otherwise. Rules about how someone logged in
+// (the Sourcehut read-only cap) must look at this, not at Method.
+func (id Identity) EffectiveMethod() Method {
+	if id.Method == MethodRefresh {
+		return id.RefreshedFrom
+	}
+	return id.Method
 }
 
 // Anonymous is the identity of a client that presented no credentials.
@@ -79,19 +97,24 @@ func (s Secret) Reveal() string { return string(s) }
 type CredentialKind int
 
 const (
-	CredentialNone   CredentialKind = iota // no Authorization header
-	CredentialBasic                        // Basic user:password, or the OAuth2 password grant
-	CredentialBearer                       // Bearer token
+	CredentialNone    CredentialKind = iota // no Authorization header
+	CredentialBasic                         // Basic user:password, or the OAuth2 password grant
+	CredentialBearer                        // Bearer token
+	CredentialRefresh                       // the OAuth2 refresh_token grant: a refresh token we issued
 )
 
 // Credentials are what the client presented.
 type Credentials struct {
 	Kind     CredentialKind
 	Username string
-	Secret   Secret // the password or bearer token
+	Secret   Secret // the password, bearer token or refresh token
 	// Service is the registry the credentials are presented for: a
-	// Sourcehut token is only good for the registries its grants name.
+	// Sourcehut token is only good for the registries its grants name, a
+	// refresh token only for the one it was issued for.
 	Service string
+	// ClientID is the request's client_id parameter ("" when absent): a
+	// refresh token is bound to the client it was issued to.
+	ClientID string
 	// ClientIP is where they came from, for counting failed logins.
 	ClientIP string
 }

@@ -36,6 +36,13 @@ type Minter interface {
 	Mint(subject, audience string, granted []access.Scope) (token string, issuedAt time.Time, expiresIn time.Duration, err error)
 }
 
+// Refresher issues refresh tokens for identities that logged in with a
+// password or a Sourcehut token. Redeeming one is the Authenticator's job
+// (credentials of kind identity.CredentialRefresh).
+type Refresher interface {
+	Issue(id identity.Identity, service, clientID string) (identity.Secret, error)
+}
+
 // JWKSSource gives the public key set published at the moment.
 type JWKSSource interface {
 	JWKS() []byte
@@ -67,6 +74,12 @@ type Options struct {
 	Authenticator Authenticator
 	Authorizer    Authorizer
 	Minter        Minter
+	// Refresh, optional, turns refresh tokens on: a login asking for
+	// offline access (GET offline_token=true, POST access_type=offline)
+	// gets one, and the POST refresh_token grant is accepted (the
+	// Authenticator redeems it). Nil: none is issued and the grant is
+	// answered with unsupported_grant_type.
+	Refresh Refresher
 	// JWKS is a fixed public key set served at /.well-known/jwks.json,
 	// used when Keys is nil.
 	JWKS []byte
@@ -263,6 +276,9 @@ type tokenResponse struct {
 	ExpiresIn   int    `json:"expires_in"`
 	IssuedAt    string `json:"issued_at"`
 	Scope       string `json:"scope,omitempty"`
+	// RefreshToken is a new refresh token (a login that asked for offline
+	// access) or the one presented (the refresh_token grant).
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
@@ -284,6 +300,9 @@ type tokenRequest struct {
 	clientID string
 	cred     identity.Credentials
 	post     bool
+	// offline: the client asked for a refresh token (offline_token=true,
+	// access_type=offline).
+	offline bool
 }
 
 func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (*tokenResponse, error) {
@@ -301,11 +320,18 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 	}
 	tr.cred.Service = service
 	tr.cred.ClientIP = s.clientIP(r)
+	tr.cred.ClientID = tr.clientID
 	id, err := s.opts.Authenticator.Authenticate(r.Context(), tr.cred)
 	if err != nil {
 		return nil, err
 	}
-	rl.attrs = append(rl.attrs, "auth_method", string(id.Method), "subject", id.Subject)
+	// A refreshed identity logs as method "refresh/password" or
+	// "refresh/sourcehut": how it got here and how it logged in first.
+	method := string(id.Method)
+	if id.RefreshedFrom != "" {
+		method += "/" + string(id.RefreshedFrom)
+	}
+	rl.attrs = append(rl.attrs, "auth_method", method, "subject", id.Subject)
 	req := identity.Request{
 		Service:   service,
 		ClientIP:  tr.cred.ClientIP,
@@ -332,7 +358,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 		rl.log.Info("decision",
 			"decision_id", decisionID,
 			"revision", d.Revision,
-			"auth_method", string(id.Method),
+			"auth_method", method,
 			"subject", id.Subject,
 			"scope", d.Requested.Resource.String(),
 			"requested", d.Requested.Actions,
@@ -347,20 +373,46 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 		grantedLog = append(grantedLog, g.String())
 	}
 	rl.attrs = append(rl.attrs, "requested", requestedLog, "granted", grantedLog)
+	refresh, err := s.refreshToken(tr, id, service)
+	if err != nil {
+		return nil, err
+	}
+	if refresh != "" {
+		// That it was issued or presented, never the token.
+		rl.attrs = append(rl.attrs, "refresh_token", map[bool]string{true: "presented", false: "issued"}[id.Method == identity.MethodRefresh])
+	}
 	signed, issuedAt, expiresIn, err := s.opts.Minter.Mint(id.Subject, service, granted)
 	if err != nil {
 		return nil, err
 	}
 	resp := &tokenResponse{
-		Token:       signed,
-		AccessToken: signed,
-		ExpiresIn:   int(expiresIn / time.Second),
-		IssuedAt:    issuedAt.UTC().Format(time.RFC3339),
+		Token:        signed,
+		AccessToken:  signed,
+		ExpiresIn:    int(expiresIn / time.Second),
+		IssuedAt:     issuedAt.UTC().Format(time.RFC3339),
+		RefreshToken: refresh.Reveal(),
 	}
 	if tr.post {
 		resp.Scope = strings.Join(grantedLog, " ")
 	}
 	return resp, nil
+}
+
+// refreshToken is the refresh token of the response, if any: the one
+// presented, for the refresh_token grant (which returns the same token, as
+// docker expects), or a new one for a password or Sourcehut login that asked
+// for offline access. Anonymous gets none.
+func (s *Server) refreshToken(tr tokenRequest, id identity.Identity, service string) (identity.Secret, error) {
+	switch {
+	case s.opts.Refresh == nil:
+		return "", nil
+	case tr.cred.Kind == identity.CredentialRefresh && id.Method == identity.MethodRefresh:
+		return tr.cred.Secret, nil
+	case tr.offline && (id.Method == identity.MethodPassword || id.Method == identity.MethodSourcehut):
+		return s.opts.Refresh.Issue(id, service, tr.clientID)
+	default:
+		return "", nil
+	}
 }
 
 func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
@@ -378,6 +430,7 @@ func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
 			return tr, err
 		}
 		tr.account = params.Get("account")
+		tr.offline = isTrue(params.Get("offline_token"))
 		if tr.account != "" && tr.cred.Kind == identity.CredentialBasic && tr.account != tr.cred.Username {
 			return tr, badRequest("account %q does not match the user name of the credentials", tr.account)
 		}
@@ -387,6 +440,7 @@ func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
 		if err != nil {
 			return tr, err
 		}
+		tr.offline = params.Get("access_type") == "offline"
 		switch gt := params.Get("grant_type"); gt {
 		case "password":
 			tr.cred = identity.Credentials{
@@ -395,8 +449,18 @@ func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
 				Secret:   identity.Secret(params.Get("password")),
 			}
 		case "refresh_token":
-			return tr, &requestError{status: http.StatusBadRequest, code: "UNSUPPORTED", oauth: "unsupported_grant_type",
-				msg: "refresh tokens are not supported by this token server; log in with a password (grant_type=password)"}
+			if s.opts.Refresh == nil {
+				return tr, &requestError{status: http.StatusBadRequest, code: "UNSUPPORTED", oauth: "unsupported_grant_type",
+					msg: "refresh tokens are turned off on this token server; log in with a password (grant_type=password)"}
+			}
+			switch len(params["refresh_token"]) {
+			case 0:
+				return tr, badRequest("missing refresh_token")
+			case 1:
+			default:
+				return tr, badRequest("parameter refresh_token given more than once")
+			}
+			tr.cred = identity.Credentials{Kind: identity.CredentialRefresh, Secret: identity.Secret(params.Get("refresh_token"))}
 		case "":
 			return tr, badRequest("missing grant_type")
 		default:
@@ -436,6 +500,9 @@ func (s *Server) parseForm(r *http.Request) (url.Values, error) {
 	}
 	return params, nil
 }
+
+// isTrue reads a boolean query parameter as docker sends it ("true").
+func isTrue(v string) bool { return strings.EqualFold(v, "true") || v == "1" }
 
 // parseAuthorization reads the credentials of a GET request. Several
 // Authorization headers are refused rather than guessing which one counts.

@@ -24,6 +24,7 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/authn"
+	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/internal/server"
@@ -120,17 +121,22 @@ func setup(t testing.TB) {
 }
 
 type env struct {
-	h    http.Handler
-	logs *logBuffer
+	h       http.Handler
+	logs    *logBuffer
+	refresh *token.Refresher
 }
 
+const refreshTTL = 720 * time.Hour
+
 // newReal wires the real authn.Chain (anonymous on unless changed), the
-// embedded default policy and a token.Minter.
+// embedded default policy, a token.Minter and, as the default config has
+// them, refresh tokens.
 func newReal(t testing.TB, modify ...func(*server.Options, *authn.Chain)) *env {
 	t.Helper()
 	setup(t)
 	logs := &logBuffer{}
-	chain := &authn.Chain{Anonymous: true, Passwords: shared.htpasswd, Groups: map[string][]string{"admins": {"root"}}}
+	refresh := &token.Refresher{Issuer: "srht-registry", TTL: refreshTTL, Key: shared.key, Passwords: shared.htpasswd, Now: time.Now}
+	chain := &authn.Chain{Anonymous: true, Passwords: shared.htpasswd, Refresh: refresh, Groups: map[string][]string{"admins": {"root"}}}
 	opts := server.Options{
 		Services:      []string{service},
 		Realm:         realm,
@@ -139,6 +145,7 @@ func newReal(t testing.TB, modify ...func(*server.Options, *authn.Chain)) *env {
 		Authenticator: chain,
 		Authorizer:    shared.authz,
 		Minter:        &token.Minter{Issuer: "srht-registry", TTL: ttl, Key: shared.key, Now: time.Now},
+		Refresh:       refresh,
 		JWKS:          shared.jwks,
 		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:           time.Now,
@@ -146,8 +153,11 @@ func newReal(t testing.TB, modify ...func(*server.Options, *authn.Chain)) *env {
 	for _, m := range modify {
 		m(&opts, chain)
 	}
-	return &env{h: server.New(opts), logs: logs}
+	return &env{h: server.New(opts), logs: logs, refresh: refresh}
 }
+
+// refreshOff is the config's token.refresh.enabled: false.
+func refreshOff(o *server.Options, c *authn.Chain) { o.Refresh, c.Refresh = nil, nil }
 
 // req describes one request.
 type req struct {
@@ -275,6 +285,7 @@ func TestBadRequests(t *testing.T) {
 		name       string
 		r          req
 		anonOff    bool
+		refreshOff bool
 		status     int
 		wantMsg    string // part of errors[0].message
 		wantOAuth  string // the "error" field, for POST clients
@@ -315,8 +326,16 @@ func TestBadRequests(t *testing.T) {
 		{name: "POST JSON", r: req{method: "POST", ctype: "application/json",
 			body: `{"grant_type":"password","username":"alice","password":"` + alicePassword + `"}`}, status: 415, wantMsg: "x-www-form-urlencoded"},
 		{name: "POST multipart", r: req{method: "POST", ctype: "multipart/form-data; boundary=x", body: "--x--"}, status: 415},
-		{name: "POST refresh_token grant", r: req{method: "POST", body: form("grant_type", "refresh_token", "refresh_token", alicePassword, "service", service)},
-			status: 400, wantOAuth: "unsupported_grant_type"},
+		{name: "POST refresh_token grant, refresh tokens off", r: req{method: "POST", body: form("grant_type", "refresh_token", "refresh_token", alicePassword, "service", service)},
+			refreshOff: true, status: 400, wantMsg: "turned off", wantOAuth: "unsupported_grant_type"},
+		{name: "POST refresh_token grant, not a refresh token", r: req{method: "POST", body: form("grant_type", "refresh_token", "refresh_token", alicePassword, "service", service)},
+			status: 401, wantMsg: "refresh token", wantOAuth: "invalid_grant"},
+		{name: "POST refresh_token grant without refresh_token", r: req{method: "POST", body: form("grant_type", "refresh_token", "service", service)},
+			status: 400, wantMsg: "refresh_token", wantOAuth: "invalid_request"},
+		{name: "POST refresh_token grant, empty refresh_token", r: req{method: "POST", body: form("grant_type", "refresh_token", "refresh_token", "", "service", service)},
+			status: 401, wantMsg: "refresh token missing", wantOAuth: "invalid_grant"},
+		{name: "POST refresh_token twice", r: req{method: "POST", body: form("grant_type", "refresh_token", "refresh_token", alicePassword, "refresh_token", alicePassword)},
+			status: 400, wantMsg: "refresh_token", wantOAuth: "invalid_request"},
 		{name: "POST without grant_type", r: req{method: "POST", body: form("username", "alice", "password", alicePassword)},
 			status: 400, wantMsg: "grant_type", wantOAuth: "invalid_request"},
 		{name: "POST unknown grant_type", r: req{method: "POST", body: form("grant_type", "client_credentials", "client_secret", alicePassword)},
@@ -338,7 +357,12 @@ func TestBadRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newReal(t, func(_ *server.Options, c *authn.Chain) { c.Anonymous = !tt.anonOff })
+			e := newReal(t, func(o *server.Options, c *authn.Chain) {
+				c.Anonymous = !tt.anonOff
+				if tt.refreshOff {
+					refreshOff(o, c)
+				}
+			})
 			rec := e.do(t, tt.r)
 			fields, item := checkError(t, rec, tt.status)
 			if !strings.Contains(item.Message, tt.wantMsg) {
@@ -384,6 +408,8 @@ type tokenResponse struct {
 	ExpiresIn   int    `json:"expires_in"`
 	IssuedAt    string `json:"issued_at"`
 	Scope       string `json:"scope"`
+	// RefreshToken is there only when asked for; tests check when.
+	RefreshToken string `json:"refresh_token"`
 }
 
 type claimSet struct {
@@ -428,10 +454,13 @@ func checkToken(t testing.TB, rec *httptest.ResponseRecorder) (tokenResponse, cl
 	if err != nil {
 		t.Errorf("issued_at %q is not RFC 3339: %v", resp.IssuedAt, err)
 	}
-	for _, k := range []string{"refresh_token", "errors", "error"} {
+	for _, k := range []string{"errors", "error"} {
 		if _, ok := resp.fields[k]; ok {
 			t.Errorf("token response carries %q: %s", k, rec.Body)
 		}
+	}
+	if _, ok := resp.fields["refresh_token"]; ok && resp.RefreshToken == "" {
+		t.Errorf("token response carries an empty refresh_token: %s", rec.Body)
 	}
 	payload, err := jws.Verify([]byte(resp.Token), jws.WithKey(shared.key.Algorithm(), shared.key.Public()))
 	if err != nil {
@@ -472,33 +501,38 @@ func scopes(t testing.TB, ss ...string) []access.Scope {
 func TestTokenGET(t *testing.T) {
 	aliceAuth := []string{basic("alice", alicePassword)}
 	tests := []struct {
-		name    string
-		r       req
-		wantSub string
-		want    []string
+		name        string
+		r           req
+		wantSub     string
+		want        []string
+		wantRefresh bool
 	}{
 		{"repeated scope", req{auth: aliceAuth, query: "service=" + service + "&scope=repository:alice/app:pull,push&scope=repository:library/x:pull"},
-			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}},
+			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
 		{"space-separated scopes (+)", req{auth: aliceAuth, query: "scope=repository:alice/app:pull,push+repository:library/x:pull"},
-			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}},
+			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
 		{"space-separated scopes (%20) and repeated", req{auth: aliceAuth,
 			query: "scope=repository%3Aalice%2Fapp%3Apull%20repository%3Alibrary%2Fx%3Apull&scope=repository:alice/app:push"},
-			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}},
-		{"docker login (no scope)", req{auth: aliceAuth, query: "service=" + service + "&account=alice&client_id=docker&offline_token=true"}, "alice", nil},
-		{"anonymous, no scope", req{}, "", nil},
-		{"anonymous pull of a public repository", req{query: "scope=repository:library/x:pull,push"}, "", []string{"repository:library/x:pull"}},
-		{"anonymous on a private repository", req{query: "scope=repository:alice/app:pull"}, "", nil},
+			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
+		{"docker login (no scope)", req{auth: aliceAuth, query: "service=" + service + "&account=alice&client_id=docker&offline_token=true"}, "alice", nil, true},
+		{"anonymous, no scope", req{}, "", nil, false},
+		{"anonymous pull of a public repository", req{query: "scope=repository:library/x:pull,push"}, "", []string{"repository:library/x:pull"}, false},
+		{"anonymous on a private repository", req{query: "scope=repository:alice/app:pull"}, "", nil, false},
 		{"partial grant", req{auth: aliceAuth, query: "scope=repository:alice/app:pull&scope=repository:root/app:pull,push"},
-			"alice", []string{"repository:alice/app:pull"}},
-		{"unknown resource type", req{auth: aliceAuth, query: "scope=foo:bar:baz&scope=foo(x):alice/app:pull"}, "alice", nil},
-		{"offline_token never yields a refresh token", req{auth: aliceAuth, query: "offline_token=true&client_id=docker&scope=repository:alice/app:pull"},
-			"alice", []string{"repository:alice/app:pull"}},
-		{"admin catalog", req{auth: []string{basic("root", rootPassword)}, query: "scope=registry:catalog:*"}, "root", []string{"registry:catalog:*"}},
+			"alice", []string{"repository:alice/app:pull"}, false},
+		{"unknown resource type", req{auth: aliceAuth, query: "scope=foo:bar:baz&scope=foo(x):alice/app:pull"}, "alice", nil, false},
+		{"offline_token yields a refresh token", req{auth: aliceAuth, query: "offline_token=true&client_id=docker&scope=repository:alice/app:pull"},
+			"alice", []string{"repository:alice/app:pull"}, true},
+		{"offline_token=false", req{auth: aliceAuth, query: "offline_token=false&client_id=docker&scope=repository:alice/app:pull"},
+			"alice", []string{"repository:alice/app:pull"}, false},
+		{"anonymous gets no refresh token", req{query: "offline_token=true&client_id=docker&scope=repository:library/x:pull"},
+			"", []string{"repository:library/x:pull"}, false},
+		{"admin catalog", req{auth: []string{basic("root", rootPassword)}, query: "scope=registry:catalog:*"}, "root", []string{"registry:catalog:*"}, false},
 		{"lower-case scheme", req{auth: []string{"basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+alicePassword))}, query: "scope=repository:alice/app:delete"},
-			"alice", []string{"repository:alice/app:delete"}},
+			"alice", []string{"repository:alice/app:delete"}, false},
 		{"password with colons", req{auth: []string{basic("carol", carolPassword)}, query: "account=carol&scope=repository:carol/app:pull"},
-			"carol", []string{"repository:carol/app:pull"}},
-		{"empty scope value", req{query: "scope="}, "", nil},
+			"carol", []string{"repository:carol/app:pull"}, false},
+		{"empty scope value", req{query: "scope="}, "", nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -507,6 +541,12 @@ func TestTokenGET(t *testing.T) {
 			resp, c := checkToken(t, rec)
 			if *c.Sub != tt.wantSub {
 				t.Errorf("sub = %q, want %q", *c.Sub, tt.wantSub)
+			}
+			if (resp.RefreshToken != "") != tt.wantRefresh {
+				t.Errorf("refresh_token %q, want one: %v", resp.RefreshToken, tt.wantRefresh)
+			}
+			if resp.RefreshToken != "" {
+				checkRefresh(t, e, resp.RefreshToken, "alice", "docker")
 			}
 			if !reflect.DeepEqual(c.Access, scopes(t, tt.want...)) {
 				t.Errorf("access = %+v, want %q", c.Access, tt.want)
@@ -561,6 +601,8 @@ func TestTokenPOST(t *testing.T) {
 			if *c.Sub != "alice" {
 				t.Errorf("sub = %q, want alice", *c.Sub)
 			}
+			// access_type=offline: every one of these asks for a refresh token.
+			checkRefresh(t, e, resp.RefreshToken, "alice", "skopeo")
 			if !reflect.DeepEqual(c.Access, scopes(t, tt.want...)) {
 				t.Errorf("access = %+v, want %q", c.Access, tt.want)
 			}
@@ -655,6 +697,7 @@ func TestRequestIDsDiffer(t *testing.T) {
 // --- fakes ---
 
 type fakeAuthn struct {
+	mu   sync.Mutex // requests may run concurrently (TestMaxConcurrent)
 	id   identity.Identity
 	err  error
 	got  []identity.Credentials
@@ -662,6 +705,8 @@ type fakeAuthn struct {
 }
 
 func (f *fakeAuthn) Authenticate(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.got = append(f.got, cred)
 	return f.id, f.err
 }
@@ -694,6 +739,7 @@ func (f *fakeAuthz) Authorize(_ context.Context, id identity.Identity, r identit
 }
 
 type fakeMinter struct {
+	mu          sync.Mutex
 	err         error
 	calls       int
 	gotSubject  string
@@ -703,6 +749,8 @@ type fakeMinter struct {
 }
 
 func (f *fakeMinter) Mint(subject, audience string, granted []access.Scope) (string, time.Time, time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls++
 	f.gotSubject, f.gotAudience, f.gotGranted = subject, audience, granted
 	if f.err != nil {
@@ -942,6 +990,8 @@ func FuzzHandler(f *testing.F) {
 		{"scope=foo(bar):a:b,c", "Bearer abc", "", false},
 		{"", "", "grant_type=password&username=alice&password=" + url.QueryEscape(alicePassword) + "&scope=repository%3Aalice%2Fapp%3Apull", true},
 		{"", "", "grant_type=refresh_token&refresh_token=x", true},
+		{"offline_token=true&client_id=docker&scope=repository:alice/app:pull", basic("alice", alicePassword), "", false},
+		{"", "", "grant_type=password&access_type=offline&username=alice&password=" + url.QueryEscape(alicePassword), true},
 		{"", "", "scope=a:b:c&scope=::&grant_type=password", true},
 		{"", "", "grant_type=password&username=&password=&service=x", true},
 		{";", "basic Og==", "%", true},
@@ -975,11 +1025,262 @@ func FuzzHandler(f *testing.F) {
 			if tok, _ := resp["token"].(string); tok == "" || resp["access_token"] != tok {
 				t.Fatalf("200 without a token: %s", rec.Body)
 			}
-			if _, ok := resp["refresh_token"]; ok {
-				t.Fatalf("refresh_token issued: %s", rec.Body)
+			// A refresh token only for a login that asked for one, or
+			// the refresh grant itself.
+			if rt, ok := resp["refresh_token"]; ok {
+				asked := strings.Contains(query, "offline_token") || strings.Contains(body, "access_type") || strings.Contains(body, "refresh_token")
+				if s, _ := rt.(string); s == "" || !asked || !post && !strings.Contains(query, "offline_token") {
+					t.Fatalf("refresh_token issued unasked: %s", rec.Body)
+				}
 			}
 			return
 		}
 		checkError(t, rec, rec.Code)
 	})
+}
+
+// checkRefresh checks a refresh token the server returned: there, not the
+// access token, and redeemable as the subject's for service and clientID.
+func checkRefresh(t testing.TB, e *env, rt, subject, clientID string) {
+	t.Helper()
+	if rt == "" {
+		t.Fatal("no refresh_token in the response")
+	}
+	id, err := e.refresh.Redeem(context.Background(), identity.Credentials{Kind: identity.CredentialRefresh, Secret: identity.Secret(rt),
+		Service: service, ClientID: clientID})
+	if err != nil {
+		t.Fatalf("the refresh token does not redeem: %v", err)
+	}
+	if id.Method != identity.MethodRefresh || id.Subject != subject {
+		t.Errorf("the refresh token stands for %+v, want %s", id, subject)
+	}
+}
+
+// refreshForm is the POST body of the refresh_token grant.
+func refreshForm(rt, clientID, scope string, extra ...string) string {
+	v := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {service}, "client_id": {clientID}, "scope": {scope}}
+	for i := 0; i < len(extra); i += 2 {
+		v.Set(extra[i], extra[i+1])
+	}
+	return v.Encode()
+}
+
+// TestRefreshGrant is docker's flow: `docker login` asks for a refresh
+// token (GET offline_token=true), drops the password, and from then on
+// trades the refresh token for access tokens (POST grant_type=refresh_token),
+// each time getting the same refresh token back.
+func TestRefreshGrant(t *testing.T) {
+	e := newReal(t)
+	rec := e.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "service=" + service + "&account=alice&client_id=docker&offline_token=true"})
+	login, _ := checkToken(t, rec)
+	rt := login.RefreshToken
+	checkRefresh(t, e, rt, "alice", "docker")
+	if rt == login.Token {
+		t.Fatal("the refresh token is the access token")
+	}
+
+	var tokens []string
+	for i, scope := range []string{"repository:alice/app:pull,push repository:root/app:push", "repository:alice/app:pull"} {
+		rec = e.do(t, req{method: "POST", body: refreshForm(rt, "docker", scope)})
+		resp, c := checkToken(t, rec)
+		if resp.RefreshToken != rt {
+			t.Errorf("grant %d: refresh_token is not the one presented", i)
+		}
+		if *c.Sub != "alice" {
+			t.Errorf("grant %d: sub = %q", i, *c.Sub)
+		}
+		want := []string{"repository:alice/app:pull,push"}
+		if i == 1 {
+			want = []string{"repository:alice/app:pull"}
+		}
+		if !reflect.DeepEqual(c.Access, scopes(t, want...)) {
+			t.Errorf("grant %d: access = %+v, want %q (the policy decides, as for any login)", i, c.Access, want)
+		}
+		if resp.Scope != strings.Join(want, " ") {
+			t.Errorf("grant %d: scope = %q", i, resp.Scope)
+		}
+		tokens = append(tokens, resp.Token)
+	}
+	if tokens[0] == tokens[1] {
+		t.Error("two refresh grants gave the same access token")
+	}
+	// access_type=offline on the refresh grant makes no new refresh token.
+	rec = e.do(t, req{method: "POST", body: refreshForm(rt, "docker", "repository:alice/app:pull", "access_type", "offline")})
+	if resp, _ := checkToken(t, rec); resp.RefreshToken != rt {
+		t.Error("a refresh grant with access_type=offline returned another refresh token")
+	}
+	// Without client_id (as some clients send it) the grant works too.
+	rec = e.do(t, req{method: "POST", body: refreshForm(rt, "", "repository:alice/app:pull")})
+	checkToken(t, rec)
+
+	// The refusals: 401 invalid_grant, saying why, never the token.
+	for _, tc := range []struct{ name, body, why string }{
+		{"another client", refreshForm(rt, "skopeo", "repository:alice/app:pull"), "another client"},
+		{"the access token", refreshForm(login.Token, "docker", "repository:alice/app:pull"), "not a refresh token"},
+		{"a truncated refresh token", refreshForm(rt[:len(rt)-4], "docker", "repository:alice/app:pull"), "refresh token"},
+	} {
+		rec := e.do(t, req{method: "POST", body: tc.body})
+		fields, item := checkError(t, rec, http.StatusUnauthorized)
+		if !strings.Contains(item.Message, tc.why) {
+			t.Errorf("%s: message %q does not say %q", tc.name, item.Message, tc.why)
+		}
+		var oauth string
+		_ = json.Unmarshal(fields["error"], &oauth)
+		if oauth != "invalid_grant" {
+			t.Errorf("%s: error = %q, want invalid_grant", tc.name, oauth)
+		}
+		if strings.Contains(rec.Body.String(), rt[strings.LastIndex(rt, ".")+1:]) {
+			t.Errorf("%s: the body carries the refresh token", tc.name)
+		}
+	}
+
+	logs := e.logs.String()
+	for _, part := range strings.Split(rt, ".") {
+		if strings.Contains(logs, part) {
+			t.Fatalf("a part of the refresh token is in the log:\n%s", logs)
+		}
+	}
+	for _, want := range []string{"refresh_token=issued", "refresh_token=presented", "auth_method=refresh/password", "auth_method=password"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log never says %s:\n%s", want, logs)
+		}
+	}
+	noSecrets(t, "log", logs)
+}
+
+// TestRefreshGrantPOSTLogin: the OAuth2 password grant with
+// access_type=offline gets a refresh token too (skopeo, oras).
+func TestRefreshGrantPOSTLogin(t *testing.T) {
+	e := newReal(t)
+	body := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {alicePassword}, "service": {service},
+		"client_id": {"oras"}, "access_type": {"offline"}, "scope": {"repository:alice/app:pull"}}.Encode()
+	resp, _ := checkToken(t, e.do(t, req{method: "POST", body: body}))
+	checkRefresh(t, e, resp.RefreshToken, "alice", "oras")
+	resp2, c := checkToken(t, e.do(t, req{method: "POST", body: refreshForm(resp.RefreshToken, "oras", "repository:alice/app:push")}))
+	if resp2.RefreshToken != resp.RefreshToken || !reflect.DeepEqual(c.Access, scopes(t, "repository:alice/app:push")) {
+		t.Errorf("refresh grant: %+v %+v", resp2, c.Access)
+	}
+	// Without access_type=offline there is none.
+	noOffline := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {alicePassword}, "service": {service}}.Encode()
+	if resp, _ := checkToken(t, e.do(t, req{method: "POST", body: noOffline})); resp.RefreshToken != "" {
+		t.Error("a refresh token without access_type=offline")
+	}
+}
+
+// TestRefreshOff: with token.refresh.enabled false none is issued, and the
+// grant is unsupported even for a refresh token that would verify.
+func TestRefreshOff(t *testing.T) {
+	on := newReal(t)
+	login, _ := checkToken(t, on.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "client_id=docker&offline_token=true"}))
+	checkRefresh(t, on, login.RefreshToken, "alice", "docker")
+
+	off := newReal(t, refreshOff)
+	resp, _ := checkToken(t, off.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "client_id=docker&offline_token=true"}))
+	if resp.RefreshToken != "" {
+		t.Error("a refresh token with refresh tokens off")
+	}
+	resp, _ = checkToken(t, off.do(t, req{method: "POST", body: url.Values{"grant_type": {"password"}, "username": {"alice"},
+		"password": {alicePassword}, "access_type": {"offline"}}.Encode()}))
+	if resp.RefreshToken != "" {
+		t.Error("a refresh token for access_type=offline with refresh tokens off")
+	}
+	fields, _ := checkError(t, off.do(t, req{method: "POST", body: refreshForm(login.RefreshToken, "docker", "repository:alice/app:pull")}), http.StatusBadRequest)
+	var oauth string
+	_ = json.Unmarshal(fields["error"], &oauth)
+	if oauth != "unsupported_grant_type" {
+		t.Errorf("error = %q, want unsupported_grant_type", oauth)
+	}
+}
+
+// TestRefreshServiceBound: a refresh token for one registry is no good at
+// another served by the same token server.
+func TestRefreshServiceBound(t *testing.T) {
+	const other = "registry.example.org"
+	e := newReal(t, func(o *server.Options, _ *authn.Chain) { o.Services = []string{service, other} })
+	login, _ := checkToken(t, e.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "service=" + service + "&client_id=docker&offline_token=true"}))
+	body := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {login.RefreshToken}, "service": {other}, "client_id": {"docker"},
+		"scope": {"repository:alice/app:pull"}}.Encode()
+	_, item := checkError(t, e.do(t, req{method: "POST", body: body}), http.StatusUnauthorized)
+	if !strings.Contains(item.Message, "another service") {
+		t.Errorf("message %q", item.Message)
+	}
+}
+
+// TestRefreshPasswordChanged: a new htpasswd line for the user (a reload)
+// ends the user's refresh tokens at once.
+func TestRefreshPasswordChanged(t *testing.T) {
+	line := func(pw string) []byte {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []byte("alice:" + string(h) + "\n")
+	}
+	users, err := authn.ParseHtpasswd(line(alicePassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newReal(t, func(o *server.Options, c *authn.Chain) {
+		r := &token.Refresher{Issuer: "srht-registry", TTL: refreshTTL, Key: shared.key, Passwords: users, Now: time.Now}
+		c.Passwords, c.Refresh, o.Refresh = users, r, r
+	})
+	login, _ := checkToken(t, e.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "client_id=docker&offline_token=true"}))
+	checkToken(t, e.do(t, req{method: "POST", body: refreshForm(login.RefreshToken, "docker", "repository:alice/app:pull")}))
+	next, err := authn.ParseHtpasswd(line("alice-new-password-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users.Update(next)
+	_, item := checkError(t, e.do(t, req{method: "POST", body: refreshForm(login.RefreshToken, "docker", "repository:alice/app:pull")}), http.StatusUnauthorized)
+	if !strings.Contains(item.Message, "password changed") {
+		t.Errorf("message %q", item.Message)
+	}
+}
+
+// fakeSourcehut accepts one Sourcehut token, read-only for the registry.
+type fakeSourcehut struct{}
+
+const roToken = "sourcehut-ro-token"
+
+func (fakeSourcehut) Authenticate(_ context.Context, svc string, tok identity.Secret) (identity.Identity, error) {
+	if tok.Reveal() != roToken {
+		return identity.Identity{}, sourcehut.ErrNotToken
+	}
+	return identity.Identity{Method: identity.MethodSourcehut, Subject: "bob", Sourcehut: &identity.Sourcehut{
+		Username: "bob", Expires: time.Now().Add(time.Hour).Truncate(time.Second).UTC(), Access: "RO",
+		Grants: []identity.Grant{{Service: svc, Scope: "REGISTRY", Access: "RO"}},
+	}}, nil
+}
+
+// TestRefreshSourcehutReadOnly: the refresh token of a read-only Sourcehut
+// token is held to pull by the default policy, as the token itself is.
+func TestRefreshSourcehutReadOnly(t *testing.T) {
+	e := newReal(t, func(_ *server.Options, c *authn.Chain) { c.Tokens = fakeSourcehut{} })
+	const scope = "repository:bob/app:pull,push"
+	for name, r := range map[string]req{
+		"Bearer":             {auth: []string{"Bearer " + roToken}, query: "client_id=docker&offline_token=true&scope=" + scope},
+		"Basic, as docker":   {auth: []string{basic("sourcehut", roToken)}, query: "client_id=docker&offline_token=true&scope=" + scope},
+		"POST password form": {method: "POST", body: url.Values{"grant_type": {"password"}, "username": {"sourcehut"}, "password": {roToken}, "client_id": {"docker"}, "access_type": {"offline"}, "scope": {scope}}.Encode()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			login, c := checkToken(t, e.do(t, r))
+			if !reflect.DeepEqual(c.Access, scopes(t, "repository:bob/app:pull")) {
+				t.Fatalf("login: access = %+v", c.Access)
+			}
+			checkRefresh(t, e, login.RefreshToken, "bob", "docker")
+			resp, c := checkToken(t, e.do(t, req{method: "POST", body: refreshForm(login.RefreshToken, "docker", scope)}))
+			if !reflect.DeepEqual(c.Access, scopes(t, "repository:bob/app:pull")) {
+				t.Errorf("refresh grant: access = %+v, want pull only", c.Access)
+			}
+			if resp.RefreshToken != login.RefreshToken {
+				t.Error("another refresh token back")
+			}
+			if !strings.Contains(e.logs.String(), "auth_method=refresh/sourcehut") {
+				t.Error("the log does not name the refreshed Sourcehut login")
+			}
+			if strings.Contains(e.logs.String(), roToken) {
+				t.Error("the Sourcehut token is in the log")
+			}
+		})
+	}
 }

@@ -4,5 +4,6 @@
 // bearer token. A KeySet is one signing key plus the public keys published
 // beside it (a previous key whose tokens are still valid, or the next one);
 // a KeyRing holds the current set so that a reload rotates the signing key
-// without a restart. All JOSE work is done by jwx.
+// without a restart. Refresher issues and redeems refresh tokens, signed
+// with the same keys. All JOSE work is done by jwx.
 package token

@@ -38,6 +38,12 @@ type Key struct {
 	raw       crypto.Signer
 	signer    jws.Signer
 	headerB64 string
+	// refreshHeaderB64 is the protected header of the refresh tokens this
+	// key signs: the same alg and kid, a typ of their own, no x5c.
+	refreshHeaderB64 string
+	// refreshBinding is the HMAC key binding a password user's refresh
+	// token to the user's htpasswd line; derived from the private key.
+	refreshBinding []byte
 }
 
 // KeyType names the kinds of key `keys` can generate.
@@ -106,23 +112,36 @@ func NewKey(signer crypto.Signer, certs []*x509.Certificate) (*Key, error) {
 			}
 		}
 	}
+	if k.headerB64, err = encodeHeader(alg, kid, "JWT", k.chain); err != nil {
+		return nil, err
+	}
+	if k.refreshHeaderB64, err = encodeHeader(alg, kid, refreshType, nil); err != nil {
+		return nil, err
+	}
+	if k.refreshBinding, err = refreshBindingKey(signer); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// encodeHeader serialises a JWS protected header, base64url-encoded.
+func encodeHeader(alg jwa.SignatureAlgorithm, kid, typ string, chain *cert.Chain) (string, error) {
 	headers := jws.NewHeaders()
-	for name, value := range map[string]any{jws.AlgorithmKey: alg, jws.KeyIDKey: kid, jws.TypeKey: "JWT"} {
+	for name, value := range map[string]any{jws.AlgorithmKey: alg, jws.KeyIDKey: kid, jws.TypeKey: typ} {
 		if err := headers.Set(name, value); err != nil {
-			return nil, err
+			return "", err
 		}
 	}
-	if k.chain != nil {
-		if err := headers.Set(jws.X509CertChainKey, k.chain); err != nil {
-			return nil, err
+	if chain != nil {
+		if err := headers.Set(jws.X509CertChainKey, chain); err != nil {
+			return "", err
 		}
 	}
 	encoded, err := json.Marshal(headers)
 	if err != nil {
-		return nil, fmt.Errorf("JWS header: %w", err)
+		return "", fmt.Errorf("JWS header: %w", err)
 	}
-	k.headerB64 = base64.RawURLEncoding.EncodeToString(encoded)
-	return k, nil
+	return base64.RawURLEncoding.EncodeToString(encoded), nil
 }
 
 func publicKeyEqual(a, b crypto.PublicKey) bool {

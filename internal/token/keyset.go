@@ -20,6 +20,11 @@ import (
 type PublicKey struct {
 	public jwk.Key // carries kid, alg and use
 	alg    jwa.SignatureAlgorithm
+	// refreshBinding is the key's refresh-token binding key (see
+	// refreshBindingKey), known only when the file held the private key:
+	// then the refresh tokens of password users that this key signed stay
+	// valid after it stopped signing. Nil for a public key or certificate.
+	refreshBinding []byte
 }
 
 // ID is the key ID: the RFC 7638 thumbprint, the same kid the key has
@@ -109,10 +114,20 @@ func ParsePublicKey(pemData []byte) (*PublicKey, error) {
 		return nil, errors.New("key: not a PEM-encoded EC, RSA or Ed25519 private or public key")
 	}
 	pub := raw
-	if signer, ok := raw.(crypto.Signer); ok {
+	signer, isPrivate := raw.(crypto.Signer)
+	if isPrivate {
 		pub = signer.Public()
 	}
-	return newPublicKey(pub)
+	p, err := newPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	if isPrivate {
+		if p.refreshBinding, err = refreshBindingKey(signer); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // KeySet is the signing key and the keys published beside it. It is
@@ -162,6 +177,24 @@ func (s *KeySet) KeyIDs() []string {
 		ids = append(ids, p.ID())
 	}
 	return ids
+}
+
+// verificationKey finds the key named kid among the signing key and the
+// published keys: its public JWK, algorithm and refresh-token binding key
+// (nil when only its public half is known).
+func (s *KeySet) verificationKey(kid string) (pub jwk.Key, alg jwa.SignatureAlgorithm, binding []byte, ok bool) {
+	if kid == "" {
+		return nil, "", nil, false
+	}
+	if s.signing.ID() == kid {
+		return s.signing.public, s.signing.alg, s.signing.refreshBinding, true
+	}
+	for _, p := range s.published {
+		if p.ID() == kid {
+			return p.public, p.alg, p.refreshBinding, true
+		}
+	}
+	return nil, "", nil, false
 }
 
 // JWKS is the public JWK set of every key, as served at

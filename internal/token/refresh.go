@@ -1,0 +1,379 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+)
+
+// A refresh token is a JWS, signed like an access token with the signing key
+// of the moment, that lets a client get new access tokens (the OAuth2
+// refresh_token grant) without its password or Sourcehut token: `docker
+// login` keeps it instead of the password. It is self-contained (no server
+// state), so it works on every replica that has the key and survives a
+// restart; it verifies with any key the KeySet publishes, so a key rotation
+// that keeps the previous key published keeps it valid.
+//
+// It can never pass for an access token, nor an access token for it: its
+// header typ is refreshType (access tokens say "JWT"), its aud is
+// "<service>#refresh" (the registry wants "<service>") with a token_use
+// claim of "refresh", and it carries no access claim.
+//
+// Its payload is readable by the client, so it holds nothing secret: for a
+// password user, not the htpasswd hash but an HMAC of it under a key derived
+// from the private signing key (refreshBindingKey), which changes when the
+// user's line changes (a new password, or the user removed): the refresh
+// token then stops working.
+
+// refreshType is the JWS typ header of a refresh token.
+const refreshType = "refresh+jwt"
+
+// refreshUse is the token_use claim of a refresh token.
+const refreshUse = "refresh"
+
+// RefreshAudience is the aud claim of a refresh token for service: never a
+// registry's service name, so a registry refuses it as an access token.
+func RefreshAudience(service string) string { return service + "#refresh" }
+
+// maxRefreshTokenLength bounds what is parsed; ours are well under 2 KiB.
+const maxRefreshTokenLength = 8192
+
+// refreshBindingInfo is the HKDF context of the binding key: a fixed label,
+// so the key is the same on every replica and after every restart.
+const refreshBindingInfo = "srht-registry refresh token htpasswd binding v1"
+
+// refreshBindingKey derives the HMAC key of password bindings from a private
+// key: HKDF-SHA256 over the key's private scalar (EC), seed (Ed25519) or
+// private exponent (RSA), with a fixed label. Whoever has the key file gets
+// the same key; nobody without it can compute a binding.
+func refreshBindingKey(signer crypto.Signer) ([]byte, error) {
+	var secret []byte
+	switch k := signer.(type) {
+	case *ecdsa.PrivateKey:
+		d, err := k.Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("refresh binding key: %w", err)
+		}
+		secret = append([]byte("ecdsa:"), d...)
+	case ed25519.PrivateKey:
+		secret = append([]byte("ed25519:"), k.Seed()...)
+	case *rsa.PrivateKey:
+		secret = append([]byte("rsa:"), k.D.Bytes()...)
+	default:
+		return nil, fmt.Errorf("refresh binding key: unsupported key type %T", signer)
+	}
+	return hkdf.Key(sha256.New, secret, nil, refreshBindingInfo, sha256.Size)
+}
+
+// PasswordHashes gives a password user's current htpasswd hash;
+// *authn.Htpasswd is the real one.
+type PasswordHashes interface {
+	// PasswordHash returns the hash stored for user, and false when there
+	// is no such user.
+	PasswordHash(user string) ([]byte, bool)
+}
+
+// Refresher issues refresh tokens and redeems them for the identity they
+// stand for.
+type Refresher struct {
+	Issuer string
+	// TTL is a refresh token's lifetime; one made from a Sourcehut token
+	// never outlives that token.
+	TTL time.Duration
+	// Keys, when set, is where the signing key and the keys that verify
+	// are taken from, so a reload rotates them without a restart.
+	Keys *KeyRing
+	// Key is a fixed signing key, used when Keys is nil.
+	Key *Key
+	// Passwords gives the current htpasswd hashes; nil when there are no
+	// password users (then none gets a refresh token).
+	Passwords PasswordHashes
+	// Now is the clock; tests pass their own.
+	Now func() time.Time
+}
+
+// refreshClaims is a refresh token's claim set.
+type refreshClaims struct {
+	Issuer     string `json:"iss"`
+	Subject    string `json:"sub"`
+	Audience   string `json:"aud"`
+	Use        string `json:"token_use"`
+	Service    string `json:"service"`
+	Method     string `json:"method"`
+	ClientID   string `json:"client_id"`
+	IssuedAt   int64  `json:"iat"`
+	Expiration int64  `json:"exp"`
+	JWTID      string `json:"jti"`
+	// PasswordBinding is, for a password login, the base64url HMAC of the
+	// user's htpasswd line under the signing key's binding key.
+	PasswordBinding string `json:"htpasswd_binding,omitempty"`
+	// Sourcehut is, for a Sourcehut login, what the token said: enough to
+	// rebuild identity.sourcehut, never the token itself.
+	Sourcehut *refreshSourcehut `json:"sourcehut,omitempty"`
+}
+
+type refreshSourcehut struct {
+	Username  string         `json:"username"`
+	ClientID  string         `json:"client_id"`
+	Expires   int64          `json:"expires"` // Unix seconds
+	AllGrants bool           `json:"all_grants"`
+	Grants    []refreshGrant `json:"grants"`
+	Access    string         `json:"access"`
+}
+
+type refreshGrant struct {
+	Service string `json:"service"`
+	Scope   string `json:"scope"`
+	Access  string `json:"access"`
+}
+
+// signingKey is the key new refresh tokens are signed with.
+func (r *Refresher) signingKey() *Key {
+	if r.Keys != nil {
+		return r.Keys.Current().Signing()
+	}
+	return r.Key
+}
+
+// Issue signs a refresh token for an identity that just logged in with a
+// password or a Sourcehut token, for the registry named service and the
+// client named clientID. It expires after TTL, or with the Sourcehut token
+// if that comes first. Any other identity (anonymous, or a refresh token
+// itself) gets an error: a refresh token is never made from a refresh token.
+func (r *Refresher) Issue(id identity.Identity, service, clientID string) (identity.Secret, error) {
+	if id.Subject == "" {
+		return "", errors.New("refresh token: no subject")
+	}
+	k := r.signingKey()
+	now := r.Now().Truncate(time.Second)
+	exp := now.Add(r.TTL)
+	c := refreshClaims{
+		Issuer:   r.Issuer,
+		Subject:  id.Subject,
+		Audience: RefreshAudience(service),
+		Use:      refreshUse,
+		Service:  service,
+		Method:   string(id.Method),
+		ClientID: clientID,
+		IssuedAt: now.Unix(),
+		JWTID:    rand.Text(),
+	}
+	switch id.Method {
+	case identity.MethodPassword:
+		if r.Passwords == nil {
+			return "", errors.New("refresh token: no password users are configured")
+		}
+		hash, ok := r.Passwords.PasswordHash(id.Subject)
+		if !ok {
+			// The file was reloaded without the user since the login.
+			return "", fmt.Errorf("%w: the user's password entry changed during login", identity.ErrUnauthenticated)
+		}
+		c.PasswordBinding = base64.RawURLEncoding.EncodeToString(passwordBinding(k.refreshBinding, id.Subject, hash))
+	case identity.MethodSourcehut:
+		sh := id.Sourcehut
+		if sh == nil {
+			return "", errors.New("refresh token: a Sourcehut identity without its token's details")
+		}
+		if sh.Expires.Before(exp) {
+			exp = sh.Expires.Truncate(time.Second)
+		}
+		if !exp.After(now) {
+			return "", fmt.Errorf("%w: the Sourcehut token has expired", identity.ErrUnauthenticated)
+		}
+		rs := &refreshSourcehut{Username: sh.Username, ClientID: sh.ClientID, Expires: sh.Expires.Unix(),
+			AllGrants: sh.AllGrants, Access: sh.Access, Grants: []refreshGrant{}}
+		for _, g := range sh.Grants {
+			rs.Grants = append(rs.Grants, refreshGrant(g))
+		}
+		c.Sourcehut = rs
+	default:
+		return "", fmt.Errorf("refresh token: not issued for method %q", id.Method)
+	}
+	c.Expiration = exp.Unix()
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("refresh token claims: %w", err)
+	}
+	buf := make([]byte, 0, len(k.refreshHeaderB64)+1+base64.RawURLEncoding.EncodedLen(len(payload))+1+base64.RawURLEncoding.EncodedLen(512))
+	buf = append(buf, k.refreshHeaderB64...)
+	buf = append(buf, '.')
+	buf = base64.RawURLEncoding.AppendEncode(buf, payload)
+	sig, err := k.signer.Sign(buf, k.raw)
+	if err != nil {
+		return "", fmt.Errorf("sign refresh token: %w", err)
+	}
+	buf = append(buf, '.')
+	return identity.Secret(base64.RawURLEncoding.AppendEncode(buf, sig)), nil
+}
+
+// passwordBinding is the HMAC of a user's htpasswd line (user name and
+// hash) under the binding key.
+func passwordBinding(key []byte, user string, hash []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(user)))
+	m.Write(n[:])
+	m.Write([]byte(user))
+	m.Write(hash)
+	return m.Sum(nil)
+}
+
+// refreshHeader is the part of a refresh token's protected header that is
+// read.
+type refreshHeader struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// invalidRefresh is the error of a refresh token that is not good; its text
+// goes to the client (never the token), the cause to nobody.
+func invalidRefresh(why string) error {
+	return fmt.Errorf("%w: refresh token %s", identity.ErrUnauthenticated, why)
+}
+
+// Redeem checks a refresh token presented with the refresh_token grant
+// (cred.Secret) for the registry cred.Service by the client cred.ClientID,
+// and returns the identity it stands for: method refresh, with the original
+// method in RefreshedFrom and, for a Sourcehut login, the token's details.
+// It checks the signature (any key of the current set), the type, issuer,
+// audience and expiry, that the service is the one it was issued for, the
+// client too (when the request names one), and for a password login that the
+// user's htpasswd line is unchanged. Every failure wraps
+// identity.ErrUnauthenticated.
+func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
+	raw := cred.Secret.Reveal()
+	if raw == "" {
+		return identity.Identity{}, invalidRefresh("missing")
+	}
+	if len(raw) > maxRefreshTokenLength {
+		return identity.Identity{}, invalidRefresh("malformed")
+	}
+	headerB64, rest, ok1 := strings.Cut(raw, ".")
+	payloadB64, sigB64, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(sigB64, ".") {
+		return identity.Identity{}, invalidRefresh("malformed")
+	}
+	var h refreshHeader
+	if err := decodeSegment(headerB64, &h); err != nil {
+		return identity.Identity{}, invalidRefresh("malformed")
+	}
+	if h.Typ != refreshType || h.Crit != nil {
+		// An access token (typ JWT) is not a refresh token.
+		return identity.Identity{}, invalidRefresh("is not a refresh token")
+	}
+	var set *KeySet
+	if r.Keys != nil {
+		set = r.Keys.Current()
+	} else {
+		set = &KeySet{signing: r.Key}
+	}
+	pub, alg, bindingKey, found := set.verificationKey(h.Kid)
+	if !found {
+		return identity.Identity{}, invalidRefresh("was signed by a key this server no longer publishes; log in again")
+	}
+	// The algorithm is the key's, never the header's choice.
+	if h.Alg != alg.String() {
+		return identity.Identity{}, invalidRefresh("has a bad signature")
+	}
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(sigB64)
+	if err != nil {
+		return identity.Identity{}, invalidRefresh("malformed")
+	}
+	verifier, err := jws.NewVerifier(alg)
+	if err != nil {
+		return identity.Identity{}, fmt.Errorf("refresh token verifier: %w", err)
+	}
+	if err := verifier.Verify([]byte(raw[:len(headerB64)+1+len(payloadB64)]), sig, pub); err != nil {
+		return identity.Identity{}, invalidRefresh("has a bad signature")
+	}
+	var c refreshClaims
+	if err := decodeSegment(payloadB64, &c); err != nil {
+		return identity.Identity{}, invalidRefresh("malformed")
+	}
+	now := r.Now()
+	switch {
+	case c.Use != refreshUse || c.Audience != RefreshAudience(c.Service):
+		return identity.Identity{}, invalidRefresh("is not a refresh token")
+	case c.Issuer != r.Issuer:
+		return identity.Identity{}, invalidRefresh("was issued by another issuer")
+	case !now.Before(time.Unix(c.Expiration, 0)):
+		return identity.Identity{}, invalidRefresh("has expired; log in again")
+	case c.Service != cred.Service:
+		return identity.Identity{}, invalidRefresh("was issued for another service")
+	case cred.ClientID != "" && cred.ClientID != c.ClientID:
+		return identity.Identity{}, invalidRefresh("was issued to another client")
+	case c.Subject == "" || c.JWTID == "":
+		return identity.Identity{}, invalidRefresh("malformed")
+	}
+	id := identity.Identity{Method: identity.MethodRefresh, Subject: c.Subject}
+	switch identity.Method(c.Method) {
+	case identity.MethodPassword:
+		if bindingKey == nil {
+			// A previous key published from its public half only: its
+			// bindings cannot be checked.
+			return identity.Identity{}, invalidRefresh("was signed by a key whose private half this server no longer has; log in again")
+		}
+		want, err := base64.RawURLEncoding.Strict().DecodeString(c.PasswordBinding)
+		if err != nil || len(want) != sha256.Size || c.Sourcehut != nil {
+			return identity.Identity{}, invalidRefresh("malformed")
+		}
+		if r.Passwords == nil {
+			return identity.Identity{}, invalidRefresh("is for a password user, and password login is not configured")
+		}
+		hash, ok := r.Passwords.PasswordHash(c.Subject)
+		if !ok || !hmac.Equal(want, passwordBinding(bindingKey, c.Subject, hash)) {
+			return identity.Identity{}, invalidRefresh("is no longer valid: the user's password changed or the user was removed; log in again")
+		}
+		id.RefreshedFrom = identity.MethodPassword
+	case identity.MethodSourcehut:
+		sh := c.Sourcehut
+		if sh == nil || sh.Username != c.Subject || c.PasswordBinding != "" {
+			return identity.Identity{}, invalidRefresh("malformed")
+		}
+		expires := time.Unix(sh.Expires, 0).UTC()
+		if !now.Before(expires) {
+			return identity.Identity{}, invalidRefresh("has expired with its Sourcehut token; log in again")
+		}
+		grants := make([]identity.Grant, 0, len(sh.Grants))
+		for _, g := range sh.Grants {
+			grants = append(grants, identity.Grant(g))
+		}
+		if len(grants) == 0 {
+			grants = nil // as the Sourcehut authenticator leaves them
+		}
+		id.RefreshedFrom = identity.MethodSourcehut
+		id.Sourcehut = &identity.Sourcehut{Username: sh.Username, ClientID: sh.ClientID, Expires: expires,
+			AllGrants: sh.AllGrants, Grants: grants, Access: sh.Access}
+	default:
+		return identity.Identity{}, invalidRefresh("malformed")
+	}
+	return id, nil
+}
+
+// decodeSegment decodes one base64url part of a compact JWS as JSON.
+func decodeSegment(seg string, v any) error {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
