@@ -67,16 +67,10 @@ func (m *Minter) Mint(subject, audience string, granted []access.Scope) (signed 
 	if m.Keys != nil {
 		k = m.Keys.Current().Signing()
 	}
-	buf := make([]byte, 0, len(k.headerB64)+1+base64.RawURLEncoding.EncodedLen(len(payload))+1+base64.RawURLEncoding.EncodedLen(512))
-	buf = append(buf, k.headerB64...)
-	buf = append(buf, '.')
-	buf = base64.RawURLEncoding.AppendEncode(buf, payload)
-	sig, err := k.signer.Sign(buf, k.raw)
+	raw, err := k.signCompact(k.headerB64, payload)
 	if err != nil {
 		return "", time.Time{}, 0, fmt.Errorf("sign token: %w", err)
 	}
-	buf = append(buf, '.')
-	raw := base64.RawURLEncoding.AppendEncode(buf, sig)
 	return string(raw), now, m.TTL, nil
 }
 
@@ -88,4 +82,21 @@ func JWKS(keys ...*Key) ([]byte, error) {
 		public[i] = k.public
 	}
 	return jwksOf(public)
+}
+
+// signCompact is the JWS compact serialisation of payload under a protected
+// header already encoded (RFC 7515 §7.1): header.payload.signature, the
+// signature made by jwx's signer for the key's algorithm.
+func (k *Key) signCompact(headerB64 string, payload []byte) ([]byte, error) {
+	enc := base64.RawURLEncoding
+	buf := make([]byte, 0, len(headerB64)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
+	buf = append(buf, headerB64...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	sig, err := k.signer.Sign(buf, k.raw)
+	if err != nil {
+		return nil, err
+	}
+	buf = append(buf, '.')
+	return enc.AppendEncode(buf, sig), nil
 }

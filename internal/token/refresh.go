@@ -211,16 +211,11 @@ func (r *Refresher) Issue(id identity.Identity, service, clientID string) (ident
 	if err != nil {
 		return "", fmt.Errorf("refresh token claims: %w", err)
 	}
-	buf := make([]byte, 0, len(k.refreshHeaderB64)+1+base64.RawURLEncoding.EncodedLen(len(payload))+1+base64.RawURLEncoding.EncodedLen(512))
-	buf = append(buf, k.refreshHeaderB64...)
-	buf = append(buf, '.')
-	buf = base64.RawURLEncoding.AppendEncode(buf, payload)
-	sig, err := k.signer.Sign(buf, k.raw)
+	raw, err := k.signCompact(k.refreshHeaderB64, payload)
 	if err != nil {
 		return "", fmt.Errorf("sign refresh token: %w", err)
 	}
-	buf = append(buf, '.')
-	return identity.Secret(base64.RawURLEncoding.AppendEncode(buf, sig)), nil
+	return identity.Secret(raw), nil
 }
 
 // passwordBinding is the HMAC of a user's htpasswd line (user name and
