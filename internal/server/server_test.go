@@ -1115,7 +1115,6 @@ func TestRefreshGrant(t *testing.T) {
 
 	// The refusals: 401 invalid_grant, saying why, never the token.
 	for _, tc := range []struct{ name, body, why string }{
-		{"another client", refreshForm(rt, "skopeo", "repository:alice/app:pull"), "another client"},
 		{"the access token", refreshForm(login.Token, "docker", "repository:alice/app:pull"), "not a refresh token"},
 		{"a truncated refresh token", refreshForm(rt[:len(rt)-4], "docker", "repository:alice/app:pull"), "refresh token"},
 	} {

@@ -250,9 +250,13 @@ func invalidRefresh(why string) error {
 // and returns the identity it stands for: method refresh, with the original
 // method in RefreshedFrom and, for a Sourcehut login, the token's details.
 // It checks the signature (any key of the current set), the type, issuer,
-// audience and expiry, that the service is the one it was issued for, the
-// client too (when the request names one), and for a password login that the
-// user's htpasswd line is unchanged. Every failure wraps
+// audience and expiry, that the service is the one it was issued for, and
+// for a password login that the user's htpasswd line is unchanged. The
+// client_id it was issued to is recorded, not enforced: `docker login`
+// stores the token for every tool that reads docker's config (the docker
+// CLI's own manifest commands, crane, oras, regctl, skopeo), and each of
+// them refreshes under its own client_id; the compatibility matrix showed
+// enforcing it breaks them all, and a client_id proves nothing anyway. Every failure wraps
 // identity.ErrUnauthenticated.
 func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
 	raw := cred.Secret.Reveal()
@@ -314,8 +318,6 @@ func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identi
 		return identity.Identity{}, invalidRefresh("has expired; log in again")
 	case c.Service != cred.Service:
 		return identity.Identity{}, invalidRefresh("was issued for another service")
-	case cred.ClientID != "" && cred.ClientID != c.ClientID:
-		return identity.Identity{}, invalidRefresh("was issued to another client")
 	case c.Subject == "" || c.JWTID == "":
 		return identity.Identity{}, invalidRefresh("malformed")
 	}
