@@ -265,30 +265,12 @@ func startBundleServer(t *testing.T) *bundleServer {
 func TestRemoteBundle(t *testing.T) {
 	bs := startBundleServer(t)
 	bs.set(t, "v1", policyFor(`["pull", "push"]`), bundleSigningSecret)
-	addr, logs, _ := policyServer(t, fmt.Sprintf(`policy:
-  opa:
-    services:
-      control-plane:
-        url: %s
-    keys:
-      bundle-key:
-        algorithm: HS256
-        key: %s
-    bundles:
-      registry:
-        service: control-plane
-        resource: bundles/registry.tar.gz
-        signing:
-          keyid: bundle-key
-        polling:
-          min_delay_seconds: 1
-          max_delay_seconds: 1
-    decision_logs:
+	addr, logs, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, "", `    decision_logs:
       service: control-plane
       reporting:
         min_delay_seconds: 1
         max_delay_seconds: 1
-`, bs.srv.URL, bundleSigningSecret))
+`))
 	first := requestToken(t, addr, "alice", passwords["alice"], "repository:alice/app:pull,push")
 	if first.status != http.StatusOK || len(first.access) != 1 || !slices.Equal(first.access[0].Actions, []string{"pull", "push"}) {
 		t.Fatalf("v1: %+v", first)
@@ -346,9 +328,10 @@ func TestRemoteBundle(t *testing.T) {
 	}
 }
 
-func remotePolicyYAML(url, extra string) string {
+// remotePolicyYAML is a policy section taking bundles from the bundle
+// server at url, with more keys under policy: and under policy.opa:.
+func remotePolicyYAML(url, policyExtra, opaExtra string) string {
 	return fmt.Sprintf(`policy:
-  startup_wait: 1s
 %s  opa:
     services:
       control-plane:
@@ -366,7 +349,7 @@ func remotePolicyYAML(url, extra string) string {
         polling:
           min_delay_seconds: 1
           max_delay_seconds: 1
-`, extra, url, bundleSigningSecret)
+%s`, policyExtra, url, bundleSigningSecret, opaExtra)
 }
 
 func getStatus(t *testing.T, url string) int {
@@ -383,7 +366,7 @@ func getStatus(t *testing.T, url string) int {
 // ready and grants nothing (503), until the bundle server comes back.
 func TestBundleServerDownAtStart(t *testing.T) {
 	bs := startBundleServer(t) // serves 503 until set
-	addr, logs, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, ""))
+	addr, logs, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, "  startup_wait: 1s\n", ""))
 	if got := getStatus(t, "http://"+addr+"/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("readyz without a bundle: %d", got)
 	}
@@ -410,7 +393,7 @@ func TestBundleServerDownAtStart(t *testing.T) {
 // default policy serves until the bundle arrives, which then replaces it.
 func TestBundleServerDownFallback(t *testing.T) {
 	bs := startBundleServer(t)
-	addr, _, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, "  fallback_to_embedded: true\n"))
+	addr, _, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, "  startup_wait: 1s\n  fallback_to_embedded: true\n", ""))
 	if got := getStatus(t, "http://"+addr+"/readyz"); got != http.StatusOK {
 		t.Fatalf("readyz with the fallback: %d", got)
 	}

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,42 +22,6 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/fakemeta"
 )
-
-// secretsListeningRE finds the listening line in text or JSON logs.
-var secretsListeningRE = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
-
-// startServerAnyFormat is startServer for either log format.
-func startServerAnyFormat(t *testing.T, configPath string) (addr string, logs *syncBuffer) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs = &syncBuffer{}
-	exited := make(chan struct{})
-	var code int
-	go func() {
-		defer close(exited)
-		code = Run(ctx, []string{"serve", "--config", configPath}, strings.NewReader(""), io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
-		if code != 0 {
-			t.Errorf("serve exited with %d; log:\n%s", code, logs)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := secretsListeningRE.FindStringSubmatch(logs.String()); m != nil {
-			return m[1] + m[2], logs
-		}
-		select {
-		case <-exited:
-			t.Fatalf("serve exited before listening; log:\n%s", logs)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("server did not start; log:\n%s", logs)
-	return "", nil
-}
 
 // secretForms maps every form a secret could leak in to what it is.
 type secretForms map[string]string
@@ -175,7 +138,7 @@ authn:
     meta_url: %s
     timeout: 300ms
 `, filepath.Join(keysDir, "key.pem"), format, htpasswd, meta.URL()))
-	addr, logs := startServerAnyFormat(t, cfg)
+	addr, logs := startServer(t, cfg)
 	base := "http://" + addr
 
 	client := &http.Client{Timeout: 30 * time.Second}

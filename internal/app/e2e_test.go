@@ -49,7 +49,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+// listeningRE finds the listening line in text or JSON logs.
+var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
 
 // startServer runs `srht-registry serve --config path` through Run, as the
 // binary would, and returns its address and its captured log.
@@ -73,7 +74,7 @@ func startServer(t *testing.T, configPath string) (addr string, logs *syncBuffer
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil {
-			return m[1], logs
+			return m[1] + m[2], logs
 		}
 		select {
 		case <-exited:
