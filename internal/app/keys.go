@@ -29,6 +29,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "config `FILE` whose service, issuer and listen address go into the printed registry config")
 	realm := fs.String("realm", "", "token endpoint `URL` the registry sends clients to (default http://localhost:PORT/auth from listen)")
 	force := fs.Bool("force", false, "overwrite existing files")
+	registry := fs.String("registry", "v3", "registry `VERSION` the printed config is for: v3 (distribution 3.x: jwks) or v2 (distribution 2.8: rootcertbundle only)")
 	var previous listFlag
 	fs.Var(&previous, "previous", "key `FILE` (private key, public key or certificate) to keep publishing beside the new key, for a rotation (repeatable)")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -49,7 +50,13 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	key, err := token.NewKey(signer, nil)
+	if *registry != "v2" && *registry != "v3" {
+		return usageError{fmt.Errorf("keys: --registry must be v2 or v3, got %q", *registry)}
+	}
+	if *registry == "v2" && token.KeyType(*keyType) == token.KeyEd25519 {
+		return usageError{errors.New("keys: distribution 2.8 cannot verify Ed25519 (EdDSA) tokens; use --type ec or rsa with --registry v2")}
+	}
+	key, err := token.NewKey(signer, nil, kidFormat(cfg.Token))
 	if err != nil {
 		return err
 	}
@@ -67,7 +74,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		p, err := token.ParsePublicKey(data)
+		p, err := token.ParsePublicKey(data, kidFormat(cfg.Token))
 		if err != nil {
 			return fmt.Errorf("--previous %s: %w", path, err)
 		}
@@ -171,6 +178,21 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
     jwks: %[1]s/jwks.json
     rootcertbundle: %[1]s/%[5]s
 `, abs, *realm, cfg.DefaultService(), cfg.Issuer, rootBundle)
+	if *registry == "v2" && key.ID() != "" && !strings.Contains(key.ID(), ":") {
+		fmt.Fprintf(&b, "# Registry 2.8 cannot find this kid (format %s): set token.kid_format to auto or libtrust,\n# or uncomment token.certificate below so tokens carry x5c.\n", cfg.Token.KidFormat)
+	}
+	if *registry == "v2" {
+		// 2.8 has no jwks option: it trusts the keys of rootcertbundle, by
+		// the x5c chain or by their libtrust key ID (kid_format auto or
+		// libtrust).
+		registryConfig = fmt.Sprintf(`auth:
+  token:
+    realm: %[2]s
+    service: %[3]s
+    issuer: %[4]s
+    rootcertbundle: %[1]s/%[5]s
+`, abs, *realm, cfg.DefaultService(), cfg.Issuer, rootBundle)
+	}
 	tokenConfig := fmt.Sprintf(`token:
   key: %[1]s/key.pem
   # certificate: %[1]s/cert.pem   # uncomment to send x5c (then rootcertbundle is what the registry checks)
@@ -179,10 +201,10 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(&b, `#
 # srht-registry config:
 %s#
-# distribution v3 registry config (config.yml):
+# distribution %s registry config (config.yml):
 %s#
 # To rotate this key later without a failed pull: srht-registry keys --out NEWDIR --previous %s/key.pem
-`, tokenConfig, registryConfig, abs)
+`, tokenConfig, map[string]string{"v2": "2.8", "v3": "v3"}[*registry], registryConfig, abs)
 		_, err = io.WriteString(stdout, b.String())
 		return err
 	}

@@ -57,7 +57,7 @@ func (k *signingKeys) load(c config.Token) (*token.KeySet, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := token.ParsePublicKey(data)
+		p, err := token.ParsePublicKey(data, kidFormat(c))
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", field, path, err)
 		}
@@ -73,7 +73,7 @@ func (k *signingKeys) signingKey(c config.Token) (*token.Key, error) {
 			if err != nil {
 				return nil, err
 			}
-			if k.ephemeral, err = token.NewKey(signer, nil); err != nil {
+			if k.ephemeral, err = token.NewKey(signer, nil, kidFormat(c)); err != nil {
 				return nil, err
 			}
 		}
@@ -89,11 +89,16 @@ func (k *signingKeys) signingKey(c config.Token) (*token.Key, error) {
 			return nil, err
 		}
 	}
-	key, err := token.ParseKey(keyPEM, certPEM)
+	key, err := token.ParseKey(keyPEM, certPEM, kidFormat(c))
 	if err != nil {
 		return nil, fmt.Errorf("token.key %s: %w", c.Key, err)
 	}
 	return key, nil
+}
+
+// kidFormat is the configured kid format as a key option.
+func kidFormat(c config.Token) token.KeyOption {
+	return token.WithKeyIDFormat(token.KeyIDFormat(c.KidFormat))
 }
 
 // swap makes set current; a request minting at this moment finishes with

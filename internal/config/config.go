@@ -129,6 +129,11 @@ type Token struct {
 	Key         string        `yaml:"key"`         // path to a PEM private key; "" = ephemeral key generated at start
 	Certificate string        `yaml:"certificate"` // optional path to a PEM certificate (chain), sent as x5c
 	TTL         time.Duration `yaml:"ttl"`         // default 5m; 1m..24h
+	// KidFormat is how the tokens' kid is made: auto (libtrust for EC and
+	// RSA keys, accepted by registry 2.8 and 3.x alike with the files
+	// `keys` writes), jwks (the RFC 7638 thumbprint in jwks.json),
+	// thumbprint (distribution 3.x's rootcertbundle thumbprint) or libtrust.
+	KidFormat string `yaml:"kid_format"` // default auto
 	// PublishedKeys are more public or private key files whose public
 	// halves are published beside the signing key's (JWKS and `keys`),
 	// so tokens of a previous or next key keep validating while keys rotate.
@@ -232,7 +237,7 @@ func Default() Config {
 		Listen:  defaultListen,
 		Service: ServiceList{defaultService},
 		Issuer:  defaultIssuer,
-		Token:   Token{TTL: defaultTTL, Refresh: Refresh{TTL: defaultRefreshTTL}},
+		Token:   Token{KidFormat: "auto", TTL: defaultTTL, Refresh: Refresh{TTL: defaultRefreshTTL}},
 		Authn: Authn{
 			Sourcehut: Sourcehut{
 				MetaURL:          defaultMetaURL,
@@ -669,6 +674,9 @@ func (c Config) Validate() error {
 	}
 	if c.Policy.StartupWait <= 0 || c.Policy.StartupWait > time.Hour {
 		add("policy.startup_wait", "must be above 0 and at most 1h, got %v", c.Policy.StartupWait)
+	}
+	if !slices.Contains([]string{"auto", "jwks", "thumbprint", "libtrust"}, c.Token.KidFormat) {
+		add("token.kid_format", "must be auto, jwks, thumbprint or libtrust, got %q", c.Token.KidFormat)
 	}
 	for i, k := range c.Token.PublishedKeys {
 		if strings.TrimSpace(k) == "" {

@@ -25,7 +25,7 @@ func TestDefault(t *testing.T) {
 		Listen:  "127.0.0.1:5001",
 		Service: ServiceList{"registry.example.com"},
 		Issuer:  "srht-registry",
-		Token:   Token{TTL: 5 * time.Minute, Refresh: Refresh{TTL: 720 * time.Hour}},
+		Token:   Token{KidFormat: "auto", TTL: 5 * time.Minute, Refresh: Refresh{TTL: 720 * time.Hour}},
 		Authn: Authn{
 			Sourcehut: Sourcehut{
 				MetaURL: "https://meta.sr.ht", Timeout: 5 * time.Second, CacheSize: 10000, NegativeCacheTTL: 30 * time.Second,
@@ -79,7 +79,7 @@ func TestLoadFull(t *testing.T) {
 		Listen:  "0.0.0.0:5001",
 		Service: ServiceList{"registry.example.com", "registry.example.org"},
 		Issuer:  "token.example.com",
-		Token: Token{Key: "key.pem", Certificate: "cert.pem", TTL: 10 * time.Minute, PublishedKeys: []string{"previous.pem"},
+		Token: Token{Key: "key.pem", Certificate: "cert.pem", KidFormat: "libtrust", TTL: 10 * time.Minute, PublishedKeys: []string{"previous.pem"},
 			Refresh: Refresh{Enabled: ptr(false), TTL: 168 * time.Hour}},
 		Authn: Authn{Anonymous: ptr(false), Htpasswd: "htpasswd", Sourcehut: Sourcehut{
 			Enabled: ptr(false), MetaURL: "https://meta.example.org", Timeout: 2 * time.Second,

@@ -72,7 +72,8 @@ func Generate(t KeyType) (crypto.Signer, error) {
 
 // NewKey wraps a private key; certs, if any, are its certificate chain
 // (leaf first), whose leaf must hold the key's public half.
-func NewKey(signer crypto.Signer, certs []*x509.Certificate) (*Key, error) {
+func NewKey(signer crypto.Signer, certs []*x509.Certificate, opts ...KeyOption) (*Key, error) {
+	o := applyKeyOptions(opts)
 	alg, err := algorithmFor(signer)
 	if err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ func NewKey(signer crypto.Signer, certs []*x509.Certificate) (*Key, error) {
 	}
 	// The public JWK is built as a published key's is, so a key keeps its
 	// kid when it moves from signing to published_keys.
-	public, err := newPublicKey(signer.Public())
+	public, err := newPublicKey(signer.Public(), o.kid)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +182,7 @@ func algorithmForPublic(pub crypto.PublicKey) (jwa.SignatureAlgorithm, error) {
 
 // ParseKey reads a PEM private key (PKCS#8, SEC 1 EC or PKCS#1 RSA) and, if
 // certPEM is not empty, its certificate chain.
-func ParseKey(keyPEM, certPEM []byte) (*Key, error) {
+func ParseKey(keyPEM, certPEM []byte, opts ...KeyOption) (*Key, error) {
 	// `openssl ecparam -genkey` writes an EC PARAMETERS block before the
 	// key; jwk.ParseKey reads only the first block, so hand it the key's.
 	var keyBlock []byte
@@ -234,7 +235,7 @@ func ParseKey(keyPEM, certPEM []byte) (*Key, error) {
 	if len(certPEM) > 0 && len(certs) == 0 {
 		return nil, errors.New("certificate: no PEM CERTIFICATE block found")
 	}
-	return NewKey(signer, certs)
+	return NewKey(signer, certs, opts...)
 }
 
 // ID is the key ID sent as the JWS kid.

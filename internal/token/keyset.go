@@ -2,7 +2,6 @@ package token
 
 import (
 	"crypto"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -36,7 +35,7 @@ func (p *PublicKey) Algorithm() jwa.SignatureAlgorithm { return p.alg }
 
 // newPublicKey makes the published JWK of a public key: kid (thumbprint),
 // alg and use, like the public half of a Key.
-func newPublicKey(pub crypto.PublicKey) (*PublicKey, error) {
+func newPublicKey(pub crypto.PublicKey, kidFormat KeyIDFormat) (*PublicKey, error) {
 	alg, err := algorithmForPublic(pub)
 	if err != nil {
 		return nil, err
@@ -45,12 +44,12 @@ func newPublicKey(pub crypto.PublicKey) (*PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	thumb, err := public.Thumbprint(crypto.SHA256)
+	kid, err := keyID(public, pub, kidFormat)
 	if err != nil {
-		return nil, fmt.Errorf("key thumbprint: %w", err)
+		return nil, err
 	}
 	for name, value := range map[string]any{
-		jwk.KeyIDKey:     base64.RawURLEncoding.EncodeToString(thumb),
+		jwk.KeyIDKey:     kid,
 		jwk.AlgorithmKey: alg,
 		jwk.KeyUsageKey:  jwk.ForSignature,
 	} {
@@ -82,7 +81,7 @@ func ContainsPrivateKey(pemData []byte) bool {
 // PKCS#1 RSA) or a certificate (the first one: the leaf of a chain). A key
 // block wins over a certificate in the same data. The key must be one this
 // package could sign with: EC P-256, RSA of 2048 bits or more, Ed25519.
-func ParsePublicKey(pemData []byte) (*PublicKey, error) {
+func ParsePublicKey(pemData []byte, opts ...KeyOption) (*PublicKey, error) {
 	var keyBlock, certBlock *pem.Block
 	for rest := pemData; len(rest) > 0 && keyBlock == nil; {
 		var block *pem.Block
@@ -118,7 +117,7 @@ func ParsePublicKey(pemData []byte) (*PublicKey, error) {
 	if isPrivate {
 		pub = signer.Public()
 	}
-	p, err := newPublicKey(pub)
+	p, err := newPublicKey(pub, applyKeyOptions(opts).kid)
 	if err != nil {
 		return nil, err
 	}
