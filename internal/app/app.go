@@ -107,12 +107,22 @@ func parseFlags(fs *flag.FlagSet, args []string, maxArgs int) error {
 }
 
 func versionString() string {
-	version, goVersion := "(devel)", ""
+	version, commit, goVersion, opaVersion := "(devel)", "unknown", "", "unknown"
 	if info, ok := debug.ReadBuildInfo(); ok {
 		goVersion = info.GoVersion
 		if info.Main.Version != "" {
 			version = info.Main.Version
 		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+		for _, d := range info.Deps {
+			if d.Path == "github.com/open-policy-agent/opa" {
+				opaVersion = d.Version
+			}
+		}
 	}
-	return fmt.Sprintf("srht-registry %s %s", version, goVersion)
+	return fmt.Sprintf("srht-registry %s (commit %s, %s, OPA %s)", version, commit, goVersion, opaVersion)
 }
