@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"git.sr.ht/~zozs/srht-registry/internal/childproc"
 	"git.sr.ht/~zozs/srht-registry/internal/fakemeta"
 )
 
@@ -109,7 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = bench(ctx, o, defs, stdout, stderr)
-	killAll()
+	childproc.KillAll()
 	switch {
 	case ctx.Err() != nil:
 		fmt.Fprintln(stderr, "loadbench: interrupted")
@@ -138,7 +139,7 @@ func bench(ctx context.Context, o options, defs []caseDef, stdout, stderr io.Wri
 	}
 	// Deferred in this order, children die before their files go.
 	defer os.RemoveAll(tmp)
-	defer killAll()
+	defer childproc.KillAll()
 
 	rep := &report{
 		Date:    time.Now().UTC().Format(time.RFC3339),
@@ -240,8 +241,8 @@ func collectLog(r *result, p *child) {
 
 // checkAlive fails r if the process died during the case.
 func checkAlive(r *result, p *child) {
-	if p.exited() {
-		r.fail("the %s process exited during the case (%v)", p.name, p.err)
+	if p.Exited() {
+		r.fail("the %s process exited during the case (%v)", p.Name, p.Err())
 	}
 }
 
@@ -258,7 +259,7 @@ func (b *bencher) runLoadCase(ctx context.Context, c caseDef) *result {
 		r.Error = err.Error()
 		return r
 	}
-	defer srv.proc.stop(stopGrace)
+	defer srv.proc.Stop(stopGrace)
 	r.StartupNS = int64(srv.startup)
 	b.env.meta.ResetCalls()
 	gen, err := c.load(ctx, b.env, srv.addr)
@@ -271,7 +272,7 @@ func (b *bencher) runLoadCase(ctx context.Context, c caseDef) *result {
 	}
 	client := newClient(b.opts.conns)
 	defer client.CloseIdleConnections()
-	pid := srv.proc.pid()
+	pid := srv.proc.Pid()
 	st, err := runLoad(ctx, client, loadSpec{
 		conns:     b.opts.conns,
 		warmup:    b.opts.warmup,
@@ -312,9 +313,9 @@ func (b *bencher) runMemoryCase(ctx context.Context, c caseDef) *result {
 		r.Error = err.Error()
 		return r
 	}
-	defer srv.proc.stop(stopGrace)
+	defer srv.proc.Stop(stopGrace)
 	r.StartupNS = int64(srv.startup)
-	pid := srv.proc.pid()
+	pid := srv.proc.Pid()
 
 	// Distinct users, so every token is its own cache entry and identity;
 	// each logs in once for its own namespace.
@@ -386,10 +387,10 @@ func (b *bencher) runStartupCase(ctx context.Context, c caseDef) *result {
 			return r
 		}
 		r.StartupsNS = append(r.StartupsNS, int64(srv.startup))
-		if mem, err := readStatus(srv.proc.pid()); err == nil {
+		if mem, err := readStatus(srv.proc.Pid()); err == nil {
 			hwm = append(hwm, mem.HWM)
 		}
-		srv.proc.stop(stopGrace)
+		srv.proc.Stop(stopGrace)
 	}
 	sorted := slices.Clone(r.StartupsNS)
 	slices.Sort(sorted)

@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/childproc"
 )
 
 // logBuffer keeps the first max bytes written to it and counts the rest.
@@ -54,90 +55,24 @@ func (b *logBuffer) Lines() int {
 	return b.lines
 }
 
-// child is a process loadbench started; every child is in the children
-// set until it has been waited for, so killAll can end them all.
+// child is a process loadbench started, with its output kept in memory.
 type child struct {
-	name   string
-	cmd    *exec.Cmd
+	*childproc.Child
 	output *logBuffer // stdout and stderr
-	done   chan struct{}
-	err    error // Wait's, once done is closed
 }
-
-var children = struct {
-	sync.Mutex
-	set map[*child]struct{}
-}{set: map[*child]struct{}{}}
 
 // startChild starts path with args, its output kept in memory.
 func startChild(name, path string, args ...string) (*child, error) {
-	c := &child{name: name, output: &logBuffer{max: 256 << 10}, done: make(chan struct{})}
-	c.cmd = exec.Command(path, args...)
-	c.cmd.Stdout = c.output
-	c.cmd.Stderr = c.output
-	c.cmd.Stdin = nil
-	c.cmd.SysProcAttr = childAttr()
-	children.Lock()
-	defer children.Unlock()
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	out := &logBuffer{max: 256 << 10}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = childAttr()
+	c, err := childproc.Start(name, cmd, nil)
+	if err != nil {
+		return nil, err
 	}
-	children.set[c] = struct{}{}
-	go func() {
-		c.err = c.cmd.Wait()
-		children.Lock()
-		delete(children.set, c)
-		children.Unlock()
-		close(c.done)
-	}()
-	return c, nil
-}
-
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
-// exited reports whether the child has ended.
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop asks the child to end (SIGTERM), and kills it after grace.
-func (c *child) stop(grace time.Duration) {
-	if c.exited() {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-c.done:
-	case <-t.C:
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
-
-// killAll kills every child still running and waits for them.
-func killAll() {
-	children.Lock()
-	var all []*child
-	for c := range children.set {
-		all = append(all, c)
-	}
-	children.Unlock()
-	for _, c := range all {
-		_ = c.cmd.Process.Kill()
-	}
-	for _, c := range all {
-		select {
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-		}
-	}
+	return &child{Child: c, output: out}, nil
 }
 
 // memStatus is a process's memory figures from /proc/PID/status, in bytes.

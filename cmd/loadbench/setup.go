@@ -217,7 +217,7 @@ func (e *env) start(ctx context.Context, name string, command func(addr string) 
 		if err == nil {
 			return &running{proc: proc, addr: addr, startup: d}, nil
 		}
-		proc.stop(stopGrace)
+		proc.Stop(stopGrace)
 		out := proc.output.String()
 		lastErr = fmt.Errorf("%s did not serve a token: %w\n--- %s output ---\n%s--- end of output ---", name, err, name, out)
 		if ctx.Err() != nil || !strings.Contains(out, "address already in use") {
@@ -256,8 +256,8 @@ func waitFirstToken(ctx context.Context, proc *child, addr string, t0 time.Time)
 	u := anonURL(addr)
 	last := "no answer"
 	for {
-		if proc.exited() {
-			return 0, fmt.Errorf("exited (%v) before serving", proc.err)
+		if proc.Exited() {
+			return 0, fmt.Errorf("exited (%v) before serving", proc.Err())
 		}
 		if err := ctx.Err(); err != nil {
 			return 0, err

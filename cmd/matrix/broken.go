@@ -83,7 +83,7 @@ func (m *matrix) runBroken(ctx context.Context, spec *registrySpec, setup *broke
 		r.outcome = failed("registry did not start: %v", err)
 		return r
 	}
-	defer reg.proc.stop(stopGrace)
+	defer reg.proc.Stop(stopGrace)
 	s, err := m.newSession(reg, "crane", "broken-"+setup.id)
 	if err != nil {
 		r.outcome = failed("%v", err)

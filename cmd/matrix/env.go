@@ -168,7 +168,7 @@ func prepare(ctx context.Context, o options, tmp string) (*matrix, error) {
 func (m *matrix) close() {
 	for _, t := range []*tokenServer{m.tokKID, m.tokX5C} {
 		if t != nil {
-			t.proc.stop(stopGrace)
+			t.proc.Stop(stopGrace)
 		}
 	}
 	if m.metaStop != nil {
@@ -325,7 +325,7 @@ func (m *matrix) startTokenServer(ctx context.Context, name string, withCert boo
 		if err == nil {
 			return &tokenServer{name: name, addr: addr, realm: fmt.Sprintf("http://localhost:%d/auth", port), proc: proc}, nil
 		}
-		proc.stop(stopGrace)
+		proc.Stop(stopGrace)
 		lastErr = fmt.Errorf("%s did not become ready: %w\n--- log ---\n%s", name, err, proc.log.Since(0))
 		if !strings.Contains(proc.log.Since(0), "address already in use") {
 			break
@@ -341,8 +341,8 @@ func waitHTTP(ctx context.Context, proc *child, url string, want int) error {
 	deadline := time.Now().Add(startTimeout)
 	last := "no answer"
 	for {
-		if proc.exited() {
-			return fmt.Errorf("exited (%v)", proc.err)
+		if proc.Exited() {
+			return fmt.Errorf("exited (%v)", proc.Err())
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -460,7 +460,7 @@ func (m *matrix) startRegistry(ctx context.Context, spec *registrySpec, c regCon
 		if err == nil {
 			return &runningRegistry{spec: spec, host: fmt.Sprintf("localhost:%d", port), proc: proc, tok: tok}, nil
 		}
-		proc.stop(stopGrace)
+		proc.Stop(stopGrace)
 		lastErr = fmt.Errorf("%s did not start: %w\n--- log ---\n%s", name, err, truncate(proc.log.Since(0), 4000))
 		if !strings.Contains(proc.log.Since(0), "address already in use") {
 			break

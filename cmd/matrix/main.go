@@ -34,6 +34,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/childproc"
 )
 
 type options struct {
@@ -121,7 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	defer killAll()
+	defer childproc.KillAll()
 
 	tmp, err := os.MkdirTemp("", "srht-matrix-")
 	if err != nil {
@@ -268,7 +270,7 @@ func (m *matrix) runRegistry(ctx context.Context, spec *registrySpec, stdout io.
 	if err != nil {
 		return nil, err
 	}
-	defer reg.proc.stop(stopGrace)
+	defer reg.proc.Stop(stopGrace)
 	// Seed: the public repository (pushed by the admin), and bob's sources
 	// of the mount and delete cells.
 	if err := m.seed(ctx, reg.host, "library/base:latest", "alice"); err != nil {

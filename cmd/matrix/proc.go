@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/childproc"
 )
 
 // logBuffer keeps everything a server writes (bounded) and mirrors it to a
@@ -52,34 +54,17 @@ func (b *logBuffer) Since(mark int) string {
 	return string(b.buf.Bytes()[mark:])
 }
 
-// child is a long-running process (token server, registry). Every child is
-// in the children set until it has ended, so killAll can end them all.
+// child is a long-running process (token server, registry), its output
+// going to a log file and to memory.
 type child struct {
-	name string
-	cmd  *exec.Cmd
-	log  *logBuffer
-	done chan struct{}
-	err  error
+	*childproc.Child
+	log *logBuffer
 }
-
-var children = struct {
-	sync.Mutex
-	set map[*child]struct{}
-}{set: map[*child]struct{}{}}
 
 // procAttr puts a process in its own process group (so a timeout kills
 // what it started too) and has the kernel kill it if the matrix dies.
 func procAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
-
-func killGroup(p *os.Process, sig syscall.Signal) {
-	if p == nil {
-		return
-	}
-	if err := syscall.Kill(-p.Pid, sig); err != nil {
-		_ = p.Signal(sig)
-	}
 }
 
 // startChild starts path with args and env (added to a clean base
@@ -89,73 +74,18 @@ func startChild(name, logFile string, env []string, path string, args ...string)
 	if err != nil {
 		return nil, err
 	}
-	c := &child{name: name, log: &logBuffer{file: f}, done: make(chan struct{})}
-	c.cmd = exec.Command(path, args...)
-	c.cmd.Env = append(baseEnv(), env...)
-	c.cmd.Stdout = c.log
-	c.cmd.Stderr = c.log
-	c.cmd.SysProcAttr = procAttr()
-	children.Lock()
-	defer children.Unlock()
-	if err := c.cmd.Start(); err != nil {
+	log := &logBuffer{file: f}
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(baseEnv(), env...)
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.SysProcAttr = procAttr()
+	c, err := childproc.Start(name, cmd, func() { f.Close() })
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, err
 	}
-	children.set[c] = struct{}{}
-	go func() {
-		c.err = c.cmd.Wait()
-		f.Close()
-		children.Lock()
-		delete(children.set, c)
-		children.Unlock()
-		close(c.done)
-	}()
-	return c, nil
-}
-
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the child's group and SIGKILL after grace.
-func (c *child) stop(grace time.Duration) {
-	if c.exited() {
-		return
-	}
-	killGroup(c.cmd.Process, syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(grace):
-		killGroup(c.cmd.Process, syscall.SIGKILL)
-		select {
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-		}
-	}
-}
-
-// killAll kills every child still running and waits (bounded) for them.
-func killAll() {
-	children.Lock()
-	var all []*child
-	for c := range children.set {
-		all = append(all, c)
-	}
-	children.Unlock()
-	for _, c := range all {
-		killGroup(c.cmd.Process, syscall.SIGKILL)
-	}
-	for _, c := range all {
-		select {
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-		}
-	}
+	return &child{Child: c, log: log}, nil
 }
 
 // baseEnv is the environment every process starts from: PATH and nothing
@@ -184,7 +114,7 @@ func runCmd(ctx context.Context, timeout time.Duration, dir string, env []string
 	cmd.Env = append(baseEnv(), env...)
 	cmd.SysProcAttr = procAttr()
 	cmd.Cancel = func() error {
-		killGroup(cmd.Process, syscall.SIGKILL)
+		childproc.Signal(cmd.Process, syscall.SIGKILL)
 		return nil
 	}
 	cmd.WaitDelay = 5 * time.Second
