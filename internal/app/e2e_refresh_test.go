@@ -20,8 +20,8 @@ import (
 )
 
 // ggcrClientID is the client_id go-containerregistry (crane) sends with
-// every OAuth2 request; a refresh token is bound to the client_id of its
-// login, so a login whose refresh token crane uses must send it.
+// every OAuth2 request; the logins whose refresh tokens crane uses send it
+// too, as crane itself would (the client_id is recorded, not enforced).
 const ggcrClientID = "go-containerregistry"
 
 // refreshResult is the interesting part of a /auth answer to a login or a

@@ -253,26 +253,7 @@ func pushImage(t *testing.T, reg, repo string, auth authn.Authenticator) error {
 // manifest.
 func pullImage(t *testing.T, reg, repo string, auth authn.Authenticator) error {
 	t.Helper()
-	img, err := remote.Image(reference(t, reg, repo), remote.WithAuth(auth), remote.WithContext(t.Context()))
-	if err != nil {
-		return err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return pullEverything(t.Context(), reference(t, reg, repo), remote.WithAuth(auth), remote.WithContext(t.Context()))
 }
 
 func runScenario(t *testing.T, reg string) {
