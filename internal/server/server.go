@@ -125,7 +125,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := s.opts.Logger.With("request_id", id)
 	w.Header().Set("X-Request-Id", id)
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestLog{log: log}))
+	// The client address is worked out once (headers of trusted proxies
+	// included) for the throttle, the policy and the log line.
+	client := s.clientIP(r)
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestLog{log: log, clientIP: client}))
 	switch {
 	case s.opts.MaxQueryBytes > 0 && len(r.URL.RawQuery) > s.opts.MaxQueryBytes:
 		writeError(rec, s.opts.Realm, &requestError{status: http.StatusRequestURITooLong, code: "INVALID_REQUEST", oauth: "invalid_request",
@@ -148,7 +151,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rl := r.Context().Value(ctxKey{}).(*requestLog)
 	attrs := append([]any{
 		"method", r.Method, "path", r.URL.Path, "status", rec.status,
-		"duration", s.opts.Now().Sub(start), "client_ip", s.clientIP(r),
+		"duration", s.opts.Now().Sub(start), "client_ip", client,
 	}, rl.attrs...)
 	// One line per request, with the cause of any failure: at error level
 	// when we (or what we depend on) failed, so an outage is seen once per
@@ -165,8 +168,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // requestLog collects what the handler learned for the access log line.
 type requestLog struct {
-	log   *slog.Logger
-	attrs []any
+	log      *slog.Logger
+	clientIP string
+	attrs    []any
 }
 
 func logOf(r *http.Request) *requestLog { return r.Context().Value(ctxKey{}).(*requestLog) }
@@ -319,7 +323,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 		return nil, err
 	}
 	tr.cred.Service = service
-	tr.cred.ClientIP = s.clientIP(r)
+	tr.cred.ClientIP = rl.clientIP
 	tr.cred.ClientID = tr.clientID
 	id, err := s.opts.Authenticator.Authenticate(r.Context(), tr.cred)
 	if err != nil {
