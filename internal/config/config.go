@@ -78,6 +78,15 @@ type Config struct {
 	// believed; from anyone else the socket address is the client IP.
 	TrustedProxies []string   `yaml:"trusted_proxies"`
 	BruteForce     BruteForce `yaml:"brute_force"`
+	Metrics        Metrics    `yaml:"metrics"`
+}
+
+// Metrics configures the Prometheus endpoint. It has its own listener so
+// that the token endpoint's port never exposes it and a scraper's address
+// needs no route to the public one.
+type Metrics struct {
+	Listen string `yaml:"listen"` // host:port; "" (default) = no metrics endpoint
+	Path   string `yaml:"path"`   // default /metrics
 }
 
 // TLS configures HTTPS. Both files are reloaded when they change.
@@ -256,6 +265,7 @@ func Default() Config {
 			IdleTimeout: 2 * time.Minute, ShutdownTimeout: 10 * time.Second,
 		},
 		BruteForce: BruteForce{Threshold: 10, Window: 5 * time.Minute, Tracked: 100000},
+		Metrics:    Metrics{Path: "/metrics"},
 	}
 }
 
@@ -533,6 +543,16 @@ func (c Config) Validate() error {
 
 	if err := checkHostPort(c.Listen); err != nil {
 		add("listen", "must be host:port, like %s: %v", defaultListen, err)
+	}
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			add("metrics.listen", "must be host:port, like 127.0.0.1:9464: %v", err)
+		} else if c.Metrics.Listen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			add("metrics.listen", "must differ from listen (%s): metrics have their own port", c.Listen)
+		}
+	}
+	if !strings.HasPrefix(c.Metrics.Path, "/") {
+		add("metrics.path", "%q must start with /", c.Metrics.Path)
 	}
 
 	if len(c.Service) == 0 {

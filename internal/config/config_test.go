@@ -38,6 +38,7 @@ func TestDefault(t *testing.T) {
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, ShutdownTimeout: 10 * time.Second},
 		BruteForce: BruteForce{Threshold: 10, Window: 5 * time.Minute, Tracked: 100000},
+		Metrics:    Metrics{Path: "/metrics"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant %+v", c, want)
@@ -107,6 +108,7 @@ func TestLoadFull(t *testing.T) {
 		InsecureHTTP:   true,
 		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.1"},
 		BruteForce:     BruteForce{Threshold: 5, Window: time.Minute, Tracked: 1000},
+		Metrics:        Metrics{Listen: "127.0.0.1:9464", Path: "/internal/metrics"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(full.yaml) =\n%#v\nwant\n%#v", got, want)
@@ -537,6 +539,11 @@ func TestValidate(t *testing.T) {
 		{"listen no port", func(c *Config) { c.Listen = "127.0.0.1:" }, `listen: must be host:port, like 127.0.0.1:5001: port "" is not a number from 0 to 65535`},
 		{"listen named port", func(c *Config) { c.Listen = "127.0.0.1:http" }, `listen: must be host:port, like 127.0.0.1:5001: port "http" is not a number from 0 to 65535`},
 		{"listen port too big", func(c *Config) { c.Listen = ":65536" }, `listen: must be host:port, like 127.0.0.1:5001: port "65536" is not a number from 0 to 65535`},
+		{"metrics on", func(c *Config) { c.Metrics.Listen = ":9464" }, ""},
+		{"metrics and token endpoint on port 0", func(c *Config) { c.Listen, c.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0" }, ""},
+		{"metrics on the token port", func(c *Config) { c.Metrics.Listen = c.Listen }, "metrics.listen: must differ from listen (127.0.0.1:5001): metrics have their own port"},
+		{"metrics no port", func(c *Config) { c.Metrics.Listen = "localhost" }, "metrics.listen: must be host:port, like 127.0.0.1:9464: address localhost: missing port in address"},
+		{"metrics path relative", func(c *Config) { c.Metrics.Path = "metrics" }, `metrics.path: "metrics" must start with /`},
 		{"no service", func(c *Config) { c.Service = nil }, "service: at least one service is required"},
 		{"service with port", func(c *Config) { c.Service = ServiceList{"registry.example.com:5000"} }, ""},
 		{"service tab", func(c *Config) { c.Service = ServiceList{"a\tb"} }, `service[0]: "a\tb" must not contain spaces or slashes`},
