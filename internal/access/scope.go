@@ -169,4 +169,6 @@ type Decision struct {
 	Revision string
 	// Duration is how long the evaluation took.
 	Duration time.Duration
+	// Memoised: the answer came from the decision memo, not an evaluation.
+	Memoised bool
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strings"
 )
 
@@ -107,22 +106,6 @@ func parseFlags(fs *flag.FlagSet, args []string, maxArgs int) error {
 }
 
 func versionString() string {
-	version, commit, goVersion, opaVersion := "(devel)", "unknown", "", "unknown"
-	if info, ok := debug.ReadBuildInfo(); ok {
-		goVersion = info.GoVersion
-		if info.Main.Version != "" {
-			version = info.Main.Version
-		}
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" {
-				commit = s.Value
-			}
-		}
-		for _, d := range info.Deps {
-			if d.Path == "github.com/open-policy-agent/opa" {
-				opaVersion = d.Version
-			}
-		}
-	}
+	version, commit, goVersion, opaVersion := buildVersions()
 	return fmt.Sprintf("srht-registry %s (commit %s, %s, OPA %s)", version, commit, goVersion, opaVersion)
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -270,7 +271,7 @@ func TestRemoteBundle(t *testing.T) {
       reporting:
         min_delay_seconds: 1
         max_delay_seconds: 1
-`))
+`)+"metrics:\n  listen: 127.0.0.1:0\n")
 	first := requestToken(t, addr, "alice", passwords["alice"], "repository:alice/app:pull,push")
 	if first.status != http.StatusOK || len(first.access) != 1 || !slices.Equal(first.access[0].Actions, []string{"pull", "push"}) {
 		t.Fatalf("v1: %+v", first)
@@ -325,6 +326,31 @@ func TestRemoteBundle(t *testing.T) {
 				t.Fatalf("revision %s was activated", b.revision)
 			}
 		})
+	}
+
+	// The metrics tell the same story: v2 in force, activated at least
+	// twice (this bundle server sends no ETag, so OPA downloads and
+	// activates the same revision again at each poll), the two refused
+	// bundles counted as failures.
+	m := metricsListeningRE.FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatal("no metrics listening line in the log")
+	}
+	families := scrape(t, "http://"+m[1]+"/metrics")
+	registry := map[string]string{"bundle": "registry"}
+	if v, ok := sample(families, "srht_registry_policy_bundle_revision_info", map[string]string{"bundle": "registry", "revision": "v2"}); !ok || v != 1 {
+		t.Errorf("srht_registry_policy_bundle_revision_info for v2: %v %v", v, ok)
+	}
+	if v, _ := sample(families, "srht_registry_policy_activations_total", nil); v < 2 {
+		t.Errorf("srht_registry_policy_activations_total = %v, want at least 2 (v1 and v2)", v)
+	}
+	if v, _ := sample(families, "srht_registry_policy_bundle_failures_total", registry); v < 2 {
+		t.Errorf("srht_registry_policy_bundle_failures_total = %v, want at least the 2 refused bundles", v)
+	}
+	for _, name := range []string{"srht_registry_policy_bundle_last_successful_activation_timestamp_seconds", "srht_registry_policy_bundle_last_successful_download_timestamp_seconds"} {
+		if v, _ := sample(families, name, registry); math.Abs(float64(time.Now().Unix())-v) > 120 {
+			t.Errorf("%s = %v, not within two minutes of now", name, v)
+		}
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"git.sr.ht/~zozs/srht-registry/internal/authn"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
@@ -53,6 +55,20 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		rt.watch = append(rt.watch, certs.watch()...)
 		rt.reload = certs.reloadWith(rt.reload)
 	}
+	reloads := newReloadMetrics(time.Now())
+	reg, err := newRegistry(rt.collectors, reloads)
+	if err != nil {
+		return err
+	}
+	metrics, err := startMetrics(cfg.Metrics, reg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := metrics.stop(); err != nil {
+			log.Warn("stopping the metrics listener", "error", err)
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -70,7 +86,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if rt.reload != nil {
 		// Armed before "listening" is logged: a SIGHUP or a file change
 		// from then on is never missed.
-		startReloader(ctx, rt, log)
+		startReloader(ctx, rt, log, reloads)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "scheme", certs.scheme(), "services", []string(cfg.Service), "issuer", cfg.Issuer)
 	errc := make(chan error, 1)
@@ -129,6 +145,8 @@ type instance struct {
 	// watch lists the files and directories whose changes trigger reload.
 	watch []string
 	stop  func(ctx context.Context)
+	// collectors are the components' metrics.
+	collectors []prometheus.Collector
 }
 
 // build loads everything the config names; it is also what check-config
@@ -151,6 +169,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			htpasswd.EnableCache(pc.TTL, pc.Size, time.Now)
 		}
 		chain.Passwords = htpasswd
+		rt.collectors = append(rt.collectors, htpasswd.Collectors()...)
 		rt.watch = append(rt.watch, cfg.Authn.Htpasswd)
 		log.Info("password users loaded", "file", cfg.Authn.Htpasswd, "users", htpasswd.Len())
 	}
@@ -170,6 +189,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			return nil, err
 		}
 		chain.Tokens = tokens
+		rt.collectors = append(rt.collectors, tokens.Collectors()...)
 		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL)
 	}
 	// Refresh tokens are signed and checked with the key ring of the
@@ -212,6 +232,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		}
 		rt.stop = remote.Stop
 		az = remote.Authorizer()
+		rt.collectors = append(rt.collectors, remote.Collectors()...)
 	} else {
 		engine, err := compilePolicy(ctx, cfg.Policy)
 		if err != nil {
@@ -277,15 +298,18 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	if err != nil {
 		return nil, usageError{err}
 	}
+	rt.collectors = append(rt.collectors, az.Collectors()...)
 	var authenticator server.Authenticator = chain
 	if bf := cfg.BruteForce; bf.Threshold > 0 {
-		authenticator = authn.NewThrottle(chain, bf.Threshold, bf.Window, bf.Tracked, time.Now)
+		throttle := authn.NewThrottle(chain, bf.Threshold, bf.Window, bf.Tracked, time.Now)
+		rt.collectors = append(rt.collectors, throttle.Collectors()...)
+		authenticator = throttle
 	}
 	var refresh server.Refresher
 	if refresher != nil {
 		refresh = refresher
 	}
-	rt.handler = server.New(server.Options{
+	handler := server.New(server.Options{
 		Services:       cfg.Service,
 		Realm:          cfg.Issuer,
 		MaxScopes:      cfg.Limits.MaxScopes,
@@ -307,6 +331,8 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		Logger:        log,
 		Now:           time.Now,
 	})
+	rt.handler = handler
+	rt.collectors = append(rt.collectors, handler.Collectors()...)
 	return rt, nil
 }
 
@@ -342,17 +368,17 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 
 // startReloader reloads on SIGHUP and when a watched file changes. The
 // signal handler and the file watches are in place when it returns.
-func startReloader(ctx context.Context, rt *instance, log *slog.Logger) {
+func startReloader(ctx context.Context, rt *instance, log *slog.Logger, metrics *reloadMetrics) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	changes, err := watchFiles(ctx, rt.watch, log)
 	if err != nil {
 		log.Warn("cannot watch files for changes; reload with SIGHUP", "error", err)
 	}
-	go reloadLoop(ctx, rt, log, hup, changes)
+	go reloadLoop(ctx, rt, log, hup, changes, metrics)
 }
 
-func reloadLoop(ctx context.Context, rt *instance, log *slog.Logger, hup chan os.Signal, changes <-chan string) {
+func reloadLoop(ctx context.Context, rt *instance, log *slog.Logger, hup chan os.Signal, changes <-chan string, metrics *reloadMetrics) {
 	defer signal.Stop(hup)
 	for {
 		var why string
@@ -364,7 +390,9 @@ func reloadLoop(ctx context.Context, rt *instance, log *slog.Logger, hup chan os
 		case path := <-changes:
 			why = "changed: " + path
 		}
-		if err := rt.reload(ctx); err != nil {
+		err := rt.reload(ctx)
+		metrics.observe(err, time.Now())
+		if err != nil {
 			log.Error("reload failed; what failed keeps its last good state", "trigger", why, "error", err)
 			continue
 		}

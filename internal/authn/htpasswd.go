@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"strings"
@@ -26,6 +27,8 @@ type Htpasswd struct {
 	cacheTTL  time.Duration
 	cacheSize int
 	now       func() time.Time
+
+	metrics *passwordMetrics
 }
 
 type htpasswdTable struct {
@@ -35,6 +38,8 @@ type htpasswdTable struct {
 	dummy []byte
 	// cache remembers recent successes; nil when disabled.
 	cache *verifyCache
+	// sum is the SHA-256 of the file, to tell a reload of the same file.
+	sum [sha256.Size]byte
 }
 
 // EnableCache turns on the verification cache: a user name and password
@@ -62,7 +67,7 @@ func LoadHtpasswd(path string) (*Htpasswd, error) {
 
 // ParseHtpasswd parses the contents of an htpasswd file.
 func ParseHtpasswd(data []byte) (*Htpasswd, error) {
-	h := &htpasswdTable{users: map[string][]byte{}}
+	h := &htpasswdTable{users: map[string][]byte{}, sum: sha256.Sum256(data)}
 	dummyCost := bcrypt.DefaultCost
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	var problems []string
@@ -103,13 +108,19 @@ func ParseHtpasswd(data []byte) (*Htpasswd, error) {
 	h.dummy = dummy
 	ht := &Htpasswd{}
 	ht.table.Store(h)
+	ht.metrics = newPasswordMetrics(ht)
 	return ht, nil
 }
 
 // Update makes the users of other the ones checked from now on, with an
 // empty verification cache: a changed file drops every remembered password.
+// The same file read again (a reload for another file's sake) changes
+// nothing, so the cache is kept.
 func (h *Htpasswd) Update(other *Htpasswd) {
 	t := other.table.Load()
+	if t.sum == h.table.Load().sum {
+		return
+	}
 	if h.cacheTTL > 0 {
 		t.cache = newVerifyCache(h.cacheTTL, h.cacheSize, h.now)
 	}
@@ -151,18 +162,22 @@ func (h *Htpasswd) Authenticate(_ context.Context, user string, password identit
 		// up to bcrypt; only a known user's success is ever remembered.
 		mac = t.cache.mac(user, password.Reveal(), hash)
 		if known && t.cache.verified(mac) {
+			h.metrics.cacheHits.Inc()
 			return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
 		}
+	}
+	check := func() error {
+		err := compareHashAndPassword(hash, []byte(password.Reveal()))
+		h.metrics.verified(known, err)
+		return err
 	}
 	var err error
 	if t.cache != nil {
 		// Concurrent first requests with the same credentials (a client
 		// pulling many layers at once) share one bcrypt check.
-		_, err, _ = t.cache.flight.Do(string(mac[:]), func() (any, error) {
-			return nil, compareHashAndPassword(hash, []byte(password.Reveal()))
-		})
+		_, err, _ = t.cache.flight.Do(string(mac[:]), func() (any, error) { return nil, check() })
 	} else {
-		err = compareHashAndPassword(hash, []byte(password.Reveal()))
+		err = check()
 	}
 	if !known || err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: wrong user name or password", identity.ErrUnauthenticated)

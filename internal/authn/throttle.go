@@ -38,6 +38,8 @@ type Throttle struct {
 	mu    sync.Mutex
 	byIP  *lru.Cache[string, failures]
 	byUse *lru.Cache[string, failures]
+
+	metrics *throttleMetrics
 }
 
 type failures struct {
@@ -49,7 +51,9 @@ type failures struct {
 func NewThrottle(next Authenticator, threshold int, window time.Duration, tracked int, now func() time.Time) *Throttle {
 	byIP, _ := lru.New[string, failures](max(tracked, 1))
 	byUser, _ := lru.New[string, failures](max(tracked, 1))
-	return &Throttle{next: next, threshold: threshold, window: window, now: now, byIP: byIP, byUse: byUser}
+	t := &Throttle{next: next, threshold: threshold, window: window, now: now, byIP: byIP, byUse: byUser}
+	t.metrics = newThrottleMetrics(t)
+	return t
 }
 
 // userKey is the user name a password guess is for, or "" when failures
@@ -72,7 +76,8 @@ func userKey(cred identity.Credentials) string {
 // Authenticate checks the limits, then the credentials.
 func (t *Throttle) Authenticate(ctx context.Context, cred identity.Credentials) (identity.Identity, error) {
 	user := userKey(cred)
-	if wait := t.blocked(cred.ClientIP, user); wait > 0 {
+	if wait, limit := t.blocked(cred.ClientIP, user); wait > 0 {
+		t.metrics.rejected(limit)
 		return identity.Identity{}, &identity.ThrottledError{RetryAfter: wait}
 	}
 	id, err := t.next.Authenticate(ctx, cred)
@@ -91,16 +96,17 @@ func (t *Throttle) Authenticate(ctx context.Context, cred identity.Credentials) 
 	return id, err
 }
 
-// blocked returns how long the IP or user must wait, or 0.
-func (t *Throttle) blocked(ip, user string) time.Duration {
+// blocked returns how long the IP or user must wait, or 0, and which of the
+// two limits (limitClientIP or limitUser) sets the wait.
+func (t *Throttle) blocked(ip, user string) (wait time.Duration, limit string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	var wait time.Duration
 	for _, c := range []struct {
 		table *lru.Cache[string, failures]
 		key   string
-	}{{t.byIP, ip}, {t.byUse, user}} {
+		limit string
+	}{{t.byIP, ip, limitClientIP}, {t.byUse, user, limitUser}} {
 		if c.key == "" {
 			continue
 		}
@@ -109,10 +115,10 @@ func (t *Throttle) blocked(ip, user string) time.Duration {
 			continue
 		}
 		if left := f.since.Add(t.window).Sub(now); left > wait {
-			wait = left
+			wait, limit = left, c.limit
 		}
 	}
-	return wait
+	return wait, limit
 }
 
 func (t *Throttle) fail(ip, user string) {

@@ -142,6 +142,38 @@ func TestVerifyCacheDroppedOnUpdate(t *testing.T) {
 	}
 }
 
+// TestVerifyCacheKeptOnSameFile: a reload made for another file's sake
+// reads the same htpasswd file again; that must not cost every user a
+// bcrypt check.
+func TestVerifyCacheKeptOnSameFile(t *testing.T) {
+	ctx := context.Background()
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := []byte("alice:" + string(hash) + "\n")
+	h, err := ParseHtpasswd(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.EnableCache(time.Hour, 100, time.Now)
+	if _, err := h.Authenticate(ctx, "alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	same, err := ParseHtpasswd(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Update(same)
+	calls := countBcrypt(t)
+	if _, err := h.Authenticate(ctx, "alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 0 || h.CachedLen() != 1 {
+		t.Errorf("after reloading the same file: %d bcrypt checks, %d cached; want 0 and 1", calls.Load(), h.CachedLen())
+	}
+}
+
 func TestVerifyCacheBounded(t *testing.T) {
 	users := map[string]string{}
 	for i := range 20 {

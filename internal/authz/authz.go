@@ -65,8 +65,11 @@ type Options struct {
 type Engine struct {
 	query    rego.PreparedEvalQuery
 	revision string
-	timeout  time.Duration
-	memo     *memo // nil: every decision is evaluated
+	// bundles are the active bundles and their revisions, for metrics;
+	// the embedded policy is one pseudo-bundle named "embedded".
+	bundles []BundleRevision
+	timeout time.Duration
+	memo    *memo // nil: every decision is evaluated
 	// reads are the input leaves the policy may read.
 	reads map[string]bool
 }
@@ -112,8 +115,10 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 		regoOpts = append(regoOpts, rego.Schemas(ss))
 	}
 	revision := EmbeddedRevision
+	bundles := []BundleRevision{{Name: EmbeddedRevision, Revision: EmbeddedRevision}}
 	var parsed []*ast.Module
 	if len(opts.Bundles) > 0 {
+		bundles = nil
 		var revisions []string
 		for _, p := range opts.Bundles {
 			b, err := LoadBundle(p)
@@ -122,6 +127,7 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 			}
 			regoOpts = append(regoOpts, rego.ParsedBundle(p, b))
 			revisions = append(revisions, b.Manifest.Revision)
+			bundles = append(bundles, BundleRevision{Name: p, Revision: b.Manifest.Revision})
 			for _, m := range b.Modules {
 				parsed = append(parsed, m.Parsed)
 			}
@@ -146,7 +152,7 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
-	e := &Engine{query: pq, revision: revision, timeout: timeoutOr(opts.Timeout)}
+	e := &Engine{query: pq, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
 	e.reads, _ = analyse(parsed)
 	if !opts.NoMemo {
 		e.memo = newMemo(parsed)
@@ -215,33 +221,41 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	if err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
-	revision, err := bundleRevisions(ctx, store, txn)
+	bundles, err := bundleRevisions(ctx, store, txn)
 	if err != nil {
 		return nil, err
+	}
+	revs := make([]string, len(bundles))
+	for i, b := range bundles {
+		revs[i] = b.Name + "@" + b.Revision
 	}
 	var parsed []*ast.Module
 	for _, m := range compiler.Modules {
 		parsed = append(parsed, m)
 	}
 	reads, _ := analyse(parsed)
-	return &Engine{query: pq, revision: revision, timeout: timeoutOr(timeout), memo: newMemo(parsed), reads: reads}, nil
+	return &Engine{query: pq, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed), reads: reads}, nil
 }
 
-func bundleRevisions(ctx context.Context, store storage.Store, txn storage.Transaction) (string, error) {
+// BundleRevision is an active bundle: its name (a local bundle's path, a
+// remote bundle's name in the OPA configuration) and its manifest revision.
+type BundleRevision struct{ Name, Revision string }
+
+func bundleRevisions(ctx context.Context, store storage.Store, txn storage.Transaction) ([]BundleRevision, error) {
 	names, err := bundle.ReadBundleNamesFromStore(ctx, store, txn)
 	if err != nil && !storage.IsNotFound(err) {
-		return "", err
+		return nil, err
 	}
 	slices.Sort(names)
-	var revs []string
+	var revs []BundleRevision
 	for _, n := range names {
 		r, err := bundle.ReadBundleRevisionFromStore(ctx, store, txn, n)
 		if err != nil && !storage.IsNotFound(err) {
-			return "", err
+			return nil, err
 		}
-		revs = append(revs, n+"@"+r)
+		revs = append(revs, BundleRevision{Name: n, Revision: r})
 	}
-	return strings.Join(revs, ","), nil
+	return revs, nil
 }
 
 func dataOrEmpty(d map[string]any) map[string]any {
@@ -255,6 +269,9 @@ func dataOrEmpty(d map[string]any) map[string]any {
 // bundles' revisions.
 func (e *Engine) Revision() string { return e.revision }
 
+// Bundles lists the active bundles and their revisions.
+func (e *Engine) Bundles() []BundleRevision { return slices.Clone(e.bundles) }
+
 // Decide evaluates one scope. Extra options (a tracer, for `policy eval
 // --explain`) are passed to the evaluation.
 func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope, extra ...rego.EvalOption) (access.Decision, error) {
@@ -265,7 +282,9 @@ func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.
 	if useMemo {
 		key = e.memo.key(id, req, sc)
 		if m, ok := e.memo.get(key); ok {
-			return e.decision(sc, m, start), nil
+			d := e.decision(sc, m, start)
+			d.Memoised = true
+			return d, nil
 		}
 	}
 	m, err := e.evaluate(ctx, id, req, sc, extra)
@@ -350,6 +369,7 @@ type Authorizer struct {
 	current atomic.Pointer[Engine]
 	// uploads, if set, receives every decision (OPA's decision-log plugin).
 	uploads decisionUploader
+	metrics *authzMetrics
 }
 
 // decisionUploader ships decisions to a decision-log service.
@@ -359,8 +379,14 @@ type decisionUploader interface {
 
 // NewAuthorizer returns an Authorizer evaluating e.
 func NewAuthorizer(e *Engine) *Authorizer {
+	a := newAuthorizer()
+	a.Swap(e)
+	return a
+}
+
+func newAuthorizer() *Authorizer {
 	a := &Authorizer{}
-	a.current.Store(e)
+	a.metrics = newAuthzMetrics(a)
 	return a
 }
 
@@ -374,7 +400,19 @@ func New(ctx context.Context, opts Options) (*Authorizer, error) {
 }
 
 // Swap makes e the engine of every later decision.
-func (a *Authorizer) Swap(e *Engine) { a.current.Store(e) }
+func (a *Authorizer) Swap(e *Engine) {
+	a.current.Store(e)
+	a.metrics.activated()
+}
+
+// swapIfNone makes e the engine only if there is none yet.
+func (a *Authorizer) swapIfNone(e *Engine) bool {
+	if !a.current.CompareAndSwap(nil, e) {
+		return false
+	}
+	a.metrics.activated()
+	return true
+}
 
 // Engine returns the current engine.
 func (a *Authorizer) Engine() *Engine { return a.current.Load() }
@@ -388,10 +426,12 @@ func (a *Authorizer) Authorize(ctx context.Context, id identity.Identity, req id
 		if len(scopes) == 0 {
 			return nil, nil
 		}
+		a.metrics.failed(len(scopes), 0)
 		return nil, fmt.Errorf("%w: no policy is active yet", access.ErrDecisionFailed)
 	}
 	decisions := make([]access.Decision, 0, len(scopes))
-	for _, sc := range scopes {
+	for i, sc := range scopes {
+		start := time.Now()
 		d, err := e.Decide(ctx, id, req, sc)
 		if a.uploads != nil {
 			if err != nil {
@@ -400,8 +440,12 @@ func (a *Authorizer) Authorize(ctx context.Context, id identity.Identity, req id
 			a.uploads.upload(ctx, e, id, req, d, err)
 		}
 		if err != nil {
+			// The scopes not yet decided fail with this one: the
+			// request grants nothing.
+			a.metrics.failed(len(scopes)-i, time.Since(start))
 			return nil, fmt.Errorf("%w: scope %s: %w", access.ErrDecisionFailed, sc, err)
 		}
+		a.metrics.decided(d)
 		decisions = append(decisions, d)
 	}
 	return decisions, nil

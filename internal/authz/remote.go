@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/plugins"
+	bundleplugin "github.com/open-policy-agent/opa/v1/plugins/bundle"
 	"github.com/open-policy-agent/opa/v1/plugins/discovery"
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/server"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
@@ -30,6 +32,7 @@ type Remote struct {
 	manager    *plugins.Manager
 	authorizer *Authorizer
 	activated  chan struct{}
+	bundles    *bundleStatusCollector
 }
 
 // RemoteOptions configure StartRemote.
@@ -72,11 +75,12 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy.opa: %w", err)
 	}
-	r := &Remote{manager: m, authorizer: &Authorizer{}, activated: make(chan struct{})}
+	r := &Remote{manager: m, authorizer: newAuthorizer(), activated: make(chan struct{}), bundles: newBundleStatusCollector()}
 	m.RegisterCompilerTrigger(func(txn storage.Transaction) {
 		e, err := compileFromManager(ctx, m.GetCompiler(), m.Store, txn, o.Query, o.Timeout)
 		if err != nil {
 			o.Logger.Error("policy bundle activated but the query could not be prepared; keeping the previous policy", "error", err)
+			r.authorizer.metrics.activationFailures.Inc()
 			return
 		}
 		if e.Revision() == "" {
@@ -105,6 +109,11 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 	if err := m.Start(ctx); err != nil {
 		return nil, fmt.Errorf("policy.opa: starting plugins: %w", err)
 	}
+	// Discovery has made the bundle plugin by now; its status updates
+	// (one per download attempt) feed the per-bundle metrics.
+	if bp := bundleplugin.Lookup(m); bp != nil {
+		bp.Register(r.bundles, r.bundles.update)
+	}
 	wait := o.Wait
 	if wait <= 0 {
 		wait = 30 * time.Second
@@ -114,7 +123,7 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 		case <-r.activated:
 		case <-time.After(wait):
 			// A bundle that activates later replaces the fallback.
-			if r.authorizer.current.CompareAndSwap(nil, o.Fallback) {
+			if r.authorizer.swapIfNone(o.Fallback) {
 				o.Logger.Error("no policy bundle activated in time; serving the fallback policy until one is", "wait", wait, "revision", o.Fallback.Revision())
 			}
 		case <-ctx.Done():
@@ -156,6 +165,10 @@ func (r *Remote) enableDecisionLogs(m *plugins.Manager, query string) {
 
 // Authorizer returns the authorizer whose engine follows bundle activations.
 func (r *Remote) Authorizer() *Authorizer { return r.authorizer }
+
+// Collectors returns the per-bundle metrics of the bundle plugin; the
+// Authorizer has its own.
+func (r *Remote) Collectors() []prometheus.Collector { return []prometheus.Collector{r.bundles} }
 
 // Stop stops the plugins.
 func (r *Remote) Stop(ctx context.Context) { r.manager.Stop(ctx) }

@@ -96,13 +96,14 @@ type Server struct {
 	opts     Options
 	mux      *http.ServeMux
 	inFlight chan struct{} // a slot per request in flight; nil = unbounded
+	metrics  *metrics
 }
 
 var _ http.Handler = (*Server)(nil)
 
 // New returns the handler.
 func New(opts Options) *Server {
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s := &Server{opts: opts, mux: http.NewServeMux(), metrics: newMetrics()}
 	if opts.MaxConcurrent > 0 {
 		s.inFlight = make(chan struct{}, opts.MaxConcurrent)
 	}
@@ -136,22 +137,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.inFlight != nil && r.URL.Path != "/healthz" && r.URL.Path != "/readyz":
 		select {
 		case s.inFlight <- struct{}{}:
+			s.metrics.inFlight.Inc()
 			s.mux.ServeHTTP(rec, r)
+			s.metrics.inFlight.Dec()
 			<-s.inFlight
 		default:
 			// Shed load at once rather than queue: a client retries, a
 			// queue only grows.
+			s.metrics.overload.Inc()
 			rec.Header().Set("Retry-After", "1")
 			writeError(rec, s.opts.Realm, &requestError{status: http.StatusServiceUnavailable, code: "UNAVAILABLE", oauth: "temporarily_unavailable",
 				msg: "too many requests in flight; retry shortly"})
 		}
 	default:
+		s.metrics.inFlight.Inc()
 		s.mux.ServeHTTP(rec, r)
+		s.metrics.inFlight.Dec()
 	}
 	rl := r.Context().Value(ctxKey{}).(*requestLog)
+	took := s.opts.Now().Sub(start)
+	s.metrics.served(r, rec.status, took)
 	attrs := append([]any{
 		"method", r.Method, "path", r.URL.Path, "status", rec.status,
-		"duration", s.opts.Now().Sub(start), "client_ip", client,
+		"duration", took, "client_ip", client,
 	}, rl.attrs...)
 	// One line per request, with the cause of any failure: at error level
 	// when we (or what we depend on) failed, so an outage is seen once per
@@ -171,6 +179,8 @@ type requestLog struct {
 	log      *slog.Logger
 	clientIP string
 	attrs    []any
+	// method is how the client authenticated, once it has.
+	method identity.Method
 }
 
 func logOf(r *http.Request) *requestLog { return r.Context().Value(ctxKey{}).(*requestLog) }
@@ -293,6 +303,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		rl.attrs = append(rl.attrs, "error", err.Error())
 		return
 	}
+	// The refresh grant hands back the token it was given: not a new one.
+	s.metrics.issued(rl.method, resp.RefreshToken != "" && rl.method != identity.MethodRefresh)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -336,6 +348,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 		method += "/" + string(id.RefreshedFrom)
 	}
 	rl.attrs = append(rl.attrs, "auth_method", method, "subject", id.Subject)
+	rl.method = id.Method
 	req := identity.Request{
 		Service:   service,
 		ClientIP:  tr.cred.ClientIP,

@@ -51,6 +51,7 @@ type Authenticator struct {
 	valid       *lru.Cache[tokenKey, time.Time] // token hash -> trusted until
 	rejected    *lru.Cache[tokenKey, time.Time] // token hash -> remembered until
 	flight      singleflight.Group
+	metrics     *metrics
 }
 
 // tokenKey is the SHA-256 of a token: the cache never holds a token.
@@ -77,10 +78,12 @@ func New(opts Options) (*Authenticator, error) {
 	if negativeTTL <= 0 {
 		negativeTTL = DefaultNegativeTTL
 	}
-	return &Authenticator{
+	a := &Authenticator{
 		meta: opts.Meta, maxTTL: opts.MaxCacheTTL, negativeTTL: negativeTTL, now: opts.Now,
 		valid: valid, rejected: rejected,
-	}, nil
+	}
+	a.metrics = newMetrics(a)
+	return a, nil
 }
 
 // Len returns the number of validated tokens cached.
@@ -137,8 +140,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, service string, secret
 func (a *Authenticator) validate(ctx context.Context, raw string, expires time.Time) error {
 	key := tokenKey(sha256.Sum256([]byte(raw)))
 	if err := a.cached(key); err != errMiss {
+		a.metrics.hit(err)
 		return err
 	}
+	a.metrics.misses.Inc()
 	// The upstream call runs detached from this request, so one client
 	// giving up does not fail the others waiting on the same call; the
 	// client's Timeout still bounds it.
@@ -146,7 +151,9 @@ func (a *Authenticator) validate(ctx context.Context, raw string, expires time.T
 		if err := a.cached(key); err != errMiss {
 			return nil, err
 		}
+		start := time.Now()
 		err := a.meta.Validate(context.WithoutCancel(ctx), raw)
+		a.metrics.called(time.Since(start), err)
 		now := a.now()
 		switch {
 		case err == nil:

@@ -1,0 +1,126 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+)
+
+// requestBuckets span a memoised anonymous token (well under a millisecond)
+// to a login waiting on a slow meta.sr.ht.
+var requestBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// metrics are the HTTP side's: requests by endpoint, method and status,
+// their latency, tokens issued by identity method, and load shed.
+type metrics struct {
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	tokens        *prometheus.CounterVec
+	refreshTokens *prometheus.CounterVec
+	overload      prometheus.Counter
+	inFlight      prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "srht_registry_http_requests_total",
+			Help: "HTTP requests by endpoint (auth, jwks, healthz, readyz, other), method (GET, POST, HEAD, other) and status code.",
+		}, []string{"endpoint", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "srht_registry_http_request_duration_seconds",
+			Help:    "Time from reading a request to its response, by endpoint.",
+			Buckets: requestBuckets,
+		}, []string{"endpoint"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "srht_registry_tokens_issued_total",
+			Help: "Registry tokens issued, by how the client authenticated: anonymous, password, sourcehut or refresh (a refresh token).",
+		}, []string{"method"}),
+		refreshTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "srht_registry_refresh_tokens_issued_total",
+			Help: "Refresh tokens issued to logins that asked for offline access, by login method: password or sourcehut.",
+		}, []string{"method"}),
+		overload: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "srht_registry_http_overload_rejections_total",
+			Help: "Requests answered 503 at once because limits.max_concurrent requests were already in flight.",
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "srht_registry_http_requests_in_flight",
+			Help: "Requests being served now (health checks excepted when limits.max_concurrent is set), of limits.max_concurrent at most.",
+		}),
+	}
+	// Every method exists from the start, so a rate() over a method that
+	// has not happened yet is 0, not absent.
+	for _, method := range []identity.Method{identity.MethodAnonymous, identity.MethodPassword, identity.MethodSourcehut, identity.MethodRefresh} {
+		m.tokens.WithLabelValues(string(method))
+	}
+	for _, method := range []identity.Method{identity.MethodPassword, identity.MethodSourcehut} {
+		m.refreshTokens.WithLabelValues(string(method))
+	}
+	return m
+}
+
+// Collectors returns the handler's metrics, for a Prometheus registry.
+func (s *Server) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.metrics.requests, s.metrics.duration, s.metrics.tokens, s.metrics.refreshTokens, s.metrics.overload, s.metrics.inFlight}
+}
+
+// endpoint names a request's path for a label: any other path is "other",
+// so a scanner trying paths cannot grow the label set.
+func endpoint(path string) string {
+	switch path {
+	case "/auth":
+		return "auth"
+	case "/.well-known/jwks.json":
+		return "jwks"
+	case "/healthz":
+		return "healthz"
+	case "/readyz":
+		return "readyz"
+	}
+	return "other"
+}
+
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodPost, http.MethodHead:
+		return method
+	}
+	return "other"
+}
+
+func (m *metrics) served(r *http.Request, status int, took time.Duration) {
+	ep := endpoint(r.URL.Path)
+	m.requests.WithLabelValues(ep, methodLabel(r.Method), strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(ep).Observe(took.Seconds())
+}
+
+func (m *metrics) issued(method identity.Method, refreshToken bool) {
+	m.tokens.WithLabelValues(string(method)).Inc()
+	if refreshToken {
+		m.refreshTokens.WithLabelValues(string(method)).Inc()
+	}
+}
+
+// MetricsHandler serves the registry's metrics at path, in the Prometheus
+// text or OpenMetrics format as the scraper asks, and 404 elsewhere. It is
+// meant for its own listener (metrics.listen), never the token endpoint's.
+func MetricsHandler(reg *prometheus.Registry, path string, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+path, promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
+		EnableOpenMetrics: true,
+		// A failing collector must not hide every other metric.
+		ErrorHandling: promhttp.ContinueOnError,
+	})))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, "", &requestError{status: http.StatusNotFound, code: "NOT_FOUND", msg: "not found; metrics are at " + path})
+	})
+	return mux
+}
