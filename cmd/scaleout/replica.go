@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+const (
+	service = "registry.example.com"
+	issuer  = "srht-registry"
+	// shutdownTimeout is the replicas' limits.shutdown_timeout: how long a
+	// SIGTERMed replica lets requests in flight finish.
+	shutdownTimeout = 10 * time.Second
+	// startTimeout bounds the wait for a process to answer.
+	startTimeout = 45 * time.Second
+)
+
+// replicaSettings is what every replica's configuration shares.
+type replicaSettings struct {
+	keyFile, htpasswd, metaURL string
+	bundleURL, bundleSecret    string
+	trustedProxy               string
+	minDelay, maxDelay         int // bundle polling, seconds
+}
+
+// replicaConfig is one replica's configuration: everything but the listen
+// addresses and the X-Replica header is the same for all of them.
+func replicaConfig(s replicaSettings, name, listen, metricsListen string) string {
+	return fmt.Sprintf(`# written by cmd/scaleout: replica %[1]s
+listen: %[2]q
+service: %[3]s
+issuer: %[4]s
+token:
+  key: %[5]q                 # the same signing key on every replica
+authn:
+  htpasswd: %[6]q            # the same users on every replica
+  sourcehut:
+    enabled: true
+    meta_url: %[7]q
+trusted_proxies: [%[8]q]     # haproxy connects from here; its X-Forwarded-For is believed
+metrics:
+  listen: %[9]q
+limits:
+  shutdown_timeout: %[10]s
+log:
+  level: info
+  format: json
+policy:
+  startup_wait: 30s
+  opa:
+    services:
+      control-plane:
+        url: %[11]q
+        headers:
+          %[12]s: %[1]s            # lets the bundle server tell replicas apart
+    keys:
+      bundle-key:
+        algorithm: HS256
+        key: %[13]q
+    bundles:
+      registry:
+        service: control-plane
+        resource: %[14]s
+        signing:
+          keyid: bundle-key
+        polling:
+          min_delay_seconds: %[15]d
+          max_delay_seconds: %[16]d
+`, name, listen, service, issuer, s.keyFile, s.htpasswd, s.metaURL, s.trustedProxy, metricsListen,
+		shutdownTimeout, s.bundleURL, replicaHeader, s.bundleSecret, strings.TrimPrefix(bundlePath, "/"),
+		s.minDelay, s.maxDelay)
+}
+
+// replica is one srht-registry replica: a fixed port (haproxy's config
+// names it) and every process that ran on it.
+type replica struct {
+	name        string
+	addr        string // 127.0.0.1:PORT
+	metricsAddr string
+	config      string
+	procs       []*child
+	stopped     string // "SIGTERM at +…", for the report
+}
+
+func (r *replica) current() *child {
+	if len(r.procs) == 0 {
+		return nil
+	}
+	return r.procs[len(r.procs)-1]
+}
+
+func (r *replica) running() bool {
+	c := r.current()
+	return c != nil && !c.Exited()
+}
+
+// start starts a new process of the replica and waits until it is ready.
+func (r *replica) start(ctx context.Context, server, logDir string) error {
+	n := len(r.procs) + 1
+	proc, err := startChild(fmt.Sprintf("%s#%d", r.name, n), filepath.Join(logDir, fmt.Sprintf("%s-%d.log", r.name, n)), nil, nil,
+		server, "serve", "--config", r.config)
+	if err != nil {
+		return err
+	}
+	r.procs = append(r.procs, proc)
+	if err := waitHTTP(ctx, proc, "http://"+r.addr+"/readyz", http.StatusOK); err != nil {
+		return fmt.Errorf("%s did not become ready: %w\n--- log ---\n%s", r.name, err, truncate(proc.log.String(), 4000))
+	}
+	return nil
+}
+
+// waitHTTP polls url until it answers want, the process ends or
+// startTimeout passes.
+func waitHTTP(ctx context.Context, proc *child, url string, want int) error {
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	deadline := time.Now().Add(startTimeout)
+	last := "no answer"
+	for {
+		if proc != nil && proc.Exited() {
+			return fmt.Errorf("exited (%v)", proc.Err())
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no %d from %s after %v (last: %s)", want, url, startTimeout, last)
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return nil
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, truncate(strings.TrimSpace(string(body)), 200))
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logTally is what one replica process's JSON log says it did.
+type logTally struct {
+	tokens      int            // GET/POST /auth answered 200: tokens served
+	authErrors  map[int]int    // /auth answered otherwise, by status
+	byClientIP  map[string]int // /auth requests by the client address the replica worked out
+	bySubject   map[string]map[string]int
+	readyz      int // health checks (haproxy's and ours)
+	afterSIGTRM int // requests that finished after "shutting down": drained
+	shutdown    bool
+	errorLines  []string // level ERROR lines, for the report
+	badLines    int
+}
+
+// parseReplicaLog reads a replica's JSON log (log.format: json): one
+// msg=request line per request.
+func parseReplicaLog(r io.Reader) logTally {
+	t := logTally{authErrors: map[int]int{}, byClientIP: map[string]int{}, bySubject: map[string]map[string]int{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 || line[0] != '{' {
+			continue // OPA or Go runtime output that is not ours
+		}
+		var l struct {
+			Level    string `json:"level"`
+			Msg      string `json:"msg"`
+			Path     string `json:"path"`
+			Status   int    `json:"status"`
+			ClientIP string `json:"client_ip"`
+			Subject  string `json:"subject"`
+			Error    string `json:"error"`
+		}
+		if err := json.Unmarshal(line, &l); err != nil {
+			t.badLines++
+			continue
+		}
+		if l.Level == "ERROR" {
+			t.errorLines = append(t.errorLines, truncate(string(line), 300))
+		}
+		switch {
+		case l.Msg == "shutting down":
+			t.shutdown = true
+		case l.Msg == "request" && l.Path == "/readyz":
+			t.readyz++
+		case l.Msg == "request" && l.Path == "/auth":
+			if t.shutdown {
+				t.afterSIGTRM++
+			}
+			if l.Status == http.StatusOK {
+				t.tokens++
+			} else {
+				t.authErrors[l.Status]++
+			}
+			t.byClientIP[l.ClientIP]++
+			if t.bySubject[l.Subject] == nil {
+				t.bySubject[l.Subject] = map[string]int{}
+			}
+			t.bySubject[l.Subject][l.ClientIP]++
+		}
+	}
+	return t
+}
+
+// readLog is a replica process's log: from memory, or from its file when
+// memory did not hold all of it.
+func (c *child) readLog() io.Reader {
+	if c.log.Dropped() > 0 {
+		if f, err := os.ReadFile(c.logFile); err == nil {
+			return strings.NewReader(string(f))
+		}
+	}
+	return strings.NewReader(c.log.String())
+}
