@@ -111,8 +111,9 @@ type lbRequest struct {
 	status       int    // -1 when haproxy got no status
 	retries      int
 	redispatched bool
-	termination  string // --NN when all went well (see haproxy's "termination state")
+	termination  string // ---- when all went well (see haproxy's "termination state")
 	method, path string
+	at           time.Duration // when it was logged, since the load started (set by the caller)
 }
 
 // parseLBLine reads one log line; ok is false for anything else haproxy

@@ -137,6 +137,7 @@ type results struct {
 	replicaStarts int
 	goUsers       []string // subjects of the in-process clients (connect from goClientAddr)
 	proxySource   string   // haproxy's source address to the replicas
+	registry      registryTally
 	bundleReqs    int
 	bundle304     int
 	bundleGets    map[string]int
@@ -167,6 +168,7 @@ type lbSummary struct {
 	total, auth, retried, redispatched int
 	failed                             []lbRequest
 	byServer                           map[string]int
+	retriedAt                          []time.Duration
 }
 
 func summarizeLB(reqs []lbRequest) lbSummary {
@@ -178,6 +180,7 @@ func summarizeLB(reqs []lbRequest) lbSummary {
 		}
 		if r.retries > 0 {
 			s.retried++
+			s.retriedAt = append(s.retriedAt, r.at)
 		}
 		if r.redispatched {
 			s.redispatched++
@@ -305,7 +308,25 @@ func (r *results) evaluate() []string {
 		}
 	}
 
-	// 5. Each replica keeps its own Sourcehut token cache: one meta.sr.ht
+	// 5. The registry accepted every token it was given (any replica's):
+	// nothing a CLI's retry could have hidden.
+	if r.registry.authorized == 0 {
+		add("the registry logged no authorized request")
+	}
+	for i, m := range r.registry.refused {
+		if i == 3 {
+			add("… and %d more authorization errors in the registry's log", len(r.registry.refused)-3)
+			break
+		}
+		add("registry: %s", m)
+	}
+	for status, n := range r.registry.errors {
+		if status != 404 {
+			add("registry: %d responses with status %d", n, status)
+		}
+	}
+
+	// 6. Each replica keeps its own Sourcehut token cache: one meta.sr.ht
 	// call per replica process at most.
 	if r.metaCalls > int64(r.replicaStarts) {
 		add("meta.sr.ht was called %d times for one token by %d replica processes", r.metaCalls, r.replicaStarts)
@@ -342,6 +363,10 @@ func (r *results) print(w io.Writer, problems []string) {
 	lb := summarizeLB(r.lb)
 	fmt.Fprintf(w, "balancer (haproxy): %d requests (%d token requests), %d retried, %d redispatched, %d failed\n",
 		lb.total, lb.auth, lb.retried, lb.redispatched, len(lb.failed))
+	fmt.Fprintf(w, "  the retry relied upon: haproxy's retry-on conn-failure empty-response response-timeout, retries %d, option redispatch 1\n", lbRetries)
+	if len(lb.retriedAt) > 0 {
+		fmt.Fprintf(w, "  retried requests by time: %s\n", retryWindows(lb.retriedAt, 1500*time.Millisecond))
+	}
 	for _, f := range lb.failed {
 		fmt.Fprintf(w, "  failed: %s %s → %d %s (server %q, retries %d)\n", f.method, f.path, f.status, f.termination, f.server, f.retries)
 	}
@@ -380,6 +405,8 @@ func (r *results) print(w io.Writer, problems []string) {
 		fmt.Fprintf(w, "graceful stop: %s SIGTERM → %s after %s; the request in flight at the signal: %s; %d token requests finished after \"shutting down\"\n",
 			st.replica, status, st.took.Round(time.Millisecond), inflight, st.drained)
 	}
+	fmt.Fprintf(w, "registry: %d requests authorized by a token, %d challenges (a first request without one), %d refused; error responses by status %v (404: HEAD of a blob or manifest not there yet)\n",
+		r.registry.authorized, r.registry.challenges, len(r.registry.refused), r.registry.errors)
 	fmt.Fprintf(w, "meta.sr.ht (fake): %d token checks for one Sourcehut token across %d replica processes\n", r.metaCalls, r.replicaStarts)
 	fmt.Fprintf(w, "bundle server: %d requests, %d full downloads %v, %d answered 304 Not Modified\n", r.bundleReqs, sumValues(r.bundleGets), r.bundleGets, r.bundle304)
 
@@ -405,6 +432,28 @@ func (r *results) print(w io.Writer, problems []string) {
 	for _, p := range problems {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
+}
+
+// retryWindows groups retry times that lie within gap of each other:
+// "+6.3–7.0s: 9, +9.0–9.6s: 8".
+func retryWindows(at []time.Duration, gap time.Duration) string {
+	at = slices.Clone(at)
+	slices.Sort(at)
+	var parts []string
+	for i := 0; i < len(at); {
+		j := i + 1
+		for j < len(at) && at[j]-at[j-1] <= gap {
+			j++
+		}
+		from, to := fmt.Sprintf("%.1f", at[i].Seconds()), fmt.Sprintf("%.1f", at[j-1].Seconds())
+		if from == to {
+			parts = append(parts, fmt.Sprintf("+%ss: %d", from, j-i))
+		} else {
+			parts = append(parts, fmt.Sprintf("+%s–%ss: %d", from, to, j-i))
+		}
+		i = j
+	}
+	return strings.Join(parts, ", ")
 }
 
 func sumValues(m map[string]int) int {

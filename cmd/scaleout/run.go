@@ -294,6 +294,16 @@ func (s *scaleout) readVersions(ctx context.Context) error {
 			}
 		}
 	}
+	// Built without VCS stamping (GOFLAGS=-buildvcs=false): the checkout's
+	// commit, as cmd/matrix names it.
+	if s.versions.server == "(devel)" {
+		if out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+			s.versions.server = strings.TrimSpace(string(out))
+			if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+				s.versions.server += "+changes"
+			}
+		}
+	}
 	for _, t := range []string{"crane", "oras", "regctl"} {
 		if _, err := os.Stat(filepath.Join(s.opts.tools, t)); err != nil {
 			return fmt.Errorf("%s: %w (install it with . .ci/tools)", t, err)
@@ -487,13 +497,24 @@ func (s *scaleout) disrupt(ctx context.Context, res *results) {
 	p1 := r1.current()
 	// A request in flight at the signal: its body is still arriving when
 	// SIGTERM comes, and graceful shutdown must let it finish.
-	inflight, finish := s.slowTokenRequest(ctx, "http://"+r1.addr)
-	time.Sleep(300 * time.Millisecond) // the replica has read the headers and waits for the body
+	inflight, headersSent, finish := s.slowTokenRequest(ctx, "http://"+r1.addr)
+	select {
+	case <-headersSent:
+	case <-time.After(5 * time.Second):
+	}
+	time.Sleep(500 * time.Millisecond) // the replica has accepted and is reading the body
 	t := time.Now()
 	childproc.Signal(p1.Cmd.Process, syscall.SIGTERM)
 	res.sigterm = sigtermResult{replica: r1.name, signaled: true}
 	s.event("%s: SIGTERM, with a token request in flight (its body not yet sent)", r1.name)
-	time.Sleep(time.Second)
+	// The rest of the body goes once the replica is shutting down, so the
+	// request is answered during the shutdown, not before it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p1.log.String(), `"msg":"shutting down"`) {
+			break
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
 	finish()
 	select {
 	case err := <-inflight:
@@ -540,21 +561,24 @@ func (s *scaleout) disrupt(ctx context.Context, res *results) {
 }
 
 // slowTokenRequest starts a password-grant POST to base whose body is
-// held back until finish is called; the channel gets nil once it was
-// answered 200 with a token.
-func (s *scaleout) slowTokenRequest(ctx context.Context, base string) (<-chan error, func()) {
+// held back until finish is called; headersSent is closed once the
+// request's headers and the first bytes of its body are written, and done
+// gets nil once it was answered 200 with a token.
+func (s *scaleout) slowTokenRequest(ctx context.Context, base string) (done <-chan error, headersSent <-chan struct{}, finish func()) {
 	form := url.Values{
 		"grant_type": {"password"}, "username": {probeUser}, "password": {s.passwords[probeUser]},
 		"service": {service}, "scope": {"repository:" + probeUser + "/app:pull"},
 	}.Encode()
 	pr, pw := io.Pipe()
-	done := make(chan error, 1)
+	result := make(chan error, 1)
+	sent := make(chan struct{})
 	go func() {
 		ctx, cancel := context.WithTimeout(ctx, shutdownTimeout+5*time.Second)
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/auth", pr)
 		if err != nil {
-			done <- err
+			result <- err
+			close(sent)
 			return
 		}
 		req.ContentLength = int64(len(form))
@@ -562,7 +586,7 @@ func (s *scaleout) slowTokenRequest(ctx context.Context, base string) (<-chan er
 		client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 		resp, err := client.Do(req)
 		if err != nil {
-			done <- err
+			result <- err
 			return
 		}
 		defer resp.Body.Close()
@@ -572,15 +596,20 @@ func (s *scaleout) slowTokenRequest(ctx context.Context, base string) (<-chan er
 		}
 		switch {
 		case resp.StatusCode != http.StatusOK:
-			done <- fmt.Errorf("status %d: %s", resp.StatusCode, oneLine(string(body)))
+			result <- fmt.Errorf("status %d: %s", resp.StatusCode, oneLine(string(body)))
 		case json.Unmarshal(body, &tr) != nil || tr.AccessToken == "":
-			done <- fmt.Errorf("no access_token in %s", oneLine(string(body)))
+			result <- fmt.Errorf("no access_token in %s", oneLine(string(body)))
 		default:
-			done <- nil
+			result <- nil
 		}
 	}()
-	_, _ = io.WriteString(pw, form[:10])
-	return done, func() {
+	// The transport has written the headers and is streaming the body
+	// once it has read these first bytes from the pipe.
+	go func() {
+		_, _ = io.WriteString(pw, form[:10])
+		close(sent)
+	}()
+	return result, sent, func() {
 		_, _ = io.WriteString(pw, form[10:])
 		_ = pw.Close()
 	}
@@ -739,6 +768,7 @@ func (s *scaleout) gather(res *results) {
 	}
 	for _, l := range s.lbLines.lines() {
 		if r, ok := parseLBLine(l.text); ok && r.frontend == "token" {
+			r.at = l.at.Sub(s.t0) // logged when the answer went out
 			res.lb = append(res.lb, r)
 		}
 	}
@@ -762,6 +792,7 @@ func (s *scaleout) gather(res *results) {
 		}
 		res.replicas = append(res.replicas, rep)
 	}
+	res.registry = parseRegistryLog(s.registry.readLog())
 	res.metaCalls = s.meta.Calls()
 	res.bundleReqs, res.bundle304, res.bundleGets = s.bundles.counts()
 	// haproxy's own notices (servers going down and up), for the timeline.

@@ -372,7 +372,8 @@ func goodResults() *results {
 		propagationOK: 7 * time.Second,
 		balancer:      balancerCheck{asked: 9, granted: 9, byServer: map[string]int{"r1": 3, "r2": 3, "r3": 3}},
 		metaCalls:     4, replicaStarts: 5,
-		goUsers: []string{"go1"}, proxySource: "127.0.0.3",
+		registry: registryTally{authorized: 40, challenges: 20, errors: map[int]int{404: 7}},
+		goUsers:  []string{"go1"}, proxySource: "127.0.0.3",
 	}
 }
 
@@ -419,6 +420,8 @@ func TestEvaluate(t *testing.T) {
 		{"a replica the balancer check missed", func(r *results) { r.balancer.byServer = map[string]int{"r1": 5, "r2": 4} }, "balancer: r3 never answered"},
 		{"shared token cache", func(r *results) { r.metaCalls = 6 }, "meta.sr.ht was called 6 times for one token by 5 replica processes"},
 		{"cut short", func(r *results) { r.setupErr = "cut short: context deadline exceeded" }, "run: cut short"},
+		{"a token the registry refused", func(r *results) { r.registry.refused = []string{"error authorizing context: invalid token"} }, "registry: error authorizing context: invalid token"},
+		{"a 5xx from the registry", func(r *results) { r.registry.errors[500] = 1 }, "registry: 1 responses with status 500"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -434,6 +437,42 @@ func TestEvaluate(t *testing.T) {
 				t.Errorf("printed:\n%s", out.String())
 			}
 		})
+	}
+}
+
+func TestParseRegistryLog(t *testing.T) {
+	// Lines as distribution v3.1.2 logs them (go.version and other fields
+	// shortened); the refusals are the troubleshooting table's.
+	log := `time="2026-11-30T15:05:01Z" level=warning msg="error authorizing context: authorization token required" go.version=go1.26 http.request.method=HEAD
+time="2026-11-30T15:05:01Z" level=info msg="authorized request" go.version=go1.26 http.request.method=HEAD
+time="2026-11-30T15:05:01Z" level=error msg="response completed with error" err.code="blob unknown" http.request.method=HEAD http.response.status=404
+time="2026-11-30T15:05:01Z" level=info msg="response completed" http.request.method=PUT http.response.status=201
+time="2026-11-30T15:05:02Z" level=info msg="failed to verify token: token signed by untrusted key with ID: \"KID\"" go.version=go1.26
+time="2026-11-30T15:05:02Z" level=warning msg="error authorizing context: insufficient scope" go.version=go1.26
+time="2026-11-30T15:05:02Z" level=error msg="response completed with error" err.code="unauthorized" http.response.status=401
+`
+	got := parseRegistryLog(strings.NewReader(log))
+	if got.authorized != 1 || got.challenges != 1 || got.errors[404] != 1 || got.errors[401] != 1 || len(got.refused) != 2 {
+		t.Errorf("%+v", got)
+	}
+	r := goodResults()
+	r.registry = got
+	problems := strings.Join(r.evaluate(), "\n")
+	for _, want := range []string{`registry: failed to verify token: token signed by untrusted key with ID: \"KID\"`, "registry: error authorizing context: insufficient scope", "registry: 1 responses with status 401"} {
+		if !strings.Contains(problems, want) {
+			t.Errorf("problems lack %q:\n%s", want, problems)
+		}
+	}
+	if strings.Contains(problems, "status 404") {
+		t.Errorf("a 404 to a HEAD is a problem:\n%s", problems)
+	}
+}
+
+func TestRetryWindows(t *testing.T) {
+	s := time.Second
+	got := retryWindows([]time.Duration{9*s + 600*time.Millisecond, 6300 * time.Millisecond, 7 * s, 9 * s, 15 * s, 15*s + 10*time.Millisecond}, 1500*time.Millisecond)
+	if want := "+6.3–7.0s: 2, +9.0–9.6s: 2, +15.0s: 2"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
 
