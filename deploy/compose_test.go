@@ -149,15 +149,21 @@ func readWiring(t *testing.T) composeWiring {
 		!slices.Equal(ki.Command[:2], []string{"chown", strconv.Itoa(imageUser) + ":" + strconv.Itoa(imageUser)}) {
 		t.Errorf("keys-init runs %q; it must chown the keys volume to the image's user", ki.Command)
 	}
-	dependsOn := func(s types.ServiceConfig, dep string) {
+	dependsOn := func(s types.ServiceConfig, dep string, required bool) {
 		t.Helper()
-		if d, ok := s.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+		d, ok := s.DependsOn[dep]
+		if !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
 			t.Errorf("%s does not wait for %s to complete", s.Name, dep)
 		}
+		if d.Required != required {
+			t.Errorf("%s depends on %s with required: %v, want %v", s.Name, dep, d.Required, required)
+		}
 	}
-	dependsOn(keys, "keys-init")
-	dependsOn(srv, "keys")
-	dependsOn(reg, "keys")
+	dependsOn(keys, "keys-init", true)
+	// keys exits 1 from the second `up` on (TestComposeRuns checks that it
+	// refuses to overwrite): the services using its files must start anyway.
+	dependsOn(srv, "keys", false)
+	dependsOn(reg, "keys", false)
 	if srv.StopGracePeriod == nil || time.Duration(*srv.StopGracePeriod) <= cfg.Limits.ShutdownTimeout {
 		t.Errorf("stop_grace_period %v must exceed limits.shutdown_timeout %v", srv.StopGracePeriod, cfg.Limits.ShutdownTimeout)
 	}
@@ -380,6 +386,16 @@ func TestComposeRuns(t *testing.T) {
 	}
 	reg := httptest.NewServer(handlers.NewApp(ctx, rc))
 	t.Cleanup(reg.Close)
+	// The registry's debug listener serves http.DefaultServeMux, where
+	// its health package registers /debug/health: what the compose
+	// healthcheck fetches.
+	debug := httptest.NewServer(http.DefaultServeMux)
+	t.Cleanup(debug.Close)
+	if resp, err := http.Get(debug.URL + "/debug/health"); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+		t.Errorf("registry /debug/health: %s", resp.Status)
+	}
 	regHost := strings.TrimPrefix(reg.URL, "http://")
 
 	// docker login + push + pull as a password user, in their namespace.
