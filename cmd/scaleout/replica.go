@@ -186,7 +186,7 @@ func parseReplicaLog(r io.Reader) logTally {
 			continue
 		}
 		if l.Level == "ERROR" {
-			t.errorLines = append(t.errorLines, truncate(string(line), 300))
+			t.errorLines = append(t.errorLines, fmt.Sprintf("%s %s %d: %s", l.Msg, l.Path, l.Status, truncate(l.Error, 300)))
 		}
 		switch {
 		case l.Msg == "shutting down":

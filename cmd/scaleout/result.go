@@ -363,7 +363,7 @@ func (r *results) print(w io.Writer, problems []string) {
 	lb := summarizeLB(r.lb)
 	fmt.Fprintf(w, "balancer (haproxy): %d requests (%d token requests), %d retried, %d redispatched, %d failed\n",
 		lb.total, lb.auth, lb.retried, lb.redispatched, len(lb.failed))
-	fmt.Fprintf(w, "  the retry relied upon: haproxy's retry-on conn-failure empty-response response-timeout, retries %d, option redispatch 1\n", lbRetries)
+	fmt.Fprintf(w, "  the retry relied upon: haproxy's retry-on %s, retries %d, option redispatch 1\n", lbRetryOn, lbRetries)
 	if len(lb.retriedAt) > 0 {
 		fmt.Fprintf(w, "  retried requests by time: %s\n", retryWindows(lb.retriedAt, 1500*time.Millisecond))
 	}
@@ -386,6 +386,13 @@ func (r *results) print(w io.Writer, problems []string) {
 				rep.name, p.n, t.tokens, t.authErrors, t.readyz, t.byClientIP, p.endedBy)
 			for _, m := range p.metrics {
 				fmt.Fprintf(w, "      %s\n", m)
+			}
+			for i, e := range t.errorLines {
+				if i == 3 {
+					fmt.Fprintf(w, "      … %d more error lines\n", len(t.errorLines)-3)
+					break
+				}
+				fmt.Fprintf(w, "      logged: %s\n", e)
 			}
 		}
 	}

@@ -39,7 +39,8 @@ func TestRenderHAProxy(t *testing.T) {
 		"option httpchk GET /readyz\n",
 		"http-check expect status 200\n",
 		"retries 3\n",
-		"retry-on conn-failure empty-response response-timeout\n",
+		"retry-on conn-failure empty-response response-timeout 503\n",
+		"timeout server 10s",
 		"option redispatch 1\n",
 		"option forwardfor",
 		"default-server check inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2 source 127.0.0.3\n",
@@ -151,7 +152,7 @@ func TestParseReplicaLog(t *testing.T) {
 		`not json: some OPA or runtime output`,
 		`{"time":"2026-11-30T15:00:01Z","level":"INFO","msg":"shutting down"}`,
 		`{"time":"2026-11-30T15:00:02Z","level":"INFO","msg":"request","method":"POST","path":"/auth","status":200,"client_ip":"127.0.0.1","auth_method":"password","subject":"probe"}`,
-		`{"time":"2026-11-30T15:00:02Z","level":"ERROR","msg":"request","method":"GET","path":"/auth","status":503,"client_ip":"127.0.0.2"}`,
+		`{"time":"2026-11-30T15:00:02Z","level":"ERROR","msg":"request","method":"GET","path":"/auth","status":503,"client_ip":"127.0.0.2","error":"policy decision failed: scope repository:go2/app-0:push,pull: eval_cancel_error: context deadline exceeded"}`,
 		`{"broken json`,
 	}, "\n") + "\n"
 	got := parseReplicaLog(strings.NewReader(log))
@@ -164,8 +165,11 @@ func TestParseReplicaLog(t *testing.T) {
 	if got.byClientIP["127.0.0.2"] != 2 || got.byClientIP["127.0.0.1"] != 3 || got.byClientIP["127.0.0.3"] != 0 {
 		t.Errorf("client addresses %v", got.byClientIP)
 	}
-	if got.bySubject["go1"]["127.0.0.2"] != 1 || got.badLines != 1 || len(got.errorLines) != 1 {
-		t.Errorf("subjects %v, bad lines %d, error lines %d", got.bySubject, got.badLines, len(got.errorLines))
+	if got.bySubject["go1"]["127.0.0.2"] != 1 || got.badLines != 1 {
+		t.Errorf("subjects %v, bad lines %d", got.bySubject, got.badLines)
+	}
+	if want := []string{"request /auth 503: policy decision failed: scope repository:go2/app-0:push,pull: eval_cancel_error: context deadline exceeded"}; !slices.Equal(got.errorLines, want) {
+		t.Errorf("error lines %q", got.errorLines)
 	}
 }
 
