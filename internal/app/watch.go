@@ -16,6 +16,10 @@ import (
 // rename and chmod) into one reload.
 const debounce = 250 * time.Millisecond
 
+// k8sDataLink is the symlink the kubelet swaps atomically to update every
+// file of a ConfigMap or Secret volume at once.
+const k8sDataLink = "..data"
+
 // watchFiles reports, debounced, the path of a change to any of paths: a
 // file, or a directory and everything below it. Directories holding watched
 // files are watched rather than the files, so a save by rename is seen.
@@ -55,6 +59,12 @@ func watchFiles(ctx context.Context, paths []string, log *slog.Logger) (<-chan s
 	relevant := func(name string) bool {
 		for _, f := range files {
 			if name == f {
+				return true
+			}
+			// Kubernetes updates a ConfigMap or Secret volume by renaming
+			// a new ..data symlink over the old one; the files themselves
+			// are symlinks through ..data and see no event of their own.
+			if filepath.Base(name) == k8sDataLink && filepath.Dir(name) == filepath.Dir(f) {
 				return true
 			}
 		}
