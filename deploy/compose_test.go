@@ -98,6 +98,7 @@ func flag(t *testing.T, args []string, name string) string {
 type composeWiring struct {
 	tokenConfigHost string   // the host file mounted as the token server's config
 	keysArgs        []string // the keys service's command
+	healthArgs      []string // the token server's healthcheck command, without CMD and the binary
 	keysDir         string   // where keys writes inside its container
 	registryConfig  []byte   // the registry's config.yml
 	registry        *configuration.Configuration
@@ -160,10 +161,16 @@ func readWiring(t *testing.T) composeWiring {
 		}
 	}
 	dependsOn(keys, "keys-init", true)
-	// keys exits 1 from the second `up` on (TestComposeRuns checks that it
-	// refuses to overwrite): the services using its files must start anyway.
-	dependsOn(srv, "keys", false)
-	dependsOn(reg, "keys", false)
+	// keys keeps an existing key and exits 0 (TestComposeRuns runs it
+	// twice), so the services using its files can require it.
+	dependsOn(srv, "keys", true)
+	dependsOn(reg, "keys", true)
+	if !slices.Contains(keys.Command, "--keep-existing") {
+		t.Errorf("keys runs %q: without --keep-existing it fails at the second `up`", keys.Command)
+	}
+	if d := reg.DependsOn["srht-registry"]; d.Condition != types.ServiceConditionHealthy {
+		t.Errorf("the registry waits for the token server to be %q, want %q", d.Condition, types.ServiceConditionHealthy)
+	}
 	if srv.StopGracePeriod == nil || time.Duration(*srv.StopGracePeriod) <= cfg.Limits.ShutdownTimeout {
 		t.Errorf("stop_grace_period %v must exceed limits.shutdown_timeout %v", srv.StopGracePeriod, cfg.Limits.ShutdownTimeout)
 	}
@@ -240,10 +247,14 @@ func readWiring(t *testing.T) composeWiring {
 	if err != nil || hu.Path != "/debug/health" || hu.Port() != strconv.Itoa(port(t, rc.HTTP.Debug.Addr)) {
 		t.Errorf("healthcheck %q does not probe /debug/health on http.debug.addr %s", hc.Test, rc.HTTP.Debug.Addr)
 	}
-	// No healthcheck may be given to our image: it has nothing to run one.
-	if srv.HealthCheck != nil && !srv.HealthCheck.Disable {
-		t.Errorf("srht-registry has a healthcheck %q, but its image has no shell or HTTP client", srv.HealthCheck.Test)
+	// Our image has no shell: its healthcheck is the binary's own probe,
+	// given the config the server runs with (TestComposeRuns runs it).
+	shc := srv.HealthCheck
+	if shc == nil || len(shc.Test) < 3 || shc.Test[0] != "CMD" || shc.Test[1] != "/usr/local/bin/srht-registry" || shc.Test[2] != "healthcheck" ||
+		flag(t, shc.Test, "--config") != flag(t, srv.Command, "--config") {
+		t.Fatalf("srht-registry's healthcheck %v must be [CMD /usr/local/bin/srht-registry healthcheck --config <the served config>]", shc)
 	}
+	w.healthArgs = shc.Test[2:]
 	return w
 }
 
@@ -293,11 +304,15 @@ func TestComposeRuns(t *testing.T) {
 	if code := app.Run(ctx, args, nil, &out, &out); code != 0 {
 		t.Fatalf("keys service command exited %d:\n%s", code, out.String())
 	}
-	// A second `docker compose up` runs it again: it must refuse to
-	// replace the key (so depends_on says required: false).
+	// A second `docker compose up` runs it again: it must keep the key and
+	// succeed.
+	firstKey := readFile(t, filepath.Join(keysDir, "key.pem"))
 	out.Reset()
-	if code := app.Run(ctx, args, nil, &out, &out); code == 0 || !strings.Contains(out.String(), "exists") {
-		t.Fatalf("keys run twice exited %d (%s); compose.yaml relies on it refusing to overwrite", code, out.String())
+	if code := app.Run(ctx, args, nil, &out, &out); code != 0 || !strings.Contains(out.String(), "kept them") {
+		t.Fatalf("keys run twice exited %d (%s); compose.yaml relies on it keeping the key", code, out.String())
+	}
+	if !bytes.Equal(readFile(t, filepath.Join(keysDir, "key.pem")), firstKey) {
+		t.Fatal("the second keys run replaced the key")
 	}
 
 	// The token server with the compose config.
@@ -355,6 +370,20 @@ func TestComposeRuns(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("srht_registry_build_info")) {
 		t.Errorf("GET metrics: %s\n%.300s", resp.Status, body)
+	}
+	// The healthcheck command, given the config with the port the server
+	// really listens on.
+	probeConfig := filepath.Join(f.dir, "probe.yaml")
+	writeFile(t, probeConfig, editConfig(t, tokenConfig, func(key string, n *yaml.Node) {
+		if key == "listen" {
+			n.Value = tokenAddr
+		}
+	}), 0o644)
+	probe := slices.Clone(w.healthArgs)
+	probe[slices.Index(probe, "--config")+1] = probeConfig
+	out.Reset()
+	if code := app.Run(ctx, probe, nil, &out, &out); code != 0 {
+		t.Errorf("the healthcheck %q exited %d: %s", w.healthArgs, code, out.String())
 	}
 	for _, probe := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + tokenAddr + probe)

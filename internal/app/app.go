@@ -20,11 +20,14 @@ const usage = `usage: srht-registry <command> [flags]
 
 commands:
   serve [--config FILE]          run the token server
-  keys --out DIR [--type ec|rsa|ed25519] [--config FILE] [--realm URL] [--previous FILE...]
+  keys --out DIR [--type ec|rsa|ed25519] [--config FILE] [--realm URL] [--previous FILE...] [--keep-existing]
                                  write a signing key, certificate and JWKS, and
                                  print the matching registry config
   hash-password USER             read a password on stdin, print an htpasswd line
   check-config [--config FILE]   load the config, keys, htpasswd and policy, then exit
+  healthcheck [--config FILE] [--url URL]
+                                 exit 0 if the server is ready (GET /readyz), 1 if not:
+                                 a probe for images without a shell or HTTP client
   policy test [-v] [--coverage] [--format pretty|json] [--run REGEX] [DIR...]
                                  run the Rego tests of the embedded policy, or of
                                  each policy or bundle DIR on its own, like opa test
@@ -52,6 +55,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runHashPassword(rest, stdin, stdout, stderr)
 	case "check-config":
 		err = runCheckConfig(ctx, rest, stdout, stderr)
+	case "healthcheck":
+		err = runHealthcheck(ctx, rest, stdout, stderr)
 	case "policy":
 		err = runPolicy(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":

@@ -22,6 +22,26 @@ import (
 // pin the key; rotating the key replaces it.
 const certValidity = 10 * 365 * 24 * time.Hour
 
+// keysExist reports whether dir holds all the files keys writes, and fails
+// when it holds only some: a half-written set must not pass for a key.
+func keysExist(dir string) (bool, error) {
+	var have, missing []string
+	for _, name := range []string{"key.pem", "cert.pem", "jwks.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			have = append(have, name)
+		} else {
+			missing = append(missing, name)
+		}
+	}
+	switch {
+	case len(missing) == 0:
+		return true, nil
+	case len(have) == 0:
+		return false, nil
+	}
+	return false, fmt.Errorf("%s holds %s but not %s: remove them, or use --force to write a new key", dir, strings.Join(have, ", "), strings.Join(missing, ", "))
+}
+
 func runKeys(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("keys", stderr)
 	out := fs.String("out", "", "`DIR` to write key.pem, cert.pem and jwks.json to (created if missing)")
@@ -29,6 +49,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "config `FILE` whose service, issuer and listen address go into the printed registry config")
 	realm := fs.String("realm", "", "token endpoint `URL` the registry sends clients to (default http://localhost:PORT/auth from listen)")
 	force := fs.Bool("force", false, "overwrite existing files")
+	keep := fs.Bool("keep-existing", false, "if DIR already holds key.pem, cert.pem and jwks.json, keep them and exit 0\n(for a start-up step that runs every time, such as a one-shot container)")
 	registry := fs.String("registry", "v3", "registry `VERSION` the printed config is for: v3 (distribution 3.x: jwks) or v2 (distribution 2.8: rootcertbundle only)")
 	var previous listFlag
 	fs.Var(&previous, "previous", "key `FILE` (private key, public key or certificate) to keep publishing beside the new key, for a rotation (repeatable)")
@@ -37,6 +58,18 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	}
 	if *out == "" {
 		return usageError{errors.New("keys: --out DIR is required")}
+	}
+	if *keep {
+		if *force {
+			return usageError{errors.New("keys: --keep-existing and --force contradict each other")}
+		}
+		kept, err := keysExist(*out)
+		if err != nil || kept {
+			if kept {
+				fmt.Fprintf(stdout, "# %s already holds key.pem, cert.pem and jwks.json: kept them.\n", *out)
+			}
+			return err
+		}
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
