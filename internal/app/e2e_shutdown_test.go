@@ -68,3 +68,49 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Error("no shutdown line in the log")
 	}
 }
+
+// TestShutdownDelay: with limits.shutdown_delay, SIGTERM first turns
+// /readyz to 503 while tokens are still issued, so a balancer's health check
+// takes the replica out before its listener closes; then it shuts down.
+func TestShutdownDelay(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, cfg, "listen: 127.0.0.1:0\nlimits:\n  shutdown_delay: 1500ms\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	exited := make(chan int, 1)
+	go func() {
+		exited <- Run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), io.Discard, logs)
+	}()
+	var addr string
+	waitFor(t, "the server to listen", func() bool {
+		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	if got := getStatus(t, "http://"+addr+"/readyz"); got != http.StatusOK {
+		t.Fatalf("/readyz before SIGTERM: %d", got)
+	}
+	signalled := time.Now()
+	cancel() // SIGTERM
+	waitFor(t, "/readyz to say 503", func() bool { return getStatus(t, "http://"+addr+"/readyz") == http.StatusServiceUnavailable })
+	if got := getStatus(t, "http://"+addr+"/auth?service=registry.example.com&scope=repository:library/alpine:pull"); got != http.StatusOK {
+		t.Errorf("a token request while draining: %d, want 200", got)
+	}
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Fatalf("serve exited %d; log:\n%s", code, logs)
+		}
+		if took := time.Since(signalled); took < 1500*time.Millisecond {
+			t.Errorf("serve returned %v after SIGTERM, before the 1.5 s shutdown delay", took)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not return after the shutdown delay")
+	}
+	if !strings.Contains(logs.String(), "draining") {
+		t.Error("no draining line in the log")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -96,6 +97,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	if d := cfg.Limits.ShutdownDelay; d > 0 {
+		// Still serving, but /readyz says 503 so that the balancer stops
+		// sending new connections before the listener closes.
+		rt.draining.Store(true)
+		log.Info("draining: /readyz answers 503 while requests are still served", "shutdown_delay", d)
+		time.Sleep(d)
+	}
 	log.Info("shutting down")
 	// New connections are refused at once; requests in flight get
 	// shutdown_timeout to finish.
@@ -147,6 +155,9 @@ type instance struct {
 	stop  func(ctx context.Context)
 	// collectors are the components' metrics.
 	collectors []prometheus.Collector
+	// draining is set on SIGTERM with limits.shutdown_delay: not ready,
+	// still serving.
+	draining atomic.Bool
 }
 
 // build loads everything the config names; it is also what check-config
@@ -318,6 +329,9 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		MaxConcurrent:  cfg.Limits.MaxConcurrent,
 		TrustedProxies: trusted,
 		Ready: func() error {
+			if rt.draining.Load() {
+				return errors.New("shutting down")
+			}
 			if az.Engine() == nil {
 				return errors.New("no policy bundle is active yet")
 			}

@@ -236,6 +236,11 @@ type Limits struct {
 	WriteTimeout      time.Duration `yaml:"write_timeout"`       // default 30s
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 2m
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // default 10s: in-flight requests get this long on SIGTERM
+	// ShutdownDelay keeps serving for this long after SIGTERM, with
+	// /readyz answering 503, before the listener closes: a load balancer's
+	// health check takes the replica out first, so no new connection is
+	// refused. 0 (default) closes at once.
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 }
 
 // Default returns the configuration used when no file is given: a working
@@ -346,6 +351,7 @@ var durationKeys = map[string]bool{
 	"policy.timeout":                     true,
 	"policy.startup_wait":                true,
 	"brute_force.window":                 true,
+	"limits.shutdown_delay":              true,
 }
 
 // zeroDurations rewrites a bare 0 given for a duration setting to "0s".
@@ -675,6 +681,9 @@ func (c Config) Validate() error {
 		if d.v <= 0 || d.v > time.Hour {
 			add("limits."+d.key, "must be above 0 and at most 1h, got %v", d.v)
 		}
+	}
+	if l.ShutdownDelay < 0 || l.ShutdownDelay > 10*time.Minute {
+		add("limits.shutdown_delay", "must be between 0 and 10m, got %v", l.ShutdownDelay)
 	}
 	if (c.TLS.Certificate == "") != (c.TLS.Key == "") {
 		add("tls", "needs both certificate and key")

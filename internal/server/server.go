@@ -166,6 +166,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// request, not twice.
 	level := slog.LevelInfo
 	switch {
+	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz":
+		// A balancer probes every replica every second or so: a passing
+		// probe is noise; a failing one (not ready, draining) is news,
+		// but expected, not an error.
+		if rec.status == http.StatusOK {
+			level = slog.LevelDebug
+		}
 	case rec.status >= 500:
 		level = slog.LevelError
 	case rec.status == http.StatusTooManyRequests:

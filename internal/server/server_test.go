@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1281,5 +1282,43 @@ func TestRefreshSourcehutReadOnly(t *testing.T) {
 				t.Error("the Sourcehut token is in the log")
 			}
 		})
+	}
+}
+
+// TestHealthProbeLogLevel: passing probes are logged at debug (a balancer
+// sends them every second to every replica), failing ones at info.
+func TestHealthProbeLogLevel(t *testing.T) {
+	var notReady atomic.Bool
+	logs := &logBuffer{}
+	h := server.New(server.Options{
+		Services: []string{service}, Realm: realm, MaxScopes: 4, MaxBodyBytes: maxBody,
+		Ready: func() error {
+			if notReady.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
+		JWKS:   []byte(`{"keys":[]}`),
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:    time.Now,
+	})
+	probe := func(path string) string {
+		before := len(logs.String())
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		var line struct{ Level string }
+		if err := json.Unmarshal([]byte(logs.String()[before:]), &line); err != nil {
+			t.Fatalf("%s: log %q: %v", path, logs.String()[before:], err)
+		}
+		return line.Level
+	}
+	for path, want := range map[string]string{"/healthz": "DEBUG", "/readyz": "DEBUG"} {
+		if got := probe(path); got != want {
+			t.Errorf("%s passing: logged at %s, want %s", path, got, want)
+		}
+	}
+	notReady.Store(true)
+	if got := probe("/readyz"); got != "INFO" {
+		t.Errorf("/readyz failing: logged at %s, want INFO", got)
 	}
 }
