@@ -168,7 +168,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	switch {
-	case revision == "":
+	case revision == "" && b.vcs: // else the fallback note said why
 		fmt.Fprintln(stdout, "note: no VCS information in the binary (not a git checkout?): --version will say commit unknown")
 	case modified:
 		fmt.Fprintf(stdout, "note: the checkout has uncommitted changes: the image is of commit %s plus those changes (version %s)\n", revision, version)
