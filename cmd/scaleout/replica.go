@@ -19,6 +19,11 @@ const (
 	// shutdownTimeout is the replicas' limits.shutdown_timeout: how long a
 	// SIGTERMed replica lets requests in flight finish.
 	shutdownTimeout = 10 * time.Second
+	// shutdownDelay is the replicas' limits.shutdown_delay: after SIGTERM a
+	// replica answers /readyz with 503 for this long while it still serves,
+	// so haproxy's check (inter 500ms, fall 2) takes it out before its
+	// listener closes and no connection is refused.
+	shutdownDelay = 2 * time.Second
 	// startTimeout bounds the wait for a process to answer.
 	startTimeout = 45 * time.Second
 )
@@ -50,6 +55,7 @@ metrics:
   listen: %[9]q
 limits:
   shutdown_timeout: %[10]s
+  shutdown_delay: %[17]s
 log:
   level: info
   format: json
@@ -76,7 +82,7 @@ policy:
           max_delay_seconds: %[16]d
 `, name, listen, service, issuer, s.keyFile, s.htpasswd, s.metaURL, s.trustedProxy, metricsListen,
 		shutdownTimeout, s.bundleURL, replicaHeader, s.bundleSecret, strings.TrimPrefix(bundlePath, "/"),
-		s.minDelay, s.maxDelay)
+		s.minDelay, s.maxDelay, shutdownDelay)
 }
 
 // replica is one srht-registry replica: a fixed port (haproxy's config

@@ -146,6 +146,7 @@ type results struct {
 
 type sigtermResult struct {
 	replica  string
+	at       time.Duration // the signal, since the load started
 	exited   bool
 	exitErr  string // "" = exit status 0
 	took     time.Duration
@@ -230,6 +231,17 @@ func (r *results) evaluate() []string {
 			break
 		}
 		add("balancer: %s %s answered %d (termination %s, server %q, %d retries)", f.method, f.path, f.status, f.termination, f.server, f.retries)
+	}
+	// The SIGTERMed replica drains (limits.shutdown_delay) before it closes:
+	// haproxy must not have needed to retry anything in that window, where
+	// without the delay refused connections were retried.
+	if st := r.sigterm; st.signaled {
+		for _, at := range lb.retriedAt {
+			if at >= st.at && at < st.at+shutdownDelay {
+				add("balancer: a request at +%.2fs was retried although %s was draining (shutdown_delay %v)", at.Seconds(), st.replica, shutdownDelay)
+				break
+			}
+		}
 	}
 	if r.lbStats.backend.http5xx > 0 {
 		add("balancer stats: %d 5xx answers from the backend", r.lbStats.backend.http5xx)

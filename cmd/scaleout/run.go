@@ -505,7 +505,7 @@ func (s *scaleout) disrupt(ctx context.Context, res *results) {
 	time.Sleep(500 * time.Millisecond) // the replica has accepted and is reading the body
 	t := time.Now()
 	childproc.Signal(p1.Cmd.Process, syscall.SIGTERM)
-	res.sigterm = sigtermResult{replica: r1.name, signaled: true}
+	res.sigterm = sigtermResult{replica: r1.name, signaled: true, at: t.Sub(s.t0)}
 	s.event("%s: SIGTERM, with a token request in flight (its body not yet sent)", r1.name)
 	// The rest of the body goes once the replica is shutting down, so the
 	// request is answered during the shutdown, not before it.

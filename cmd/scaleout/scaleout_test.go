@@ -362,7 +362,8 @@ func goodResults() *results {
 		},
 		lb: []lbRequest{
 			{frontend: "token", server: "r1", status: 200, termination: "----", path: "/auth"},
-			{frontend: "token", server: "r2", status: 200, retries: 1, redispatched: true, termination: "----", path: "/auth"},
+			// The SIGKILL's retry, well after r1's drain.
+			{frontend: "token", server: "r2", status: 200, retries: 1, redispatched: true, termination: "----", path: "/auth", at: 9 * time.Second},
 		},
 		lbStats: lbStats{servers: map[string]lbServerStats{}},
 		replicas: []replicaReport{
@@ -370,7 +371,7 @@ func goodResults() *results {
 			{name: "r2", procs: []procReport{{n: 1, tally: tally(5, nil)}, {n: 2, tally: tally(3, nil)}}},
 			{name: "r3", procs: []procReport{{n: 1, tally: tally(9, nil)}}},
 		},
-		sigterm:       sigtermResult{replica: "r1", signaled: true, exited: true, drained: 1},
+		sigterm:       sigtermResult{replica: "r1", signaled: true, exited: true, drained: 1, at: 6 * time.Second},
 		oldDecision:   map[string]bool{"r1": true, "r2": true, "r3": true},
 		propagation:   []propagation{{replica: "r1", effective: time.Second}, {replica: "r2", effective: 2 * time.Second}, {replica: "r3", effective: 500 * time.Millisecond}},
 		propagationOK: 7 * time.Second,
@@ -414,6 +415,7 @@ func TestEvaluate(t *testing.T) {
 		{"no SIGTERM", func(r *results) { r.sigterm = sigtermResult{} }, "no replica was stopped with SIGTERM"},
 		{"request in flight dropped", func(r *results) { r.sigterm.inflightErr = "EOF" }, "r1: the token request in flight at SIGTERM failed: EOF"},
 		{"nothing drained", func(r *results) { r.sigterm.drained = 0 }, `r1: its log shows no token request finished after "shutting down"`},
+		{"a retry while draining", func(r *results) { r.lb[len(r.lb)-1].at = 7 * time.Second }, "balancer: a request at +7.00s was retried although r1 was draining (shutdown_delay 2s)"},
 		{"late propagation", func(r *results) { r.propagation[1].effective = 8 * time.Second }, "r2: gave the new decision after 8s, more than 7s"},
 		{"no propagation", func(r *results) { r.propagation[2].effective = -1; r.propagation[2].err = "status 503" }, "r3: never gave the new decision (status 503)"},
 		{"granted before the change", func(r *results) { r.oldDecision["r1"] = false }, "r1: granted the probe before the policy change"},
