@@ -8,9 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/childproc"
@@ -61,12 +59,6 @@ type child struct {
 	log *logBuffer
 }
 
-// procAttr puts a process in its own process group (so a timeout kills
-// what it started too) and has the kernel kill it if the matrix dies.
-func procAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
-
 // startChild starts path with args and env (added to a clean base
 // environment), its output going to logFile and to memory.
 func startChild(name, logFile string, env []string, path string, args ...string) (*child, error) {
@@ -76,10 +68,10 @@ func startChild(name, logFile string, env []string, path string, args ...string)
 	}
 	log := &logBuffer{file: f}
 	cmd := exec.Command(path, args...)
-	cmd.Env = append(baseEnv(), env...)
+	cmd.Env = append(childproc.BaseEnv(), env...)
 	cmd.Stdout = log
 	cmd.Stderr = log
-	cmd.SysProcAttr = procAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	c, err := childproc.Start(name, cmd, func() { f.Close() })
 	if err != nil {
 		f.Close()
@@ -88,53 +80,20 @@ func startChild(name, logFile string, env []string, path string, args ...string)
 	return &child{Child: c, log: log}, nil
 }
 
-// baseEnv is the environment every process starts from: PATH and nothing
-// that could send traffic off the machine (no proxy variables).
-func baseEnv() []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "NO_PROXY=*", "no_proxy=*"}
-	for _, k := range []string{"GOPATH", "GOCACHE", "GOMODCACHE", "GOFLAGS", "GOTOOLCHAIN"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
-}
-
-// errTimeout marks a command that ran past its bound.
-var errTimeout = errors.New("timed out")
-
 // runCmd runs one client command, bounded by ctx and timeout, in its own
 // process group. It returns the combined output; on failure the error holds
 // the output's most telling line.
 func runCmd(ctx context.Context, timeout time.Duration, dir string, env []string, stdin string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(baseEnv(), env...)
-	cmd.SysProcAttr = procAttr()
-	cmd.Cancel = func() error {
-		childproc.Signal(cmd.Process, syscall.SIGKILL)
-		return nil
+	text, err := childproc.Run(ctx, timeout, dir, env, stdin, name, args...)
+	switch {
+	case err == nil:
+		return text, nil
+	case errors.Is(err, childproc.ErrTimeout):
+		return text, fmt.Errorf("%s: %w: %s", name, err, oneLine(text))
 	}
-	cmd.WaitDelay = 5 * time.Second
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
+	msg := oneLine(text)
+	if msg == "" {
+		msg = err.Error()
 	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	err := cmd.Run()
-	text := out.String()
-	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			return text, fmt.Errorf("%s: %w after %v: %s", name, errTimeout, timeout, oneLine(text))
-		}
-		msg := oneLine(text)
-		if msg == "" {
-			msg = err.Error()
-		}
-		return text, errors.New(msg)
-	}
-	return text, nil
+	return text, errors.New(msg)
 }

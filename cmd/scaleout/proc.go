@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/childproc"
@@ -68,12 +67,6 @@ type child struct {
 	started time.Time
 }
 
-// procAttr puts a process in its own process group (so a stop reaches what
-// it started) and has the kernel kill it if scaleout dies.
-func procAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
-
 // startChild starts path with args and env (added to a clean base
 // environment), its output going to logFile, to memory and to tee (if not
 // nil).
@@ -84,10 +77,10 @@ func startChild(name, logFile string, tee io.Writer, env []string, path string, 
 	}
 	log := &logBuffer{file: f, tee: tee}
 	cmd := exec.Command(path, args...)
-	cmd.Env = append(baseEnv(), env...)
+	cmd.Env = append(childproc.BaseEnv(), env...)
 	cmd.Stdout = log
 	cmd.Stderr = log
-	cmd.SysProcAttr = procAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	c, err := childproc.Start(name, cmd, func() { f.Close() })
 	if err != nil {
 		f.Close()
@@ -108,55 +101,22 @@ func (c *child) waitExit(d time.Duration) bool {
 	return true
 }
 
-// baseEnv is the environment every process starts from: PATH and nothing
-// that could send traffic off the machine (no proxy variables).
-func baseEnv() []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "NO_PROXY=*", "no_proxy=*"}
-	for _, k := range []string{"GOPATH", "GOCACHE", "GOMODCACHE", "GOFLAGS", "GOTOOLCHAIN"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
-}
-
-// errTimeout marks a command that ran past its bound.
-var errTimeout = errors.New("timed out")
-
 // runCmd runs one client command, bounded by ctx and timeout, in its own
 // process group. On failure the error holds the output's most telling
 // line.
 func runCmd(ctx context.Context, timeout time.Duration, dir string, env []string, stdin string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(baseEnv(), env...)
-	cmd.SysProcAttr = procAttr()
-	cmd.Cancel = func() error {
-		childproc.Signal(cmd.Process, syscall.SIGKILL)
-		return nil
+	text, err := childproc.Run(ctx, timeout, dir, env, stdin, name, args...)
+	switch {
+	case err == nil:
+		return text, nil
+	case errors.Is(err, childproc.ErrTimeout):
+		return text, fmt.Errorf("%s: %w: %s", name, err, lastLine(text))
 	}
-	cmd.WaitDelay = 5 * time.Second
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
+	msg := lastLine(text)
+	if msg == "" {
+		msg = err.Error()
 	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	err := cmd.Run()
-	text := out.String()
-	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			return text, fmt.Errorf("%s: %w after %v: %s", name, errTimeout, timeout, lastLine(text))
-		}
-		msg := lastLine(text)
-		if msg == "" {
-			msg = err.Error()
-		}
-		return text, fmt.Errorf("%s: %s", name, msg)
-	}
-	return text, nil
+	return text, fmt.Errorf("%s: %s", name, msg)
 }
 
 // lastLine is the last non-empty line of a command's output, where the

@@ -21,21 +21,7 @@ func TestGracefulShutdown(t *testing.T) {
 	meta.SetDelay(700 * time.Millisecond) // keeps a Sourcehut login in flight
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	writeFile(t, cfg, "listen: 127.0.0.1:0\nauthn:\n  sourcehut:\n    meta_url: "+meta.URL()+"\n    timeout: 5s\nlimits:\n  shutdown_timeout: 5s\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	exited := make(chan int, 1)
-	go func() {
-		exited <- Run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), io.Discard, logs)
-	}()
-	var addr string
-	waitFor(t, "the server to listen", func() bool {
-		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil {
-			addr = m[1]
-			return true
-		}
-		return false
-	})
+	addr, logs, cancel, exited := serveToStop(t, cfg)
 
 	tok := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
 	answered := make(chan tokenResult, 1)
@@ -75,21 +61,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestShutdownDelay(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	writeFile(t, cfg, "listen: 127.0.0.1:0\nlimits:\n  shutdown_delay: 1500ms\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	exited := make(chan int, 1)
-	go func() {
-		exited <- Run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), io.Discard, logs)
-	}()
-	var addr string
-	waitFor(t, "the server to listen", func() bool {
-		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil {
-			addr = m[1]
-			return true
-		}
-		return false
-	})
+	addr, logs, cancel, exited := serveToStop(t, cfg)
 	if got := getStatus(t, "http://"+addr+"/readyz"); got != http.StatusOK {
 		t.Fatalf("/readyz before SIGTERM: %d", got)
 	}
@@ -113,4 +85,25 @@ func TestShutdownDelay(t *testing.T) {
 	if !strings.Contains(logs.String(), "draining") {
 		t.Error("no draining line in the log")
 	}
+}
+
+// serveToStop runs serve until the test calls cancel (what SIGTERM does in
+// main); exited receives serve's exit code.
+func serveToStop(t *testing.T, cfg string) (addr string, logs *syncBuffer, cancel context.CancelFunc, exited <-chan int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	logs = &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), io.Discard, logs)
+	}()
+	waitFor(t, "the server to listen", func() bool {
+		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	return addr, logs, cancel, done
 }

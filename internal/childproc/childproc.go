@@ -1,5 +1,5 @@
 // Package childproc runs the child processes of the development tools
-// (cmd/loadbench, cmd/matrix): each is tracked from start until it has been
+// (cmd/loadbench, cmd/matrix, cmd/scaleout): each is tracked from start until it has been
 // waited for, stopped with SIGTERM and then SIGKILL after a grace period,
 // and KillAll ends every one still running, so no server outlives a run.
 // Signals go to the child's process group when it leads one (Setpgid), so
@@ -7,9 +7,13 @@
 package childproc
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -117,4 +121,56 @@ func Signal(p *os.Process, sig syscall.Signal) {
 	if err := syscall.Kill(-p.Pid, sig); err != nil {
 		_ = p.Signal(sig)
 	}
+}
+
+// SysProcAttr puts a process in its own process group (so a stop or a
+// timeout reaches what it started too) and has the kernel kill it if this
+// program dies.
+func SysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// BaseEnv is the environment every child starts from: PATH, the Go
+// toolchain's caches, and nothing that could send traffic off the machine
+// (no proxy variables).
+func BaseEnv() []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "NO_PROXY=*", "no_proxy=*"}
+	for _, k := range []string{"GOPATH", "GOCACHE", "GOMODCACHE", "GOFLAGS", "GOTOOLCHAIN"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// ErrTimeout marks a command that ran past its bound.
+var ErrTimeout = errors.New("timed out")
+
+// Run runs one command to its end, bounded by ctx and timeout, in its own
+// process group (killed whole when the bound runs out), with env added to
+// BaseEnv, and returns its combined output. The error wraps ErrTimeout when
+// the bound ran out, else it is the command's.
+func Run(ctx context.Context, timeout time.Duration, dir string, env []string, stdin string, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(BaseEnv(), env...)
+	cmd.SysProcAttr = SysProcAttr()
+	cmd.Cancel = func() error {
+		Signal(cmd.Process, syscall.SIGKILL)
+		return nil
+	}
+	cmd.WaitDelay = 5 * time.Second
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	if err != nil && ctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("%w after %v", ErrTimeout, timeout)
+	}
+	return out.String(), err
 }

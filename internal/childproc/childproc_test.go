@@ -1,6 +1,8 @@
 package childproc
 
 import (
+	"context"
+	"errors"
 	"os/exec"
 	"testing"
 	"time"
@@ -28,5 +30,27 @@ func TestStopAndKillAll(t *testing.T) {
 	KillAll()
 	if !d.Exited() {
 		t.Fatal("KillAll left a child running")
+	}
+}
+
+func TestRun(t *testing.T) {
+	out, err := Run(context.Background(), 10*time.Second, "", []string{"GREETING=hello"}, "from stdin\n", "sh", "-c", `echo "$GREETING"; cat; echo oops >&2; exit 3`)
+	if out != "hello\nfrom stdin\noops\n" {
+		t.Errorf("output %q", out)
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Errorf("error %v, want exit status 3", err)
+	}
+
+	// A command past its bound is killed with its process group (the
+	// sleep its shell started too) and the error says it timed out.
+	start := time.Now()
+	out, err = Run(context.Background(), 300*time.Millisecond, "", nil, "", "sh", "-c", "echo started; sleep 30; echo never")
+	if !errors.Is(err, ErrTimeout) || out != "started\n" {
+		t.Errorf("timed-out run: %q, %v", out, err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the timed-out run took %v: the process group was not killed", took)
 	}
 }
