@@ -526,7 +526,7 @@ func (s *scaleout) disrupt(ctx context.Context, res *results) {
 	// Wait for it in the background; the SIGKILL comes on schedule.
 	var termDone sync.WaitGroup
 	termDone.Go(func() {
-		exited := p1.waitExit(shutdownTimeout + 5*time.Second)
+		exited := p1.WaitExit(shutdownTimeout + 5*time.Second)
 		res.sigterm.took = time.Since(t)
 		res.sigterm.exited = exited
 		if exited {
@@ -545,7 +545,7 @@ func (s *scaleout) disrupt(ctx context.Context, res *results) {
 	p2 := r2.current()
 	childproc.Signal(p2.Cmd.Process, syscall.SIGKILL)
 	s.event("%s: SIGKILL", r2.name)
-	p2.waitExit(5 * time.Second)
+	p2.WaitExit(5 * time.Second)
 	if !sleepUntil(termAt + 4*time.Second) {
 		return
 	}

@@ -3,7 +3,9 @@ package childproc
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,5 +54,28 @@ func TestRun(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("the timed-out run took %v: the process group was not killed", took)
+	}
+}
+
+func TestStartLogged(t *testing.T) {
+	file := t.TempDir() + "/child.log"
+	var tee strings.Builder
+	c, log, err := StartLogged("sh", file, &tee, []string{"WORD=logged"}, "sh", "-c", `echo "one $WORD"; echo two >&2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.WaitExit(10 * time.Second) {
+		t.Fatal("the child did not exit")
+	}
+	if err := c.Err(); err != nil {
+		t.Fatal(err)
+	}
+	const want = "one logged\ntwo\n"
+	onDisk, _ := os.ReadFile(file)
+	if log.String() != want || string(onDisk) != want || tee.String() != want {
+		t.Errorf("memory %q, file %q, tee %q; want %q in each", log.String(), onDisk, tee.String(), want)
+	}
+	if got := log.Since(len("one logged\n")); got != "two\n" {
+		t.Errorf("Since: %q", got)
 	}
 }
