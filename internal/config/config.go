@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"net"
 	"net/url"
@@ -61,15 +60,18 @@ var (
 
 // Config is the whole configuration file. Every key is optional; see Default.
 type Config struct {
-	Listen  string              `yaml:"listen"`  // host:port; default "127.0.0.1:5001"
-	Service ServiceList         `yaml:"service"` // default ["registry.example.com"]
-	Issuer  string              `yaml:"issuer"`  // default "srht-registry"
-	Token   Token               `yaml:"token"`
-	Authn   Authn               `yaml:"authn"`
-	Groups  map[string][]string `yaml:"groups"` // group name -> member subjects
-	Policy  Policy              `yaml:"policy"`
-	Log     Log                 `yaml:"log"`
-	Limits  Limits              `yaml:"limits"`
+	Listen  string      `yaml:"listen"`  // host:port; default "127.0.0.1:5001"
+	Service ServiceList `yaml:"service"` // default ["registry.example.com"]
+	Issuer  string      `yaml:"issuer"`  // default "srht-registry"
+	Token   Token       `yaml:"token"`
+	Authn   Authn       `yaml:"authn"`
+	// Groups maps a group name to its members, each a principal
+	// "<provider>:<name>" (a bare name is resolved by Parse when exactly
+	// one enabled provider could mean it).
+	Groups map[string][]string `yaml:"groups"`
+	Policy Policy              `yaml:"policy"`
+	Log    Log                 `yaml:"log"`
+	Limits Limits              `yaml:"limits"`
 	// TLS serves HTTPS; without it plain HTTP is served only on loopback
 	// or with insecure_http.
 	TLS          TLS  `yaml:"tls"`
@@ -186,7 +188,19 @@ type Sourcehut struct {
 	CacheSize        int           `yaml:"cache_size"`         // validated tokens cached; default 10000
 	MaxCacheTTL      time.Duration `yaml:"max_cache_ttl"`      // 0 = up to each token's expiry
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"` // rejected tokens remembered; default 30s
+	// Users are the Sourcehut user names that may log in, or ["*"] for
+	// every account of the meta.sr.ht instance. Default: nobody.
+	Users []string `yaml:"users"`
 }
+
+// AllUsers reports whether every account of the instance may log in.
+func (s Sourcehut) AllUsers() bool { return slices.Equal(s.Users, []string{AnyUser}) }
+
+// AnyUser in authn.sourcehut.users lets every Sourcehut account log in.
+const AnyUser = "*"
+
+// CanLogIn reports whether Sourcehut login is on and lets someone in.
+func (s Sourcehut) CanLogIn() bool { return s.IsEnabled() && len(s.Users) > 0 }
 
 // IsEnabled reports whether Sourcehut tokens are accepted: true unless the
 // file says `authn.sourcehut.enabled: false`.
@@ -337,6 +351,7 @@ func Parse(data []byte) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
+	cfg.Groups, cfg.Policy.Data, _ = resolvePrincipals(cfg)
 	return cfg, nil
 }
 
@@ -624,17 +639,10 @@ func (c Config) Validate() error {
 		add("authn.password_cache.size", "must be between 1 and %d, got %d", maxCacheSize, pc.Size)
 	}
 
-	for _, name := range slices.Sorted(maps.Keys(c.Groups)) {
-		if strings.TrimSpace(name) == "" {
-			add("groups", "a group name must not be empty")
-			continue
-		}
-		for i, m := range c.Groups[name] {
-			if strings.TrimSpace(m) == "" {
-				add(fmt.Sprintf("groups.%s[%d]", name, i), "member must not be empty")
-			}
-		}
-	}
+	p = append(p, checkSourcehutUsers(sh.Users)...)
+	p = append(p, checkPolicyData(c.Policy.Data)...)
+	_, _, principalProblems := resolvePrincipals(c)
+	p = append(p, principalProblems...)
 
 	if len(c.Policy.OPA) > 0 {
 		if len(c.Policy.Bundles) > 0 {

@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
 )
 
 const fullYAML = "../../testdata/config/full.yaml"
@@ -83,19 +86,22 @@ func TestLoadFull(t *testing.T) {
 		Token: Token{Key: "key.pem", Certificate: "cert.pem", KidFormat: "libtrust", TTL: 10 * time.Minute, PublishedKeys: []string{"previous.pem"},
 			Refresh: Refresh{Enabled: ptr(false), TTL: 168 * time.Hour}},
 		Authn: Authn{Anonymous: ptr(false), Htpasswd: "htpasswd", Sourcehut: Sourcehut{
-			Enabled: ptr(false), MetaURL: "https://meta.example.org", Timeout: 2 * time.Second,
+			Enabled: ptr(true), MetaURL: "https://meta.example.org", Timeout: 2 * time.Second,
 			CacheSize: 500, MaxCacheTTL: 10 * time.Minute, NegativeCacheTTL: time.Minute,
+			Users: []string{"carol", "dave"},
 		}, PasswordCache: PasswordCache{TTL: 0, Size: 50}},
-		Groups: map[string][]string{"admins": {"alice"}, "ci": {"bob", "carol"}},
+		Groups: map[string][]string{"admins": {"htpasswd:alice"}, "ci": {"htpasswd:bob", "sourcehut:carol"}},
 		Policy: Policy{
 			Data: map[string]any{
 				"public": []any{"library/*"},
 				"namespaces": map[string]any{
 					"team": map[string]any{
-						"pull": []any{"bob", "group:ci"},
-						"push": []any{"alice"},
+						"pull": []any{"htpasswd:bob", "group:ci"},
+						"push": []any{"htpasswd:alice", "sourcehut:dave"},
 					},
+					"docs": map[string]any{"pull": []any{"*"}},
 				},
+				"reserved": []any{"admin", "v2"},
 			},
 			Query:   "data.registry.authz_v2",
 			Timeout: 250 * time.Millisecond, StartupWait: time.Minute, FallbackToEmbedded: true,
@@ -145,6 +151,17 @@ func TestLoadFull(t *testing.T) {
 	}
 	if _, err := json.Marshal(got.Policy.Data); err != nil {
 		t.Errorf("policy.data is not JSON-compatible: %v", err)
+	}
+	// Both logins are on, for the listed Sourcehut users only, and every
+	// principal the file names can log in: a realistic file warns of nothing.
+	if p := got.Providers(); !reflect.DeepEqual(p, []string{"htpasswd", "sourcehut"}) {
+		t.Errorf("Providers() = %q", p)
+	}
+	if sh := got.Authn.Sourcehut; !sh.IsEnabled() || !sh.CanLogIn() || sh.AllUsers() {
+		t.Errorf("sourcehut: enabled %v, CanLogIn %v, AllUsers %v; want true, true, false", sh.IsEnabled(), sh.CanLogIn(), sh.AllUsers())
+	}
+	if w := got.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings() = %q, want none", w)
 	}
 }
 
@@ -508,6 +525,7 @@ limits: {max_scopes: 0, max_body_bytes: 2097152}
 		"token.ttl: must be at least 1m0s, got 10s",
 		"token.certificate: needs token.key: a certificate cannot match an ephemeral key",
 		"groups: a group name must not be empty",
+		`groups.ci[0]: "bob" names no provider, and no login could authenticate it: write htpasswd:bob or sourcehut:bob, with authn.htpasswd or with the user in authn.sourcehut.users`,
 		"groups.ci[1]: member must not be empty",
 		"policy.bundles[1]: must not be empty",
 		`policy.query: must be a reference under data made of dotted identifiers, like data.registry.authz, got "registry.authz"`,
@@ -664,6 +682,12 @@ func FuzzParse(f *testing.F) {
 		"policy: {data: {x: .nan, d: 2025-01-01}}",
 		"a: &a [*a]",
 		"listen: :1\n---\nlisten: :2\n",
+		"authn: {htpasswd: h}\ngroups: {admins: [root], ci: ['sourcehut:carol']}\npolicy: {data: {namespaces: {team: {pull: [bob, '*', 'group:ci']}}}}\n",
+		"authn: {htpasswd: h, sourcehut: {users: ['*']}}\ngroups: {admins: [root, 'github:x', 'group:y'], 'a:b': []}\n",
+		"authn: {sourcehut: {users: [alice, ~bob, '*']}}\ngroups: {a: &m [alice], b: *m}\n",
+		"policy: {data: {public: x, namespaces: {team: {pull: [1, 'Foo:bar', 'group:']}}}}\n",
+		"authn: {sourcehut: {users: [a, a, 1x, a.b, _b]}}\ngroups: {ci: ['sourcehut:~bob', 'htpasswd: bob', 'htpasswd:a:b', ~alice, _b]}\n",
+		"authn: {htpasswd: h}\ngroups: {ci: [~alice, 'a b', Carol]}\npolicy: {data: {namespaces: {team: {pull: ['sourcehut:Carol', 'htpasswd:a\\tb']}}}}\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -684,5 +708,37 @@ func FuzzParse(f *testing.F) {
 		if _, err := json.Marshal(c.Policy.Data); err != nil {
 			t.Fatalf("policy.data is not JSON-compatible: %v", err)
 		}
+		// Every member Parse returns is written out: a principal of a
+		// provider this server knows, naming an account that provider
+		// could have, or (in a namespace ACL) "*" or a group reference.
+		isPrincipal := func(m string) bool {
+			p, name, ok := identity.SplitPrincipal(m)
+			return ok && slices.Contains(builtinProviders, p) && checkAccountName(p, name) == nil
+		}
+		for g, members := range c.Groups {
+			for i, m := range members {
+				if !isPrincipal(m) {
+					t.Fatalf("groups.%s[%d] = %q is not a principal after Parse", g, i, m)
+				}
+			}
+		}
+		walkNamespaceMembers(c.Policy.Data, func(key, m string) string {
+			if m != identity.AnyAuthenticated && !(strings.HasPrefix(m, identity.GroupPrefix) && m != identity.GroupPrefix) && !isPrincipal(m) {
+				t.Fatalf("%s = %q is not a principal, group or \"*\" after Parse", key, m)
+			}
+			return m
+		})
+		// Resolving is idempotent, and parsing deterministic.
+		groups, pd, problems := resolvePrincipals(c)
+		if len(problems) > 0 || !reflect.DeepEqual(groups, c.Groups) || !reflect.DeepEqual(pd, c.Policy.Data) {
+			t.Fatalf("resolving the parsed Config again = %q, %v, %q; want it unchanged", groups, pd, problems)
+		}
+		if again, err := Parse(data); err != nil || !reflect.DeepEqual(again, c) {
+			t.Fatalf("a second Parse of the same bytes = %+v, %v; want %+v", again, err, c)
+		}
+		if len(c.Principals()) > 0 && c.Groups == nil && c.Policy.Data == nil {
+			t.Fatalf("Principals() = %q without groups or data", c.Principals())
+		}
+		_ = c.Warnings()
 	})
 }

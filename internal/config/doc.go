@@ -11,4 +11,8 @@
 // data tree. It holds no live objects (keys, files, listeners, loggers); the
 // callers that build those read the paths named here and report their own
 // errors. In particular this package never checks that a file exists.
+//
+// People are named as principals, "<provider>:<name>" (principals.go): Parse
+// writes out a bare name when exactly one enabled login method could mean
+// it, and refuses it, naming the choices, when more than one could.
 package config

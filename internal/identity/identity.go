@@ -20,11 +20,21 @@ const (
 	MethodRefresh Method = "refresh"
 )
 
-// Identity is the authenticated client, as policy sees it.
+// Identity is the authenticated client, as policy sees it. A principal is
+// the pair (Provider, Subject): htpasswd:alice and sourcehut:alice are
+// different people.
 type Identity struct {
-	Method  Method
-	Subject string // "" for anonymous
-	Groups  []string
+	Method Method
+	// Provider names the account system that vouched for Subject
+	// (ProviderHtpasswd, ProviderSourcehut); "" for anonymous. A refresh
+	// token keeps the provider of its login.
+	Provider string
+	Subject  string // "" for anonymous
+	// Namespace is the personal namespace the identity owns (Namespace/*),
+	// "" when it owns none: the account model's answer (authn.NamespaceOf);
+	// whether the site reserved the name is the policy's to say.
+	Namespace string
+	Groups    []string
 	// Sourcehut is what the Sourcehut token said: for MethodSourcehut, and
 	// for MethodRefresh when RefreshedFrom is MethodSourcehut.
 	Sourcehut *Sourcehut
@@ -47,7 +57,18 @@ func (id Identity) EffectiveMethod() Method {
 var Anonymous = Identity{Method: MethodAnonymous}
 
 // Authenticated reports whether the identity names someone.
-func (id Identity) Authenticated() bool { return id.Method != MethodAnonymous && id.Subject != "" }
+func (id Identity) Authenticated() bool {
+	return id.Method != MethodAnonymous && id.Provider != "" && id.Subject != ""
+}
+
+// Principal is the identity's "<provider>:<subject>", the form in which the
+// configuration names it; "" for anonymous.
+func (id Identity) Principal() string {
+	if !id.Authenticated() {
+		return ""
+	}
+	return Principal(id.Provider, id.Subject)
+}
 
 // Sourcehut holds what a Sourcehut OAuth2 token said about its holder.
 type Sourcehut struct {
