@@ -121,8 +121,8 @@ func TestHtpasswdAuthenticate(t *testing.T) {
 		want     identity.Identity
 		wantErr  bool
 	}{
-		{"alice ($2y$)", "alice", alicePassword, identity.Identity{Method: identity.MethodPassword, Subject: "alice"}, false},
-		{"bob ($2a$)", "bob", bobPassword, identity.Identity{Method: identity.MethodPassword, Subject: "bob"}, false},
+		{"alice ($2y$)", "alice", alicePassword, identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice"}, false},
+		{"bob ($2a$)", "bob", bobPassword, identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "bob"}, false},
 		{"wrong password", "alice", wrongPassword, identity.Identity{}, true},
 		{"another user's password", "alice", bobPassword, identity.Identity{}, true},
 		{"empty password", "alice", "", identity.Identity{}, true},
@@ -161,7 +161,8 @@ func TestHtpasswdAuthenticate(t *testing.T) {
 }
 
 func reflectEqual(a, b identity.Identity) bool {
-	return a.Method == b.Method && a.Subject == b.Subject && slices.Equal(a.Groups, b.Groups) && a.Sourcehut == b.Sourcehut
+	return a.Method == b.Method && a.Provider == b.Provider && a.Subject == b.Subject && a.Namespace == b.Namespace &&
+		slices.Equal(a.Groups, b.Groups) && a.Sourcehut == b.Sourcehut
 }
 
 // fakePasswords accepts exactly one user and password and records calls.
@@ -173,18 +174,22 @@ type fakePasswords struct {
 func (f *fakePasswords) Authenticate(_ context.Context, user string, password identity.Secret) (identity.Identity, error) {
 	f.calls++
 	if user == f.user && password.Reveal() == f.password {
-		return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
+		return identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: user}, nil
 	}
 	return identity.Identity{}, fmt.Errorf("%w: wrong user name or password", identity.ErrUnauthenticated)
 }
 
 func TestChain(t *testing.T) {
 	groups := map[string][]string{
-		"ci":     {"bob", "alice"},
-		"admins": {"alice"},
-		"zeta":   {"alice"},
-		"alpha":  {"alice", "carol"},
-		"others": {"carol"},
+		"ci":     {"htpasswd:bob", "htpasswd:alice"},
+		"admins": {"htpasswd:alice"},
+		"zeta":   {"htpasswd:alice"},
+		"alpha":  {"htpasswd:alice", "htpasswd:carol"},
+		"others": {"htpasswd:carol"},
+		// Names without their provider, or of another provider's
+		// account, make nobody a member.
+		"bare":      {"alice", "bob"},
+		"sourcehut": {"sourcehut:alice", "sourcehut:bob"},
 	}
 	basic := func(user, password string) identity.Credentials {
 		return identity.Credentials{Kind: identity.CredentialBasic, Username: user, Secret: identity.Secret(password)}
@@ -207,9 +212,10 @@ func TestChain(t *testing.T) {
 		{name: "no credentials, anonymous off", passwords: true,
 			cred: identity.Credentials{Kind: identity.CredentialNone}, wantErr: identity.ErrCredentialsRequired},
 		{name: "password, groups sorted", anonymous: true, passwords: true, cred: basic("alice", alicePassword),
-			want: identity.Identity{Method: identity.MethodPassword, Subject: "alice", Groups: []string{"admins", "alpha", "ci", "zeta"}}},
+			want: identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice",
+				Groups: []string{"admins", "alpha", "ci", "zeta"}}},
 		{name: "password, one group", passwords: true, cred: basic("bob", bobPassword),
-			want: identity.Identity{Method: identity.MethodPassword, Subject: "bob", Groups: []string{"ci"}}},
+			want: identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "bob", Namespace: "bob", Groups: []string{"ci"}}},
 		{name: "wrong password, anonymous on", anonymous: true, passwords: true, cred: basic("alice", wrongPassword),
 			wantErr: identity.ErrUnauthenticated, notErr: identity.ErrCredentialsRequired},
 		{name: "wrong password, anonymous off", passwords: true, cred: basic("alice", wrongPassword),
@@ -281,20 +287,20 @@ func TestChainEmptyUserNotChecked(t *testing.T) {
 // TestChainGroupsFromConfigOnly: the groups come from the Chain's map, not
 // from whatever the checker put in the identity.
 func TestChainGroupsFromConfigOnly(t *testing.T) {
-	c := &authn.Chain{Passwords: groupingChecker{}, Groups: map[string][]string{"ci": {"alice"}}}
+	c := &authn.Chain{Passwords: groupingChecker{}, Groups: map[string][]string{"ci": {"htpasswd:alice"}}}
 	id, err := c.Authenticate(context.Background(), identity.Credentials{Kind: identity.CredentialBasic, Username: "alice", Secret: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(id.Groups, []string{"ci"}) {
-		t.Fatalf("groups = %q, want [ci]", id.Groups)
+	if !slices.Equal(id.Groups, []string{"ci"}) || id.Namespace != "alice" {
+		t.Fatalf("groups = %q, namespace %q; want [ci] and alice: the chain's, not the checker's", id.Groups, id.Namespace)
 	}
 }
 
 type groupingChecker struct{}
 
 func (groupingChecker) Authenticate(_ context.Context, user string, _ identity.Secret) (identity.Identity, error) {
-	return identity.Identity{Method: identity.MethodPassword, Subject: user, Groups: []string{"admins"}}, nil
+	return identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: user, Groups: []string{"admins"}, Namespace: "admins"}, nil
 }
 
 // TestChainPassesUnavailable: "could not check" is not turned into
@@ -397,7 +403,10 @@ type fakeTokens struct {
 	err        error // returned for anything but the good token
 	calls      int
 	gotService string
+	admitted   []string // who Admits lets in
 }
+
+func (f *fakeTokens) Admits(user string) bool { return slices.Contains(f.admitted, user) }
 
 const goodToken = "good-token-0123456789abcdef"
 
@@ -405,7 +414,7 @@ func (f *fakeTokens) Authenticate(_ context.Context, service string, tok identit
 	f.calls++
 	f.gotService = service
 	if tok.Reveal() == goodToken && service == f.service {
-		return identity.Identity{Method: identity.MethodSourcehut, Subject: "alice", Groups: []string{"from-token"},
+		return identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "alice", Groups: []string{"from-token"},
 			Sourcehut: &identity.Sourcehut{Username: "alice", Access: "RW"}}, nil
 	}
 	return identity.Identity{}, f.err
@@ -413,7 +422,9 @@ func (f *fakeTokens) Authenticate(_ context.Context, service string, tok identit
 
 func TestChainTokens(t *testing.T) {
 	const svc = "registry.example.com"
-	groups := map[string][]string{"ci": {"alice"}, "admins": {"root"}}
+	// Sourcehut alice is in ci; htpasswd alice is in dev: the same name,
+	// different people.
+	groups := map[string][]string{"ci": {"sourcehut:alice"}, "dev": {"htpasswd:alice"}, "admins": {"htpasswd:root"}}
 	notToken := fmt.Errorf("%w: not base64", sourcehut.ErrNotToken)
 	rejected := fmt.Errorf("%w: %w", identity.ErrUnauthenticated, sourcehut.ErrRejected)
 	unavailable := fmt.Errorf("%w: %w", identity.ErrUnavailable, sourcehut.ErrUnreachable)
@@ -438,7 +449,7 @@ func TestChainTokens(t *testing.T) {
 		{name: "Bearer token", tokenErr: notToken, cred: cred(identity.CredentialBearer, "", goodToken),
 			wantMethod: identity.MethodSourcehut, wantGroups: []string{"ci"}},
 		{name: "Basic password that is not a token falls back", tokenErr: notToken, cred: cred(identity.CredentialBasic, "alice", alicePassword),
-			wantMethod: identity.MethodPassword, wantGroups: []string{"ci"}, wantPwCall: true},
+			wantMethod: identity.MethodPassword, wantGroups: []string{"dev"}, wantPwCall: true},
 		{name: "rejected token does not fall back to the password", tokenErr: rejected, cred: cred(identity.CredentialBasic, "alice", alicePassword),
 			wantErr: identity.ErrUnauthenticated},
 		{name: "unreachable meta.sr.ht is unavailable, not a password check", tokenErr: unavailable, cred: cred(identity.CredentialBasic, "alice", alicePassword),
@@ -528,21 +539,28 @@ type fakeRefresh struct{ got []identity.Credentials }
 
 func (f *fakeRefresh) Redeem(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
 	f.got = append(f.got, cred)
-	if cred.Secret.Reveal() != "good" {
-		return identity.Identity{}, fmt.Errorf("%w: refresh token has a bad signature", identity.ErrUnauthenticated)
+	switch cred.Secret.Reveal() {
+	case "good":
+		return identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice"}, nil
+	case "good-sourcehut":
+		return identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "carol",
+			Sourcehut: &identity.Sourcehut{Username: "carol", Access: "RW"}}, nil
+	case "no-provider":
+		return identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Subject: "alice"}, nil
 	}
-	return identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Subject: "alice"}, nil
+	return identity.Identity{}, fmt.Errorf("%w: refresh token has a bad signature", identity.ErrUnauthenticated)
 }
 
 func TestChainRefresh(t *testing.T) {
 	refresh := &fakeRefresh{}
-	c := &authn.Chain{Anonymous: true, Passwords: testHtpasswd(t), Refresh: refresh, Groups: map[string][]string{"ci": {"alice"}}}
+	c := &authn.Chain{Anonymous: true, Passwords: testHtpasswd(t), Refresh: refresh, Groups: map[string][]string{"ci": {"htpasswd:alice"}}}
 	cred := identity.Credentials{Kind: identity.CredentialRefresh, Secret: "good", Service: "registry.example.com", ClientID: "docker"}
 	id, err := c.Authenticate(context.Background(), cred)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Subject: "alice", Groups: []string{"ci"}}
+	want := identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Provider: identity.ProviderHtpasswd,
+		Subject: "alice", Namespace: "alice", Groups: []string{"ci"}}
 	if !reflectEqual(id, want) || id.RefreshedFrom != want.RefreshedFrom {
 		t.Errorf("identity = %+v, want %+v", id, want)
 	}
@@ -550,7 +568,7 @@ func TestChainRefresh(t *testing.T) {
 		t.Errorf("the refresh checker got %+v, want the credentials as presented", refresh.got)
 	}
 	// The groups are the config's of now, not of the login.
-	c.SetGroups(map[string][]string{"admins": {"alice"}})
+	c.SetGroups(map[string][]string{"admins": {"htpasswd:alice"}, "ci": {"sourcehut:alice"}})
 	if id, _ := c.Authenticate(context.Background(), cred); !slices.Equal(id.Groups, []string{"admins"}) {
 		t.Errorf("groups after a reload = %v", id.Groups)
 	}
@@ -562,5 +580,94 @@ func TestChainRefresh(t *testing.T) {
 	c.Refresh = nil
 	if _, err := c.Authenticate(context.Background(), cred); !errors.Is(err, identity.ErrUnauthenticated) {
 		t.Errorf("no refresh checker: %v", err)
+	}
+}
+
+// TestChainProviders: htpasswd:alice and sourcehut:alice are different
+// people. Each gets the groups configured for its own principal, and a
+// Sourcehut account named like a local account owns no namespace.
+func TestChainProviders(t *testing.T) {
+	const svc = "registry.example.com"
+	h := testHtpasswd(t) // alice and bob
+	groups := map[string][]string{
+		"admins": {"htpasswd:alice"},
+		"ci":     {"sourcehut:alice", "sourcehut:carol"},
+	}
+	tokens := &fakeSourcehutUsers{}
+	c := &authn.Chain{Passwords: h, Local: h, Tokens: tokens, Groups: groups}
+	password, err := c.Authenticate(context.Background(), identity.Credentials{Kind: identity.CredentialBasic, Username: "alice", Secret: alicePassword, Service: svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice", Groups: []string{"admins"}}
+	if !reflectEqual(password, want) || password.Principal() != "htpasswd:alice" {
+		t.Errorf("password login = %+v, want %+v", password, want)
+	}
+	tests := []struct {
+		user          string
+		wantNamespace string
+		wantGroups    []string
+	}{
+		// alice is a local account: the Sourcehut alice is not admin and
+		// owns nothing, but is in the group configured for sourcehut:alice.
+		{"alice", "", []string{"ci"}},
+		{"carol", "carol", []string{"ci"}},
+		{"dave", "dave", nil},
+		// A name that is no repository path component owns nothing.
+		{"Dave", "", nil},
+		{"team.x_y", "team.x_y", nil},
+	}
+	for _, tt := range tests {
+		id, err := c.Authenticate(context.Background(), identity.Credentials{Kind: identity.CredentialBearer, Secret: identity.Secret("token-of-" + tt.user), Service: svc})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.user, err)
+		}
+		if id.Provider != identity.ProviderSourcehut || id.Subject != tt.user || id.Namespace != tt.wantNamespace || !slices.Equal(id.Groups, tt.wantGroups) {
+			t.Errorf("Sourcehut %s = %+v, want namespace %q and groups %q", tt.user, id, tt.wantNamespace, tt.wantGroups)
+		}
+	}
+	// Without local accounts, the Sourcehut alice owns alice/*.
+	c.Local = nil
+	id, err := c.Authenticate(context.Background(), identity.Credentials{Kind: identity.CredentialBearer, Secret: "token-of-alice", Service: svc})
+	if err != nil || id.Namespace != "alice" {
+		t.Errorf("Sourcehut alice with no local accounts: %+v, %v", id, err)
+	}
+}
+
+// fakeSourcehutUsers accepts "token-of-<user>" as user's Sourcehut token.
+type fakeSourcehutUsers struct{ admitted []string }
+
+func (f *fakeSourcehutUsers) Authenticate(_ context.Context, _ string, tok identity.Secret) (identity.Identity, error) {
+	user, ok := strings.CutPrefix(tok.Reveal(), "token-of-")
+	if !ok {
+		return identity.Identity{}, sourcehut.ErrNotToken
+	}
+	return identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: user,
+		Sourcehut: &identity.Sourcehut{Username: user, Access: "RW"}}, nil
+}
+
+func (f *fakeSourcehutUsers) Admits(user string) bool { return slices.Contains(f.admitted, user) }
+
+// TestChainRefreshHeldToSourcehutUsers: the refresh token of a Sourcehut
+// login stops working when its user may no longer log in with Sourcehut.
+func TestChainRefreshHeldToSourcehutUsers(t *testing.T) {
+	tokens := &fakeSourcehutUsers{admitted: []string{"carol"}}
+	c := &authn.Chain{Refresh: &fakeRefresh{}, Tokens: tokens}
+	cred := identity.Credentials{Kind: identity.CredentialRefresh, Secret: "good-sourcehut", Service: "registry.example.com"}
+	id, err := c.Authenticate(context.Background(), cred)
+	if err != nil || id.Provider != identity.ProviderSourcehut || id.Namespace != "carol" {
+		t.Fatalf("carol's refresh token: %+v, %v", id, err)
+	}
+	tokens.admitted = nil
+	if _, err := c.Authenticate(context.Background(), cred); !errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), "may no longer log in") {
+		t.Errorf("after carol left authn.sourcehut.users: %v", err)
+	}
+	c.Tokens = nil
+	if _, err := c.Authenticate(context.Background(), cred); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Errorf("with Sourcehut login off: %v", err)
+	}
+	// An identity that names no provider is refused, never passed on.
+	if _, err := c.Authenticate(context.Background(), identity.Credentials{Kind: identity.CredentialRefresh, Secret: "no-provider"}); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Errorf("an identity without a provider: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sync/atomic"
 
@@ -18,9 +19,17 @@ type PasswordChecker interface {
 
 // TokenChecker checks a bearer token (a Sourcehut OAuth2 token) presented
 // for the registry named service. A string that is not such a token gives an
-// error wrapping sourcehut.ErrNotToken.
+// error wrapping sourcehut.ErrNotToken. Admits says whether a Sourcehut user
+// may log in now, for the refresh tokens of earlier logins.
 type TokenChecker interface {
 	Authenticate(ctx context.Context, service string, token identity.Secret) (identity.Identity, error)
+	Admits(user string) bool
+}
+
+// LocalAccounts says which names the local accounts (the htpasswd file)
+// hold; *Htpasswd is the real one.
+type LocalAccounts interface {
+	HasUser(name string) bool
 }
 
 // RefreshChecker redeems a refresh token (the OAuth2 refresh_token grant,
@@ -43,8 +52,11 @@ type Chain struct {
 	Tokens TokenChecker
 	// Refresh redeems refresh tokens; nil refuses them.
 	Refresh RefreshChecker
-	// Groups maps a group name to its member subjects. SetGroups
-	// replaces it while requests run.
+	// Local are the local accounts, whose names no other provider's
+	// identity may own as a namespace; nil when there are none.
+	Local LocalAccounts
+	// Groups maps a group name to its members, principals such as
+	// "htpasswd:alice". SetGroups replaces it while requests run.
 	Groups map[string][]string
 
 	reloadedGroups atomic.Pointer[map[string][]string]
@@ -69,7 +81,7 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 		if c.Tokens != nil {
 			id, err := c.Tokens.Authenticate(ctx, cred.Service, cred.Secret)
 			if !errors.Is(err, sourcehut.ErrNotToken) {
-				return c.withGroups(id, err)
+				return c.complete(id, err)
 			}
 		}
 		if cred.Username == "" {
@@ -78,7 +90,7 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 		if c.Passwords == nil {
 			return identity.Identity{}, fmt.Errorf("%w: password login is not configured", identity.ErrUnauthenticated)
 		}
-		return c.withGroups(c.Passwords.Authenticate(ctx, cred.Username, cred.Secret))
+		return c.complete(c.Passwords.Authenticate(ctx, cred.Username, cred.Secret))
 	case identity.CredentialBearer:
 		if c.Tokens == nil {
 			return identity.Identity{}, fmt.Errorf("%w: bearer tokens are not accepted", identity.ErrUnauthenticated)
@@ -87,40 +99,97 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 		if errors.Is(err, sourcehut.ErrNotToken) {
 			return identity.Identity{}, fmt.Errorf("%w: the bearer token is not a Sourcehut token", identity.ErrUnauthenticated)
 		}
-		return c.withGroups(id, err)
+		return c.complete(id, err)
 	case identity.CredentialRefresh:
 		// The identity a refresh token stands for gets the groups of now,
 		// not of its login: a config change applies at once.
 		if c.Refresh == nil {
 			return identity.Identity{}, fmt.Errorf("%w: refresh tokens are not accepted", identity.ErrUnauthenticated)
 		}
-		return c.withGroups(c.Refresh.Redeem(ctx, cred))
+		id, err := c.Refresh.Redeem(ctx, cred)
+		if err == nil {
+			err = c.stillAdmitted(id)
+		}
+		return c.complete(id, err)
 	default:
 		return identity.Identity{}, fmt.Errorf("%w: unsupported credentials", identity.ErrUnauthenticated)
 	}
 }
 
-// withGroups adds the configured groups of a successfully authenticated
-// identity: password and Sourcehut users share one space of names.
-func (c *Chain) withGroups(id identity.Identity, err error) (identity.Identity, error) {
+// complete adds to a successfully authenticated identity what the site
+// says of its principal now: its groups, and the namespace it owns.
+func (c *Chain) complete(id identity.Identity, err error) (identity.Identity, error) {
 	if err != nil {
 		return identity.Identity{}, err
 	}
-	id.Groups = c.groupsOf(id.Subject)
+	if id.Provider == "" || id.Subject == "" {
+		// Every authenticator names its provider; one that does not is a
+		// bug, and must not pass for someone.
+		return identity.Identity{}, fmt.Errorf("%w: the identity names no provider", identity.ErrUnauthenticated)
+	}
+	id.Groups = GroupsOf(c.groups(), id.Principal())
+	id.Namespace = NamespaceOf(id, c.Local)
 	return id, nil
 }
 
-func (c *Chain) groupsOf(subject string) []string {
-	all := c.Groups
-	if reloaded := c.reloadedGroups.Load(); reloaded != nil {
-		all = *reloaded
+// pathComponent is one component of a repository name, as distribution's
+// reference grammar defines it.
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+
+// stillAdmitted holds the refresh token of a Sourcehut login to who may log
+// in with Sourcehut now: a user taken off authn.sourcehut.users, or
+// Sourcehut login turned off, ends its refresh tokens too. (A password
+// user's refresh token is bound to the user's htpasswd line instead.)
+func (c *Chain) stillAdmitted(id identity.Identity) error {
+	if id.Provider != identity.ProviderSourcehut {
+		return nil
 	}
-	var groups []string
-	for g, members := range all {
-		if slices.Contains(members, subject) {
-			groups = append(groups, g)
+	if c.Tokens == nil || !c.Tokens.Admits(id.Subject) {
+		return fmt.Errorf("%w: refresh token is for a Sourcehut account that may no longer log in to this registry", identity.ErrUnauthenticated)
+	}
+	return nil
+}
+
+// NamespaceOf is the personal namespace the identity owns: its own name,
+// for the providers whose accounts own one. Local (htpasswd) accounts come
+// first: a Sourcehut account named like a local account owns nothing, so
+// nobody can take over a local user's images by registering the name on
+// sr.ht. Whether the site reserved the name (a shared namespace, a public
+// prefix) is the policy's to say.
+func NamespaceOf(id identity.Identity, local LocalAccounts) string {
+	if !pathComponent.MatchString(id.Subject) {
+		// Only a name that is one path component of a repository name
+		// can own one: "team/x" must not own team/x/*.
+		return ""
+	}
+	switch id.Provider {
+	case identity.ProviderHtpasswd:
+		return id.Subject
+	case identity.ProviderSourcehut:
+		if local != nil && local.HasUser(id.Subject) {
+			return ""
+		}
+		return id.Subject
+	default:
+		return ""
+	}
+}
+
+func (c *Chain) groups() map[string][]string {
+	if reloaded := c.reloadedGroups.Load(); reloaded != nil {
+		return *reloaded
+	}
+	return c.Groups
+}
+
+// GroupsOf lists, sorted, the groups whose members include principal.
+func GroupsOf(groups map[string][]string, principal string) []string {
+	var of []string
+	for g, members := range groups {
+		if slices.Contains(members, principal) {
+			of = append(of, g)
 		}
 	}
-	slices.Sort(groups)
-	return groups
+	slices.Sort(of)
+	return of
 }

@@ -146,6 +146,13 @@ func isBcrypt(hash string) bool {
 	return err == nil
 }
 
+// HasUser reports whether the file has a line for user: a local account,
+// which reserves its name against every other provider.
+func (h *Htpasswd) HasUser(user string) bool {
+	_, ok := h.table.Load().users[user]
+	return ok
+}
+
 // Len is the number of users.
 func (h *Htpasswd) Len() int { return len(h.table.Load().users) }
 
@@ -163,7 +170,7 @@ func (h *Htpasswd) Authenticate(_ context.Context, user string, password identit
 		mac = t.cache.mac(user, password.Reveal(), hash)
 		if known && t.cache.verified(mac) {
 			h.metrics.cacheHits.Inc()
-			return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
+			return identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: user}, nil
 		}
 	}
 	check := func() error {
@@ -185,7 +192,7 @@ func (h *Htpasswd) Authenticate(_ context.Context, user string, password identit
 	if t.cache != nil {
 		t.cache.remember(mac)
 	}
-	return identity.Identity{Method: identity.MethodPassword, Subject: user}, nil
+	return identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: user}, nil
 }
 
 // PasswordHash returns the bcrypt hash the current file holds for user, and

@@ -25,8 +25,9 @@ import (
 )
 
 // InputVersion is input.version: bumped only on an incompatible change of
-// the input document.
-const InputVersion = 1
+// the input document. Version 2 named each identity's provider, and made
+// every principal the pair (provider, subject).
+const InputVersion = 2
 
 // DefaultQuery is the package whose allow and deny rules are read.
 const DefaultQuery = "data.registry.authz"
@@ -363,6 +364,14 @@ func (e *Engine) RefreshBlind() bool {
 	return e.reads["input.identity.method"] && !e.reads["input.identity.refreshed_from"]
 }
 
+// ProviderBlind reports whether the policy reads input.identity.subject but
+// never input.identity.provider or input.identity.namespace: it cannot tell
+// htpasswd:alice from sourcehut:alice, so whatever it grants a name it
+// grants every provider's account of that name.
+func (e *Engine) ProviderBlind() bool {
+	return e.reads["input.identity.subject"] && !e.reads["input.identity.provider"] && !e.reads["input.identity.namespace"]
+}
+
 // Authorizer evaluates the current engine; Swap replaces it atomically, so
 // a reload never fails a request in flight (it finishes on the old engine).
 type Authorizer struct {
@@ -487,6 +496,12 @@ func Input(id identity.Identity, req identity.Request, sc access.Scope) map[stri
 		"method":  string(id.Method),
 		"subject": id.Subject,
 		"groups":  groups,
+	}
+	if id.Provider != "" {
+		ident["provider"] = id.Provider
+	}
+	if id.Namespace != "" {
+		ident["namespace"] = id.Namespace
 	}
 	if id.RefreshedFrom != "" {
 		ident["refreshed_from"] = string(id.RefreshedFrom)

@@ -19,9 +19,19 @@ import (
 
 var (
 	anonymous = identity.Anonymous
-	alice     = identity.Identity{Method: identity.MethodPassword, Subject: "alice"}
-	admin     = identity.Identity{Method: identity.MethodPassword, Subject: "root", Groups: []string{"admins"}}
-	request   = identity.Request{Service: "registry.example.com", ClientIP: "192.0.2.1", ClientID: "docker",
+	// As the server's authn.Chain makes them: an htpasswd user owns the
+	// namespace of its name.
+	alice = identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"}
+	admin = identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "root", Namespace: "root",
+		Groups: []string{"admins"}}
+	// sourcehut:alice while htpasswd:alice exists: the same subject, and
+	// no namespace (the local account holds the name).
+	shAlice = identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "alice",
+		Sourcehut: &identity.Sourcehut{Username: "alice", AllGrants: true, Access: "RW", Expires: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	// sourcehut:carol, whose name no local account holds.
+	shCarol = identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "carol", Namespace: "carol",
+		Sourcehut: &identity.Sourcehut{Username: "carol", AllGrants: true, Access: "RW", Expires: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	request = identity.Request{Service: "registry.example.com", ClientIP: "192.0.2.1", ClientID: "docker",
 		UserAgent: "docker/27.0", Time: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 )
 
@@ -67,7 +77,19 @@ func decide(t *testing.T, a *authz.Authorizer, id identity.Identity, sc access.S
 }
 
 func TestDefaultPolicy(t *testing.T) {
-	a := newAuthorizer(t, authz.Options{Modules: policy.FS(), Data: map[string]any{"public": []any{"library/*"}}})
+	a := newAuthorizer(t, authz.Options{Modules: policy.FS(), Data: map[string]any{
+		"public": []any{"library/*"},
+		"namespaces": map[string]any{"team": map[string]any{
+			"pull": []any{"htpasswd:alice", "sourcehut:carol", "group:ci"},
+			"push": []any{"sourcehut:carol"},
+			// A bare name says no provider: it matches nobody.
+			"delete": []any{"alice", "carol"},
+		}},
+	}})
+	bob := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "bob", Namespace: "bob", Groups: []string{"ci"}}
+	// An identity that names no provider is not authenticated, whatever
+	// its subject and namespace say.
+	noProvider := identity.Identity{Method: identity.MethodPassword, Subject: "alice", Namespace: "alice", Groups: []string{"admins"}}
 	tests := []struct {
 		name  string
 		id    identity.Identity
@@ -96,6 +118,24 @@ func TestDefaultPolicy(t *testing.T) {
 		{"admin on other registry resources", admin, "registry:other:*", []string{}},
 		{"admins group of an anonymous identity", identity.Identity{Method: identity.MethodAnonymous, Groups: []string{"admins"}},
 			"registry:catalog:*", []string{}},
+		// Version 2: ownership comes from the namespace, membership from
+		// the principal.
+		{"sourcehut alice without a namespace on alice/app", shAlice, "repository:alice/app:pull,push,delete", []string{}},
+		{"sourcehut carol owns carol/app", shCarol, "repository:carol/app:pull,push,delete", []string{"pull", "push", "delete"}},
+		{"namespace, not subject, decides ownership", identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd,
+			Subject: "alice", Namespace: "other"}, "repository:alice/app:pull,push", []string{}},
+		{"namespace of another name", identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd,
+			Subject: "alice", Namespace: "other"}, "repository:other/app:pull,push", []string{"pull", "push"}},
+		{"no provider, no ownership", noProvider, "repository:alice/app:pull", []string{}},
+		{"no provider, no admin", noProvider, "registry:catalog:*", []string{}},
+		{"htpasswd alice is a member by principal", alice, "repository:team/app:pull,push,delete", []string{"pull"}},
+		{"sourcehut alice is not htpasswd alice", shAlice, "repository:team/app:pull,push,delete", []string{}},
+		{"sourcehut carol is a member by principal", shCarol, "repository:team/app:pull,push,delete", []string{"pull", "push"}},
+		{"member by group", bob, "repository:team/app:pull,push", []string{"pull"}},
+		{"a namespace named like a shared one is not owned", identity.Identity{Method: identity.MethodPassword,
+			Provider: identity.ProviderHtpasswd, Subject: "team", Namespace: "team"}, "repository:team/app:pull,push,delete", []string{}},
+		{"a namespace named like a public one is not owned", identity.Identity{Method: identity.MethodPassword,
+			Provider: identity.ProviderHtpasswd, Subject: "library", Namespace: "library"}, "repository:library/x:pull,push", []string{"pull"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,7 +237,7 @@ func TestAdHocPolicies(t *testing.T) {
 		{name: "deny is a set of numbers", src: pkg + "allow := {\"pull\"}\ndeny := {1}", scope: "repository:a/b:pull", wantErr: true},
 		// Runtime errors.
 		{name: "builtin error", src: pkg + `allow contains "pull" if to_number("x") > 0`, scope: "repository:a/b:pull", wantErr: true},
-		{name: "conflicting complete rule", src: pkg + "allow := {\"pull\"} if input.version == 1\nallow := {\"push\"} if input.version == 1",
+		{name: "conflicting complete rule", src: pkg + "allow := {\"pull\"} if input.version == 2\nallow := {\"push\"} if input.version == 2",
 			scope: "repository:a/b:pull", wantErr: true},
 		{name: "division by zero", src: pkg + `allow contains "pull" if 1 / count(input.identity.groups) > 0`,
 			scope: "repository:a/b:pull", wantErr: true},
@@ -361,9 +401,11 @@ func TestInputSeenByPolicy(t *testing.T) {
 	src := `package registry.authz
 
 allow contains "pull" if {
-	input.version == 1
+	input.version == 2
 	input.identity.method == "password"
+	input.identity.provider == "htpasswd"
 	input.identity.subject == "alice"
+	input.identity.namespace == "alice"
 	input.identity.groups == ["ci"]
 	input.request.service == "registry.example.com"
 	input.request.client_ip == "192.0.2.1"
@@ -374,7 +416,7 @@ allow contains "pull" if {
 	not input.identity.sourcehut
 }`
 	a := newAuthorizer(t, authz.Options{Modules: modules(map[string]string{"p.rego": src})})
-	id := identity.Identity{Method: identity.MethodPassword, Subject: "alice", Groups: []string{"ci"}}
+	id := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice", Groups: []string{"ci"}}
 	d, err := decide(t, a, id, scope(t, "repository:a/b:pull,push"))
 	if err != nil || !slices.Equal(d.Granted, []string{"pull"}) {
 		t.Fatalf("granted %+v, %v; the policy did not see the expected input", d, err)
@@ -396,28 +438,35 @@ func TestInputShape(t *testing.T) {
 		want  string
 	}{
 		{"anonymous", identity.Anonymous, "repository:library/x:pull",
-			`{"version":1,"identity":{"method":"anonymous","subject":"","groups":[]},"request":` + wantRequest +
+			`{"version":2,"identity":{"method":"anonymous","subject":"","groups":[]},"request":` + wantRequest +
 				`,"scope":{"type":"repository","name":"library/x","actions":["pull"]}}`},
-		{"password with groups", identity.Identity{Method: identity.MethodPassword, Subject: "alice", Groups: []string{"admins", "ci"}},
+		{"password with groups", identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice",
+			Namespace: "alice", Groups: []string{"admins", "ci"}},
 			"repository:alice/app:pull,push",
-			`{"version":1,"identity":{"method":"password","subject":"alice","groups":["admins","ci"]},"request":` + wantRequest +
+			`{"version":2,"identity":{"method":"password","provider":"htpasswd","subject":"alice","namespace":"alice","groups":["admins","ci"]},"request":` + wantRequest +
 				`,"scope":{"type":"repository","name":"alice/app","actions":["pull","push"]}}`},
-		{"sourcehut", identity.Identity{Method: identity.MethodSourcehut, Subject: "alice", Sourcehut: &identity.Sourcehut{
+		// sourcehut:alice while a local alice exists: a provider, no namespace.
+		{"sourcehut", identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "alice", Sourcehut: &identity.Sourcehut{
 			Username: "alice", ClientID: "abc", Expires: time.Date(2030, 1, 2, 4, 0, 0, 500, berlin), Access: "RW",
 			Grants: []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: "RW"}, {Service: "meta.sr.ht", Scope: "PROFILE", Access: "RO"}},
 		}}, "registry:catalog:*",
-			`{"version":1,"identity":{"method":"sourcehut","subject":"alice","groups":[],"sourcehut":{"username":"alice","client_id":"abc",` +
+			`{"version":2,"identity":{"method":"sourcehut","provider":"sourcehut","subject":"alice","groups":[],"sourcehut":{"username":"alice","client_id":"abc",` +
 				`"expires":"2030-01-02T02:00:00Z","all_grants":false,"grants":[{"service":"registry.example.com","scope":"REGISTRY","access":"RW"},` +
 				`{"service":"meta.sr.ht","scope":"PROFILE","access":"RO"}],"access":"RW"}},"request":` + wantRequest +
 				`,"scope":{"type":"registry","name":"catalog","actions":["*"]}}`},
-		{"sourcehut personal token", identity.Identity{Method: identity.MethodSourcehut, Subject: "bob", Sourcehut: &identity.Sourcehut{
-			Username: "bob", Expires: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), AllGrants: true, Access: "RW",
-		}}, "repository:bob/x:pull",
-			`{"version":1,"identity":{"method":"sourcehut","subject":"bob","groups":[],"sourcehut":{"username":"bob","client_id":"",` +
+		{"sourcehut personal token", identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "bob",
+			Namespace: "bob", Sourcehut: &identity.Sourcehut{
+				Username: "bob", Expires: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), AllGrants: true, Access: "RW",
+			}}, "repository:bob/x:pull",
+			`{"version":2,"identity":{"method":"sourcehut","provider":"sourcehut","subject":"bob","namespace":"bob","groups":[],"sourcehut":{"username":"bob","client_id":"",` +
 				`"expires":"2031-01-01T00:00:00Z","all_grants":true,"grants":[],"access":"RW"}},"request":` + wantRequest +
 				`,"scope":{"type":"repository","name":"bob/x","actions":["pull"]}}`},
+		{"refresh of a password login", identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword,
+			Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"}, "repository:alice/app:pull",
+			`{"version":2,"identity":{"method":"refresh","refreshed_from":"password","provider":"htpasswd","subject":"alice","namespace":"alice","groups":[]},"request":` +
+				wantRequest + `,"scope":{"type":"repository","name":"alice/app","actions":["pull"]}}`},
 		{"class", identity.Anonymous, "repository(plugin):library/x:pull",
-			`{"version":1,"identity":{"method":"anonymous","subject":"","groups":[]},"request":` + wantRequest +
+			`{"version":2,"identity":{"method":"anonymous","subject":"","groups":[]},"request":` + wantRequest +
 				`,"scope":{"type":"repository","class":"plugin","name":"library/x","actions":["pull"]}}`},
 	}
 	for _, tt := range tests {
@@ -453,4 +502,40 @@ func timesIn(doc any) []string {
 		out = append(out, sh["expires"].(string))
 	}
 	return out
+}
+
+// TestInputProviderNamespace: identity.provider and identity.namespace are
+// in the input when the identity has them, and absent (not "") otherwise.
+func TestInputProviderNamespace(t *testing.T) {
+	sc := scope(t, "repository:alice/app:pull")
+	tests := []struct {
+		name         string
+		id           identity.Identity
+		provider, ns any // nil: absent
+	}{
+		{"anonymous", identity.Anonymous, nil, nil},
+		{"htpasswd", alice, "htpasswd", "alice"},
+		{"sourcehut without a namespace", shAlice, "sourcehut", nil},
+		{"sourcehut with a namespace", shCarol, "sourcehut", "carol"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ident := authz.Input(tt.id, request, sc)["identity"].(map[string]any)
+			for _, f := range []struct {
+				key  string
+				want any
+			}{{"provider", tt.provider}, {"namespace", tt.ns}} {
+				got, ok := ident[f.key]
+				if f.want == nil {
+					if ok {
+						t.Errorf("identity.%s = %#v, want it absent", f.key, got)
+					}
+					continue
+				}
+				if !ok || got != f.want {
+					t.Errorf("identity.%s = %#v (present %v), want %#v", f.key, got, ok, f.want)
+				}
+			}
+		})
+	}
 }

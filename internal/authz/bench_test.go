@@ -35,7 +35,7 @@ func benchmarkDecision(b *testing.B, noMemo bool) {
 		Schema:  policy.InputSchema(),
 		Data: map[string]any{
 			"public":     []any{"library/*"},
-			"namespaces": map[string]any{"team": map[string]any{"pull": []any{"group:ci"}, "push": []any{"alice"}}},
+			"namespaces": map[string]any{"team": map[string]any{"pull": []any{"group:ci"}, "push": []any{"htpasswd:alice"}}},
 		},
 	})
 	if err != nil {
@@ -46,11 +46,13 @@ func benchmarkDecision(b *testing.B, noMemo bool) {
 		id   identity.Identity
 		sc   access.Scope
 	}{
-		{"password-own-namespace", identity.Identity{Method: identity.MethodPassword, Subject: "alice", Groups: []string{"ci"}},
+		{"password-own-namespace", identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice",
+			Groups: []string{"ci"}},
 			access.Scope{Resource: access.Resource{Type: "repository", Name: "alice/app"}, Actions: []string{"pull", "push"}}},
 		{"anonymous-public", identity.Anonymous,
 			access.Scope{Resource: access.Resource{Type: "repository", Name: "library/base"}, Actions: []string{"pull"}}},
-		{"sourcehut-ro-team", identity.Identity{Method: identity.MethodSourcehut, Subject: "bob", Groups: []string{"ci"},
+		{"sourcehut-ro-team", identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "bob", Namespace: "bob",
+			Groups: []string{"ci"},
 			Sourcehut: &identity.Sourcehut{Username: "bob", Expires: time.Now().Add(time.Hour), Access: "RO",
 				Grants: []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: "RO"}}}},
 			access.Scope{Resource: access.Resource{Type: "repository", Name: "team/app"}, Actions: []string{"pull", "push"}}},

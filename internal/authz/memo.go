@@ -65,7 +65,7 @@ func sourcehutOf(id identity.Identity) identity.Sourcehut {
 	return *id.Sourcehut
 }
 
-// inputLeaves are every field of input version 1. A read of a field below a
+// inputLeaves are every field of input version 2. A read of a field below a
 // leaf (input.identity.sourcehut.grants[_].service) keys on the leaf; a read
 // of an inner node (input.identity) keys on every leaf below it.
 var inputLeaves = []leaf{
@@ -76,8 +76,14 @@ var inputLeaves = []leaf{
 	{"input.identity.refreshed_from", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
 		writeString(b, string(id.RefreshedFrom))
 	}},
+	{"input.identity.provider", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
+		writeString(b, id.Provider)
+	}},
 	{"input.identity.subject", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
 		writeString(b, id.Subject)
+	}},
+	{"input.identity.namespace", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
+		writeString(b, id.Namespace)
 	}},
 	{"input.identity.groups", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
 		writeStrings(b, id.Groups)

@@ -28,9 +28,13 @@ allow contains "pull" if { input.identity.subject == "a"; input.scope.name == "a
 		{"inner node reads every leaf below", `package registry.authz
 allow contains "pull" if input.scope.type == "repository"
 allow contains "push" if count(input.identity) > 0`, true,
-			[]string{"input.identity.method", "input.identity.refreshed_from", "input.identity.subject", "input.identity.groups",
+			[]string{"input.identity.method", "input.identity.refreshed_from", "input.identity.provider", "input.identity.subject",
+				"input.identity.namespace", "input.identity.groups",
 				"input.identity.sourcehut.username", "input.identity.sourcehut.client_id", "input.identity.sourcehut.expires",
 				"input.identity.sourcehut.all_grants", "input.identity.sourcehut.access", "input.identity.sourcehut.grants", "input.scope.type"}},
+		{"provider and namespace", `package registry.authz
+allow contains "pull" if { input.identity.provider == "htpasswd"; startswith(input.scope.name, input.identity.namespace) }`, true,
+			[]string{"input.identity.provider", "input.identity.namespace", "input.scope.name"}},
 		{"below a leaf keys on the leaf", `package registry.authz
 allow contains "pull" if { some g in input.identity.sourcehut.grants; g.service == input.request.service }`, true,
 			[]string{"input.identity.sourcehut.grants", "input.request.service"}},
@@ -83,7 +87,7 @@ func TestMemoMatchesEvaluation(t *testing.T) {
 	policies := map[string]Options{
 		"default": {Modules: policy.FS(), Data: map[string]any{
 			"public":     []any{"library/*"},
-			"namespaces": map[string]any{"team": map[string]any{"pull": []any{"group:ci", "*"}, "push": []any{"alice"}}},
+			"namespaces": map[string]any{"team": map[string]any{"pull": []any{"group:ci", "*"}, "push": []any{"htpasswd:alice", "sourcehut:bob"}}},
 		}},
 		// Reads client_ip: the key must include it.
 		"network": {Modules: fstest.MapFS{"p.rego": {Data: []byte(`package registry.authz
@@ -94,7 +98,9 @@ deny contains "no deletes from the agent" if { "delete" in input.scope.actions; 
 	}
 	subjects := []string{"", "alice", "bob", "root"}
 	// A refreshed identity differs from its login only in method and
-	// refreshed_from: the key must tell them apart.
+	// refreshed_from: the key must tell them apart. The provider follows
+	// the (effective) method, as authn makes it, so every subject comes
+	// with both providers.
 	type method struct{ method, from identity.Method }
 	methods := []method{{identity.MethodPassword, ""}, {identity.MethodSourcehut, ""},
 		{identity.MethodRefresh, identity.MethodPassword}, {identity.MethodRefresh, identity.MethodSourcehut}}
@@ -128,27 +134,41 @@ deny contains "no deletes from the agent" if { "delete" in input.scope.actions; 
 				for _, subj := range subjects {
 					for _, method := range methods {
 						for _, groups := range groupSets {
-							id := identity.Identity{Method: method.method, RefreshedFrom: method.from, Subject: subj, Groups: groups}
-							if subj == "" {
-								id = identity.Anonymous
-							}
-							if id.EffectiveMethod() == identity.MethodSourcehut && subj != "" {
-								id.Sourcehut = &identity.Sourcehut{Username: subj, Access: "RO", Expires: time.Unix(1e9, 0),
-									Grants: []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: "RO"}}}
-							}
-							for _, repo := range names {
-								for _, actions := range actionSets {
-									for _, ip := range ips {
-										for _, ua := range agents {
-											req := identity.Request{Service: "registry.example.com", ClientIP: ip, UserAgent: ua, Time: time.Unix(int64(n), 0)}
-											sc := access.Scope{Resource: access.Resource{Type: "repository", Name: repo}, Actions: actions}
-											a, errA := withMemo.Decide(ctx, id, req, sc)
-											b, errB := without.Decide(ctx, id, req, sc)
-											if (errA != nil) != (errB != nil) || !slices.Equal(a.Granted, b.Granted) || !slices.Equal(a.Reasons, b.Reasons) {
-												t.Fatalf("round %d: %+v %+v %s: memo %v %v %v, eval %v %v %v",
-													round, id, req, sc, a.Granted, a.Reasons, errA, b.Granted, b.Reasons, errB)
+							// The namespace is the subject's, or none (a
+							// Sourcehut name a local account holds): the key
+							// must tell them apart too.
+							for _, owns := range []bool{true, false} {
+								id := identity.Identity{Method: method.method, RefreshedFrom: method.from, Subject: subj, Groups: groups}
+								if owns {
+									id.Namespace = subj
+								}
+								switch id.EffectiveMethod() {
+								case identity.MethodPassword:
+									id.Provider = identity.ProviderHtpasswd
+								case identity.MethodSourcehut:
+									id.Provider = identity.ProviderSourcehut
+								}
+								if subj == "" {
+									id = identity.Anonymous
+								}
+								if id.EffectiveMethod() == identity.MethodSourcehut && subj != "" {
+									id.Sourcehut = &identity.Sourcehut{Username: subj, Access: "RO", Expires: time.Unix(1e9, 0),
+										Grants: []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: "RO"}}}
+								}
+								for _, repo := range names {
+									for _, actions := range actionSets {
+										for _, ip := range ips {
+											for _, ua := range agents {
+												req := identity.Request{Service: "registry.example.com", ClientIP: ip, UserAgent: ua, Time: time.Unix(int64(n), 0)}
+												sc := access.Scope{Resource: access.Resource{Type: "repository", Name: repo}, Actions: actions}
+												a, errA := withMemo.Decide(ctx, id, req, sc)
+												b, errB := without.Decide(ctx, id, req, sc)
+												if (errA != nil) != (errB != nil) || !slices.Equal(a.Granted, b.Granted) || !slices.Equal(a.Reasons, b.Reasons) {
+													t.Fatalf("round %d: %+v %+v %s: memo %v %v %v, eval %v %v %v",
+														round, id, req, sc, a.Granted, a.Reasons, errA, b.Granted, b.Reasons, errB)
+												}
+												n++
 											}
-											n++
 										}
 									}
 								}
@@ -236,5 +256,154 @@ allow contains "pull" if input.identity.subject == "alice"`); e.RefreshBlind() {
 	}
 	if e.RefreshBlind() {
 		t.Error("the default policy is reported as blind to refresh tokens")
+	}
+}
+
+// TestMemoKeyProviderNamespace: with the default policy, two identities
+// that differ only in provider, or only in namespace, have different memo
+// keys.
+func TestMemoKeyProviderNamespace(t *testing.T) {
+	e, err := Compile(context.Background(), Options{Modules: policy.FS(), Schema: policy.InputSchema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, leaves := e.Memoised()
+	if !ok {
+		t.Fatal("the default policy must be memoised")
+	}
+	for _, l := range []string{"input.identity.provider", "input.identity.namespace", "input.identity.subject"} {
+		if !slices.Contains(leaves, l) {
+			t.Errorf("the default policy reads %s, but the memo does not key on it (leaves %q)", l, leaves)
+		}
+	}
+	req := identity.Request{Service: "registry.example.com"}
+	sc := access.Scope{Resource: access.Resource{Type: "repository", Name: "alice/app"}, Actions: []string{"pull", "push"}}
+	base := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"}
+	otherProvider, noNamespace, otherNamespace := base, base, base
+	otherProvider.Provider = identity.ProviderSourcehut
+	noNamespace.Namespace = ""
+	otherNamespace.Namespace = "alicia"
+	k := e.memo.key(base, req, sc)
+	for name, id := range map[string]identity.Identity{"provider": otherProvider, "no namespace": noNamespace, "namespace": otherNamespace} {
+		if e.memo.key(id, req, sc) == k {
+			t.Errorf("identities differing only in %s share the memo key %q", name, k)
+		}
+	}
+	if e.memo.key(base, req, sc) != k {
+		t.Error("the memo key of one identity is not stable")
+	}
+}
+
+// TestMemoSameSubjectOtherProvider is the security property of the memo
+// in version 2: sourcehut:alice (who owns no namespace, as a local alice
+// exists) must not be handed what htpasswd:alice was granted, though both
+// have the subject "alice".
+func TestMemoSameSubjectOtherProvider(t *testing.T) {
+	ctx := context.Background()
+	e, err := Compile(ctx, Options{Modules: policy.FS(), Schema: policy.InputSchema(), Data: map[string]any{
+		"namespaces": map[string]any{"team": map[string]any{"push": []any{"htpasswd:alice"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := identity.Request{Service: "registry.example.com", ClientIP: "192.0.2.1", Time: time.Unix(1e9, 0)}
+	local := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"}
+	// A read-write token with every grant: the read-only cap is not why it
+	// gets nothing.
+	remote := identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "alice",
+		Sourcehut: &identity.Sourcehut{Username: "alice", AllGrants: true, Access: "RW", Expires: time.Unix(2e9, 0)}}
+	for _, repo := range []string{"alice/app", "team/app"} {
+		sc := access.Scope{Resource: access.Resource{Type: "repository", Name: repo}, Actions: []string{"push"}}
+		for round := range 2 {
+			d, err := e.Decide(ctx, local, req, sc)
+			if err != nil || !slices.Equal(d.Granted, []string{"push"}) {
+				t.Fatalf("round %d: htpasswd:alice push %s = %+v, %v; want push", round, repo, d, err)
+			}
+			if round == 1 && !d.Memoised {
+				t.Errorf("htpasswd:alice's second decision on %s was not memoised", repo)
+			}
+			d, err = e.Decide(ctx, remote, req, sc)
+			if err != nil || len(d.Granted) != 0 {
+				t.Fatalf("round %d: sourcehut:alice push %s = %+v, %v; want nothing (memoised %v)", round, repo, d, err, d.Memoised)
+			}
+		}
+	}
+	// The same, told apart by nothing but the provider: a policy that
+	// reads provider and subject and nothing else of the identity.
+	e, err = Compile(ctx, Options{Modules: fstest.MapFS{"p.rego": {Data: []byte(`package registry.authz
+allow contains "push" if { input.identity.provider == "htpasswd"; input.identity.subject == "alice" }`)}}, Schema: policy.InputSchema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := access.Scope{Resource: access.Resource{Type: "repository", Name: "x/y"}, Actions: []string{"push"}}
+	onlyProvider := local
+	onlyProvider.Provider = identity.ProviderSourcehut
+	for round := range 2 {
+		if d, err := e.Decide(ctx, local, req, sc); err != nil || !slices.Equal(d.Granted, []string{"push"}) {
+			t.Fatalf("round %d: htpasswd:alice = %+v, %v; want push", round, d, err)
+		}
+		if d, err := e.Decide(ctx, onlyProvider, req, sc); err != nil || len(d.Granted) != 0 {
+			t.Fatalf("round %d: sourcehut:alice, otherwise identical = %+v, %v; want nothing", round, d, err)
+		}
+	}
+	// And by nothing but the namespace.
+	e, err = Compile(ctx, Options{Modules: fstest.MapFS{"p.rego": {Data: []byte(`package registry.authz
+allow contains "push" if startswith(input.scope.name, concat("", [input.identity.namespace, "/"]))`)}}, Schema: policy.InputSchema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc = access.Scope{Resource: access.Resource{Type: "repository", Name: "alice/app"}, Actions: []string{"push"}}
+	onlyNamespace := local
+	onlyNamespace.Namespace = ""
+	for round := range 2 {
+		if d, err := e.Decide(ctx, local, req, sc); err != nil || !slices.Equal(d.Granted, []string{"push"}) {
+			t.Fatalf("round %d: namespace alice = %+v, %v; want push", round, d, err)
+		}
+		if d, err := e.Decide(ctx, onlyNamespace, req, sc); err != nil || len(d.Granted) != 0 {
+			t.Fatalf("round %d: no namespace, otherwise identical = %+v, %v; want nothing", round, d, err)
+		}
+	}
+}
+
+func TestProviderBlind(t *testing.T) {
+	compile := func(src string) *Engine {
+		t.Helper()
+		e, err := Compile(context.Background(), Options{Modules: fstest.MapFS{"p.rego": {Data: []byte(src)}}, Schema: policy.InputSchema()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	tests := []struct {
+		name, src string
+		blind     bool
+	}{
+		{"subject only", `package registry.authz
+allow contains "push" if input.identity.subject == "alice"`, true},
+		{"subject through the identity object's field", `package registry.authz
+import input.identity.subject
+allow contains "push" if subject == "alice"`, true},
+		{"subject and provider", `package registry.authz
+allow contains "push" if { input.identity.provider == "htpasswd"; input.identity.subject == "alice" }`, false},
+		{"subject and namespace", `package registry.authz
+allow contains "push" if { input.identity.subject != ""; startswith(input.scope.name, input.identity.namespace) }`, false},
+		{"the whole identity", `package registry.authz
+allow contains "push" if count(input.identity) > 0`, false},
+		{"no subject", `package registry.authz
+allow contains "pull" if input.scope.name == "library/x"`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := compile(tt.src).ProviderBlind(); got != tt.blind {
+				t.Errorf("ProviderBlind() = %v, want %v", got, tt.blind)
+			}
+		})
+	}
+	e, err := Compile(context.Background(), Options{Modules: policy.FS(), Schema: policy.InputSchema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.ProviderBlind() {
+		t.Error("the default policy is reported as blind to providers")
 	}
 }

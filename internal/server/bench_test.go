@@ -47,7 +47,7 @@ func BenchmarkAuth(b *testing.B) {
 	}
 	h := server.New(server.Options{
 		Services: []string{"registry.example.com"}, Realm: "srht-registry", MaxScopes: 64, MaxBodyBytes: 16384,
-		Authenticator: &authn.Chain{Anonymous: true, Passwords: users},
+		Authenticator: &authn.Chain{Anonymous: true, Passwords: users, Local: users},
 		Authorizer:    az,
 		Minter:        &token.Minter{Issuer: "srht-registry", TTL: 5 * time.Minute, Key: key, Now: time.Now},
 		JWKS:          []byte(`{"keys":[]}`),

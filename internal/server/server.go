@@ -354,7 +354,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 	if id.RefreshedFrom != "" {
 		method += "/" + string(id.RefreshedFrom)
 	}
-	rl.attrs = append(rl.attrs, "auth_method", method, "subject", id.Subject)
+	rl.attrs = append(rl.attrs, "auth_method", method, "provider", id.Provider, "subject", id.Subject)
 	rl.method = id.Method
 	req := identity.Request{
 		Service:   service,
@@ -383,6 +383,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 			"decision_id", decisionID,
 			"revision", d.Revision,
 			"auth_method", method,
+			"provider", id.Provider,
 			"subject", id.Subject,
 			"scope", d.Requested.Resource.String(),
 			"requested", d.Requested.Actions,
@@ -405,7 +406,9 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, rl *requestLog) (
 		// That it was issued or presented, never the token.
 		rl.attrs = append(rl.attrs, "refresh_token", map[bool]string{true: "presented", false: "issued"}[id.Method == identity.MethodRefresh])
 	}
-	signed, issuedAt, expiresIn, err := s.opts.Minter.Mint(id.Subject, service, granted)
+	// The token names the principal (htpasswd:alice), so the registry's
+	// logs and notifications tell the providers' accounts apart too.
+	signed, issuedAt, expiresIn, err := s.opts.Minter.Mint(id.Principal(), service, granted)
 	if err != nil {
 		return nil, err
 	}

@@ -137,7 +137,10 @@ func newReal(t testing.TB, modify ...func(*server.Options, *authn.Chain)) *env {
 	setup(t)
 	logs := &logBuffer{}
 	refresh := &token.Refresher{Issuer: "srht-registry", TTL: refreshTTL, Key: shared.key, Passwords: shared.htpasswd, Now: time.Now}
-	chain := &authn.Chain{Anonymous: true, Passwords: shared.htpasswd, Refresh: refresh, Groups: map[string][]string{"admins": {"root"}}}
+	// As serve wires it: the htpasswd file is also the local accounts, and
+	// group members are principals.
+	chain := &authn.Chain{Anonymous: true, Passwords: shared.htpasswd, Local: shared.htpasswd, Refresh: refresh,
+		Groups: map[string][]string{"admins": {"htpasswd:root"}}}
 	opts := server.Options{
 		Services:      []string{service},
 		Realm:         realm,
@@ -509,30 +512,30 @@ func TestTokenGET(t *testing.T) {
 		wantRefresh bool
 	}{
 		{"repeated scope", req{auth: aliceAuth, query: "service=" + service + "&scope=repository:alice/app:pull,push&scope=repository:library/x:pull"},
-			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
+			"htpasswd:alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
 		{"space-separated scopes (+)", req{auth: aliceAuth, query: "scope=repository:alice/app:pull,push+repository:library/x:pull"},
-			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
+			"htpasswd:alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
 		{"space-separated scopes (%20) and repeated", req{auth: aliceAuth,
 			query: "scope=repository%3Aalice%2Fapp%3Apull%20repository%3Alibrary%2Fx%3Apull&scope=repository:alice/app:push"},
-			"alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
-		{"docker login (no scope)", req{auth: aliceAuth, query: "service=" + service + "&account=alice&client_id=docker&offline_token=true"}, "alice", nil, true},
+			"htpasswd:alice", []string{"repository:alice/app:pull,push", "repository:library/x:pull"}, false},
+		{"docker login (no scope)", req{auth: aliceAuth, query: "service=" + service + "&account=alice&client_id=docker&offline_token=true"}, "htpasswd:alice", nil, true},
 		{"anonymous, no scope", req{}, "", nil, false},
 		{"anonymous pull of a public repository", req{query: "scope=repository:library/x:pull,push"}, "", []string{"repository:library/x:pull"}, false},
 		{"anonymous on a private repository", req{query: "scope=repository:alice/app:pull"}, "", nil, false},
 		{"partial grant", req{auth: aliceAuth, query: "scope=repository:alice/app:pull&scope=repository:root/app:pull,push"},
-			"alice", []string{"repository:alice/app:pull"}, false},
-		{"unknown resource type", req{auth: aliceAuth, query: "scope=foo:bar:baz&scope=foo(x):alice/app:pull"}, "alice", nil, false},
+			"htpasswd:alice", []string{"repository:alice/app:pull"}, false},
+		{"unknown resource type", req{auth: aliceAuth, query: "scope=foo:bar:baz&scope=foo(x):alice/app:pull"}, "htpasswd:alice", nil, false},
 		{"offline_token yields a refresh token", req{auth: aliceAuth, query: "offline_token=true&client_id=docker&scope=repository:alice/app:pull"},
-			"alice", []string{"repository:alice/app:pull"}, true},
+			"htpasswd:alice", []string{"repository:alice/app:pull"}, true},
 		{"offline_token=false", req{auth: aliceAuth, query: "offline_token=false&client_id=docker&scope=repository:alice/app:pull"},
-			"alice", []string{"repository:alice/app:pull"}, false},
+			"htpasswd:alice", []string{"repository:alice/app:pull"}, false},
 		{"anonymous gets no refresh token", req{query: "offline_token=true&client_id=docker&scope=repository:library/x:pull"},
 			"", []string{"repository:library/x:pull"}, false},
-		{"admin catalog", req{auth: []string{basic("root", rootPassword)}, query: "scope=registry:catalog:*"}, "root", []string{"registry:catalog:*"}, false},
+		{"admin catalog", req{auth: []string{basic("root", rootPassword)}, query: "scope=registry:catalog:*"}, "htpasswd:root", []string{"registry:catalog:*"}, false},
 		{"lower-case scheme", req{auth: []string{"basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+alicePassword))}, query: "scope=repository:alice/app:delete"},
-			"alice", []string{"repository:alice/app:delete"}, false},
+			"htpasswd:alice", []string{"repository:alice/app:delete"}, false},
 		{"password with colons", req{auth: []string{basic("carol", carolPassword)}, query: "account=carol&scope=repository:carol/app:pull"},
-			"carol", []string{"repository:carol/app:pull"}, false},
+			"htpasswd:carol", []string{"repository:carol/app:pull"}, false},
 		{"empty scope value", req{query: "scope="}, "", nil, false},
 	}
 	for _, tt := range tests {
@@ -547,7 +550,7 @@ func TestTokenGET(t *testing.T) {
 				t.Errorf("refresh_token %q, want one: %v", resp.RefreshToken, tt.wantRefresh)
 			}
 			if resp.RefreshToken != "" {
-				checkRefresh(t, e, resp.RefreshToken, "alice", "docker")
+				checkRefresh(t, e, resp.RefreshToken, "htpasswd:alice", "docker")
 			}
 			if !reflect.DeepEqual(c.Access, scopes(t, tt.want...)) {
 				t.Errorf("access = %+v, want %q", c.Access, tt.want)
@@ -599,11 +602,11 @@ func TestTokenPOST(t *testing.T) {
 			e := newReal(t)
 			rec := e.do(t, tt.r)
 			resp, c := checkToken(t, rec)
-			if *c.Sub != "alice" {
-				t.Errorf("sub = %q, want alice", *c.Sub)
+			if *c.Sub != "htpasswd:alice" {
+				t.Errorf("sub = %q, want htpasswd:alice", *c.Sub)
 			}
 			// access_type=offline: every one of these asks for a refresh token.
-			checkRefresh(t, e, resp.RefreshToken, "alice", "skopeo")
+			checkRefresh(t, e, resp.RefreshToken, "htpasswd:alice", "skopeo")
 			if !reflect.DeepEqual(c.Access, scopes(t, tt.want...)) {
 				t.Errorf("access = %+v, want %q", c.Access, tt.want)
 			}
@@ -775,7 +778,8 @@ func newFakes(services ...string) *fakes {
 		services = []string{service}
 	}
 	f := &fakes{
-		authn:  &fakeAuthn{id: identity.Identity{Method: identity.MethodPassword, Subject: "alice"}},
+		authn: &fakeAuthn{id: identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice",
+			Namespace: "alice"}},
 		authz:  &fakeAuthz{grant: map[string][]string{}},
 		minter: &fakeMinter{issuedAt: fakeNow.Truncate(time.Second)},
 		logs:   &logBuffer{},
@@ -824,14 +828,15 @@ func TestWiring(t *testing.T) {
 	if f.authz.gotReq != wantReq {
 		t.Errorf("request %+v, want %+v", f.authz.gotReq, wantReq)
 	}
-	if f.authz.gotID.Subject != "alice" {
-		t.Errorf("authorizer got identity %+v", f.authz.gotID)
+	if !reflect.DeepEqual(f.authz.gotID, f.authn.id) {
+		t.Errorf("authorizer got identity %+v, want the authenticator's %+v", f.authz.gotID, f.authn.id)
 	}
 	if !reflect.DeepEqual(f.authz.gotSc, scopes(t, "repository:alice/app:pull,push,delete", "repository(plugin):library/x:pull", "repository:bob/app:pull")) {
 		t.Errorf("authorizer got scopes %v", f.authz.gotSc)
 	}
 	// Only what was granted goes into the token, class kept, empty dropped.
-	if f.minter.gotSubject != "alice" || f.minter.gotAudience != service {
+	// The token names the principal, not the bare subject.
+	if f.minter.gotSubject != "htpasswd:alice" || f.minter.gotAudience != service {
 		t.Errorf("minter got subject %q audience %q", f.minter.gotSubject, f.minter.gotAudience)
 	}
 	if !reflect.DeepEqual(f.minter.gotGranted, scopes(t, "repository:alice/app:pull,push", "repository(plugin):library/x:pull")) {
@@ -996,12 +1001,16 @@ func FuzzHandler(f *testing.F) {
 		{"", "", "scope=a:b:c&scope=::&grant_type=password", true},
 		{"", "", "grant_type=password&username=&password=&service=x", true},
 		{";", "basic Og==", "%", true},
+		{"offline_token=true&client_id=docker&scope=repository:bob/app:pull,push", "Bearer " + roToken, "", false},
+		{"scope=repository:alice/app:pull,push", basic("sourcehut", rwAliceToken), "", false},
+		{"", "", "grant_type=password&access_type=offline&username=sourcehut&password=" + rwAliceToken + "&scope=repository%3Aalice%2Fapp%3Apush", true},
 	}
 	for _, s := range seeds {
 		f.Add(s.query, s.auth, s.body, s.post)
 	}
-	e := newReal(f, func(o *server.Options, _ *authn.Chain) {
+	e := newReal(f, func(o *server.Options, c *authn.Chain) {
 		o.Logger = slog.New(slog.DiscardHandler)
+		c.Tokens = fakeSourcehut{}
 	})
 	f.Fuzz(func(t *testing.T, query, auth, body string, post bool) {
 		r := req{query: query, body: body}
@@ -1041,8 +1050,9 @@ func FuzzHandler(f *testing.F) {
 }
 
 // checkRefresh checks a refresh token the server returned: there, not the
-// access token, and redeemable as the subject's for service and clientID.
-func checkRefresh(t testing.TB, e *env, rt, subject, clientID string) {
+// access token, and redeemable as the principal's ("htpasswd:alice") for
+// service and clientID.
+func checkRefresh(t testing.TB, e *env, rt, principal, clientID string) {
 	t.Helper()
 	if rt == "" {
 		t.Fatal("no refresh_token in the response")
@@ -1052,8 +1062,8 @@ func checkRefresh(t testing.TB, e *env, rt, subject, clientID string) {
 	if err != nil {
 		t.Fatalf("the refresh token does not redeem: %v", err)
 	}
-	if id.Method != identity.MethodRefresh || id.Subject != subject {
-		t.Errorf("the refresh token stands for %+v, want %s", id, subject)
+	if id.Method != identity.MethodRefresh || id.Principal() != principal {
+		t.Errorf("the refresh token stands for %+v, want %s", id, principal)
 	}
 }
 
@@ -1075,7 +1085,7 @@ func TestRefreshGrant(t *testing.T) {
 	rec := e.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "service=" + service + "&account=alice&client_id=docker&offline_token=true"})
 	login, _ := checkToken(t, rec)
 	rt := login.RefreshToken
-	checkRefresh(t, e, rt, "alice", "docker")
+	checkRefresh(t, e, rt, "htpasswd:alice", "docker")
 	if rt == login.Token {
 		t.Fatal("the refresh token is the access token")
 	}
@@ -1087,8 +1097,8 @@ func TestRefreshGrant(t *testing.T) {
 		if resp.RefreshToken != rt {
 			t.Errorf("grant %d: refresh_token is not the one presented", i)
 		}
-		if *c.Sub != "alice" {
-			t.Errorf("grant %d: sub = %q", i, *c.Sub)
+		if *c.Sub != "htpasswd:alice" {
+			t.Errorf("grant %d: sub = %q, want htpasswd:alice (a refresh token keeps its login's provider)", i, *c.Sub)
 		}
 		want := []string{"repository:alice/app:pull,push"}
 		if i == 1 {
@@ -1140,7 +1150,7 @@ func TestRefreshGrant(t *testing.T) {
 			t.Fatalf("a part of the refresh token is in the log:\n%s", logs)
 		}
 	}
-	for _, want := range []string{"refresh_token=issued", "refresh_token=presented", "auth_method=refresh/password", "auth_method=password"} {
+	for _, want := range []string{"refresh_token=issued", "refresh_token=presented", "auth_method=refresh/password", "auth_method=password", "provider=htpasswd"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the log never says %s:\n%s", want, logs)
 		}
@@ -1155,7 +1165,7 @@ func TestRefreshGrantPOSTLogin(t *testing.T) {
 	body := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {alicePassword}, "service": {service},
 		"client_id": {"oras"}, "access_type": {"offline"}, "scope": {"repository:alice/app:pull"}}.Encode()
 	resp, _ := checkToken(t, e.do(t, req{method: "POST", body: body}))
-	checkRefresh(t, e, resp.RefreshToken, "alice", "oras")
+	checkRefresh(t, e, resp.RefreshToken, "htpasswd:alice", "oras")
 	resp2, c := checkToken(t, e.do(t, req{method: "POST", body: refreshForm(resp.RefreshToken, "oras", "repository:alice/app:push")}))
 	if resp2.RefreshToken != resp.RefreshToken || !reflect.DeepEqual(c.Access, scopes(t, "repository:alice/app:push")) {
 		t.Errorf("refresh grant: %+v %+v", resp2, c.Access)
@@ -1172,7 +1182,7 @@ func TestRefreshGrantPOSTLogin(t *testing.T) {
 func TestRefreshOff(t *testing.T) {
 	on := newReal(t)
 	login, _ := checkToken(t, on.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "client_id=docker&offline_token=true"}))
-	checkRefresh(t, on, login.RefreshToken, "alice", "docker")
+	checkRefresh(t, on, login.RefreshToken, "htpasswd:alice", "docker")
 
 	off := newReal(t, refreshOff)
 	resp, _ := checkToken(t, off.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "client_id=docker&offline_token=true"}))
@@ -1222,7 +1232,7 @@ func TestRefreshPasswordChanged(t *testing.T) {
 	}
 	e := newReal(t, func(o *server.Options, c *authn.Chain) {
 		r := &token.Refresher{Issuer: "srht-registry", TTL: refreshTTL, Key: shared.key, Passwords: users, Now: time.Now}
-		c.Passwords, c.Refresh, o.Refresh = users, r, r
+		c.Passwords, c.Local, c.Refresh, o.Refresh = users, users, r, r
 	})
 	login, _ := checkToken(t, e.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "client_id=docker&offline_token=true"}))
 	checkToken(t, e.do(t, req{method: "POST", body: refreshForm(login.RefreshToken, "docker", "repository:alice/app:pull")}))
@@ -1237,19 +1247,44 @@ func TestRefreshPasswordChanged(t *testing.T) {
 	}
 }
 
-// fakeSourcehut accepts one Sourcehut token, read-only for the registry.
-type fakeSourcehut struct{}
+// fakeSourcehut accepts two Sourcehut tokens: roToken, bob's, read-only
+// for the registry, and rwAliceToken, read-write, of a Sourcehut account
+// named like the local (htpasswd) alice. As the real authenticator, it
+// names its provider and leaves groups and namespace to the Chain.
+type fakeSourcehut struct {
+	// removed holds the users taken off authn.sourcehut.users since they
+	// logged in: Admits refuses them. nil: it admits both.
+	removed *sync.Map
+}
 
-const roToken = "sourcehut-ro-token"
+const (
+	roToken      = "sourcehut-ro-token"
+	rwAliceToken = "sourcehut-rw-alice-token"
+)
 
 func (fakeSourcehut) Authenticate(_ context.Context, svc string, tok identity.Secret) (identity.Identity, error) {
-	if tok.Reveal() != roToken {
+	user, level := "", ""
+	switch tok.Reveal() {
+	case roToken:
+		user, level = "bob", "RO"
+	case rwAliceToken:
+		user, level = "alice", "RW"
+	default:
 		return identity.Identity{}, sourcehut.ErrNotToken
 	}
-	return identity.Identity{Method: identity.MethodSourcehut, Subject: "bob", Sourcehut: &identity.Sourcehut{
-		Username: "bob", Expires: time.Now().Add(time.Hour).Truncate(time.Second).UTC(), Access: "RO",
-		Grants: []identity.Grant{{Service: svc, Scope: "REGISTRY", Access: "RO"}},
+	return identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: user, Sourcehut: &identity.Sourcehut{
+		Username: user, Expires: time.Now().Add(time.Hour).Truncate(time.Second).UTC(), Access: level,
+		Grants: []identity.Grant{{Service: svc, Scope: "REGISTRY", Access: level}},
 	}}, nil
+}
+
+func (f fakeSourcehut) Admits(user string) bool {
+	if f.removed != nil {
+		if _, gone := f.removed.Load(user); gone {
+			return false
+		}
+	}
+	return user == "bob" || user == "alice"
 }
 
 // TestRefreshSourcehutReadOnly: the refresh token of a read-only Sourcehut
@@ -1267,19 +1302,144 @@ func TestRefreshSourcehutReadOnly(t *testing.T) {
 			if !reflect.DeepEqual(c.Access, scopes(t, "repository:bob/app:pull")) {
 				t.Fatalf("login: access = %+v", c.Access)
 			}
-			checkRefresh(t, e, login.RefreshToken, "bob", "docker")
+			if *c.Sub != "sourcehut:bob" {
+				t.Errorf("login: sub = %q, want sourcehut:bob", *c.Sub)
+			}
+			checkRefresh(t, e, login.RefreshToken, "sourcehut:bob", "docker")
 			resp, c := checkToken(t, e.do(t, req{method: "POST", body: refreshForm(login.RefreshToken, "docker", scope)}))
 			if !reflect.DeepEqual(c.Access, scopes(t, "repository:bob/app:pull")) {
 				t.Errorf("refresh grant: access = %+v, want pull only", c.Access)
 			}
+			if *c.Sub != "sourcehut:bob" {
+				t.Errorf("refresh grant: sub = %q, want sourcehut:bob", *c.Sub)
+			}
 			if resp.RefreshToken != login.RefreshToken {
 				t.Error("another refresh token back")
 			}
-			if !strings.Contains(e.logs.String(), "auth_method=refresh/sourcehut") {
-				t.Error("the log does not name the refreshed Sourcehut login")
+			if !strings.Contains(e.logs.String(), "auth_method=refresh/sourcehut provider=sourcehut subject=bob") {
+				t.Errorf("the log does not name the refreshed Sourcehut login and its provider:\n%s", e.logs)
 			}
 			if strings.Contains(e.logs.String(), roToken) {
 				t.Error("the Sourcehut token is in the log")
+			}
+		})
+	}
+}
+
+// TestSubjectIsThePrincipal: the access token's sub is the principal,
+// "<provider>:<subject>", so htpasswd:alice and sourcehut:alice are two
+// people at the registry too; "" for anonymous. And sourcehut:alice, whose
+// name the local alice holds, owns no alice/*.
+func TestSubjectIsThePrincipal(t *testing.T) {
+	e := newReal(t, func(_ *server.Options, c *authn.Chain) { c.Tokens = fakeSourcehut{} })
+	const scope = "scope=repository:alice/app:pull,push&scope=repository:bob/app:pull,push"
+	tests := []struct {
+		name    string
+		auth    []string
+		wantSub string
+		want    []string
+	}{
+		{"htpasswd alice", []string{basic("alice", alicePassword)}, "htpasswd:alice", []string{"repository:alice/app:pull,push"}},
+		{"sourcehut bob", []string{"Bearer " + roToken}, "sourcehut:bob", []string{"repository:bob/app:pull"}},
+		{"sourcehut alice, named like a local account", []string{"Bearer " + rwAliceToken}, "sourcehut:alice", nil},
+		{"sourcehut alice through Basic, as docker sends it", []string{basic("sourcehut", rwAliceToken)}, "sourcehut:alice", nil},
+		{"anonymous", nil, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, c := checkToken(t, e.do(t, req{auth: tt.auth, query: scope}))
+			if *c.Sub != tt.wantSub {
+				t.Errorf("sub = %q, want %q", *c.Sub, tt.wantSub)
+			}
+			if !reflect.DeepEqual(c.Access, scopes(t, tt.want...)) {
+				t.Errorf("access = %+v, want %q", c.Access, tt.want)
+			}
+		})
+	}
+	// The refresh token of sourcehut:alice stays hers: it gets nothing of
+	// htpasswd:alice's either.
+	login, _ := checkToken(t, e.do(t, req{auth: []string{"Bearer " + rwAliceToken}, query: "client_id=docker&offline_token=true"}))
+	checkRefresh(t, e, login.RefreshToken, "sourcehut:alice", "docker")
+	_, c := checkToken(t, e.do(t, req{method: "POST", body: refreshForm(login.RefreshToken, "docker", "repository:alice/app:pull,push")}))
+	if *c.Sub != "sourcehut:alice" || len(c.Access) != 0 {
+		t.Errorf("refresh grant of sourcehut:alice: sub %q, access %+v; want sourcehut:alice and nothing", *c.Sub, c.Access)
+	}
+}
+
+// TestRefreshSourcehutUserRemoved: a Sourcehut user who may no longer log
+// in (taken off authn.sourcehut.users) loses the refresh tokens of earlier
+// logins too.
+func TestRefreshSourcehutUserRemoved(t *testing.T) {
+	removed := &sync.Map{}
+	e := newReal(t, func(_ *server.Options, c *authn.Chain) { c.Tokens = fakeSourcehut{removed: removed} })
+	login, _ := checkToken(t, e.do(t, req{auth: []string{"Bearer " + roToken}, query: "client_id=docker&offline_token=true"}))
+	body := refreshForm(login.RefreshToken, "docker", "repository:bob/app:pull")
+	if _, c := checkToken(t, e.do(t, req{method: "POST", body: body})); *c.Sub != "sourcehut:bob" {
+		t.Fatalf("sub = %q", *c.Sub)
+	}
+	removed.Store("bob", true)
+	fields, _ := checkError(t, e.do(t, req{method: "POST", body: body}), http.StatusUnauthorized)
+	var oauth string
+	_ = json.Unmarshal(fields["error"], &oauth)
+	if oauth != "invalid_grant" {
+		t.Errorf("error = %q, want invalid_grant", oauth)
+	}
+}
+
+// logLines parses a JSON log and returns its lines with the message msg.
+func logLines(t *testing.T, logs, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(logs), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestLogProvider: the decision lines and the request line name the
+// identity's provider beside its subject ("" for anonymous).
+func TestLogProvider(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		id       identity.Identity
+		provider string
+	}{
+		{"htpasswd", identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"}, "htpasswd"},
+		{"sourcehut", identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "alice",
+			Sourcehut: &identity.Sourcehut{Username: "alice", Access: "RW"}}, "sourcehut"},
+		{"refresh of a Sourcehut login", identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodSourcehut,
+			Provider: identity.ProviderSourcehut, Subject: "bob", Namespace: "bob", Sourcehut: &identity.Sourcehut{Username: "bob", Access: "RO"}}, "sourcehut"},
+		{"anonymous", identity.Anonymous, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakes()
+			f.authn.id = tt.id
+			rec := serve(f.h, req{query: "scope=repository:alice/app:pull&scope=repository:library/x:pull"})
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			if f.minter.gotSubject != tt.id.Principal() {
+				t.Errorf("minted for %q, want %q", f.minter.gotSubject, tt.id.Principal())
+			}
+			decisions := logLines(t, f.logs.String(), "decision")
+			requests := logLines(t, f.logs.String(), "request")
+			if len(decisions) != 2 || len(requests) != 1 {
+				t.Fatalf("%d decision lines and %d request lines, want 2 and 1:\n%s", len(decisions), len(requests), f.logs)
+			}
+			for _, line := range append(decisions, requests...) {
+				p, ok := line["provider"]
+				if !ok || p != tt.provider {
+					t.Errorf("%s line: provider = %#v (present %v), want %q: %v", line["msg"], p, ok, tt.provider, line)
+				}
+				if line["subject"] != tt.id.Subject {
+					t.Errorf("%s line: subject = %#v, want %q", line["msg"], line["subject"], tt.id.Subject)
+				}
 			}
 		})
 	}

@@ -111,12 +111,15 @@ type Refresher struct {
 
 // refreshClaims is a refresh token's claim set.
 type refreshClaims struct {
-	Issuer     string `json:"iss"`
-	Subject    string `json:"sub"`
-	Audience   string `json:"aud"`
-	Use        string `json:"token_use"`
-	Service    string `json:"service"`
-	Method     string `json:"method"`
+	Issuer   string `json:"iss"`
+	Subject  string `json:"sub"`
+	Audience string `json:"aud"`
+	Use      string `json:"token_use"`
+	Service  string `json:"service"`
+	Method   string `json:"method"`
+	// Provider names the account system of the login (absent in tokens
+	// issued before providers were named: see providerOf).
+	Provider   string `json:"provider,omitempty"`
 	ClientID   string `json:"client_id"`
 	IssuedAt   int64  `json:"iat"`
 	Expiration int64  `json:"exp"`
@@ -171,12 +174,16 @@ func (r *Refresher) Issue(id identity.Identity, service, clientID string) (ident
 		Use:      refreshUse,
 		Service:  service,
 		Method:   string(id.Method),
+		Provider: id.Provider,
 		ClientID: clientID,
 		IssuedAt: now.Unix(),
 		JWTID:    rand.Text(),
 	}
 	switch id.Method {
 	case identity.MethodPassword:
+		if id.Provider != identity.ProviderHtpasswd {
+			return "", fmt.Errorf("refresh token: no password binding for provider %q", id.Provider)
+		}
 		if r.Passwords == nil {
 			return "", errors.New("refresh token: no password users are configured")
 		}
@@ -188,6 +195,9 @@ func (r *Refresher) Issue(id identity.Identity, service, clientID string) (ident
 		c.PasswordBinding = base64.RawURLEncoding.EncodeToString(passwordBinding(k.refreshBinding, id.Subject, hash))
 	case identity.MethodSourcehut:
 		sh := id.Sourcehut
+		if id.Provider != identity.ProviderSourcehut {
+			return "", fmt.Errorf("refresh token: a Sourcehut login of provider %q", id.Provider)
+		}
 		if sh == nil {
 			return "", errors.New("refresh token: a Sourcehut identity without its token's details")
 		}
@@ -321,7 +331,11 @@ func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identi
 	case c.Subject == "" || c.JWTID == "":
 		return identity.Identity{}, invalidRefresh("malformed")
 	}
-	id := identity.Identity{Method: identity.MethodRefresh, Subject: c.Subject}
+	provider, ok := providerOf(c)
+	if !ok {
+		return identity.Identity{}, invalidRefresh("malformed")
+	}
+	id := identity.Identity{Method: identity.MethodRefresh, Provider: provider, Subject: c.Subject}
 	switch identity.Method(c.Method) {
 	case identity.MethodPassword:
 		if bindingKey == nil {
@@ -364,6 +378,26 @@ func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identi
 		return identity.Identity{}, invalidRefresh("malformed")
 	}
 	return id, nil
+}
+
+// providerOf is the provider of a refresh token's login: the one it names,
+// which must be the one its method implies. A token issued before providers
+// were named has none; its method then says which it was, since password
+// logins were htpasswd's and token logins Sourcehut's.
+func providerOf(c refreshClaims) (string, bool) {
+	var want string
+	switch identity.Method(c.Method) {
+	case identity.MethodPassword:
+		want = identity.ProviderHtpasswd
+	case identity.MethodSourcehut:
+		want = identity.ProviderSourcehut
+	default:
+		return "", false
+	}
+	if c.Provider != "" && c.Provider != want {
+		return "", false
+	}
+	return want, true
 }
 
 // decodeSegment decodes one base64url part of a compact JWS as JSON.

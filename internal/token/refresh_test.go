@@ -66,17 +66,20 @@ func keyRing(k *token.Key, published ...*token.PublicKey) *token.KeyRing {
 	return token.NewKeyRing(set)
 }
 
-var alice = identity.Identity{Method: identity.MethodPassword, Subject: "alice", Groups: []string{"ci"}}
+// alice is htpasswd:alice as authn.Chain makes her: she owns alice/*.
+var alice = identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice",
+	Groups: []string{"ci"}}
 
-// sourcehutID is a Sourcehut identity whose token expires at expires.
+// sourcehutID is sourcehut:bob, whose token expires at expires.
 func sourcehutID(access string, expires time.Time) identity.Identity {
-	return identity.Identity{Method: identity.MethodSourcehut, Subject: "bob", Sourcehut: &identity.Sourcehut{
-		Username: "bob", ClientID: "builds.sr.ht", Expires: expires.UTC().Truncate(time.Second), Access: access,
-		Grants: []identity.Grant{
-			{Service: testAudience, Scope: "REGISTRY", Access: access},
-			{Service: "meta.sr.ht", Scope: "PROFILE", Access: "RO"},
-		},
-	}}
+	return identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "bob", Namespace: "bob",
+		Sourcehut: &identity.Sourcehut{
+			Username: "bob", ClientID: "builds.sr.ht", Expires: expires.UTC().Truncate(time.Second), Access: access,
+			Grants: []identity.Grant{
+				{Service: testAudience, Scope: "REGISTRY", Access: access},
+				{Service: "meta.sr.ht", Scope: "PROFILE", Access: "RO"},
+			},
+		}}
 }
 
 func issue(t *testing.T, r *token.Refresher, id identity.Identity) identity.Secret {
@@ -109,7 +112,7 @@ func wantRefused(t *testing.T, tok identity.Secret, id identity.Identity, err er
 }
 
 // decode returns the decoded header and claims of a compact JWS.
-func decode(t *testing.T, raw string) (header, claims map[string]any) {
+func decode(t testing.TB, raw string) (header, claims map[string]any) {
 	t.Helper()
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
@@ -130,7 +133,7 @@ func decode(t *testing.T, raw string) (header, claims map[string]any) {
 // signAs signs claims with s under the given header fields: a token we
 // did not issue but that carries our signature, to test each check past the
 // signature on its own.
-func signAs(t *testing.T, s crypto.Signer, alg jwa.SignatureAlgorithm, header, claims map[string]any) identity.Secret {
+func signAs(t testing.TB, s crypto.Signer, alg jwa.SignatureAlgorithm, header, claims map[string]any) identity.Secret {
 	t.Helper()
 	h := jws.NewHeaders()
 	for k, v := range header {
@@ -165,14 +168,16 @@ func TestRefreshRoundTrip(t *testing.T) {
 			now := c.Now().Unix()
 			for k, want := range map[string]any{
 				"iss": testIssuer, "sub": "alice", "aud": testAudience + "#refresh", "token_use": "refresh",
-				"service": testAudience, "method": "password", "client_id": "docker",
+				"service": testAudience, "method": "password", "provider": "htpasswd", "client_id": "docker",
 				"iat": float64(now), "exp": float64(now + int64(refreshTTL/time.Second)),
 			} {
 				if claims[k] != want {
 					t.Errorf("claim %s = %#v, want %#v", k, claims[k], want)
 				}
 			}
-			for _, absent := range []string{"access", "sourcehut", "nbf", "groups"} {
+			// Groups and the namespace are the site's word at redemption,
+			// not the token's.
+			for _, absent := range []string{"access", "sourcehut", "nbf", "groups", "namespace"} {
 				if _, ok := claims[absent]; ok {
 					t.Errorf("claim %s present: %v", absent, claims)
 				}
@@ -197,9 +202,9 @@ func TestRefreshRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Redeem: %v", err)
 			}
-			want := identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Subject: "alice"}
+			want := identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice"}
 			if !reflect.DeepEqual(id, want) {
-				t.Errorf("identity = %+v, want %+v (groups come from the config at redemption)", id, want)
+				t.Errorf("identity = %+v, want %+v (groups and namespace come from the config at redemption)", id, want)
 			}
 			if id.EffectiveMethod() != identity.MethodPassword {
 				t.Errorf("EffectiveMethod() = %q", id.EffectiveMethod())
@@ -248,11 +253,15 @@ func TestRefreshSourcehut(t *testing.T) {
 	if _, ok := claims["htpasswd_binding"]; ok {
 		t.Error("a Sourcehut refresh token carries a password binding")
 	}
+	if claims["provider"] != "sourcehut" {
+		t.Errorf("claim provider = %#v, want \"sourcehut\"", claims["provider"])
+	}
 	got, err := r.Redeem(context.Background(), refreshCred(tok))
 	if err != nil {
 		t.Fatalf("Redeem: %v", err)
 	}
-	want := identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodSourcehut, Subject: "bob", Sourcehut: id.Sourcehut}
+	want := identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodSourcehut, Provider: identity.ProviderSourcehut,
+		Subject: "bob", Sourcehut: id.Sourcehut}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("identity = %+v %+v\nwant %+v %+v", got, got.Sourcehut, want, want.Sourcehut)
 	}
@@ -281,12 +290,26 @@ func TestRefreshSourcehut(t *testing.T) {
 func TestRefreshIssueRefuses(t *testing.T) {
 	c := newClock()
 	r := newRefresher(newKey(t, signer(t, token.KeyEC, 0)), hashes{"alice": aliceHash}, c)
+	htpasswd, sourcehut := identity.ProviderHtpasswd, identity.ProviderSourcehut
+	shOfProvider := func(p string) identity.Identity {
+		id := sourcehutID("RW", c.Now().Add(time.Hour))
+		id.Provider = p
+		return id
+	}
 	for name, id := range map[string]identity.Identity{
 		"anonymous":                 identity.Anonymous,
-		"a refresh token":           {Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Subject: "alice"},
-		"no subject":                {Method: identity.MethodPassword},
-		"an unknown password user":  {Method: identity.MethodPassword, Subject: "mallory"},
-		"Sourcehut without details": {Method: identity.MethodSourcehut, Subject: "bob"},
+		"a refresh token":           {Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Provider: htpasswd, Subject: "alice"},
+		"no subject":                {Method: identity.MethodPassword, Provider: htpasswd},
+		"an unknown password user":  {Method: identity.MethodPassword, Provider: htpasswd, Subject: "mallory"},
+		"Sourcehut without details": {Method: identity.MethodSourcehut, Provider: sourcehut, Subject: "bob"},
+		// alice's htpasswd line must not bind a password login that
+		// another provider vouched for.
+		"password of sourcehut":      {Method: identity.MethodPassword, Provider: sourcehut, Subject: "alice", Namespace: "alice"},
+		"password of another":        {Method: identity.MethodPassword, Provider: "ldap", Subject: "alice"},
+		"password without provider":  {Method: identity.MethodPassword, Subject: "alice", Namespace: "alice"},
+		"Sourcehut of htpasswd":      shOfProvider(htpasswd),
+		"Sourcehut of another":       shOfProvider("ldap"),
+		"Sourcehut without provider": shOfProvider(""),
 	} {
 		if tok, err := r.Issue(id, testAudience, "docker"); err == nil || tok != "" {
 			t.Errorf("%s: Issue = %q, %v; want an error", name, tok, err)
@@ -405,6 +428,8 @@ func TestRefreshTampered(t *testing.T) {
 				{"flipped signature bit", parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig), "bad signature"},
 				{"no signature", unsigned, "bad signature"},
 				{"another subject", parts[0] + "." + reencode(with(claims, "sub", "root")) + "." + parts[2], "bad signature"},
+				{"another provider", parts[0] + "." + reencode(with(claims, "provider", "sourcehut")) + "." + parts[2], "bad signature"},
+				{"no provider", parts[0] + "." + reencode(with(claims, "provider", nil)) + "." + parts[2], "bad signature"},
 				{"a later expiry", parts[0] + "." + reencode(with(claims, "exp", claims["exp"].(float64)+1e6)) + "." + parts[2], "bad signature"},
 				{"alg none", noneHeader + "." + parts[1] + ".", "bad signature"},
 				{"alg of another family", reencode(with(header, "alg", "HS256")) + "." + parts[1] + "." + parts[2], "bad signature"},
@@ -486,6 +511,14 @@ func TestRefreshClaimChecks(t *testing.T) {
 		{"Sourcehut without its part", with(shClaims, "sourcehut", nil), "malformed"},
 		{"Sourcehut for another user", with(shClaims, "sub", "alice"), "malformed"},
 		{"Sourcehut with a binding", with(shClaims, "htpasswd_binding", claims["htpasswd_binding"]), "malformed"},
+		// The provider must be the one the method implies.
+		{"password of sourcehut", with(claims, "provider", "sourcehut"), "malformed"},
+		{"password of another provider", with(claims, "provider", "ldap"), "malformed"},
+		{"password of HTPASSWD", with(claims, "provider", "HTPASSWD"), "malformed"},
+		{"password with a non-string provider", with(claims, "provider", 1), "malformed"},
+		{"Sourcehut of htpasswd", with(shClaims, "provider", "htpasswd"), "malformed"},
+		{"Sourcehut of another provider", with(shClaims, "provider", "ldap"), "malformed"},
+		{"method refresh, provider htpasswd", with(claims, "method", "refresh", "provider", "htpasswd"), "malformed"},
 		{"Sourcehut token expired, refresh not", with(shClaims, "sourcehut", with(shClaims["sourcehut"].(map[string]any), "expires", float64(c.Now().Unix()))),
 			"expired with its Sourcehut token"},
 	}
@@ -496,6 +529,64 @@ func TestRefreshClaimChecks(t *testing.T) {
 			wantRefused(t, tok, id, err, tc.why)
 		})
 	}
+}
+
+// TestRefreshLegacyWithoutProvider: a refresh token issued before
+// providers were named has no provider claim; it redeems with the provider
+// its method implies (password logins were htpasswd's, token logins
+// Sourcehut's), and otherwise exactly as a token that names it.
+func TestRefreshLegacyWithoutProvider(t *testing.T) {
+	c := newClock()
+	s := signer(t, token.KeyEC, 0)
+	key := newKey(t, s)
+	r := newRefresher(key, hashes{"alice": aliceHash}, c)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		id       identity.Identity
+		provider string
+	}{
+		{"password", alice, identity.ProviderHtpasswd},
+		{"sourcehut", sourcehutID("RO", c.Now().Add(time.Hour)), identity.ProviderSourcehut},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			current := issue(t, r, tc.id)
+			header, claims := decode(t, current.Reveal())
+			if claims["provider"] != tc.provider {
+				t.Fatalf("claim provider = %#v, want %q", claims["provider"], tc.provider)
+			}
+			withProvider, err := r.Redeem(ctx, refreshCred(current))
+			if err != nil {
+				t.Fatalf("Redeem: %v", err)
+			}
+			if withProvider.Provider != tc.provider {
+				t.Errorf("Provider = %q, want %q", withProvider.Provider, tc.provider)
+			}
+			delete(claims, "provider")
+			legacy := signAs(t, s, key.Algorithm(), header, claims)
+			got, err := r.Redeem(ctx, refreshCred(legacy))
+			if err != nil {
+				t.Fatalf("a token without the provider claim is refused: %v", err)
+			}
+			if !reflect.DeepEqual(got, withProvider) {
+				t.Errorf("legacy token = %+v\nwant      %+v", got, withProvider)
+			}
+			// Its other checks still hold: the password binding, expiry.
+			if tc.id.Method == identity.MethodPassword {
+				r.Passwords = hashes{"alice": "$2y$10$ABCDEFGHIJKLMNOPQRSTUuQ1bU8TGIbx6D8Mq0cCVgqIhTQ3vjjSe"}
+				id, err := r.Redeem(ctx, refreshCred(legacy))
+				wantRefused(t, legacy, id, err, "password changed or the user was removed")
+				r.Passwords = hashes{"alice": aliceHash}
+			}
+		})
+	}
+	// A legacy token whose method implies no provider stays refused.
+	header, claims := decode(t, issue(t, r, alice).Reveal())
+	delete(claims, "provider")
+	claims["method"] = "refresh"
+	tok := signAs(t, s, key.Algorithm(), header, claims)
+	id, err := r.Redeem(ctx, refreshCred(tok))
+	wantRefused(t, tok, id, err, "malformed")
 }
 
 // TestAccessTokenIsNotARefreshToken: neither kind of token passes for the
@@ -658,7 +749,8 @@ func mustMarshal(t *testing.T, v any) []byte {
 // be the issued one, but its claims are).
 func FuzzRefreshRedeem(f *testing.F) {
 	c := newClock()
-	key, err := token.NewKey(mustGenerate(f), nil)
+	priv := mustGenerate(f)
+	key, err := token.NewKey(priv, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -671,8 +763,24 @@ func FuzzRefreshRedeem(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	want := map[string]bool{"alice/password": true, "bob/sourcehut": true}
-	for _, s := range []string{pw.Reveal(), sh.Reveal(), "", ".", "..", "a.b.c", pw.Reveal()[:40], strings.ReplaceAll(sh.Reveal(), "A", "B")} {
+	// What a token may stand for: subject, method and provider together.
+	want := map[string]bool{"alice/password/htpasswd": true, "bob/sourcehut/sourcehut": true}
+	seeds := []string{pw.Reveal(), sh.Reveal(), "", ".", "..", "a.b.c", pw.Reveal()[:40], strings.ReplaceAll(sh.Reveal(), "A", "B")}
+	// Tokens from before providers were named, and ones whose provider
+	// contradicts their method, with our signature.
+	for _, tok := range []identity.Secret{pw, sh} {
+		header, claims := decode(f, tok.Reveal())
+		for _, p := range []any{nil, "htpasswd", "sourcehut", "ldap"} {
+			cl := maps.Clone(claims)
+			if p == nil {
+				delete(cl, "provider")
+			} else {
+				cl["provider"] = p
+			}
+			seeds = append(seeds, signAs(f, priv, key.Algorithm(), header, cl).Reveal())
+		}
+	}
+	for _, s := range seeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -683,7 +791,7 @@ func FuzzRefreshRedeem(f *testing.F) {
 			}
 			return
 		}
-		if id.Method != identity.MethodRefresh || !want[id.Subject+"/"+string(id.RefreshedFrom)] {
+		if id.Method != identity.MethodRefresh || !want[id.Subject+"/"+string(id.RefreshedFrom)+"/"+id.Provider] || id.Namespace != "" || id.Groups != nil {
 			t.Fatalf("accepted %q as %+v", s, id)
 		}
 	})

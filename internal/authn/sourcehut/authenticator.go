@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -39,8 +40,34 @@ type Options struct {
 	// NegativeTTL is how long a rejected token is remembered, so a client
 	// retrying a bad token cannot hammer meta.sr.ht.
 	NegativeTTL time.Duration
-	Now         func() time.Time
+	// Users are the user names that may log in; "*" alone lets every
+	// account of the instance in. Empty lets nobody in. SetUsers replaces
+	// the list while requests run.
+	Users []string
+	Now   func() time.Time
 }
+
+// AnyUser in Options.Users lets every account log in.
+const AnyUser = "*"
+
+// allowList is who may log in: every account, or the names in users.
+type allowList struct {
+	everyone bool
+	users    map[string]bool
+}
+
+func newAllowList(users []string) *allowList {
+	l := &allowList{users: map[string]bool{}}
+	for _, u := range users {
+		if u == AnyUser {
+			l.everyone = true
+		}
+		l.users[u] = true
+	}
+	return l
+}
+
+func (l *allowList) admits(user string) bool { return l.everyone || l.users[user] }
 
 // Authenticator authenticates Sourcehut tokens.
 type Authenticator struct {
@@ -52,6 +79,7 @@ type Authenticator struct {
 	rejected    *lru.Cache[tokenKey, time.Time] // token hash -> remembered until
 	flight      singleflight.Group
 	metrics     *metrics
+	allowed     atomic.Pointer[allowList]
 }
 
 // tokenKey is the SHA-256 of a token: the cache never holds a token.
@@ -83,8 +111,18 @@ func New(opts Options) (*Authenticator, error) {
 		valid: valid, rejected: rejected,
 	}
 	a.metrics = newMetrics(a)
+	a.SetUsers(opts.Users)
 	return a, nil
 }
+
+// SetUsers replaces who may log in, for a reloaded config. Tokens already
+// validated are held to the new list at once: the cache says only that a
+// token is genuine, not that its owner may log in.
+func (a *Authenticator) SetUsers(users []string) { a.allowed.Store(newAllowList(users)) }
+
+// Admits reports whether the Sourcehut user may log in now. A refresh token
+// made at a Sourcehut login is held to it too.
+func (a *Authenticator) Admits(user string) bool { return a.allowed.Load().admits(user) }
 
 // Len returns the number of validated tokens cached.
 func (a *Authenticator) Len() int { return a.valid.Len() }
@@ -111,6 +149,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, service string, secret
 	if tok.Username == "" {
 		return identity.Identity{}, fmt.Errorf("%w: the Sourcehut token names no user", identity.ErrUnauthenticated)
 	}
+	// Decided from the token's own claim, before meta.sr.ht is asked: an
+	// account that may not log in costs no upstream call, whether or not
+	// its token is genuine. (The name is the token holder's own, so saying
+	// it leaks nothing.)
+	if !a.Admits(tok.Username) {
+		return identity.Identity{}, fmt.Errorf("%w: the Sourcehut account %q may not log in to this registry", identity.ErrUnauthenticated, tok.Username)
+	}
 	grants, all, err := ParseGrants(tok.Grants)
 	if err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: the Sourcehut token's grants do not parse", identity.ErrUnauthenticated)
@@ -122,8 +167,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, service string, secret
 		return identity.Identity{}, err
 	}
 	return identity.Identity{
-		Method:  identity.MethodSourcehut,
-		Subject: tok.Username,
+		Method:   identity.MethodSourcehut,
+		Provider: identity.ProviderSourcehut,
+		Subject:  tok.Username,
 		Sourcehut: &identity.Sourcehut{
 			Username:  tok.Username,
 			ClientID:  tok.ClientID,

@@ -32,6 +32,10 @@ func newEnv(t *testing.T, opts sourcehut.Options) *env {
 		opts.Meta = metaClient(fake.URL(), 10*time.Second)
 	}
 	opts.Now = clk.Now
+	if opts.Users == nil {
+		// Most tests are about tokens, not about who may log in.
+		opts.Users = []string{sourcehut.AnyUser}
+	}
 	a, err := sourcehut.New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -119,8 +123,9 @@ func TestAuthenticateValid(t *testing.T) {
 				t.Fatalf("Authenticate: %v", err)
 			}
 			want := identity.Identity{
-				Method:  identity.MethodSourcehut,
-				Subject: tt.opts.Username,
+				Method:   identity.MethodSourcehut,
+				Provider: identity.ProviderSourcehut,
+				Subject:  tt.opts.Username,
 				Sourcehut: &identity.Sourcehut{
 					Username:  tt.opts.Username,
 					ClientID:  tt.opts.ClientID,
@@ -449,7 +454,7 @@ func TestAuthenticateSingleflightFailureShared(t *testing.T) {
 	tok := e.mint(fakemeta.TokenOptions{Username: "zozs", Grants: service + "/REGISTRY:RW"})
 	const n = 20
 	gate := newGate(metaClient(e.fake.URL(), 10*time.Second))
-	a, err := sourcehut.New(sourcehut.Options{Meta: gate, Now: e.clock.Now})
+	a, err := sourcehut.New(sourcehut.Options{Meta: gate, Now: e.clock.Now, Users: []string{sourcehut.AnyUser}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +513,7 @@ func (g *gate) Validate(ctx context.Context, token string) error {
 func TestAuthenticateDetachedCall(t *testing.T) {
 	fake, clk := startFake(t)
 	g := newGate(metaClient(fake.URL(), 10*time.Second))
-	a, err := sourcehut.New(sourcehut.Options{Meta: g, Now: clk.Now})
+	a, err := sourcehut.New(sourcehut.Options{Meta: g, Now: clk.Now, Users: []string{sourcehut.AnyUser}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,4 +635,61 @@ func TestAuthenticateErrorsNeverContainToken(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAuthenticateAllowList: who may log in is decided from the token's
+// own user name before meta.sr.ht is asked; the default lets nobody in, and
+// a reloaded list applies to tokens already validated.
+func TestAuthenticateAllowList(t *testing.T) {
+	expires := t0.Add(time.Hour)
+	rw := service + "/REGISTRY:RW"
+	t.Run("default: nobody", func(t *testing.T) {
+		e := newEnv(t, sourcehut.Options{Users: []string{}})
+		_, err := e.authenticate(t, e.mint(fakemeta.TokenOptions{Username: "alice", Grants: rw, Expires: expires}))
+		wantErr(t, err, identity.ErrUnauthenticated)
+		if !strings.Contains(err.Error(), `the Sourcehut account "alice" may not log in to this registry`) {
+			t.Errorf("error %q does not say why", err)
+		}
+		e.wantCalls(t, 0)
+	})
+	t.Run("a list", func(t *testing.T) {
+		e := newEnv(t, sourcehut.Options{Users: []string{"alice", "carol"}})
+		alice := e.mint(fakemeta.TokenOptions{Username: "alice", Grants: rw, Expires: expires})
+		if _, err := e.authenticate(t, alice); err != nil {
+			t.Fatalf("alice: %v", err)
+		}
+		e.wantCalls(t, 1)
+		// Forged or not, bob's token costs no upstream call.
+		for _, bob := range []string{
+			e.mint(fakemeta.TokenOptions{Username: "bob", Grants: rw, Expires: expires}),
+			fakemeta.MintWithKey(make([]byte, 32), fakemeta.TokenOptions{Username: "bob", Grants: rw, Expires: expires}),
+		} {
+			_, err := e.authenticate(t, bob)
+			wantErr(t, err, identity.ErrUnauthenticated)
+		}
+		e.wantCalls(t, 1)
+		if !e.auth.Admits("carol") || e.auth.Admits("bob") {
+			t.Errorf("Admits: carol %v, bob %v; want true, false", e.auth.Admits("carol"), e.auth.Admits("bob"))
+		}
+		// alice taken off the list: her cached token stops at once.
+		e.auth.SetUsers([]string{"carol"})
+		_, err := e.authenticate(t, alice)
+		wantErr(t, err, identity.ErrUnauthenticated)
+		e.wantCalls(t, 1)
+		e.auth.SetUsers([]string{sourcehut.AnyUser})
+		if _, err := e.authenticate(t, alice); err != nil {
+			t.Fatalf("alice with every account allowed: %v", err)
+		}
+		if !e.auth.Admits("anyone") {
+			t.Error(`"*" does not admit every account`)
+		}
+	})
+	t.Run("a name with control characters is quoted, not echoed", func(t *testing.T) {
+		e := newEnv(t, sourcehut.Options{Users: []string{"alice"}})
+		_, err := e.authenticate(t, e.mint(fakemeta.TokenOptions{Username: "x\n\x1b[31mroot", Grants: rw, Expires: expires}))
+		wantErr(t, err, identity.ErrUnauthenticated)
+		if strings.ContainsAny(err.Error(), "\n\x1b") {
+			t.Errorf("error %q carries raw control characters", err)
+		}
+	})
 }
