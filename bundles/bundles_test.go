@@ -23,7 +23,7 @@ import (
 	"git.sr.ht/~zozs/srht-registry/internal/regotest"
 )
 
-// schemaPath is the JSON schema of the policy input (version 1).
+// schemaPath is the JSON schema of the policy input (version 2).
 const schemaPath = "../policy/input.schema.json"
 
 // wantBundles must exist; more may.
@@ -311,17 +311,19 @@ func TestSchemaValidatesInputs(t *testing.T) {
 	const sourcehut = `"sourcehut": {"username": "alice", "client_id": "", "expires": "2026-11-30T12:45:00Z", "all_grants": false, "access": "RW",
 		"grants": [{"service": "registry.example.com", "scope": "REGISTRY", "access": "RW"}]}`
 	doc := func(identity string, rest ...string) string {
-		parts := append([]string{`"version": 1`, `"identity": ` + identity}, rest...)
+		parts := append([]string{`"version": 2`, `"identity": ` + identity}, rest...)
 		return "{" + strings.Join(parts, ", ") + "}"
 	}
 
 	valid := map[string]string{
 		"anonymous":     doc(`{"method": "anonymous", "subject": "", "groups": []}`, request, scope),
-		"password":      doc(`{"method": "password", "subject": "alice", "groups": ["ci", "admins"]}`, request, scope),
-		"sourcehut":     doc(`{"method": "sourcehut", "subject": "alice", "groups": [], `+sourcehut+`}`, request, scope),
-		"personal":      doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": true, "access": "RW", "grants": []}}`, request, scope),
-		"class":         doc(`{"method": "password", "subject": "alice", "groups": []}`, request, `"scope": {"type": "repository", "class": "plugin", "name": "alice/app", "actions": ["pull"]}`),
-		"catalog":       doc(`{"method": "password", "subject": "root", "groups": ["admins"]}`, request, `"scope": {"type": "registry", "name": "catalog", "actions": ["*"]}`),
+		"password":      doc(`{"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": "alice", "groups": ["ci", "admins"]}`, request, scope),
+		"sourcehut":     doc(`{"method": "sourcehut", "provider": "sourcehut", "subject": "alice", "namespace": "alice", "groups": [], `+sourcehut+`}`, request, scope),
+		"personal":      doc(`{"method": "sourcehut", "provider": "sourcehut", "subject": "alice", "namespace": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": true, "access": "RW", "grants": []}}`, request, scope),
+		"no namespace":  doc(`{"method": "sourcehut", "provider": "sourcehut", "subject": "alice", "groups": [], `+sourcehut+`}`, request, scope),
+		"refresh":       doc(`{"method": "refresh", "refreshed_from": "sourcehut", "provider": "sourcehut", "subject": "alice", "namespace": "alice", "groups": [], `+sourcehut+`}`, request, scope),
+		"class":         doc(`{"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": "alice", "groups": []}`, request, `"scope": {"type": "repository", "class": "plugin", "name": "alice/app", "actions": ["pull"]}`),
+		"catalog":       doc(`{"method": "password", "provider": "htpasswd", "subject": "root", "namespace": "root", "groups": ["admins"]}`, request, `"scope": {"type": "registry", "name": "catalog", "actions": ["*"]}`),
 		"empty strings": doc(`{"method": "anonymous", "subject": "", "groups": []}`, `"request": {"service": "registry.example.com", "client_ip": "", "client_id": "", "user_agent": "", "time": "2026-11-30T12:00:00Z"}`, scope),
 	}
 	for name, d := range valid {
@@ -330,9 +332,12 @@ func TestSchemaValidatesInputs(t *testing.T) {
 		}
 	}
 
-	password := `{"method": "password", "subject": "alice", "groups": []}`
+	password := `{"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": "alice", "groups": []}`
 	invalid := map[string]string{
-		"version 2":          `{"version": 2, "identity": ` + password + `, ` + request + `, ` + scope + `}`,
+		"version 1":          `{"version": 1, "identity": ` + password + `, ` + request + `, ` + scope + `}`,
+		"provider pattern":   doc(`{"method": "password", "provider": "HTpasswd", "subject": "alice", "groups": []}`, request, scope),
+		"provider empty":     doc(`{"method": "password", "provider": "", "subject": "alice", "groups": []}`, request, scope),
+		"namespace type":     doc(`{"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": 1, "groups": []}`, request, scope),
 		"no version":         `{"identity": ` + password + `, ` + request + `, ` + scope + `}`,
 		"extra top-level":    doc(password, request, scope, `"extra": true`),
 		"no scope":           doc(password, request),
@@ -376,5 +381,26 @@ func TestBundleFilesAreFormatted(t *testing.T) {
 		if !bytes.Equal(formatted, src) {
 			t.Errorf("%s is not formatted: run opa fmt -w %s", f, f)
 		}
+	}
+}
+
+// TestSourcehutDefaultIsTheDefault: the sourcehut-default bundle is the
+// embedded default policy as a bundle; its rules (everything from the
+// package line on) must not drift from policy/authz.rego.
+func TestSourcehutDefaultIsTheDefault(t *testing.T) {
+	rules := func(path string) string {
+		t.Helper()
+		src, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.Index(src, []byte("\npackage "))
+		if i < 0 {
+			t.Fatalf("%s has no package line", path)
+		}
+		return string(src[i:])
+	}
+	if rules("sourcehut-default/authz.rego") != rules("../policy/authz.rego") {
+		t.Error("bundles/sourcehut-default/authz.rego differs from policy/authz.rego below its header comment; copy the rules over")
 	}
 }

@@ -1,26 +1,42 @@
 # The default authorization policy of srht-registry.
 #
 # The server evaluates this package once per requested scope, with an input
-# document like
+# document (version 2) like
 #
-#   {"version": 1,
-#    "identity": {"method": "password", "subject": "alice", "groups": ["ci"]},
+#   {"version": 2,
+#    "identity": {"method": "password", "provider": "htpasswd", "subject": "alice",
+#                 "namespace": "alice", "groups": ["ci"]},
 #    "request": {"service": "registry.example.com", ...},
 #    "scope": {"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}}
 #
 # (Sourcehut identities also carry identity.sourcehut with the token's grants;
-# an identity that a refresh token stands for has method "refresh" and the
-# method of its original login in identity.refreshed_from), and reads two
-# rules from it:
+# an identity that a refresh token stands for has method "refresh", the
+# method of its original login in identity.refreshed_from, and the provider
+# of that login), and reads two rules from it:
 #
 #   allow - the set of actions granted on input.scope ("*" means every action)
 #   deny  - a set of messages; if it is non-empty nothing is granted
+#
+# A principal is the pair (provider, subject), written "provider:subject":
+# htpasswd:alice and sourcehut:alice are different people, and nothing here
+# compares a subject without its provider. identity.namespace is the
+# personal namespace the server's account model gives the identity (an
+# htpasswd user's name; a Sourcehut user's name unless an htpasswd user has
+# it); absent when it owns none.
 #
 # Site settings come from data.registry, which may be absent entirely (then
 # only the own-namespace and admins rules grant anything):
 #
 #   public:     ["library/*", "mirror/**"]   glob patterns anyone may pull
-#   namespaces: {"team": {"pull": ["bob", "group:ci"], "push": ["alice"]}}
+#   namespaces: {"team": {"pull": ["htpasswd:bob", "group:ci"], "push": ["sourcehut:alice"]}}
+#               members are principals, "group:<g>", or "*" (every
+#               authenticated identity); a bare name matches nobody
+#   reserved:   ["admin", "v2"]   names nobody owns as a personal namespace
+#
+# Site configuration beats ownership: a name that is a shared namespace
+# (a key of namespaces), is reserved, or is the namespace of a public
+# pattern "<ns>/*" or "<ns>/**" is nobody's personal namespace, and a
+# repository inside a shared namespace is governed by its ACL alone.
 #
 # Copy this file as a starting point for a policy of your own.
 package registry.authz
@@ -37,15 +53,31 @@ default namespaces := {}
 
 namespaces := data.registry.namespaces
 
+default reserved := []
+
+reserved := data.registry.reserved
+
 # ---------------------------------------------------------------------------
 # Facts about the request.
 
 # An identity is authenticated when a method other than anonymous vouched for
-# a non-empty subject. Anything missing or malformed counts as anonymous.
+# a non-empty subject of a named provider. Anything missing or malformed
+# counts as anonymous.
 authenticated if {
 	input.identity.method != "anonymous"
+	is_string(input.identity.provider)
+	input.identity.provider != ""
 	is_string(input.identity.subject)
 	input.identity.subject != ""
+}
+
+# The caller as the site names it: "htpasswd:alice", "sourcehut:alice".
+principal := concat(":", [input.identity.provider, input.identity.subject]) if {
+	authenticated
+
+	# "group" is never a provider's name: should an identity claim it,
+	# its principal must not pass for a group member ("group:ci").
+	input.identity.provider != "group"
 }
 
 # The caller's groups; absent or empty means none.
@@ -75,14 +107,50 @@ in_namespace(ns, name) if {
 	count(name) > count(ns) + 1
 }
 
-# is_member(members): the caller is listed in a namespace's member list,
-# either by subject, by "group:<g>", or by "*" (any authenticated identity).
-# Only ever asked about authenticated callers.
-is_member(members) if {
-	some m in members
-	m == input.identity.subject
-	not startswith(m, "group:")
+# site_namespace(name): the site configured name for itself, so no
+# identity owns it: a shared namespace, a reserved name, or the namespace a
+# public pattern covers whole ("library" for "library/*" or "library/**").
+site_namespace(name) if namespaces[name]
+
+site_namespace(name) if name in reserved
+
+site_namespace(name) if {
+	some pattern in public
+	pattern_namespace(pattern) == name
 }
+
+# pattern_namespace(pattern): ns for a pattern "ns/*" or "ns/**" whose ns
+# is a plain name. Other patterns ("alice/app", "*/public", "**") name no
+# namespace of the site's.
+pattern_namespace(pattern) := parts[0] if {
+	parts := split(pattern, "/")
+	count(parts) == 2
+	parts[1] in {"*", "**"}
+	not regex.match(`[*?\[\]{}\\]`, parts[0])
+}
+
+# in_shared_namespace(name): name is inside a namespace of namespaces,
+# whose ACL alone says who may do what there.
+in_shared_namespace(name) if {
+	some ns, _ in namespaces
+	in_namespace(ns, name)
+}
+
+# The caller's personal namespace: the one the server says it owns, unless
+# the site took that name.
+own_namespace := ns if {
+	authenticated
+	ns := input.identity.namespace
+	is_string(ns)
+	ns != ""
+	not site_namespace(ns)
+}
+
+# is_member(members): the caller is listed in a namespace's member list,
+# by principal ("htpasswd:bob"), by "group:<g>", or by "*" (any
+# authenticated identity). A bare name ("bob") matches nobody: it does not
+# say which provider's bob. Only ever asked about authenticated callers.
+is_member(members) if principal in members
 
 is_member(members) if "*" in members
 
@@ -104,10 +172,11 @@ granted contains "pull" if {
 	glob.match(pattern, ["/"], repository)
 }
 
-# Everyone owns their own namespace: alice may do anything to alice/*.
+# Everyone owns their own namespace: htpasswd:alice may do anything to
+# alice/*, except inside a shared namespace configured there.
 granted contains action if {
-	authenticated
-	in_namespace(input.identity.subject, repository)
+	in_namespace(own_namespace, repository)
+	not in_shared_namespace(repository)
 	some action in ["pull", "push", "delete"]
 }
 
@@ -150,6 +219,13 @@ sourcehut_read_write if {
 }
 
 read_only if {
+	input.identity.provider == "sourcehut"
+	not sourcehut_read_write
+}
+
+# The same by how the caller logged in, should an identity ever say
+# sourcehut there without naming the provider.
+read_only if {
 	effective_method == "sourcehut"
 	not sourcehut_read_write
 }
@@ -181,6 +257,6 @@ allow contains "pull" if {
 	action in granted
 }
 
-# This policy understands version 1 of the input document only; refuse to
-# guess about any other shape.
-deny contains "unsupported input version" if not input.version == 1
+# This policy understands version 2 of the input document only; refuse to
+# guess about any other shape (version 1 had no providers).
+deny contains "unsupported input version" if not input.version == 2

@@ -14,26 +14,48 @@ service := "registry.example.com"
 
 public := ["library/*", "mirror/**"]
 
+# Members are principals ("provider:subject"), "group:<g>", or "*".
 namespaces := {
-	"team": {"pull": ["bob", "group:ci"], "push": ["alice"], "delete": ["group:ops"]},
+	"team": {"pull": ["htpasswd:bob", "group:ci"], "push": ["sourcehut:alice"], "delete": ["group:ops"]},
 	"open": {"pull": ["*"]},
 	"ops": {"*": ["group:ops"]},
 }
 
-anonymous := {"method": "anonymous", "subject": ""}
+reserved := ["admin", "v2"]
 
-password(subject, groups) := {"method": "password", "subject": subject, "groups": groups}
+# Anonymous: no provider, no namespace, subject "".
+anonymous := {"method": "anonymous", "subject": "", "groups": []}
 
-# A Sourcehut identity with the given grants (all_grants false).
+# An htpasswd user: the server gives it its own name as its namespace.
+password(subject, groups) := {
+	"method": "password",
+	"provider": "htpasswd",
+	"subject": subject,
+	"namespace": subject,
+	"groups": groups,
+}
+
+# The token's level on this registry, as the server puts it in
+# identity.sourcehut.access (the policy reads the grants, not this).
+access(grants) := "RW" if {
+	some grant in grants
+	grant == {"service": service, "scope": "REGISTRY", "access": "RW"}
+} else := "RO"
+
+# A Sourcehut identity with the given grants (all_grants false), whose name
+# no htpasswd user holds: it owns the namespace of its name.
 sourcehut(username, groups, grants) := {
 	"method": "sourcehut",
+	"provider": "sourcehut",
 	"subject": username,
+	"namespace": username,
 	"groups": groups,
 	"sourcehut": {
 		"username": username,
 		"client_id": "",
 		"expires": "2030-01-01T00:00:00Z",
 		"all_grants": false,
+		"access": access(grants),
 		"grants": grants,
 	},
 }
@@ -41,20 +63,28 @@ sourcehut(username, groups, grants) := {
 # A Sourcehut personal access token: empty grant string, all access.
 sourcehut_all(username, groups) := {
 	"method": "sourcehut",
+	"provider": "sourcehut",
 	"subject": username,
+	"namespace": username,
 	"groups": groups,
 	"sourcehut": {
 		"username": username,
 		"client_id": "",
 		"expires": "2030-01-01T00:00:00Z",
 		"all_grants": true,
+		"access": "RW",
 		"grants": [],
 	},
 }
 
+# The identity as the server sends it when it owns no namespace: a Sourcehut
+# user whose name an htpasswd user holds (local accounts reserve their
+# names), or a subject that is no repository path component.
+without_namespace(identity) := object.remove(identity, ["namespace"])
+
 # The identity a refresh token issued at the login `identity` stands for:
-# method "refresh", the login's method in refreshed_from, the rest (subject,
-# groups, identity.sourcehut) as at the login.
+# method "refresh", the login's method in refreshed_from, the rest (provider,
+# subject, namespace, groups, identity.sourcehut) as at the login.
 refreshed(identity) := object.union(identity, {"method": "refresh", "refreshed_from": identity.method})
 
 rw := [{"service": service, "scope": "REGISTRY", "access": "RW"}]
@@ -62,7 +92,7 @@ rw := [{"service": service, "scope": "REGISTRY", "access": "RW"}]
 ro := [{"service": service, "scope": "REGISTRY", "access": "RO"}]
 
 input_for(identity, type, name, actions) := {
-	"version": 1,
+	"version": 2,
 	"identity": identity,
 	"request": {
 		"service": service,
@@ -81,6 +111,30 @@ catalog(identity) := input_for(identity, "registry", "catalog", ["*"])
 all_actions := {"pull", "push", "delete"}
 
 # ---------------------------------------------------------------------------
+# The fixtures themselves.
+
+test_fixture_access if {
+	access(rw) == "RW"
+	access(ro) == "RO"
+	access([]) == "RO"
+	access([{"service": "other.example.com", "scope": "REGISTRY", "access": "RW"}]) == "RO"
+}
+
+test_fixture_refreshed_keeps_provider_and_namespace if {
+	r := refreshed(sourcehut("alice", ["ci"], ro))
+	r.method == "refresh"
+	r.refreshed_from == "sourcehut"
+	r.provider == "sourcehut"
+	r.subject == "alice"
+	r.namespace == "alice"
+	r.groups == ["ci"]
+	r.sourcehut.grants == ro
+	refreshed(password("bob", [])).provider == "htpasswd"
+	refreshed(password("bob", [])).namespace == "bob"
+	not "namespace" in object.keys(refreshed(without_namespace(sourcehut("bob", [], rw))))
+}
+
+# ---------------------------------------------------------------------------
 # No data at all: only the own-namespace and admin rules apply.
 
 test_no_data_anonymous_gets_nothing if {
@@ -89,6 +143,10 @@ test_no_data_anonymous_gets_nothing if {
 
 test_no_data_own_namespace if {
 	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+}
+
+test_no_data_own_namespace_sourcehut if {
+	authz.allow == all_actions with input as repo(sourcehut("alice", [], rw), "alice/app")
 }
 
 test_no_data_admin if {
@@ -101,7 +159,8 @@ test_no_data_no_deny if {
 
 # An identity without a groups key at all.
 test_no_groups_key if {
-	authz.allow == all_actions with input as repo({"method": "password", "subject": "alice"}, "alice/app")
+	identity := {"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": "alice"}
+	authz.allow == all_actions with input as repo(identity, "alice/app")
 }
 
 # ---------------------------------------------------------------------------
@@ -143,6 +202,8 @@ test_public_other_names_nothing if {
 test_public_authenticated_pull if {
 	authz.allow == {"pull"} with input as repo(password("bob", []), "library/alpine")
 		with data.registry.public as public
+	authz.allow == {"pull"} with input as repo(sourcehut("bob", [], rw), "library/alpine")
+		with data.registry.public as public
 }
 
 test_public_only_repositories if {
@@ -156,7 +217,7 @@ test_public_default_none if {
 }
 
 # ---------------------------------------------------------------------------
-# Own namespace.
+# Own namespace: input.identity.namespace, as the server decided it.
 
 test_own_namespace if {
 	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
@@ -185,40 +246,363 @@ test_own_namespace_not_a_longer_name if {
 
 test_cannot_push_to_someone_else if {
 	count(authz.allow) == 0 with input as repo(password("alice", []), "bob/app")
+	count(authz.allow) == 0 with input as repo(sourcehut("alice", [], rw), "bob/app")
 }
 
 test_anonymous_owns_nothing if {
 	count(authz.allow) == 0 with input as repo(anonymous, "/app")
 }
 
-# A malformed identity claiming a subject without a method is not trusted.
+# A malformed anonymous identity claiming a provider, a subject and a
+# namespace is not trusted.
 test_anonymous_with_subject_owns_nothing if {
-	count(authz.allow) == 0 with input as repo({"method": "anonymous", "subject": "alice"}, "alice/app")
+	identity := {"method": "anonymous", "provider": "htpasswd", "subject": "alice", "namespace": "alice", "groups": []}
+	count(authz.allow) == 0 with input as repo(identity, "alice/app")
+	count(authz.allow) == 0 with input as repo(object.union(anonymous, {"namespace": "alice"}), "alice/app")
 }
 
 test_empty_subject_owns_nothing if {
 	count(authz.allow) == 0 with input as repo(password("", []), "/app")
+	count(authz.allow) == 0 with input as repo(object.union(password("", []), {"namespace": "alice"}), "alice/app")
 }
 
 test_missing_identity_gets_nothing if {
-	count(authz.allow) == 0 with input as {"version": 1, "scope": {"type": "repository", "name": "alice/app", "actions": ["pull"]}}
+	count(authz.allow) == 0 with input as {"version": 2, "scope": {"type": "repository", "name": "alice/app", "actions": ["pull"]}}
+}
+
+# Ownership is never derived from the subject: an identity the server gave
+# no namespace (here a Sourcehut alice, as an htpasswd alice holds the name)
+# owns nothing, not even the namespace of its subject.
+test_no_namespace_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(without_namespace(sourcehut("alice", [], rw)), "alice/app")
+	count(authz.allow) == 0 with input as repo(without_namespace(sourcehut_all("alice", [])), "alice/app")
+	count(authz.allow) == 0 with input as repo(without_namespace(password("alice", [])), "alice/app")
+	not authz.own_namespace with input as repo(without_namespace(sourcehut("alice", [], rw)), "alice/app")
+}
+
+# ... while the htpasswd alice, who does hold it, owns it.
+test_same_name_other_provider if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+	count(authz.allow) == 0 with input as repo(without_namespace(sourcehut("alice", [], rw)), "alice/app")
+}
+
+# The namespace, not the subject, says what is owned.
+test_own_namespace_is_the_namespace_not_the_subject if {
+	identity := object.union(sourcehut("alice", [], rw), {"namespace": "al"})
+	authz.allow == all_actions with input as repo(identity, "al/app")
+	count(authz.allow) == 0 with input as repo(identity, "alice/app")
+	authz.own_namespace == "al" with input as repo(identity, "al/app")
+}
+
+test_empty_namespace_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"namespace": ""}), "/app")
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"namespace": ""}), "alice/app")
+}
+
+# A malformed namespace owns nothing, and is no built-in error either.
+test_non_string_namespace_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"namespace": ["alice"]}), "alice/app")
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"namespace": null}), "alice/app")
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"namespace": 1}), "1/app")
+	not authz.own_namespace with input as repo(object.union(password("alice", []), {"namespace": ["alice"]}), "alice/app")
+	not authz.own_namespace with input as repo(object.union(password("alice", []), {"namespace": null}), "alice/app")
+}
+
+# An identity without a provider is not authenticated, whatever its method:
+# it gets what anonymous gets (public pulls) and nothing else.
+test_password_without_provider_is_unauthenticated if {
+	identity := object.remove(password("alice", ["admins", "ci"]), ["provider"])
+	not authz.authenticated with input as repo(identity, "alice/app")
+	count(authz.allow) == 0 with input as repo(identity, "alice/app")
+		with data.registry.public as public
+		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(identity, "bob/app")
+	count(authz.allow) == 0 with input as catalog(identity)
+	count(authz.allow) == 0 with input as repo(identity, "open/app")
+		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(identity, "team/app")
+		with data.registry.namespaces as {"team": {"pull": ["htpasswd:alice", ":alice", "alice"]}}
+	authz.allow == {"pull"} with input as repo(identity, "library/alpine")
+		with data.registry.public as public
+		with data.registry.namespaces as namespaces
+}
+
+test_empty_or_malformed_provider_is_unauthenticated if {
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"provider": ""}), "alice/app")
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"provider": null}), "alice/app")
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"provider": ["htpasswd"]}), "alice/app")
+	count(authz.allow) == 0 with input as repo(object.union(password("alice", []), {"provider": ""}), "open/app")
+		with data.registry.namespaces as namespaces
 }
 
 # ---------------------------------------------------------------------------
-# Shared namespaces.
+# Site configuration beats ownership: a shared namespace, a reserved name, or
+# the namespace of a public "<ns>/*" or "<ns>/**" pattern is nobody's.
 
-test_namespace_member_by_subject if {
+# A Sourcehut account named after a shared namespace gets nothing there ...
+test_shared_namespace_name_sourcehut_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(sourcehut("team", [], rw), "team/app")
+		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(sourcehut_all("team", []), "team/a/b")
+		with data.registry.namespaces as namespaces
+	not authz.own_namespace with input as repo(sourcehut("team", [], rw), "team/app")
+		with data.registry.namespaces as namespaces
+}
+
+# ... nor does an htpasswd user of that name ...
+test_shared_namespace_name_htpasswd_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(password("team", []), "team/app")
+		with data.registry.namespaces as namespaces
+}
+
+# ... but what the ACL gives its principal.
+test_shared_namespace_name_gets_its_acl_only if {
+	authz.allow == {"pull"} with input as repo(sourcehut("team", [], rw), "team/app")
+		with data.registry.namespaces as {"team": {"pull": ["sourcehut:team"], "push": ["htpasswd:team"]}}
+	authz.allow == {"push"} with input as repo(password("team", []), "team/app")
+		with data.registry.namespaces as {"team": {"pull": ["sourcehut:team"], "push": ["htpasswd:team"]}}
+}
+
+# An ACL with no actions at all still takes the name.
+test_shared_namespace_empty_acl_takes_the_name if {
+	count(authz.allow) == 0 with input as repo(password("team", []), "team/app")
+		with data.registry.namespaces as {"team": {}}
+}
+
+# A Sourcehut account named after a public namespace only pulls there.
+test_public_namespace_sourcehut_pull_only if {
+	authz.allow == {"pull"} with input as repo(sourcehut("library", [], rw), "library/alpine")
+		with data.registry.public as public
+	authz.allow == {"pull"} with input as repo(sourcehut_all("mirror", []), "mirror/app")
+		with data.registry.public as public
+	authz.allow == {"pull"} with input as repo(sourcehut_all("mirror", []), "mirror/docker.io/library/alpine")
+		with data.registry.public as public
+}
+
+test_public_namespace_htpasswd_pull_only if {
+	authz.allow == {"pull"} with input as repo(password("library", []), "library/alpine")
+		with data.registry.public as public
+	authz.allow == {"pull"} with input as repo(password("mirror", []), "mirror/a/b")
+		with data.registry.public as public
+}
+
+# "library/*" takes the whole namespace, not only the level it makes public.
+test_public_namespace_deeper_not_owned if {
+	count(authz.allow) == 0 with input as repo(sourcehut("library", [], rw), "library/alpine/extra")
+		with data.registry.public as public
+}
+
+test_public_namespace_only_its_own if {
+	authz.allow == all_actions with input as repo(sourcehut("alice", [], rw), "alice/app")
+		with data.registry.public as public
+}
+
+test_reserved_name_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(password("admin", []), "admin/app")
+		with data.registry.reserved as reserved
+	count(authz.allow) == 0 with input as repo(sourcehut("v2", [], rw), "v2/app")
+		with data.registry.reserved as reserved
+	not authz.own_namespace with input as repo(password("admin", []), "admin/app")
+		with data.registry.reserved as reserved
+}
+
+test_reserved_others_keep_theirs if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+		with data.registry.reserved as reserved
+}
+
+# Reserving a name takes ownership only: public pulls still apply there.
+test_reserved_public_still_pulls if {
+	authz.allow == {"pull"} with input as repo(password("admin", []), "admin/app")
+		with data.registry.reserved as reserved
+		with data.registry.public as ["admin/*"]
+}
+
+# Reserving a name keeps an admin of that name an admin.
+test_reserved_admin_still_admin if {
+	authz.allow == {"*"} with input as repo(password("admin", ["admins"]), "admin/app")
+		with data.registry.reserved as reserved
+}
+
+# Patterns that do not cover one plain namespace whole reserve nothing.
+test_public_exact_repository_reserves_nothing if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+		with data.registry.public as ["alice/app"]
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/other")
+		with data.registry.public as ["alice/app"]
+	authz.allow == {"pull"} with input as repo(anonymous, "alice/app")
+		with data.registry.public as ["alice/app"]
+}
+
+test_public_everything_reserves_nothing if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+		with data.registry.public as ["**"]
+	authz.allow == {"pull"} with input as repo(password("bob", []), "alice/app")
+		with data.registry.public as ["**"]
+}
+
+test_public_star_slash_name_reserves_nothing if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+		with data.registry.public as ["*/x"]
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/x")
+		with data.registry.public as ["*/x"]
+}
+
+test_public_star_slash_star_reserves_nothing if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+		with data.registry.public as ["*/*", "*/**"]
+}
+
+test_public_deeper_pattern_reserves_nothing if {
+	every pattern in ["alice/sub/*", "alice/*/x", "alice/**/x", "alice/*/*"] {
+		authz.allow == all_actions with input as repo(password("alice", []), "alice/sub/app")
+			with data.registry.public as [pattern]
+	}
+}
+
+# Only a plain name reserves: a namespace part with glob characters does not.
+test_public_glob_namespace_reserves_nothing if {
+	every pattern in ["{alice,bob}/*", "al?ce/*", "[a]lice/**", "alic*/*", `alic\e/*`] {
+		authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+			with data.registry.public as [pattern]
+	}
+}
+
+test_pattern_namespace if {
+	authz.pattern_namespace("library/*") == "library"
+	authz.pattern_namespace("mirror/**") == "mirror"
+	not authz.pattern_namespace("alice/app")
+	not authz.pattern_namespace("*/x")
+	not authz.pattern_namespace("*/*")
+	not authz.pattern_namespace("**")
+	not authz.pattern_namespace("a/b/*")
+	not authz.pattern_namespace("a/*/x")
+	not authz.pattern_namespace("a/**/*")
+	not authz.pattern_namespace("library")
+	not authz.pattern_namespace("library/")
+	not authz.pattern_namespace("{a,b}/*")
+	not authz.pattern_namespace("lib?/*")
+	not authz.pattern_namespace("[l]ib/*")
+	not authz.pattern_namespace(`lib\rary/*`)
+}
+
+test_site_namespace if {
+	authz.site_namespace("team") with data.registry.namespaces as namespaces
+	authz.site_namespace("library") with data.registry.public as public
+	authz.site_namespace("mirror") with data.registry.public as public
+	authz.site_namespace("admin") with data.registry.reserved as reserved
+	not authz.site_namespace("alice") with data.registry.namespaces as namespaces
+		with data.registry.public as ["alice/app", "**", "*/x", "alice/sub/*"]
+		with data.registry.reserved as reserved
+	not authz.site_namespace("team")
+}
+
+# A shared namespace nested under a personal one: its repositories are
+# governed by its ACL alone, while the owner keeps the rest.
+nested := {"alice/shared": {"pull": ["htpasswd:bob"], "push": ["sourcehut:carol"]}}
+
+test_nested_shared_namespace_not_the_owners if {
+	count(authz.allow) == 0 with input as repo(password("alice", []), "alice/shared/app")
+		with data.registry.namespaces as nested
+	count(authz.allow) == 0 with input as repo(password("alice", []), "alice/shared/a/b")
+		with data.registry.namespaces as nested
+}
+
+test_nested_shared_namespace_owner_keeps_the_rest if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/other")
+		with data.registry.namespaces as nested
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/sharedx/app")
+		with data.registry.namespaces as nested
+	authz.own_namespace == "alice" with input as repo(password("alice", []), "alice/other")
+		with data.registry.namespaces as nested
+}
+
+# The repository named exactly as the nested namespace is not inside it.
+test_nested_shared_namespace_bare_name_stays_the_owners if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/shared")
+		with data.registry.namespaces as nested
+}
+
+test_nested_shared_namespace_acl if {
+	authz.allow == {"pull"} with input as repo(password("bob", []), "alice/shared/app")
+		with data.registry.namespaces as nested
+	authz.allow == {"push"} with input as repo(sourcehut("carol", [], rw), "alice/shared/app")
+		with data.registry.namespaces as nested
+	count(authz.allow) == 0 with input as repo(password("bob", []), "alice/other")
+		with data.registry.namespaces as nested
+}
+
+# The owner listed in the nested ACL gets what the ACL says, no more.
+test_nested_shared_namespace_owner_as_member if {
+	authz.allow == {"pull"} with input as repo(password("alice", []), "alice/shared/app")
+		with data.registry.namespaces as {"alice/shared": {"pull": ["htpasswd:alice"]}}
+}
+
+test_in_shared_namespace if {
+	authz.in_shared_namespace("alice/shared/app") with data.registry.namespaces as nested
+	not authz.in_shared_namespace("alice/shared") with data.registry.namespaces as nested
+	not authz.in_shared_namespace("alice/sharedx/app") with data.registry.namespaces as nested
+	not authz.in_shared_namespace("alice/app") with data.registry.namespaces as nested
+	not authz.in_shared_namespace("team/app")
+}
+
+# ---------------------------------------------------------------------------
+# Shared namespaces: members are principals, groups, or "*".
+
+test_principal if {
+	authz.principal == "htpasswd:alice" with input as repo(password("alice", []), "x/y")
+	authz.principal == "sourcehut:alice" with input as repo(sourcehut("alice", [], rw), "x/y")
+	authz.principal == "sourcehut:alice" with input as repo(refreshed(without_namespace(sourcehut("alice", [], rw))), "x/y")
+	not authz.principal with input as repo(anonymous, "x/y")
+	not authz.principal with input as repo(object.remove(password("alice", []), ["provider"]), "x/y")
+}
+
+test_namespace_member_by_principal if {
 	authz.allow == {"pull"} with input as repo(password("bob", []), "team/app")
 		with data.registry.namespaces as namespaces
 }
 
-test_namespace_push_without_pull if {
-	authz.allow == {"push"} with input as repo(password("alice", []), "team/app")
+# htpasswd:bob is not sourcehut:bob.
+test_namespace_principal_is_per_provider if {
+	count(authz.allow) == 0 with input as repo(sourcehut("bob", [], rw), "team/app")
 		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(sourcehut_all("bob", []), "team/app")
+		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(password("alice", []), "team/app")
+		with data.registry.namespaces as namespaces
+}
+
+test_namespace_push_without_pull if {
+	authz.allow == {"push"} with input as repo(sourcehut("alice", [], rw), "team/app")
+		with data.registry.namespaces as namespaces
+}
+
+# A bare name does not say which provider's bob: it matches nobody.
+test_namespace_bare_name_matches_nobody if {
+	acl := {"team": {"pull": ["bob"], "push": ["alice"], "delete": ["ci"]}}
+	count(authz.allow) == 0 with input as repo(password("bob", []), "team/app")
+		with data.registry.namespaces as acl
+	count(authz.allow) == 0 with input as repo(sourcehut("bob", [], rw), "team/app")
+		with data.registry.namespaces as acl
+	count(authz.allow) == 0 with input as repo(password("alice", []), "team/app")
+		with data.registry.namespaces as acl
+	count(authz.allow) == 0 with input as repo(sourcehut_all("alice", []), "team/app")
+		with data.registry.namespaces as acl
+	count(authz.allow) == 0 with input as repo(password("carol", ["ci"]), "team/app")
+		with data.registry.namespaces as acl
+}
+
+# A principal needs both halves exactly.
+test_namespace_principal_exact if {
+	acl := {"team": {"pull": [":bob", "htpasswd:", "htpasswd:bo", "htpasswd:bobby", "HTPASSWD:bob", "htpasswd/bob"]}}
+	count(authz.allow) == 0 with input as repo(password("bob", []), "team/app")
+		with data.registry.namespaces as acl
 }
 
 test_namespace_member_by_group if {
 	authz.allow == {"pull"} with input as repo(password("carol", ["ci"]), "team/app")
+		with data.registry.namespaces as namespaces
+	authz.allow == {"pull"} with input as repo(sourcehut("carol", ["ci"], rw), "team/app")
 		with data.registry.namespaces as namespaces
 }
 
@@ -256,11 +640,13 @@ test_namespace_non_member if {
 test_namespace_group_entry_is_not_a_subject if {
 	count(authz.allow) == 0 with input as repo(password("ci", []), "team/app")
 		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(sourcehut("ci", [], rw), "team/app")
+		with data.registry.namespaces as namespaces
 }
 
-# ... and a plain entry names a user, not a group.
-test_namespace_subject_entry_is_not_a_group if {
-	count(authz.allow) == 0 with input as repo(password("dave", ["bob"]), "team/app")
+# ... and a principal entry names a user, not a group.
+test_namespace_principal_entry_is_not_a_group if {
+	count(authz.allow) == 0 with input as repo(password("dave", ["htpasswd:bob", "bob"]), "team/app")
 		with data.registry.namespaces as namespaces
 }
 
@@ -271,15 +657,38 @@ test_namespace_group_entry_never_matches_subject if {
 		with data.registry.namespaces as namespaces
 }
 
+# Groups match as given: "group:ci" is not "group:ci2", and a group named
+# after a principal is not that principal's.
+test_namespace_group_exact if {
+	count(authz.allow) == 0 with input as repo(password("dave", ["ci2", "c", "group:ci"]), "team/app")
+		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(password("carol", ["ci"]), "team/app")
+		with data.registry.namespaces as {"team": {"pull": ["Group:ci", "group-ci", "groups:ci", "group:", "group:ci2"]}}
+}
+
+# "*" is every authenticated identity, whatever its provider.
 test_namespace_star_member_any_authenticated if {
 	authz.allow == {"pull"} with input as repo(password("dave", []), "open/app")
+		with data.registry.namespaces as namespaces
+	authz.allow == {"pull"} with input as repo(sourcehut("dave", [], rw), "open/app")
+		with data.registry.namespaces as namespaces
+	authz.allow == {"pull"} with input as repo(without_namespace(sourcehut("dave", [], rw)), "open/app")
+		with data.registry.namespaces as namespaces
+	authz.allow == {"pull"} with input as repo(refreshed(password("dave", [])), "open/app")
 		with data.registry.namespaces as namespaces
 }
 
 test_namespace_star_member_needs_a_subject if {
-	count(authz.allow) == 0 with input as repo({"method": "password", "subject": null}, "open/app")
+	count(authz.allow) == 0 with input as repo(object.union(password("dave", []), {"subject": null}), "open/app")
 		with data.registry.namespaces as namespaces
-	count(authz.allow) == 0 with input as repo({"method": "password"}, "open/app")
+	count(authz.allow) == 0 with input as repo(object.remove(password("dave", []), ["subject"]), "open/app")
+		with data.registry.namespaces as namespaces
+}
+
+test_namespace_star_member_needs_a_provider if {
+	count(authz.allow) == 0 with input as repo(object.remove(password("dave", []), ["provider"]), "open/app")
+		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(object.remove(sourcehut("dave", [], rw), ["provider"]), "open/app")
 		with data.registry.namespaces as namespaces
 }
 
@@ -293,8 +702,18 @@ test_namespace_star_action if {
 		with data.registry.namespaces as namespaces
 }
 
-test_namespace_and_own_namespace_combine if {
-	authz.allow == all_actions with input as repo(password("team", []), "team/app")
+# Owning the name of a shared namespace gives nothing there (v1 gave the
+# htpasswd or Sourcehut user "team" everything on team/*).
+test_namespace_and_own_namespace_do_not_combine if {
+	count(authz.allow) == 0 with input as repo(password("team", []), "team/app")
+		with data.registry.namespaces as namespaces
+	authz.allow == {"push"} with input as repo(sourcehut("team", [], rw), "team/app")
+		with data.registry.namespaces as {"team": {"push": ["sourcehut:team"]}}
+}
+
+# A member's own namespace and its shared namespaces are separate grants.
+test_namespace_member_keeps_own_namespace if {
+	authz.allow == all_actions with input as repo(password("bob", []), "bob/app")
 		with data.registry.namespaces as namespaces
 }
 
@@ -304,7 +723,8 @@ test_namespace_only_repositories if {
 }
 
 # ---------------------------------------------------------------------------
-# Admins.
+# Admins: "admins" in identity.groups, which the server computes by
+# principal. The policy never makes anyone admin by name.
 
 test_admin_any_repository if {
 	authz.allow == {"*"} with input as repo(password("root", ["admins"]), "bob/app")
@@ -314,8 +734,42 @@ test_admin_own_namespace_too if {
 	authz.allow == all_actions | {"*"} with input as repo(password("root", ["admins"]), "root/app")
 }
 
+test_admin_inside_shared_namespace if {
+	authz.allow == {"*"} with input as repo(password("root", ["admins"]), "ops/app")
+		with data.registry.namespaces as namespaces
+	authz.allow == {"*"} with input as repo(password("root", ["admins"]), "alice/shared/app")
+		with data.registry.namespaces as nested
+}
+
 test_admin_catalog if {
 	authz.allow == {"*"} with input as catalog(password("root", ["ci", "admins"]))
+}
+
+# A Sourcehut admin is one by its groups, like anyone else.
+test_admin_sourcehut_by_group if {
+	authz.allow == {"*"} with input as repo(sourcehut_all("root", ["admins"]), "bob/app")
+	authz.allow == {"*"} with input as catalog(sourcehut_all("root", ["admins"]))
+	authz.allow == {"*"} with input as repo(without_namespace(sourcehut("root", ["admins"], rw)), "bob/app")
+}
+
+# A Sourcehut "root" that the server did not put in admins (groups say
+# htpasswd:root) gets nothing of the admin's: not other repositories, not the
+# catalog, and not root/*, which the htpasswd root holds.
+test_sourcehut_root_without_admins_is_not_admin if {
+	identity := without_namespace(sourcehut_all("root", []))
+	count(authz.allow) == 0 with input as repo(identity, "bob/app")
+	count(authz.allow) == 0 with input as catalog(identity)
+	count(authz.allow) == 0 with input as repo(identity, "root/app")
+	count(authz.allow) == 0 with input as repo(without_namespace(sourcehut_all("root", ["ci"])), "bob/app")
+	not authz.admin with input as repo(identity, "bob/app")
+}
+
+# Being named after a group, or listed in a group by a string that is not
+# the group's name, is not being in it.
+test_admin_only_by_group_name if {
+	count(authz.allow) == 0 with input as repo(password("admins", []), "bob/app")
+	count(authz.allow) == 0 with input as repo(password("root", ["group:admins", "Admins", "admin"]), "bob/app")
+	count(authz.allow) == 0 with input as catalog(password("root", ["htpasswd:root"]))
 }
 
 test_non_admin_no_catalog if {
@@ -337,7 +791,14 @@ test_admin_catalog_only_as_registry_type if {
 }
 
 test_anonymous_in_admins_is_not_admin if {
-	count(authz.allow) == 0 with input as repo({"method": "anonymous", "subject": "", "groups": ["admins"]}, "bob/app")
+	count(authz.allow) == 0 with input as repo(object.union(anonymous, {"groups": ["admins"]}), "bob/app")
+	count(authz.allow) == 0 with input as catalog(object.union(anonymous, {"groups": ["admins"]}))
+}
+
+test_no_provider_in_admins_is_not_admin if {
+	identity := object.remove(password("root", ["admins"]), ["provider"])
+	count(authz.allow) == 0 with input as repo(identity, "bob/app")
+	count(authz.allow) == 0 with input as catalog(identity)
 }
 
 # ---------------------------------------------------------------------------
@@ -407,7 +868,8 @@ test_sourcehut_no_grants_is_read_only if {
 }
 
 test_sourcehut_missing_details_is_read_only if {
-	authz.allow == {"pull"} with input as repo({"method": "sourcehut", "subject": "alice"}, "alice/app")
+	identity := {"method": "sourcehut", "provider": "sourcehut", "subject": "alice", "namespace": "alice", "groups": []}
+	authz.allow == {"pull"} with input as repo(identity, "alice/app")
 }
 
 test_sourcehut_rw_among_others if {
@@ -430,15 +892,40 @@ test_sourcehut_all_grants_admin_catalog if {
 	authz.allow == {"*"} with input as catalog(sourcehut_all("root", ["admins"]))
 }
 
+# The cap is keyed on the provider: an identity of provider sourcehut is
+# capped whatever its method says ...
+test_sourcehut_ro_cap_by_provider if {
+	# a refresh identity whose refreshed_from alone would not cap it
+	identity := object.union(refreshed(sourcehut("alice", [], ro)), {"refreshed_from": "password"})
+	authz.allow == {"pull"} with input as repo(identity, "alice/app")
+	authz.read_only with input as repo(identity, "alice/app")
+	authz.effective_method == "password" with input as repo(identity, "alice/app")
+
+	# a password-method identity of provider sourcehut, without token details
+	other := object.union(password("alice", []), {"provider": "sourcehut"})
+	authz.allow == {"pull"} with input as repo(other, "alice/app")
+}
+
+# ... and on the method, should an identity say sourcehut there but name
+# another provider.
+test_sourcehut_ro_cap_by_method if {
+	identity := object.union(sourcehut("alice", [], ro), {"provider": "htpasswd"})
+	authz.allow == {"pull"} with input as repo(identity, "alice/app")
+	identity_refreshed := object.union(refreshed(sourcehut("alice", [], ro)), {"provider": "htpasswd"})
+	authz.allow == {"pull"} with input as repo(identity_refreshed, "alice/app")
+}
+
 # The cap is about Sourcehut tokens only: a password user has no grants.
 test_password_user_not_capped if {
 	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+	not authz.read_only with input as repo(password("alice", []), "alice/app")
 }
 
 # ---------------------------------------------------------------------------
 # Refresh tokens: the identity a refresh token stands for is judged as its
-# login was. The read-only cap follows a Sourcehut token into its refresh
-# tokens; a refreshed password user keeps the own-namespace rule.
+# login was, provider and namespace included. The read-only cap follows a
+# Sourcehut token into its refresh tokens; a refreshed password user keeps
+# the own-namespace rule.
 
 test_refreshed_password_own_namespace if {
 	authz.allow == all_actions with input as repo(refreshed(password("alice", [])), "alice/app")
@@ -454,7 +941,28 @@ test_refreshed_password_admin_catalog if {
 
 test_refreshed_password_namespace_member if {
 	authz.allow == {"pull", "push"} with input as repo(refreshed(password("alice", [])), "team/app")
-		with data.registry.namespaces as {"team": {"pull": ["alice"], "push": ["alice"]}}
+		with data.registry.namespaces as {"team": {"pull": ["htpasswd:alice"], "push": ["htpasswd:alice"]}}
+}
+
+# A refresh token keeps its login's provider: the refreshed Sourcehut alice
+# is still not htpasswd:alice.
+test_refreshed_sourcehut_keeps_provider if {
+	count(authz.allow) == 0 with input as repo(refreshed(sourcehut("alice", [], rw)), "team/app")
+		with data.registry.namespaces as {"team": {"pull": ["htpasswd:alice"], "push": ["htpasswd:alice"]}}
+	authz.allow == {"push"} with input as repo(refreshed(sourcehut("alice", [], rw)), "team/app")
+		with data.registry.namespaces as namespaces
+}
+
+# ... and its login's namespace, or lack of one.
+test_refreshed_sourcehut_without_namespace_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(refreshed(without_namespace(sourcehut("alice", [], rw))), "alice/app")
+}
+
+test_refreshed_site_namespace_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(refreshed(sourcehut("team", [], rw)), "team/app")
+		with data.registry.namespaces as namespaces
+	authz.allow == {"pull"} with input as repo(refreshed(password("library", [])), "library/alpine")
+		with data.registry.public as public
 }
 
 test_refreshed_sourcehut_ro_own_namespace_pull_only if {
@@ -485,12 +993,13 @@ test_refreshed_anonymous_public_pull_only if {
 # Fail closed: a refresh identity that does not say what it came from, or
 # names something else, is capped to pull.
 test_refresh_without_refreshed_from_is_read_only if {
-	authz.allow == {"pull"} with input as repo({"method": "refresh", "subject": "alice", "groups": []}, "alice/app")
+	identity := object.union(password("alice", []), {"method": "refresh"})
+	authz.allow == {"pull"} with input as repo(identity, "alice/app")
 }
 
 test_refresh_from_unknown_method_is_read_only if {
 	authz.allow == {"pull"} with input as repo(
-		{"method": "refresh", "refreshed_from": "refresh", "subject": "alice", "groups": []},
+		object.union(password("alice", []), {"method": "refresh", "refreshed_from": "refresh"}),
 		"alice/app",
 	)
 }
@@ -505,20 +1014,36 @@ test_effective_method if {
 	authz.effective_method == "sourcehut" with input as repo(refreshed(sourcehut("alice", [], rw)), "alice/app")
 	authz.effective_method == "password" with input as repo(refreshed(password("alice", [])), "alice/app")
 	authz.effective_method == "password" with input as repo(password("alice", []), "alice/app")
-	authz.effective_method == "refresh" with input as repo({"method": "refresh", "subject": "alice"}, "alice/app")
+	authz.effective_method == "refresh" with input as repo(object.union(password("alice", []), {"method": "refresh"}), "alice/app")
 }
 
 # ---------------------------------------------------------------------------
-# deny.
+# deny: only input version 2 is understood.
 
-test_deny_empty_for_version_1 if {
+test_deny_empty_for_version_2 if {
 	count(authz.deny) == 0 with input as repo(anonymous, "library/alpine")
+	count(authz.deny) == 0 with input as repo(password("alice", []), "alice/app")
 }
 
-test_deny_version_2 if {
-	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, "library/alpine"), {"version": 2})
+test_deny_version_1 if {
+	authz.deny == {"unsupported input version"} with input as object.union(repo(password("alice", []), "alice/app"), {"version": 1})
+}
+
+test_deny_version_3 if {
+	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, "library/alpine"), {"version": 3})
+}
+
+test_deny_version_as_string if {
+	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, "library/alpine"), {"version": "2"})
 }
 
 test_deny_missing_version if {
 	count(authz.deny) > 0 with input as object.remove(repo(anonymous, "library/alpine"), ["version"])
+}
+
+# "group" is no provider: an identity claiming it does not match the
+# member "group:ci" by its principal.
+test_provider_named_group_is_not_a_group if {
+	count(authz.allow) == 0 with input as repo({"method": "password", "provider": "group", "subject": "ci", "namespace": "ci", "groups": []}, "team/app")
+		with data.registry.namespaces as namespaces
 }

@@ -1,13 +1,33 @@
 # conditions: pushes only from known networks and outside change freezes.
 #
-# Who may do what is decided as in srht-registry's default policy:
+# Input version 2 (policy/README.md, policy/input.schema.json); any other
+# version is denied ("unsupported input version"). A principal is the pair
+# (provider, subject), written "provider:subject": htpasswd:alice and
+# sourcehut:alice are different people, and nothing here compares a subject
+# without its provider. An identity is authenticated when a method other
+# than anonymous vouched for a non-empty subject of a named provider.
+# identity.namespace is the personal namespace the server's account model
+# gives the identity (an htpasswd user's name; a Sourcehut user's name
+# unless an htpasswd user has it); absent when it owns none. A refresh
+# token keeps the provider and namespace of its login.
 #
-#   anyone, anonymous included   pull on repositories matching a glob in public
-#   an authenticated user u      pull, push, delete on u/* (its own namespace)
-#   group admins                 everything on every repository, and the
-#                                catalog (registry:catalog:*)
-#   a Sourcehut token that is    at most pull, wherever the rules above grant
-#   read-only for this registry  more
+# Who may do what is decided as in srht-registry's default policy
+# (policy/authz.rego):
+#
+#   anyone, anonymous included     pull on repositories matching a glob in public
+#   an identity with namespace ns  pull, push, delete on ns/*, unless the site
+#                                  took ns (below)
+#   a namespace member             the actions listed for it in namespaces, on ns/*
+#   "admins" in identity.groups    everything on every repository, and the
+#                                  catalog (registry:catalog:*)
+#   a Sourcehut token that is      at most pull, wherever the rules above grant
+#   read-only for this registry    more; so do the refresh tokens made from it
+#
+# Site configuration beats ownership, as there: a name that is a key of
+# namespaces, is in reserved, or is the namespace of a public pattern
+# "<ns>/*" or "<ns>/**" (a plain <ns>, no glob characters) is nobody's
+# personal namespace, whatever identity.namespace says; and a repository
+# inside any shared namespace is governed by its ACL alone.
 #
 # On top of that, every action on a repository other than pull (push, delete,
 # "*", anything else) is granted only when BOTH conditions hold:
@@ -39,6 +59,13 @@
 # Data (data.json, under data.registry; every key optional):
 #
 #   public:         ["library/*"]     glob patterns anyone may pull
+#   namespaces:     {"team": {"pull": ["*"], "push": ["htpasswd:alice", "group:ci"]}}
+#                   action -> members granted it on team/* (conditions
+#                   permitting); a member is a principal ("htpasswd:bob",
+#                   "sourcehut:carol"), "group:<g>" (a group of
+#                   identity.groups), or "*" (every authenticated identity);
+#                   a bare name ("bob") matches nobody
+#   reserved:       ["admin"]         names nobody owns as a personal namespace
 #   push_networks:  ["10.0.0.0/8", "2001:db8::/32"]
 #                   CIDRs (IPv4 or IPv6) writes may come from; default none,
 #                   so that without it nobody writes: fail closed. Entries
@@ -51,7 +78,8 @@
 #                   and the server then grants nothing on any scope (fail
 #                   closed): run this bundle's tests after editing data.json.
 #
-# Groups come from the server (input.identity.groups, `groups:` in its config).
+# Groups come from the server (input.identity.groups, `groups:` in its config,
+# whose members are principals too).
 # Do not name a data key "authz": this package lives at data.registry.authz.
 # Input: see policy/README.md and policy/input.schema.json.
 package registry.authz
@@ -64,6 +92,14 @@ default public := []
 
 public := data.registry.public
 
+default namespaces := {}
+
+namespaces := data.registry.namespaces
+
+default reserved := []
+
+reserved := data.registry.reserved
+
 default push_networks := []
 
 push_networks := data.registry.push_networks
@@ -75,11 +111,28 @@ freeze_windows := data.registry.freeze_windows
 # ---------------------------------------------------------------------------
 # Who is asking, and what about.
 
+# Authenticated: a method other than anonymous vouched for a non-empty
+# subject of a named provider. Anything missing or malformed counts as
+# anonymous.
 authenticated if {
 	input.identity.method != "anonymous"
+	is_string(input.identity.provider)
+	input.identity.provider != ""
 	is_string(input.identity.subject)
 	input.identity.subject != ""
 }
+
+# The caller as the site names it: "htpasswd:alice", "sourcehut:alice".
+principal := concat(":", [input.identity.provider, input.identity.subject]) if {
+	authenticated
+
+	# "group" is never a provider's name: should an identity claim it,
+	# its principal must not pass for a group member ("group:ci").
+	input.identity.provider != "group"
+}
+
+# The caller's groups; absent or empty means none.
+groups contains g if some g in input.identity.groups
 
 # The method that vouched for the subject: for a refresh token (method
 # "refresh"), the method of the login it was issued at. Rules about how
@@ -90,7 +143,7 @@ effective_method := input.identity.refreshed_from if {
 
 admin if {
 	authenticated
-	"admins" in input.identity.groups
+	"admins" in groups
 }
 
 repository := input.scope.name if input.scope.type == "repository"
@@ -98,6 +151,59 @@ repository := input.scope.name if input.scope.type == "repository"
 in_namespace(ns, name) if {
 	startswith(name, concat("", [ns, "/"]))
 	count(name) > count(ns) + 1
+}
+
+# site_namespace(name): the site configured name for itself, so no
+# identity owns it: a shared namespace, a reserved name, or the namespace a
+# public pattern covers whole ("library" for "library/*" or "library/**").
+site_namespace(name) if namespaces[name]
+
+site_namespace(name) if name in reserved
+
+site_namespace(name) if {
+	some pattern in public
+	pattern_namespace(pattern) == name
+}
+
+# pattern_namespace(pattern): ns for a pattern "ns/*" or "ns/**" whose ns
+# is a plain name. Other patterns ("alice/app", "*/public", "**") name no
+# namespace of the site's.
+pattern_namespace(pattern) := parts[0] if {
+	parts := split(pattern, "/")
+	count(parts) == 2
+	parts[1] in {"*", "**"}
+	not regex.match(`[*?\[\]{}\\]`, parts[0])
+}
+
+# in_shared_namespace(name): name is inside a namespace of namespaces,
+# whose ACL alone says who may do what there.
+in_shared_namespace(name) if {
+	some ns, _ in namespaces
+	in_namespace(ns, name)
+}
+
+# The caller's personal namespace: the one the server says it owns, unless
+# the site took that name.
+own_namespace := ns if {
+	authenticated
+	ns := input.identity.namespace
+	is_string(ns)
+	ns != ""
+	not site_namespace(ns)
+}
+
+# is_member(members): the caller is listed in a namespace's member list,
+# by principal ("htpasswd:bob"), by "group:<g>", or by "*" (any
+# authenticated identity). A bare name ("bob") matches nobody. Only ever
+# asked about authenticated callers.
+is_member(members) if principal in members
+
+is_member(members) if "*" in members
+
+is_member(members) if {
+	some m in members
+	startswith(m, "group:")
+	substring(m, count("group:"), -1) in groups
 }
 
 # ---------------------------------------------------------------------------
@@ -140,10 +246,20 @@ granted contains "pull" if {
 	glob.match(pattern, ["/"], repository)
 }
 
+# Own namespace, except inside a shared namespace configured there.
+granted contains action if {
+	in_namespace(own_namespace, repository)
+	not in_shared_namespace(repository)
+	some action in ["pull", "push", "delete"]
+}
+
+# Shared namespaces: the actions listed for the caller on ns/*.
 granted contains action if {
 	authenticated
-	in_namespace(input.identity.subject, repository)
-	some action in ["pull", "push", "delete"]
+	some ns, acl in namespaces
+	in_namespace(ns, repository)
+	some action, members in acl
+	is_member(members)
 }
 
 granted contains "*" if {
@@ -159,6 +275,13 @@ granted contains "*" if {
 
 # The Sourcehut read-only cap: a token that is only RO for this registry
 # gets at most pull.
+read_only if {
+	input.identity.provider == "sourcehut"
+	not input.identity.sourcehut.access == "RW"
+}
+
+# The same by how the caller logged in, should an identity ever say
+# sourcehut there without naming the provider.
 read_only if {
 	effective_method == "sourcehut"
 	not input.identity.sourcehut.access == "RW"
@@ -246,4 +369,5 @@ reason(window) := sprintf(" (%s)", [window.reason]) if {
 	window.reason != ""
 } else := ""
 
-deny contains "unsupported input version" if not input.version == 1
+# Input version 2 only (version 1 had no providers).
+deny contains "unsupported input version" if not input.version == 2

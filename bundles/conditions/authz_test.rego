@@ -3,6 +3,9 @@
 #
 # data.json holds
 #   public:         ["library/*"]
+#   namespaces:     team: pull ["*"],
+#                         push ["htpasswd:alice", "sourcehut:carol", "group:ci"]
+#   reserved:       ["admin"]
 #   push_networks:  10.0.0.0/8, 192.0.2.0/24, 2001:db8::/32
 #   freeze_windows: 2025-12-19T17:00:00Z .. 2026-01-05T08:00:00Z
 #                     (reason "year-end change freeze")
@@ -16,7 +19,9 @@ package registry.authz_test
 import data.registry.authz
 
 # ---------------------------------------------------------------------------
-# Fixtures.
+# Fixtures: input version 2. Each login's identity owns the namespace named
+# like its subject, as the server says for an htpasswd user, and for a
+# Sourcehut user no htpasswd user shares a name with.
 
 service := "registry.example.com"
 
@@ -36,11 +41,19 @@ refused_network := "push refused: client IP 203.0.113.9 not in push_networks"
 
 anonymous := {"method": "anonymous", "subject": "", "groups": []}
 
-password(subject, groups) := {"method": "password", "subject": subject, "groups": groups}
+password(subject, groups) := {
+	"method": "password",
+	"provider": "htpasswd",
+	"subject": subject,
+	"namespace": subject,
+	"groups": groups,
+}
 
 sourcehut(username, access) := {
 	"method": "sourcehut",
+	"provider": "sourcehut",
 	"subject": username,
+	"namespace": username,
 	"groups": [],
 	"sourcehut": {
 		"username": username,
@@ -52,15 +65,22 @@ sourcehut(username, access) := {
 	},
 }
 
-# The identity a refresh token issued at the login `identity` stands for.
+# A personal access token: all access.
+personal(username) := object.union(sourcehut(username, "RW"), {"sourcehut": {"all_grants": true, "grants": []}})
+
+# The identity a refresh token issued at the login `identity` stands for: it
+# keeps the login's provider, namespace, groups and identity.sourcehut.
 refreshed(identity) := object.union(identity, {"method": "refresh", "refreshed_from": identity.method})
+
+# The same identity as the server sends it when it owns no namespace.
+no_namespace(identity) := object.remove(identity, ["namespace"])
 
 alice := password("alice", [])
 
 root := password("root", ["admins"])
 
 input_for(identity, type, name, actions, ip, time) := {
-	"version": 1,
+	"version": 2,
 	"identity": identity,
 	"request": {
 		"service": service,
@@ -312,7 +332,162 @@ test_refreshed_sourcehut_rw_pushes_inside if {
 }
 
 test_refresh_without_refreshed_from_is_read_only if {
-	authz.allow == {"pull"} with input as everything({"method": "refresh", "subject": "alice", "groups": []}, "alice/app", inside, normal_day)
+	id := {"method": "refresh", "provider": "htpasswd", "subject": "alice", "namespace": "alice", "groups": []}
+	authz.allow == {"pull"} with input as everything(id, "alice/app", inside, normal_day)
+}
+
+# ---------------------------------------------------------------------------
+# Who is who: principals, and the identity's own namespace.
+
+test_principal_is_provider_and_subject if {
+	authz.principal == "htpasswd:alice" with input as pull(alice, "x/y", inside, normal_day)
+	authz.principal == "sourcehut:alice" with input as pull(sourcehut("alice", "RW"), "x/y", inside, normal_day)
+	authz.principal == "sourcehut:alice" with input as pull(refreshed(sourcehut("alice", "RW")), "x/y", inside, normal_day)
+}
+
+test_no_provider_is_nobody if {
+	id := object.remove(root, ["provider"])
+	count(authz.allow) == 0 with input as everything(id, "root/app", inside, normal_day)
+	count(authz.allow) == 0 with input as catalog(id, inside, normal_day)
+	count(authz.deny) == 0 with input as everything(id, "root/app", outside, christmas)
+}
+
+# Ownership comes from identity.namespace: a subject without one owns
+# nothing, and gets no deny either (it could not write anyway).
+test_subject_without_namespace_owns_nothing if {
+	count(authz.allow) == 0 with input as everything(no_namespace(alice), "alice/app", inside, normal_day)
+	count(authz.allow) == 0 with input as everything(no_namespace(personal("alice")), "alice/app", inside, normal_day)
+	count(authz.deny) == 0 with input as everything(no_namespace(personal("alice")), "alice/app", outside, christmas)
+}
+
+test_namespace_not_subject_decides if {
+	id := object.union(alice, {"namespace": "al"})
+	authz.allow == all_actions with input as everything(id, "al/app", inside, normal_day)
+	count(authz.allow) == 0 with input as everything(id, "alice/app", inside, normal_day)
+}
+
+test_anonymous_with_a_namespace_owns_nothing if {
+	id := {"method": "anonymous", "subject": "alice", "namespace": "alice", "groups": []}
+	count(authz.allow) == 0 with input as everything(id, "alice/app", inside, normal_day)
+}
+
+# ---------------------------------------------------------------------------
+# Shared namespaces: members by principal, writes under the conditions.
+
+test_namespace_listed_principal if {
+	authz.allow == {"pull", "push"} with input as everything(alice, "team/app", inside, normal_day)
+	authz.allow == {"pull", "push"} with input as everything(personal("carol"), "team/app", inside, normal_day)
+	authz.allow == {"pull", "push"} with input as everything(password("bot", ["ci"]), "team/app", inside, normal_day)
+}
+
+test_namespace_star_pull_not_anonymous if {
+	authz.allow == {"pull"} with input as everything(password("dave", []), "team/app", inside, normal_day)
+	count(authz.allow) == 0 with input as everything(anonymous, "team/app", inside, normal_day)
+}
+
+# htpasswd:alice is listed; the Sourcehut account alice is someone else, as
+# htpasswd:carol is not sourcehut:carol.
+test_namespace_principal_other_provider_not_member if {
+	authz.allow == {"pull"} with input as everything(personal("alice"), "team/app", inside, normal_day)
+	authz.allow == {"pull"} with input as everything(password("carol", []), "team/app", inside, normal_day)
+	count(authz.deny) == 0 with input as everything(personal("alice"), "team/app", outside, christmas)
+}
+
+test_namespace_htpasswd_bob_does_not_let_sourcehut_bob_in if {
+	acl := {"x": {"push": ["htpasswd:bob"]}}
+	authz.allow == {"push"} with input as push(password("bob", []), "x/app", inside, normal_day)
+		with data.registry.namespaces as acl
+	count(authz.allow) == 0 with input as push(personal("bob"), "x/app", inside, normal_day)
+		with data.registry.namespaces as acl
+}
+
+test_namespace_bare_name_matches_nobody if {
+	acl := {"x": {"push": ["bob"]}}
+	count(authz.allow) == 0 with input as push(password("bob", []), "x/app", inside, normal_day)
+		with data.registry.namespaces as acl
+	count(authz.allow) == 0 with input as push(personal("bob"), "x/app", inside, normal_day)
+		with data.registry.namespaces as acl
+}
+
+test_namespace_group_entry_is_not_a_user if {
+	authz.allow == {"pull"} with input as everything(password("group:ci", []), "team/app", inside, normal_day)
+}
+
+test_namespace_push_refused_outside if {
+	authz.allow == {"pull"} with input as push(alice, "team/app", outside, normal_day)
+	authz.deny == {refused_network} with input as push(alice, "team/app", outside, normal_day)
+	authz.deny == {refused_freeze} with input as push(personal("carol"), "team/app", inside, christmas)
+}
+
+# ---------------------------------------------------------------------------
+# Site configuration beats ownership.
+
+# An account named like the shared namespace gets the namespace's ACL
+# ("*" may pull), no more, and no deny for the writes it may not make.
+test_sourcehut_named_like_shared_namespace_no_push if {
+	authz.allow == {"pull"} with input as everything(personal("team"), "team/app", inside, normal_day)
+	authz.allow == {"pull"} with input as everything(refreshed(personal("team")), "team/app", inside, normal_day)
+	authz.allow == {"pull"} with input as everything(password("team", []), "team/app", inside, normal_day)
+	count(authz.deny) == 0 with input as everything(personal("team"), "team/app", outside, christmas)
+	not authz.own_namespace with input as everything(personal("team"), "team/app", inside, normal_day)
+}
+
+test_sourcehut_named_like_public_prefix_no_push if {
+	authz.allow == {"pull"} with input as everything(personal("library"), "library/alpine", inside, normal_day)
+	count(authz.allow) == 0 with input as everything(personal("library"), "library/a/b", inside, normal_day)
+	authz.allow == {"pull"} with input as everything(password("library", []), "library/alpine", inside, normal_day)
+}
+
+test_other_public_patterns_reserve_nothing if {
+	authz.allow == all_actions with input as everything(personal("dave"), "dave/app", inside, normal_day)
+		with data.registry.public as ["dave/app", "*/public", "**", "dav?/*"]
+}
+
+# Only a plain name before "/*" or "/**" is a namespace of the site's.
+test_pattern_namespace if {
+	authz.pattern_namespace("library/*") == "library"
+	authz.pattern_namespace("mirror/**") == "mirror"
+	not authz.pattern_namespace("lib*/*")
+	not authz.pattern_namespace("l?b/*")
+	not authz.pattern_namespace("[ab]/**")
+	not authz.pattern_namespace("library/app")
+	not authz.pattern_namespace("library/*/x")
+	not authz.pattern_namespace("**")
+}
+
+test_sourcehut_named_like_reserved_no_push if {
+	count(authz.allow) == 0 with input as everything(personal("admin"), "admin/app", inside, normal_day)
+	count(authz.allow) == 0 with input as everything(password("admin", []), "admin/app", inside, normal_day)
+	authz.allow == all_actions with input as everything(personal("admin"), "admin/app", inside, normal_day)
+		with data.registry.reserved as []
+}
+
+test_shared_namespace_inside_own_namespace if {
+	acl := {"alice/shared": {"pull": ["htpasswd:bob"]}}
+	count(authz.allow) == 0 with input as everything(alice, "alice/shared/app", inside, normal_day)
+		with data.registry.namespaces as acl
+	authz.allow == {"pull"} with input as everything(password("bob", []), "alice/shared/app", inside, normal_day)
+		with data.registry.namespaces as acl
+	authz.allow == all_actions with input as everything(alice, "alice/app", inside, normal_day)
+		with data.registry.namespaces as acl
+}
+
+# ---------------------------------------------------------------------------
+# Admins: "admins" in identity.groups.
+
+# The Sourcehut account root is not htpasswd:root: without "admins" in its
+# groups it is nobody special.
+test_sourcehut_named_root_is_not_admin if {
+	not authz.admin with input as catalog(personal("root"), inside, normal_day)
+	count(authz.allow) == 0 with input as catalog(personal("root"), inside, normal_day)
+	count(authz.allow) == 0 with input as everything(personal("root"), "bob/app", inside, normal_day)
+	count(authz.deny) == 0 with input as everything(personal("root"), "bob/app", outside, christmas)
+}
+
+# The cap follows the provider, whatever the method says.
+test_sourcehut_provider_capped_by_provider if {
+	id := object.union(sourcehut("alice", "RO"), {"method": "password"})
+	authz.allow == {"pull"} with input as everything(id, "alice/app", inside, normal_day)
 }
 
 # ---------------------------------------------------------------------------
@@ -336,6 +511,15 @@ test_other_resource_types_nothing if {
 # ---------------------------------------------------------------------------
 # Input version.
 
+test_no_deny_for_version_2 if {
+	count(authz.deny) == 0 with input as everything(alice, "alice/app", inside, normal_day)
+}
+
+test_deny_version_1 if {
+	authz.deny == {"unsupported input version"} with input as object.union(everything(alice, "alice/app", inside, normal_day), {"version": 1})
+}
+
 test_deny_other_versions if {
-	authz.deny == {"unsupported input version"} with input as object.union(pull(anonymous, "library/alpine", inside, normal_day), {"version": 2})
+	authz.deny == {"unsupported input version"} with input as object.union(pull(anonymous, "library/alpine", inside, normal_day), {"version": 3})
+	authz.deny == {"unsupported input version"} with input as object.remove(pull(anonymous, "library/alpine", inside, normal_day), ["version"])
 }

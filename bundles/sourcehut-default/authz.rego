@@ -1,35 +1,68 @@
 # sourcehut-default: srht-registry's embedded default policy, as an OPA bundle.
 #
-# The rules below are the same as the server's built-in policy/authz.rego:
-# load this bundle (policy.bundles) to start from the default and change it.
+# Everything below this header is the server's built-in policy/authz.rego,
+# unchanged: load this bundle (policy.bundles) to start from the default and
+# change it.
 #
-# What it grants, evaluated once per requested scope:
+# The server evaluates this package once per requested scope, with an input
+# document of version 2 (policy/README.md, policy/input.schema.json) like
 #
-#   anyone, anonymous included   pull on repositories matching a glob in public
-#   an authenticated user u      pull, push, delete on u/* (its own namespace)
-#   a namespace member           the actions listed for it in namespaces, on ns/*
-#   group admins                 everything on every repository, and the
-#                                catalog (registry:catalog:*)
-#   a Sourcehut token with only  at most pull, wherever the rules above grant
-#   <service>/REGISTRY:RO        more; so do the refresh tokens made from it
-#   anything else                nothing
+#   {"version": 2,
+#    "identity": {"method": "password", "provider": "htpasswd", "subject": "alice",
+#                 "namespace": "alice", "groups": ["ci"]},
+#    "request": {"service": "registry.example.com", ...},
+#    "scope": {"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}}
 #
-# The server reads two rules from this package (data.registry.authz):
+# and reads two rules from it:
 #
 #   allow - the set of actions granted on input.scope ("*" means every action)
-#   deny  - a set of messages; if it is non-empty nothing is granted
+#   deny  - a set of messages; if it is non-empty nothing is granted. Any
+#           input version but 2 is denied ("unsupported input version").
+#
+# Who is who. A principal is the pair (provider, subject), written
+# "provider:subject": htpasswd:alice and sourcehut:alice are different
+# people, and nothing here compares a subject without its provider. An
+# identity is authenticated when a method other than anonymous vouched for
+# a non-empty subject of a named provider. identity.namespace is the
+# personal namespace the server's account model gives the identity (an
+# htpasswd user's name; a Sourcehut user's name unless an htpasswd user has
+# it); absent when it owns none. identity.groups are the server's groups
+# (`groups:` in its config) whose member lists hold the principal. A
+# refresh token keeps the provider and namespace of its login, has method
+# "refresh" and that login's method in identity.refreshed_from.
+#
+# What it grants:
+#
+#   anyone, anonymous included     pull on repositories matching a glob in public
+#   an identity with namespace ns  pull, push, delete on ns/*, unless the site
+#                                  took ns (below)
+#   a namespace member             the actions listed for it in namespaces, on ns/*
+#   "admins" in identity.groups    everything on every repository, and the
+#                                  catalog (registry:catalog:*)
+#   a Sourcehut token with only    at most pull, wherever the rules above grant
+#   <service>/REGISTRY:RO          more; so do the refresh tokens made from it
+#   anything else                  nothing
 #
 # Data (data.json, under data.registry; every key optional):
 #
 #   public:     ["library/*", "mirror/**"]   glob patterns anyone may pull;
 #                                            "*" stays within one path
 #                                            segment, "**" spans any depth
-#   namespaces: {"team": {"pull": ["bob", "group:ci"], "push": ["alice"]}}
-#               action -> members granted it on team/*; "group:<g>" names a
-#               group of input.identity.groups, "*" any authenticated user
+#   namespaces: {"team": {"pull": ["*"], "push": ["htpasswd:alice", "group:ci"]}}
+#               action -> members granted it on team/*; a member is a
+#               principal ("htpasswd:bob", "sourcehut:carol"), "group:<g>"
+#               (a group of identity.groups), or "*" (every authenticated
+#               identity, any provider); a bare name ("bob") matches nobody
+#   reserved:   ["admin", "v2"]   names nobody owns as a personal namespace
+#
+# Site configuration beats ownership: a name that is a key of namespaces, is
+# in reserved, or is the namespace of a public pattern "<ns>/*" or
+# "<ns>/**" (a plain <ns>, no glob characters) is nobody's personal
+# namespace, whatever identity.namespace says; and a repository inside any
+# shared namespace is governed by that namespace's ACL alone. Patterns like
+# "alice/app", "*/x" or "**" reserve nothing.
 #
 # Do not name a data key "authz": this package lives at data.registry.authz.
-# Input: see policy/README.md and policy/input.schema.json.
 package registry.authz
 
 # ---------------------------------------------------------------------------
@@ -44,15 +77,31 @@ default namespaces := {}
 
 namespaces := data.registry.namespaces
 
+default reserved := []
+
+reserved := data.registry.reserved
+
 # ---------------------------------------------------------------------------
 # Facts about the request.
 
 # An identity is authenticated when a method other than anonymous vouched for
-# a non-empty subject. Anything missing or malformed counts as anonymous.
+# a non-empty subject of a named provider. Anything missing or malformed
+# counts as anonymous.
 authenticated if {
 	input.identity.method != "anonymous"
+	is_string(input.identity.provider)
+	input.identity.provider != ""
 	is_string(input.identity.subject)
 	input.identity.subject != ""
+}
+
+# The caller as the site names it: "htpasswd:alice", "sourcehut:alice".
+principal := concat(":", [input.identity.provider, input.identity.subject]) if {
+	authenticated
+
+	# "group" is never a provider's name: should an identity claim it,
+	# its principal must not pass for a group member ("group:ci").
+	input.identity.provider != "group"
 }
 
 # The caller's groups; absent or empty means none.
@@ -82,14 +131,50 @@ in_namespace(ns, name) if {
 	count(name) > count(ns) + 1
 }
 
-# is_member(members): the caller is listed in a namespace's member list,
-# either by subject, by "group:<g>", or by "*" (any authenticated identity).
-# Only ever asked about authenticated callers.
-is_member(members) if {
-	some m in members
-	m == input.identity.subject
-	not startswith(m, "group:")
+# site_namespace(name): the site configured name for itself, so no
+# identity owns it: a shared namespace, a reserved name, or the namespace a
+# public pattern covers whole ("library" for "library/*" or "library/**").
+site_namespace(name) if namespaces[name]
+
+site_namespace(name) if name in reserved
+
+site_namespace(name) if {
+	some pattern in public
+	pattern_namespace(pattern) == name
 }
+
+# pattern_namespace(pattern): ns for a pattern "ns/*" or "ns/**" whose ns
+# is a plain name. Other patterns ("alice/app", "*/public", "**") name no
+# namespace of the site's.
+pattern_namespace(pattern) := parts[0] if {
+	parts := split(pattern, "/")
+	count(parts) == 2
+	parts[1] in {"*", "**"}
+	not regex.match(`[*?\[\]{}\\]`, parts[0])
+}
+
+# in_shared_namespace(name): name is inside a namespace of namespaces,
+# whose ACL alone says who may do what there.
+in_shared_namespace(name) if {
+	some ns, _ in namespaces
+	in_namespace(ns, name)
+}
+
+# The caller's personal namespace: the one the server says it owns, unless
+# the site took that name.
+own_namespace := ns if {
+	authenticated
+	ns := input.identity.namespace
+	is_string(ns)
+	ns != ""
+	not site_namespace(ns)
+}
+
+# is_member(members): the caller is listed in a namespace's member list,
+# by principal ("htpasswd:bob"), by "group:<g>", or by "*" (any
+# authenticated identity). A bare name ("bob") matches nobody: it does not
+# say which provider's bob. Only ever asked about authenticated callers.
+is_member(members) if principal in members
 
 is_member(members) if "*" in members
 
@@ -111,10 +196,11 @@ granted contains "pull" if {
 	glob.match(pattern, ["/"], repository)
 }
 
-# Everyone owns their own namespace: alice may do anything to alice/*.
+# Everyone owns their own namespace: htpasswd:alice may do anything to
+# alice/*, except inside a shared namespace configured there.
 granted contains action if {
-	authenticated
-	in_namespace(input.identity.subject, repository)
+	in_namespace(own_namespace, repository)
+	not in_shared_namespace(repository)
 	some action in ["pull", "push", "delete"]
 }
 
@@ -157,6 +243,13 @@ sourcehut_read_write if {
 }
 
 read_only if {
+	input.identity.provider == "sourcehut"
+	not sourcehut_read_write
+}
+
+# The same by how the caller logged in, should an identity ever say
+# sourcehut there without naming the provider.
+read_only if {
 	effective_method == "sourcehut"
 	not sourcehut_read_write
 }
@@ -188,6 +281,6 @@ allow contains "pull" if {
 	action in granted
 }
 
-# This policy understands version 1 of the input document only; refuse to
-# guess about any other shape.
-deny contains "unsupported input version" if not input.version == 1
+# This policy understands version 2 of the input document only; refuse to
+# guess about any other shape (version 1 had no providers).
+deny contains "unsupported input version" if not input.version == 2

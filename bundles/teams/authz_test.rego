@@ -2,14 +2,15 @@
 # `opa test -b bundles/teams/`.
 #
 # data.json holds
-#   groups:     admins [root], backend [alice, bob], frontend [carol],
-#               release [release-bot]
+#   groups:     admins [htpasswd:root], backend [htpasswd:alice, sourcehut:bob],
+#               frontend [sourcehut:carol], release [sourcehut:release-bot]
 #   namespaces: backend:  pull [group:backend, group:frontend],
-#                         push [group:backend], delete [alice]
+#                         push [group:backend], delete [htpasswd:alice]
 #               frontend: pull ["*"], push [group:frontend, group:release],
 #                         delete [group:frontend]
 #               releases: pull ["*"], "*" [group:release]
 #   public:     ["releases/*"]
+#   reserved:   ["admin"]
 #
 # Other data is mocked one key at a time (with data.registry.groups as ...),
 # never data.registry whole: that would replace this package too.
@@ -18,18 +19,28 @@ package registry.authz_test
 import data.registry.authz
 
 # ---------------------------------------------------------------------------
-# Fixtures.
+# Fixtures: input version 2. Each login's identity owns the namespace named
+# like its subject, as the server says for an htpasswd user, and for a
+# Sourcehut user no htpasswd user shares a name with.
 
 service := "registry.example.com"
 
 anonymous := {"method": "anonymous", "subject": "", "groups": []}
 
 # groups here are the server's (input.identity.groups), not data.json's.
-password(subject, groups) := {"method": "password", "subject": subject, "groups": groups}
+password(subject, groups) := {
+	"method": "password",
+	"provider": "htpasswd",
+	"subject": subject,
+	"namespace": subject,
+	"groups": groups,
+}
 
 sourcehut(username, groups, access) := {
 	"method": "sourcehut",
+	"provider": "sourcehut",
 	"subject": username,
+	"namespace": username,
 	"groups": groups,
 	"sourcehut": {
 		"username": username,
@@ -41,11 +52,18 @@ sourcehut(username, groups, access) := {
 	},
 }
 
-# The identity a refresh token issued at the login `identity` stands for.
+# A personal access token: all access.
+personal(username, groups) := object.union(sourcehut(username, groups, "RW"), {"sourcehut": {"all_grants": true, "grants": []}})
+
+# The identity a refresh token issued at the login `identity` stands for: it
+# keeps the login's provider, namespace, groups and identity.sourcehut.
 refreshed(identity) := object.union(identity, {"method": "refresh", "refreshed_from": identity.method})
 
+# The same identity as the server sends it when it owns no namespace.
+no_namespace(identity) := object.remove(identity, ["namespace"])
+
 input_for(identity, type, name, actions) := {
-	"version": 1,
+	"version": 2,
 	"identity": identity,
 	"request": {
 		"service": service,
@@ -64,18 +82,63 @@ catalog(identity) := input_for(identity, "registry", "catalog", ["*"])
 all_actions := {"pull", "push", "delete"}
 
 # ---------------------------------------------------------------------------
-# Group membership: data.json OR the server.
+# data.json: every group member is a principal, every namespace member a
+# principal, "group:<g>" or "*".
+
+test_data_json_members_are_qualified if {
+	every _, members in data.registry.groups {
+		every m in members {
+			qualified(m)
+			not startswith(m, "group:")
+		}
+	}
+	every _, acl in data.registry.namespaces {
+		every _, members in acl {
+			every m in members {
+				qualified(m)
+			}
+		}
+	}
+}
+
+qualified(m) if m == "*"
+
+qualified(m) if {
+	[kind, name] := split(m, ":")
+	kind != ""
+	name != ""
+}
+
+# ---------------------------------------------------------------------------
+# Group membership: data.json (by principal) OR the server.
 
 test_groups_from_data if {
 	authz.groups == {"backend"} with input as repo(password("alice", []), "x/y")
+	authz.groups == {"backend"} with input as repo(sourcehut("bob", [], "RW"), "x/y")
 }
 
 test_groups_from_server_and_data_add_up if {
-	authz.groups == {"backend", "ci"} with input as repo(password("bob", ["ci"]), "x/y")
+	authz.groups == {"backend", "ci"} with input as repo(sourcehut("bob", ["ci"], "RW"), "x/y")
 }
 
 test_groups_from_server_only if {
 	authz.groups == {"frontend"} with input as repo(password("dave", ["frontend"]), "x/y")
+}
+
+# data.json lists htpasswd:alice and sourcehut:bob: the other providers'
+# alice and bob are not in the group.
+test_groups_from_data_match_by_principal if {
+	count(authz.groups) == 0 with input as repo(sourcehut("alice", [], "RW"), "x/y")
+	count(authz.groups) == 0 with input as repo(password("bob", []), "x/y")
+	count(authz.groups) == 0 with input as repo(password("carol", []), "x/y")
+}
+
+# A bare name in a group does not say which provider's bob: nobody.
+test_group_bare_name_matches_nobody if {
+	count(authz.groups) == 0 with input as repo(password("bob", []), "x/y")
+		with data.registry.groups as {"backend": ["bob"]}
+	count(authz.groups) == 0 with input as repo(sourcehut("bob", [], "RW"), "x/y")
+		with data.registry.groups as {"backend": ["bob"]}
 }
 
 test_anonymous_has_no_groups if {
@@ -84,7 +147,15 @@ test_anonymous_has_no_groups if {
 
 # An anonymous identity carrying a name listed in data.json is still nobody.
 test_anonymous_named_like_a_member_has_no_groups if {
-	count(authz.groups) == 0 with input as repo({"method": "anonymous", "subject": "root", "groups": []}, "x/y")
+	count(authz.groups) == 0 with input as repo({"method": "anonymous", "provider": "htpasswd", "subject": "root", "groups": []}, "x/y")
+}
+
+# So is a login that names no provider.
+test_no_provider_has_no_groups if {
+	id := object.remove(password("root", ["admins"]), ["provider"])
+	count(authz.groups) == 0 with input as repo(id, "x/y")
+	count(authz.allow) == 0 with input as catalog(id)
+	count(authz.allow) == 0 with input as repo(id, "root/app")
 }
 
 test_no_group_data if {
@@ -95,7 +166,7 @@ test_no_group_data if {
 # A malformed group (not a list) gives nobody membership, and no error.
 test_malformed_group_ignored if {
 	count(authz.groups) == 0 with input as repo(password("alice", []), "x/y")
-		with data.registry.groups as {"backend": "alice"}
+		with data.registry.groups as {"backend": "htpasswd:alice"}
 }
 
 # ---------------------------------------------------------------------------
@@ -106,15 +177,38 @@ test_backend_member_with_delete if {
 }
 
 test_backend_member if {
-	authz.allow == {"pull", "push"} with input as repo(password("bob", []), "backend/api")
+	authz.allow == {"pull", "push"} with input as repo(sourcehut("bob", [], "RW"), "backend/api")
 }
 
 test_frontend_member_pulls_backend if {
-	authz.allow == {"pull"} with input as repo(password("carol", []), "backend/api")
+	authz.allow == {"pull"} with input as repo(sourcehut("carol", [], "RW"), "backend/api")
 }
 
 test_outsider_nothing_on_backend if {
 	count(authz.allow) == 0 with input as repo(password("dave", []), "backend/api")
+}
+
+# htpasswd:alice is a member and may delete; the Sourcehut account alice is
+# someone else, and so is htpasswd:bob.
+test_member_of_other_provider_nothing_on_backend if {
+	count(authz.allow) == 0 with input as repo(sourcehut("alice", [], "RW"), "backend/api")
+	count(authz.allow) == 0 with input as repo(password("bob", []), "backend/api")
+}
+
+test_htpasswd_bob_listed_does_not_let_sourcehut_bob_in if {
+	acl := {"x": {"push": ["htpasswd:bob"]}}
+	authz.allow == {"push"} with input as repo(password("bob", []), "x/app")
+		with data.registry.namespaces as acl
+	count(authz.allow) == 0 with input as repo(sourcehut("bob", [], "RW"), "x/app")
+		with data.registry.namespaces as acl
+}
+
+test_namespace_bare_name_matches_nobody if {
+	acl := {"x": {"push": ["bob"]}}
+	count(authz.allow) == 0 with input as repo(password("bob", []), "x/app")
+		with data.registry.namespaces as acl
+	count(authz.allow) == 0 with input as repo(sourcehut("bob", [], "RW"), "x/app")
+		with data.registry.namespaces as acl
 }
 
 test_server_group_counts_too if {
@@ -122,12 +216,13 @@ test_server_group_counts_too if {
 }
 
 test_membership_gone_without_group_data if {
-	count(authz.allow) == 0 with input as repo(password("carol", []), "backend/api")
+	count(authz.allow) == 0 with input as repo(sourcehut("carol", [], "RW"), "backend/api")
 		with data.registry.groups as {}
 }
 
 test_frontend_open_pull if {
 	authz.allow == {"pull"} with input as repo(password("dave", []), "frontend/web")
+	authz.allow == {"pull"} with input as repo(sourcehut("dave", [], "RW"), "frontend/web")
 }
 
 test_frontend_open_pull_not_anonymous if {
@@ -135,48 +230,101 @@ test_frontend_open_pull_not_anonymous if {
 }
 
 test_frontend_member if {
-	authz.allow == all_actions with input as repo(password("carol", []), "frontend/web")
+	authz.allow == all_actions with input as repo(sourcehut("carol", [], "RW"), "frontend/web")
 }
 
 test_release_bot_pushes_frontend if {
-	authz.allow == {"pull", "push"} with input as repo(password("release-bot", []), "frontend/web")
+	authz.allow == {"pull", "push"} with input as repo(sourcehut("release-bot", [], "RW"), "frontend/web")
 }
 
 test_release_group_star_action if {
-	authz.allow == {"pull", "*"} with input as repo(password("release-bot", []), "releases/app")
+	authz.allow == {"pull", "*"} with input as repo(sourcehut("release-bot", [], "RW"), "releases/app")
 }
 
 test_namespace_any_depth if {
-	authz.allow == {"pull", "push"} with input as repo(password("bob", []), "backend/a/b/c")
+	authz.allow == {"pull", "push"} with input as repo(sourcehut("bob", [], "RW"), "backend/a/b/c")
 }
 
 test_namespace_not_the_bare_name if {
-	count(authz.allow) == 0 with input as repo(password("bob", []), "backend")
+	count(authz.allow) == 0 with input as repo(sourcehut("bob", [], "RW"), "backend")
 }
 
 test_namespace_not_a_longer_name if {
-	count(authz.allow) == 0 with input as repo(password("bob", []), "backendx/api")
+	count(authz.allow) == 0 with input as repo(sourcehut("bob", [], "RW"), "backendx/api")
 }
 
 # "group:backend" is a group entry: it never matches a user of that name.
 test_group_entry_is_not_a_user if {
 	count(authz.allow) == 0 with input as repo(password("group:backend", []), "backend/api")
+	count(authz.allow) == 0 with input as repo(password("backend", []), "backend/api")
 }
 
-# A plain entry names a user, not a group.
+# A principal entry names a user, not a group.
 test_user_entry_is_not_a_group if {
-	count(authz.allow) == 0 with input as repo(password("dave", ["alice"]), "backend/api")
-		with data.registry.namespaces as {"backend": {"delete": ["alice"]}}
-}
-
-# As in the default policy, a user whose name is a namespace owns it: do not
-# let anyone register a user named after a team.
-test_user_named_like_a_team_owns_it if {
-	authz.allow == all_actions with input as repo(password("backend", []), "backend/api")
+	count(authz.allow) == 0 with input as repo(password("dave", ["htpasswd:alice", "alice"]), "backend/api")
+		with data.registry.namespaces as {"backend": {"delete": ["htpasswd:alice"]}}
 }
 
 test_namespaces_only_repositories if {
 	count(authz.allow) == 0 with input as input_for(password("alice", []), "registry", "backend/api", ["pull"])
+}
+
+# ---------------------------------------------------------------------------
+# Site configuration beats ownership.
+
+# An account named like a team gets the team's ACL, no more: nothing on
+# backend/*, pull on frontend/* (open to all).
+test_sourcehut_named_like_a_team_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(sourcehut("backend", [], "RW"), "backend/api")
+	count(authz.allow) == 0 with input as repo(personal("backend", []), "backend/api")
+	count(authz.allow) == 0 with input as repo(refreshed(personal("backend", [])), "backend/api")
+	authz.allow == {"pull"} with input as repo(personal("frontend", []), "frontend/web")
+	count(authz.allow) == 0 with input as repo(password("backend", []), "backend/api")
+	not authz.own_namespace with input as repo(personal("backend", []), "backend/api")
+}
+
+# releases is a team and the namespace of the public pattern releases/*;
+# any public "<ns>/*" reserves ns even when it is no team.
+test_sourcehut_named_like_public_prefix_no_push if {
+	authz.allow == {"pull"} with input as repo(personal("releases", []), "releases/app")
+	authz.allow == {"pull"} with input as repo(personal("library", []), "library/alpine")
+		with data.registry.public as ["library/*"]
+	count(authz.allow) == 0 with input as repo(personal("library", []), "library/a/b")
+		with data.registry.public as ["library/*"]
+}
+
+test_other_public_patterns_reserve_nothing if {
+	authz.allow == all_actions with input as repo(personal("dave", []), "dave/app")
+		with data.registry.public as ["dave/app", "*/public", "**", "dav?/*"]
+}
+
+# Only a plain name before "/*" or "/**" is a namespace of the site's.
+test_pattern_namespace if {
+	authz.pattern_namespace("library/*") == "library"
+	authz.pattern_namespace("mirror/**") == "mirror"
+	not authz.pattern_namespace("lib*/*")
+	not authz.pattern_namespace("l?b/*")
+	not authz.pattern_namespace("[ab]/**")
+	not authz.pattern_namespace("library/app")
+	not authz.pattern_namespace("library/*/x")
+	not authz.pattern_namespace("**")
+}
+
+test_sourcehut_named_like_reserved_no_push if {
+	count(authz.allow) == 0 with input as repo(personal("admin", []), "admin/app")
+	count(authz.allow) == 0 with input as repo(password("admin", []), "admin/app")
+	authz.allow == all_actions with input as repo(personal("admin", []), "admin/app")
+		with data.registry.reserved as []
+}
+
+test_team_inside_own_namespace_acl_alone if {
+	acl := {"dave/shared": {"pull": ["sourcehut:erin"]}}
+	count(authz.allow) == 0 with input as repo(password("dave", []), "dave/shared/app")
+		with data.registry.namespaces as acl
+	authz.allow == {"pull"} with input as repo(sourcehut("erin", [], "RW"), "dave/shared/app")
+		with data.registry.namespaces as acl
+	authz.allow == all_actions with input as repo(password("dave", []), "dave/app")
+		with data.registry.namespaces as acl
 }
 
 # ---------------------------------------------------------------------------
@@ -197,18 +345,33 @@ test_public_none_without_data if {
 
 test_own_namespace if {
 	authz.allow == all_actions with input as repo(password("dave", []), "dave/app")
+	authz.allow == all_actions with input as repo(sourcehut("erin", [], "RW"), "erin/app")
 }
 
 test_own_namespace_not_someone_elses if {
 	count(authz.allow) == 0 with input as repo(password("dave", []), "erin/app")
 }
 
+# Ownership comes from identity.namespace: a subject without one owns
+# nothing, and the namespace, not the subject, is what is owned.
+test_subject_without_namespace_owns_nothing if {
+	count(authz.allow) == 0 with input as repo(no_namespace(sourcehut("dave", [], "RW")), "dave/app")
+	count(authz.allow) == 0 with input as repo(no_namespace(password("dave", [])), "dave/app")
+}
+
+test_namespace_not_subject_decides if {
+	id := object.union(password("dave", []), {"namespace": "dv"})
+	authz.allow == all_actions with input as repo(id, "dv/app")
+	count(authz.allow) == 0 with input as repo(id, "dave/app")
+}
+
 test_anonymous_owns_nothing if {
 	count(authz.allow) == 0 with input as repo(anonymous, "/app")
+	count(authz.allow) == 0 with input as repo({"method": "anonymous", "subject": "dave", "namespace": "dave", "groups": []}, "dave/app")
 }
 
 # ---------------------------------------------------------------------------
-# Admins, from data.json or from the server.
+# Admins, from data.json (htpasswd:root) or from the server.
 
 test_admin_from_data if {
 	authz.allow == {"*"} with input as repo(password("root", []), "bob/app")
@@ -224,6 +387,14 @@ test_admin_from_server if {
 
 test_non_admin_no_catalog if {
 	count(authz.allow) == 0 with input as catalog(password("alice", ["ci"]))
+}
+
+# The Sourcehut account root is not htpasswd:root.
+test_sourcehut_named_root_is_not_admin if {
+	not authz.admin with input as catalog(personal("root", []))
+	count(authz.allow) == 0 with input as catalog(personal("root", []))
+	count(authz.allow) == 0 with input as repo(personal("root", []), "bob/app")
+	count(authz.allow) == 0 with input as catalog(refreshed(personal("root", [])))
 }
 
 test_anonymous_named_root_is_not_admin if {
@@ -244,12 +415,12 @@ test_sourcehut_rw_member if {
 }
 
 test_sourcehut_ro_member_pull_only if {
-	authz.allow == {"pull"} with input as repo(sourcehut("alice", [], "RO"), "backend/api")
+	authz.allow == {"pull"} with input as repo(sourcehut("bob", [], "RO"), "backend/api")
 }
 
 test_sourcehut_ro_push_only_member_nothing if {
 	count(authz.allow) == 0 with input as repo(sourcehut("bob", [], "RO"), "x/app")
-		with data.registry.namespaces as {"x": {"push": ["bob"]}}
+		with data.registry.namespaces as {"x": {"push": ["sourcehut:bob"]}}
 }
 
 test_sourcehut_ro_star_action_becomes_pull if {
@@ -257,19 +428,26 @@ test_sourcehut_ro_star_action_becomes_pull if {
 }
 
 test_sourcehut_ro_admin_pull_only if {
-	authz.allow == {"pull"} with input as repo(sourcehut("root", [], "RO"), "bob/app")
+	authz.allow == {"pull"} with input as repo(sourcehut("root", ["admins"], "RO"), "bob/app")
 }
 
 test_sourcehut_ro_admin_no_catalog if {
-	count(authz.allow) == 0 with input as catalog(sourcehut("root", [], "RO"))
+	count(authz.allow) == 0 with input as catalog(sourcehut("root", ["admins"], "RO"))
 }
 
 test_sourcehut_rw_admin_catalog if {
-	authz.allow == {"*"} with input as catalog(sourcehut("root", [], "RW"))
+	authz.allow == {"*"} with input as catalog(sourcehut("root", ["admins"], "RW"))
 }
 
 test_sourcehut_without_details_is_read_only if {
-	authz.allow == {"pull"} with input as repo({"method": "sourcehut", "subject": "alice", "groups": []}, "alice/app")
+	id := {"method": "sourcehut", "provider": "sourcehut", "subject": "dave", "namespace": "dave", "groups": []}
+	authz.allow == {"pull"} with input as repo(id, "dave/app")
+}
+
+# The cap follows the provider, whatever the method says.
+test_sourcehut_provider_capped_by_provider if {
+	id := object.union(sourcehut("dave", [], "RO"), {"method": "password"})
+	authz.allow == {"pull"} with input as repo(id, "dave/app")
 }
 
 test_password_user_not_capped if {
@@ -280,7 +458,7 @@ test_password_user_not_capped if {
 # Refresh tokens are judged as the login they were issued at.
 
 test_refreshed_password_member if {
-	authz.allow == {"pull", "push"} with input as repo(refreshed(password("bob", [])), "backend/api")
+	authz.allow == all_actions with input as repo(refreshed(password("alice", [])), "backend/api")
 }
 
 test_refreshed_password_own_namespace if {
@@ -291,30 +469,40 @@ test_refreshed_sourcehut_rw_member if {
 	authz.allow == {"pull", "push"} with input as repo(refreshed(sourcehut("bob", [], "RW")), "backend/api")
 }
 
+test_refreshed_keeps_principal if {
+	count(authz.allow) == 0 with input as repo(refreshed(sourcehut("alice", [], "RW")), "backend/api")
+	count(authz.allow) == 0 with input as repo(refreshed(password("bob", [])), "backend/api")
+}
+
 test_refreshed_sourcehut_ro_member_pull_only if {
-	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("alice", [], "RO")), "backend/api")
+	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("bob", [], "RO")), "backend/api")
 }
 
 test_refreshed_sourcehut_ro_own_namespace_pull_only if {
-	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("alice", [], "RO")), "alice/app")
+	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("dave", [], "RO")), "dave/app")
 }
 
 test_refreshed_sourcehut_ro_admin_no_catalog if {
-	count(authz.allow) == 0 with input as catalog(refreshed(sourcehut("root", [], "RO")))
+	count(authz.allow) == 0 with input as catalog(refreshed(sourcehut("root", ["admins"], "RO")))
 }
 
 test_refresh_without_refreshed_from_is_read_only if {
-	authz.allow == {"pull"} with input as repo({"method": "refresh", "subject": "alice", "groups": []}, "alice/app")
+	id := {"method": "refresh", "provider": "htpasswd", "subject": "dave", "namespace": "dave", "groups": []}
+	authz.allow == {"pull"} with input as repo(id, "dave/app")
 }
 
 # ---------------------------------------------------------------------------
 # deny.
 
-test_no_deny_for_version_1 if {
+test_no_deny_for_version_2 if {
 	count(authz.deny) == 0 with input as repo(password("alice", []), "backend/api")
 }
 
+test_deny_version_1 if {
+	authz.deny == {"unsupported input version"} with input as object.union(repo(password("alice", []), "backend/api"), {"version": 1})
+}
+
 test_deny_other_versions if {
-	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, "releases/app"), {"version": 2})
+	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, "releases/app"), {"version": 3})
 	count(authz.deny) > 0 with input as object.remove(repo(anonymous, "releases/app"), ["version"])
 }
