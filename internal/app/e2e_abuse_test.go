@@ -302,6 +302,7 @@ authn:
   sourcehut:
     meta_url: %s
     timeout: 2s
+    users: ["*"]
 `, abuseThreshold, abuseMaxConcurrent, htpasswd, meta.URL()))
 	addr, logs := startServer(t, cfg)
 	base := "http://" + addr

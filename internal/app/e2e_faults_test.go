@@ -28,6 +28,7 @@ authn:
   sourcehut:
     meta_url: `+meta.URL()+`
     timeout: 300ms
+    users: ["*"]
 `+extra)
 	return startServer(t, cfg)
 }
@@ -89,13 +90,13 @@ func TestUpstreamFaults(t *testing.T) {
 	}
 	// Nothing was cached: once meta.sr.ht is back, a token refused during
 	// an outage works.
-	tok := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
+	tok := meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
 	meta.SetDown(true)
-	if res := requestToken(t, addr, "sourcehut", tok, "repository:alice/app:push"); res.status != http.StatusServiceUnavailable {
+	if res := requestToken(t, addr, "sourcehut", tok, "repository:carol/app:push"); res.status != http.StatusServiceUnavailable {
 		t.Fatalf("down: %d", res.status)
 	}
 	meta.SetDown(false)
-	if res := requestToken(t, addr, "sourcehut", tok, "repository:alice/app:push"); res.status != http.StatusOK || len(res.access) != 1 {
+	if res := requestToken(t, addr, "sourcehut", tok, "repository:carol/app:push"); res.status != http.StatusOK || len(res.access) != 1 {
 		t.Fatalf("after recovery: %+v", res)
 	}
 }

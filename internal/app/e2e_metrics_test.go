@@ -143,7 +143,7 @@ policy:
   bundles: [`+bundleDir+`]
 authn:
   htpasswd: `+htpasswd+`
-`+sourcehutAuthn(meta, "0"))
+`+sourcehutAuthn(meta, "0", "carol", "dave", "erin", "frank", "grace"))
 	addr, logs := startServer(t, cfgPath)
 	mm := metricsListeningRE.FindStringSubmatch(logs.String())
 	if mm == nil {

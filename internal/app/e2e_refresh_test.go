@@ -288,21 +288,21 @@ func TestEndToEndRefreshSourcehut(t *testing.T) {
 	meta := fakemeta.Start(t)
 	d := deploy(t, deployOptions{keyType: "ec", authn: sourcehutAuthn(meta, "0")})
 	hour := time.Now().Add(time.Hour)
-	rw := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: hour, ClientID: "builds.sr.ht"})
-	ro := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RO", Expires: hour, ClientID: "builds.sr.ht"})
+	rw := meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: hour, ClientID: "builds.sr.ht"})
+	ro := meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RO", Expires: hour, ClientID: "builds.sr.ht"})
 
 	rwRT := offlineLogin(t, d.addr, "sourcehut", rw, ggcrClientID)
 	roRT := offlineLogin(t, d.addr, "sourcehut", ro, ggcrClientID)
-	if err := pushImage(t, d.registry, "alice/app:v1", identityToken(rwRT)); err != nil {
+	if err := pushImage(t, d.registry, "carol/app:v1", identityToken(rwRT)); err != nil {
 		t.Fatalf("push with a read-write token's refresh token: %v", err)
 	}
 	// The read-only cap holds through the refresh token.
-	res := refreshGrant(t, d.addr, roRT, ggcrClientID, "repository:alice/app:pull,push")
-	if res.status != http.StatusOK || !slices.Equal(res.actionsOn("alice/app"), []string{"pull"}) {
+	res := refreshGrant(t, d.addr, roRT, ggcrClientID, "repository:carol/app:pull,push")
+	if res.status != http.StatusOK || !slices.Equal(res.actionsOn("carol/app"), []string{"pull"}) {
 		t.Fatalf("read-only refresh grant: %d %q %v, want pull only", res.status, res.message, res.access)
 	}
-	wantDenied(t, pushImage(t, d.registry, "alice/app:v2", identityToken(roRT)))
-	if err := pullImage(t, d.registry, "alice/app:v1", identityToken(roRT)); err != nil {
+	wantDenied(t, pushImage(t, d.registry, "carol/app:v2", identityToken(roRT)))
+	if err := pullImage(t, d.registry, "carol/app:v1", identityToken(roRT)); err != nil {
 		t.Errorf("pull with a read-only token's refresh token: %v", err)
 	}
 	if !strings.Contains(d.logs.String(), "auth_method=refresh/sourcehut ") {
@@ -311,14 +311,14 @@ func TestEndToEndRefreshSourcehut(t *testing.T) {
 
 	// A build token lives until the job's deadline; so does its refresh
 	// token.
-	short := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW",
+	short := meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW",
 		Expires: time.Now().Add(3 * time.Second), ClientID: "builds.sr.ht"})
 	shortRT := offlineLogin(t, d.addr, "sourcehut", short, ggcrClientID)
-	if res := refreshGrant(t, d.addr, shortRT, ggcrClientID, "repository:alice/app:pull"); res.status != http.StatusOK {
+	if res := refreshGrant(t, d.addr, shortRT, ggcrClientID, "repository:carol/app:pull"); res.status != http.StatusOK {
 		t.Fatalf("refresh before the Sourcehut token expired: %d %q", res.status, res.message)
 	}
 	waitFor(t, "the refresh token to die with its Sourcehut token", func() bool {
-		return refreshGrant(t, d.addr, shortRT, ggcrClientID, "repository:alice/app:pull").status == http.StatusUnauthorized
+		return refreshGrant(t, d.addr, shortRT, ggcrClientID, "repository:carol/app:pull").status == http.StatusUnauthorized
 	})
 
 	log := d.logs.String()

@@ -137,6 +137,14 @@ authn:
   sourcehut:
     meta_url: %s
     timeout: 300ms
+    users: ["*"]
+# htpasswd:alice and sourcehut:alice are different people, and the local
+# account holds the name alice/*; the site lets both into it, so that one
+# query serves the password and the token requests alike.
+policy:
+  data:
+    namespaces:
+      alice: {pull: ["htpasswd:alice", "sourcehut:alice"], push: ["htpasswd:alice", "sourcehut:alice"]}
 `, filepath.Join(keysDir, "key.pem"), format, htpasswd, meta.URL()))
 	addr, logs := startServer(t, cfg)
 	base := "http://" + addr

@@ -20,7 +20,7 @@ func TestGracefulShutdown(t *testing.T) {
 	meta := fakemeta.Start(t)
 	meta.SetDelay(700 * time.Millisecond) // keeps a Sourcehut login in flight
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	writeFile(t, cfg, "listen: 127.0.0.1:0\nauthn:\n  sourcehut:\n    meta_url: "+meta.URL()+"\n    timeout: 5s\nlimits:\n  shutdown_timeout: 5s\n")
+	writeFile(t, cfg, "listen: 127.0.0.1:0\nauthn:\n  sourcehut:\n    meta_url: "+meta.URL()+"\n    timeout: 5s\n    users: [alice]\nlimits:\n  shutdown_timeout: 5s\n")
 	addr, logs, cancel, exited := serveToStop(t, cfg)
 
 	tok := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})

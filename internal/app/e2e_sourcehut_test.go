@@ -101,8 +101,15 @@ func fetchToken(ctx context.Context, addr, user, password, scope string) (tokenR
 	return res, json.Unmarshal(claims.Access, &res.access)
 }
 
-func sourcehutAuthn(meta *fakemeta.Server, maxCacheTTL string) string {
-	return "  sourcehut:\n    meta_url: " + meta.URL() + "\n    timeout: 2s\n    max_cache_ttl: " + maxCacheTTL + "\n"
+// sourcehutAuthn is the authn.sourcehut section for the fake meta.sr.ht,
+// letting users log in (carol, unless told otherwise: she has no htpasswd
+// line in deploy, so she owns carol/*).
+func sourcehutAuthn(meta *fakemeta.Server, maxCacheTTL string, users ...string) string {
+	if len(users) == 0 {
+		users = []string{"carol"}
+	}
+	return "  sourcehut:\n    meta_url: " + meta.URL() + "\n    timeout: 2s\n    max_cache_ttl: " + maxCacheTTL +
+		"\n    users: [" + strings.Join(users, ", ") + "]\n"
 }
 
 // TestEndToEndSourcehut is the builds.sr.ht story against a real registry:
@@ -115,16 +122,16 @@ func TestEndToEndSourcehut(t *testing.T) {
 	mint := func(user, grants string) string {
 		return meta.Mint(fakemeta.TokenOptions{Username: user, Grants: grants, Expires: hour, ClientID: "builds.sr.ht"})
 	}
-	rw := mint("alice", "registry.example.com/REGISTRY:RW")
-	ro := mint("alice", "registry.example.com/REGISTRY:RO")
+	rw := mint("carol", "registry.example.com/REGISTRY:RW")
+	ro := mint("carol", "registry.example.com/REGISTRY:RO")
 	var tokens []string
 
 	t.Run("RW token pushes and pulls in its owner's namespace", func(t *testing.T) {
 		tokens = append(tokens, rw)
-		if err := pushImage(t, d.registry, "alice/app:ci", sourcehutLogin(rw)); err != nil {
+		if err := pushImage(t, d.registry, "carol/app:ci", sourcehutLogin(rw)); err != nil {
 			t.Fatalf("push: %v", err)
 		}
-		if err := pullImage(t, d.registry, "alice/app:ci", sourcehutLogin(rw)); err != nil {
+		if err := pullImage(t, d.registry, "carol/app:ci", sourcehutLogin(rw)); err != nil {
 			t.Fatalf("pull: %v", err)
 		}
 	})
@@ -133,15 +140,15 @@ func TestEndToEndSourcehut(t *testing.T) {
 	})
 	t.Run("RO token pulls but cannot push", func(t *testing.T) {
 		tokens = append(tokens, ro)
-		if err := pullImage(t, d.registry, "alice/app:ci", sourcehutLogin(ro)); err != nil {
+		if err := pullImage(t, d.registry, "carol/app:ci", sourcehutLogin(ro)); err != nil {
 			t.Fatalf("pull: %v", err)
 		}
-		wantDenied(t, pushImage(t, d.registry, "alice/app:ro", sourcehutLogin(ro)))
+		wantDenied(t, pushImage(t, d.registry, "carol/app:ro", sourcehutLogin(ro)))
 	})
 	t.Run("personal access token (all grants) pushes", func(t *testing.T) {
-		pat := mint("alice", "")
+		pat := mint("carol", "")
 		tokens = append(tokens, pat)
-		if err := pushImage(t, d.registry, "alice/laptop:v1", sourcehutLogin(pat)); err != nil {
+		if err := pushImage(t, d.registry, "carol/laptop:v1", sourcehutLogin(pat)); err != nil {
 			t.Fatalf("push: %v", err)
 		}
 	})
@@ -150,24 +157,24 @@ func TestEndToEndSourcehut(t *testing.T) {
 		name, token, message string
 		upstreamCalls        int64
 	}{
-		{"token with only meta.sr.ht/PROFILE:RO", mint("alice", "meta.sr.ht/PROFILE:RO"), "lacks the grant", 0},
-		{"token for another registry", mint("alice", "other.example.com/REGISTRY:RW"), "lacks the grant", 0},
-		{"expired token", meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(-time.Minute)}), "expired", 0},
+		{"token with only meta.sr.ht/PROFILE:RO", mint("carol", "meta.sr.ht/PROFILE:RO"), "lacks the grant", 0},
+		{"token for another registry", mint("carol", "other.example.com/REGISTRY:RW"), "lacks the grant", 0},
+		{"expired token", meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(-time.Minute)}), "expired", 0},
 		{"token with one byte changed", flipByte(t, rw), "rejected", 1},
-		{"token minted with another key", fakemeta.MintWithKey(make([]byte, 32), fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: hour}), "rejected", 1},
+		{"token minted with another key", fakemeta.MintWithKey(make([]byte, 32), fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: hour}), "rejected", 1},
 	}
 	for _, tc := range refused {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
 			tokens = append(tokens, tc.token)
 			before := meta.Calls()
-			res := requestToken(t, d.addr, "sourcehut", tc.token, "repository:alice/app:pull")
+			res := requestToken(t, d.addr, "sourcehut", tc.token, "repository:carol/app:pull")
 			if res.status != http.StatusUnauthorized || !strings.Contains(res.message, tc.message) {
 				t.Fatalf("got %d %q, want 401 mentioning %q", res.status, res.message, tc.message)
 			}
 			if got := meta.Calls() - before; got != tc.upstreamCalls {
 				t.Errorf("%d calls to meta.sr.ht, want %d", got, tc.upstreamCalls)
 			}
-			wantDenied(t, pullImage(t, d.registry, "alice/app:ci", sourcehutLogin(tc.token)))
+			wantDenied(t, pullImage(t, d.registry, "carol/app:ci", sourcehutLogin(tc.token)))
 		})
 	}
 
@@ -177,7 +184,7 @@ func TestEndToEndSourcehut(t *testing.T) {
 			if i == 500 {
 				meta.SetDown(true)
 			}
-			res := requestToken(t, d.addr, "sourcehut", rw, "repository:alice/app:pull,push")
+			res := requestToken(t, d.addr, "sourcehut", rw, "repository:carol/app:pull,push")
 			if res.status != http.StatusOK || len(res.access) != 1 || !slices.Equal(res.access[0].Actions, []string{"pull", "push"}) {
 				t.Fatalf("request %d: %+v", i, res)
 			}
@@ -185,22 +192,22 @@ func TestEndToEndSourcehut(t *testing.T) {
 		if n := meta.Calls(); n != 0 {
 			t.Fatalf("%d calls to meta.sr.ht, want 0", n)
 		}
-		if err := pushImage(t, d.registry, "alice/app:while-down", sourcehutLogin(rw)); err != nil {
+		if err := pushImage(t, d.registry, "carol/app:while-down", sourcehutLogin(rw)); err != nil {
 			t.Fatalf("push while meta.sr.ht is down: %v", err)
 		}
 	})
 	t.Run("a new token while meta.sr.ht is down is refused and not cached", func(t *testing.T) {
 		meta.SetDown(true)
 		// Tokens are deterministic: a distinct expiry makes a distinct token.
-		fresh := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: hour.Add(time.Minute)})
+		fresh := meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: hour.Add(time.Minute)})
 		tokens = append(tokens, fresh)
-		res := requestToken(t, d.addr, "sourcehut", fresh, "repository:alice/app:push")
+		res := requestToken(t, d.addr, "sourcehut", fresh, "repository:carol/app:push")
 		if res.status != http.StatusServiceUnavailable || !strings.Contains(res.message, "could not be reached") {
 			t.Fatalf("got %d %q, want 503 saying the upstream could not be reached", res.status, res.message)
 		}
 		meta.SetDown(false)
 		before := meta.Calls()
-		res = requestToken(t, d.addr, "sourcehut", fresh, "repository:alice/app:push")
+		res = requestToken(t, d.addr, "sourcehut", fresh, "repository:carol/app:push")
 		if res.status != http.StatusOK {
 			t.Fatalf("after meta.sr.ht came back: %d %q", res.status, res.message)
 		}
@@ -225,21 +232,21 @@ func TestEndToEndSourcehut(t *testing.T) {
 func TestEndToEndSourcehutRevocation(t *testing.T) {
 	meta := fakemeta.Start(t)
 	d := deploy(t, deployOptions{keyType: "ec", authn: sourcehutAuthn(meta, "1s")})
-	tok := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
-	if res := requestToken(t, d.addr, "sourcehut", tok, "repository:alice/app:push"); res.status != http.StatusOK {
+	tok := meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
+	if res := requestToken(t, d.addr, "sourcehut", tok, "repository:carol/app:push"); res.status != http.StatusOK {
 		t.Fatalf("first login: %d %q", res.status, res.message)
 	}
 	meta.Revoke(tok)
 	// Still cached: revocation is not seen yet.
-	if res := requestToken(t, d.addr, "sourcehut", tok, "repository:alice/app:push"); res.status != http.StatusOK {
+	if res := requestToken(t, d.addr, "sourcehut", tok, "repository:carol/app:push"); res.status != http.StatusOK {
 		t.Fatalf("right after revocation (cached): %d %q", res.status, res.message)
 	}
 	time.Sleep(1100 * time.Millisecond) // let the entry age past max_cache_ttl
-	res := requestToken(t, d.addr, "sourcehut", tok, "repository:alice/app:push")
+	res := requestToken(t, d.addr, "sourcehut", tok, "repository:carol/app:push")
 	if res.status != http.StatusUnauthorized {
 		t.Fatalf("after max_cache_ttl: %d %q, want 401", res.status, res.message)
 	}
-	wantDenied(t, pushImage(t, d.registry, "alice/app:revoked", sourcehutLogin(tok)))
+	wantDenied(t, pushImage(t, d.registry, "carol/app:revoked", sourcehutLogin(tok)))
 }
 
 func flipByte(t *testing.T, token string) string {
@@ -261,8 +268,8 @@ func TestDockerLoginSourcehut(t *testing.T) {
 	}
 	meta := fakemeta.Start(t)
 	d := deploy(t, deployOptions{keyType: "ec", authn: sourcehutAuthn(meta, "0")})
-	good := meta.Mint(fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
-	bad := fakemeta.MintWithKey(make([]byte, 32), fakemeta.TokenOptions{Username: "alice", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
+	good := meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
+	bad := fakemeta.MintWithKey(make([]byte, 32), fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
 	// docker treats localhost registries as insecure (plain HTTP allowed).
 	_, port, _ := strings.Cut(d.registry, ":")
 	target := "localhost:" + port

@@ -154,6 +154,7 @@ type deployOptions struct {
 	keyType string
 	x5c     bool   // tokens carry x5c; the registry has only rootcertbundle
 	authn   string // extra YAML under authn:, indented by two spaces
+	data    string // extra YAML under policy.data:, indented by four spaces
 }
 
 func deploy(t *testing.T, o deployOptions) deployment {
@@ -185,15 +186,16 @@ authn:
   htpasswd: %s
 %s
 groups:
-  admins: [root]
+  admins: ["htpasswd:root"]
 policy:
   data:
     public: ["library/*"]
+%s
 log:
   level: debug # so the no-secret-in-logs checks see every line
 brute_force:
   threshold: 0 # these tests fail logins on purpose; the throttle has its own
-`, filepath.Join(keysDir, "key.pem"), certLine, htpasswd, o.authn))
+`, filepath.Join(keysDir, "key.pem"), certLine, htpasswd, o.authn, o.data))
 	addr, logs := startServer(t, configPath)
 	_, port, _ := strings.Cut(addr, ":")
 	realm := "http://localhost:" + port + "/auth"

@@ -19,6 +19,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown/lineage"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/authn"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/config"
@@ -65,7 +66,8 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags("policy eval", stderr)
 	configPath := fs.String("config", "", "config `FILE`: the policy, data, bundles and groups that serve would use")
 	user := fs.String("user", "", "the subject (user name); empty for anonymous")
-	method := fs.String("method", "", "how the user authenticated: password, sourcehut or anonymous (default: password with --user, else anonymous)")
+	method := fs.String("method", "", "how the user authenticated: password, sourcehut or anonymous (default: from --provider; password with --user, else anonymous)")
+	provider := fs.String("provider", "", "the provider of --user: htpasswd or sourcehut (default: htpasswd for --method password, sourcehut for --method sourcehut)")
 	refreshed := fs.Bool("refreshed", false, "as the refresh token of that login would be judged: method refresh, refreshed_from the --method (password or sourcehut)")
 	groups := fs.String("groups", "", "comma-separated `GROUPS` (default: the user's groups from the config)")
 	grants := fs.String("grants", "", "Sourcehut grant string of the token (default: <service>/REGISTRY:RW; \"all\" for a personal access token)")
@@ -113,7 +115,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 			groupsFlag = groups
 		}
 	})
-	id, err := evalIdentity(cfg, *user, *method, groupsFlag, *grants, req)
+	id, err := evalIdentity(cfg, evalWho{user: *user, method: *method, provider: *provider}, groupsFlag, *grants, req)
 	if err != nil {
 		return err
 	}
@@ -169,7 +171,8 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if id.RefreshedFrom != "" {
 		shown += " refreshed_from=" + string(id.RefreshedFrom)
 	}
-	fmt.Fprintf(stdout, "policy revision: %s\nidentity: method=%s subject=%q groups=%v\n\n", engine.Revision(), shown, id.Subject, id.Groups)
+	fmt.Fprintf(stdout, "policy revision: %s\nidentity: method=%s provider=%s subject=%q namespace=%q groups=%v\n\n",
+		engine.Revision(), shown, orDashS(id.Provider), id.Subject, id.Namespace, id.Groups)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCOPE\tREQUESTED\tGRANTED\tDENY")
 	for _, r := range results {
@@ -236,20 +239,38 @@ func firedRules(trace []*topdown.Event) []string {
 	return out
 }
 
+// evalWho is who policy eval judges: --user, --method and --provider.
+type evalWho struct{ user, method, provider string }
+
+// methodProviders pairs each login method with the provider that serves it.
+var methodProviders = map[identity.Method]string{
+	identity.MethodPassword:  identity.ProviderHtpasswd,
+	identity.MethodSourcehut: identity.ProviderSourcehut,
+}
+
 // evalIdentity builds the identity serve would have built, without
-// checking credentials. groups is nil when --groups was not given.
-func evalIdentity(cfg config.Config, user, method string, groups *string, grants string, req identity.Request) (identity.Identity, error) {
+// checking credentials: the groups of the principal and the namespace it
+// owns as serve computes them (the htpasswd file decides whether a
+// Sourcehut user's name is held by a local account). groups is nil when
+// --groups was not given.
+func evalIdentity(cfg config.Config, who evalWho, groups *string, grants string, req identity.Request) (identity.Identity, error) {
+	method, user := who.method, who.user
 	if method == "" {
 		method = string(identity.MethodAnonymous)
-		if user != "" {
+		for m, p := range methodProviders {
+			if who.provider == p {
+				method = string(m)
+			}
+		}
+		if user != "" && who.provider == "" {
 			method = string(identity.MethodPassword)
 		}
 	}
 	id := identity.Identity{Method: identity.Method(method), Subject: user}
 	switch id.Method {
 	case identity.MethodAnonymous:
-		if user != "" || groups != nil {
-			return id, usageError{errors.New("--method anonymous takes no --user or --groups")}
+		if user != "" || groups != nil || who.provider != "" {
+			return id, usageError{errors.New("--method anonymous takes no --user, --provider or --groups")}
 		}
 		return identity.Anonymous, nil
 	case identity.MethodPassword, identity.MethodSourcehut:
@@ -259,6 +280,13 @@ func evalIdentity(cfg config.Config, user, method string, groups *string, grants
 	default:
 		return id, usageError{fmt.Errorf("--method must be password, sourcehut or anonymous, got %q", method)}
 	}
+	id.Provider = methodProviders[id.Method]
+	if who.provider != "" && who.provider != id.Provider {
+		return id, usageError{fmt.Errorf("--provider %s does not log in with --method %s (that is %s's)", who.provider, method, id.Provider)}
+	}
+	if id.Provider == identity.ProviderSourcehut && !sourcehutAdmits(cfg.Authn.Sourcehut, user) {
+		return id, fmt.Errorf("the server would refuse this login (401): authn.sourcehut.users does not let %q in", user)
+	}
 	if groups != nil {
 		for g := range strings.SplitSeq(*groups, ",") {
 			if g = strings.TrimSpace(g); g != "" {
@@ -266,13 +294,17 @@ func evalIdentity(cfg config.Config, user, method string, groups *string, grants
 			}
 		}
 	} else {
-		for g, members := range cfg.Groups {
-			if slices.Contains(members, user) {
-				id.Groups = append(id.Groups, g)
-			}
-		}
-		slices.Sort(id.Groups)
+		id.Groups = authn.GroupsOf(cfg.Groups, id.Principal())
 	}
+	var local authn.LocalAccounts
+	if cfg.Authn.Htpasswd != "" {
+		h, err := authn.LoadHtpasswd(cfg.Authn.Htpasswd)
+		if err != nil {
+			return id, err
+		}
+		local = h
+	}
+	id.Namespace = authn.NamespaceOf(id, local)
 	if id.Method == identity.MethodSourcehut {
 		switch grants {
 		case "":
@@ -314,4 +346,9 @@ func evalEngine(ctx context.Context, cfg config.Config) (*authz.Engine, func(con
 	}
 	e, err := compilePolicy(ctx, cfg.Policy)
 	return e, func(context.Context) {}, err
+}
+
+// sourcehutAdmits is the server's allow-list check, on the config.
+func sourcehutAdmits(sh config.Sourcehut, user string) bool {
+	return sh.IsEnabled() && (sh.AllUsers() || slices.Contains(sh.Users, user))
 }

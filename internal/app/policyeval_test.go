@@ -15,14 +15,20 @@ import (
 func TestPolicyEval(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, `groups:
-  admins: [root]
-  ci: [bob]
+	htpasswd := filepath.Join(dir, "htpasswd")
+	writeFile(t, htpasswd, htpasswdLine(t, "alice", "a")+htpasswdLine(t, "bob", "b")+htpasswdLine(t, "root", "r"))
+	writeFile(t, cfg, `authn:
+  htpasswd: `+htpasswd+`
+  sourcehut:
+    users: [alice, carol, root]
+groups:
+  admins: ["htpasswd:root"]
+  ci: ["htpasswd:bob", "sourcehut:carol"]
 policy:
   data:
     public: ["library/*"]
     namespaces:
-      team: {pull: ["group:ci"], push: [alice]}
+      team: {pull: ["group:ci"], push: ["htpasswd:alice"]}
 `)
 	tests := []struct {
 		name       string
@@ -39,20 +45,37 @@ policy:
 		{name: "groups from the flag", args: []string{"--user", "carol", "--groups", "ci", "--scope", "repository:team/app:pull"},
 			wantStdout: []string{"groups=[ci]"}, wantRow: []string{"repository:team/app", "pull", "pull", "-"}},
 		{name: "anonymous public pull", args: []string{"--scope", "repository:library/base:pull,push"},
-			wantStdout: []string{`method=anonymous subject=""`}, wantRow: []string{"repository:library/base", "pull,push", "pull", "-"}},
+			wantStdout: []string{`method=anonymous provider=- subject=""`}, wantRow: []string{"repository:library/base", "pull,push", "pull", "-"}},
 		{name: "admin catalog", args: []string{"--user", "root", "--scope", "registry:catalog:*"},
 			wantRow: []string{"registry:catalog", "*", "*", "-"}},
 		{name: "explain", args: []string{"--user", "alice", "--scope", "repository:alice/app:push", "--explain"},
 			wantStdout: []string{"rules that fired:", "authz.rego:", "granted contains action if {", "allow contains action if {"}},
 		{name: "explain full", args: []string{"--user", "alice", "--scope", "repository:alice/app:push", "--explain=full"},
 			wantStdout: []string{"trace:", "Enter data.registry.authz.allow"}},
-		{name: "sourcehut without the registry grant", args: []string{"--user", "alice", "--method", "sourcehut", "--grants", "meta.sr.ht/PROFILE:RO", "--scope", "repository:alice/app:pull"},
+		{name: "sourcehut without the registry grant", args: []string{"--user", "carol", "--method", "sourcehut", "--grants", "meta.sr.ht/PROFILE:RO", "--scope", "repository:carol/app:pull"},
 			wantCode: 1, wantStderr: []string{"would refuse this token at login"}},
+		// htpasswd:alice and sourcehut:alice are different people: the
+		// Sourcehut one owns nothing (the local account holds alice/*),
+		// and is not in the ACL that names htpasswd:alice.
+		{name: "password user by provider", args: []string{"--user", "alice", "--provider", "htpasswd", "--scope", "repository:alice/app:pull,push", "--scope", "repository:team/app:push"},
+			wantStdout: []string{`method=password provider=htpasswd subject="alice" namespace="alice"`},
+			wantRow:    []string{"repository:team/app", "push", "push", "-"}},
+		{name: "Sourcehut user named like a local account", args: []string{"--user", "alice", "--provider", "sourcehut", "--scope", "repository:alice/app:pull,push", "--scope", "repository:team/app:push"},
+			wantStdout: []string{`method=sourcehut provider=sourcehut subject="alice" namespace=""`},
+			wantRow:    []string{"repository:alice/app", "pull,push", "-", "-"}},
+		{name: "Sourcehut user named like the admin", args: []string{"--user", "root", "--provider", "sourcehut", "--scope", "registry:catalog:*"},
+			wantStdout: []string{"groups=[]"}, wantRow: []string{"registry:catalog", "*", "-", "-"}},
+		{name: "Sourcehut user in a group by principal", args: []string{"--user", "carol", "--provider", "sourcehut", "--scope", "repository:team/app:pull", "--scope", "repository:carol/app:push"},
+			wantStdout: []string{"groups=[ci]", `namespace="carol"`}, wantRow: []string{"repository:carol/app", "push", "push", "-"}},
+		{name: "Sourcehut user not allowed to log in", args: []string{"--user", "mallory", "--provider", "sourcehut", "--scope", "repository:mallory/app:pull"},
+			wantCode: 1, wantStderr: []string{`authn.sourcehut.users does not let "mallory" in`}},
+		{name: "provider and method disagree", args: []string{"--user", "alice", "--provider", "sourcehut", "--method", "password", "--scope", "repository:a/b:pull"},
+			wantCode: 2, wantStderr: []string{"--provider sourcehut does not log in with --method password"}},
 		{name: "refreshed password login", args: []string{"--user", "alice", "--refreshed", "--scope", "repository:alice/app:pull,push"},
 			wantStdout: []string{"method=refresh refreshed_from=password"}, wantRow: []string{"repository:alice/app", "pull,push", "pull,push", "-"}},
-		{name: "refreshed read-only Sourcehut token", args: []string{"--user", "alice", "--method", "sourcehut", "--grants", "registry.example.com/REGISTRY:RO",
-			"--refreshed", "--scope", "repository:alice/app:pull,push"},
-			wantStdout: []string{"method=refresh refreshed_from=sourcehut"}, wantRow: []string{"repository:alice/app", "pull,push", "pull", "-"}},
+		{name: "refreshed read-only Sourcehut token", args: []string{"--user", "carol", "--method", "sourcehut", "--grants", "registry.example.com/REGISTRY:RO",
+			"--refreshed", "--scope", "repository:carol/app:pull,push"},
+			wantStdout: []string{"method=refresh refreshed_from=sourcehut provider=sourcehut"}, wantRow: []string{"repository:carol/app", "pull,push", "pull", "-"}},
 		{name: "refreshed anonymous", args: []string{"--refreshed", "--scope", "repository:library/base:pull"}, wantCode: 2, wantStderr: []string{"--refreshed"}},
 		{name: "no scope", args: []string{"--user", "alice"}, wantCode: 2, wantStderr: []string{"--scope"}},
 		{name: "bad scope", args: []string{"--user", "alice", "--scope", "repository:alice"}, wantCode: 2, wantStderr: []string{"invalid scope"}},
@@ -92,7 +115,9 @@ func hasRow(out string, fields []string) bool {
 }
 
 func TestPolicyEvalJSON(t *testing.T) {
-	code, stdout, stderr := run(t, "", "policy", "eval", "--format", "json", "--user", "alice", "--method", "sourcehut",
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, cfg, "authn:\n  sourcehut:\n    users: [\"*\"]\n")
+	code, stdout, stderr := run(t, "", "policy", "eval", "--config", cfg, "--format", "json", "--user", "alice", "--method", "sourcehut",
 		"--grants", "registry.example.com/REGISTRY:RO", "--scope", "repository:alice/app:pull,push", "--scope", "repository:bob/app:pull")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -101,6 +126,8 @@ func TestPolicyEvalJSON(t *testing.T) {
 		Revision string `json:"revision"`
 		Identity struct {
 			Method    string `json:"method"`
+			Provider  string `json:"provider"`
+			Namespace string `json:"namespace"`
 			Sourcehut struct {
 				Access string `json:"access"`
 			} `json:"sourcehut"`
@@ -110,7 +137,8 @@ func TestPolicyEvalJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
-	if out.Revision != "embedded" || out.Identity.Method != "sourcehut" || out.Identity.Sourcehut.Access != "RO" {
+	if out.Revision != "embedded" || out.Identity.Method != "sourcehut" || out.Identity.Provider != "sourcehut" ||
+		out.Identity.Namespace != "alice" || out.Identity.Sourcehut.Access != "RO" {
 		t.Errorf("header: %+v", out)
 	}
 	if len(out.Decisions) != 2 {

@@ -155,6 +155,9 @@ type instance struct {
 	stop  func(ctx context.Context)
 	// collectors are the components' metrics.
 	collectors []prometheus.Collector
+	// warnings are the config's valid settings that look like mistakes,
+	// for check-config to print (serve logs them).
+	warnings []string
 	// draining is set on SIGTERM with limits.shutdown_delay: not ready,
 	// still serving.
 	draining atomic.Bool
@@ -180,12 +183,14 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			htpasswd.EnableCache(pc.TTL, pc.Size, time.Now)
 		}
 		chain.Passwords = htpasswd
+		chain.Local = htpasswd
 		rt.collectors = append(rt.collectors, htpasswd.Collectors()...)
 		rt.watch = append(rt.watch, cfg.Authn.Htpasswd)
 		log.Info("password users loaded", "file", cfg.Authn.Htpasswd, "users", htpasswd.Len())
 	}
+	var tokens *sourcehut.Authenticator
 	if sh := cfg.Authn.Sourcehut; sh.IsEnabled() {
-		tokens, err := sourcehut.New(sourcehut.Options{
+		tokens, err = sourcehut.New(sourcehut.Options{
 			Meta: &sourcehut.MetaClient{
 				URL:     sh.MetaURL,
 				HTTP:    &http.Client{Transport: http.DefaultTransport},
@@ -194,6 +199,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			CacheSize:   sh.CacheSize,
 			MaxCacheTTL: sh.MaxCacheTTL,
 			NegativeTTL: sh.NegativeCacheTTL,
+			Users:       sh.Users,
 			Now:         time.Now,
 		})
 		if err != nil {
@@ -202,6 +208,11 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		chain.Tokens = tokens
 		rt.collectors = append(rt.collectors, tokens.Collectors()...)
 		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL)
+		logSourcehutUsers(log, sh)
+	}
+	rt.warnings = configWarnings(cfg, htpasswd)
+	for _, w := range rt.warnings {
+		log.Warn("config: " + w)
 	}
 	// Refresh tokens are signed and checked with the key ring of the
 	// moment, and bound to the htpasswd lines of the moment: a reload of
@@ -216,6 +227,12 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		log.Info("refresh tokens issued on offline logins", "ttl", cfg.Token.Refresh.TTL)
 	}
 	checkPolicy := func(e *authz.Engine) {
+		if providers := cfg.Providers(); len(providers) > 1 && e.ProviderBlind() {
+			log.Warn("the policy reads input.identity.subject but never input.identity.provider or input.identity.namespace: "+
+				"it cannot tell "+strings.Join(providers, ":alice from ")+":alice, so whatever it grants a name it grants every provider's account of that name "+
+				"(see policy/README.md, input version 2)",
+				"revision", e.Revision(), "providers", providers)
+		}
 		if refresher != nil && e.RefreshBlind() {
 			log.Warn("the policy tells identities apart by input.identity.method but never reads input.identity.refreshed_from: "+
 				"an identity from a refresh token has method \"refresh\" and escapes rules meant for \"password\" or \"sourcehut\" "+
@@ -289,6 +306,9 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			return err
 		}
 		chain.SetGroups(next.Groups)
+		if tokens != nil {
+			tokens.SetUsers(next.Authn.Sourcehut.Users)
+		}
 		if engine != nil {
 			az.Swap(engine)
 			log.Info("policy reloaded", "revision", engine.Revision())
@@ -299,6 +319,9 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			log.Info("password users reloaded", "file", next.Authn.Htpasswd, "users", users.Len())
 		}
 		keys.swap(nextKeys)
+		for _, w := range configWarnings(next, htpasswd) {
+			log.Warn("config: " + w)
+		}
 		return nil
 	}
 	if configPath != "" {
@@ -432,6 +455,9 @@ func runCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	rt.stop(ctx)
+	for _, w := range rt.warnings {
+		fmt.Fprintln(stderr, "warning: "+w)
+	}
 	fmt.Fprintln(stdout, "config OK")
 	return nil
 }
