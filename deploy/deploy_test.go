@@ -227,9 +227,23 @@ func TestConfigsCheck(t *testing.T) {
 			if cfg.Metrics.Listen == "" {
 				t.Error("metrics.listen is unset: the examples expose metrics on their own port")
 			}
+			// authn.sourcehut.users defaults to nobody: the examples show
+			// who may log in, and name group members as principals.
+			if !cfg.Authn.Sourcehut.CanLogIn() {
+				t.Error("authn.sourcehut.users is empty: Sourcehut login lets nobody in; the examples show who may")
+			}
+			if len(cfg.Groups["admins"]) == 0 {
+				t.Error("groups.admins is empty: the examples show group members written as principals")
+			}
 			f := makeFiles(t)
-			if code, out := checkConfig(t, name, data, f); code != 0 {
+			code, out := checkConfig(t, name, data, f)
+			if code != 0 {
 				t.Fatalf("check-config exited %d:\n%s", code, out)
+			}
+			// The warnings of principals that match nobody, with the
+			// test's htpasswd file (its one user is testUser).
+			if strings.Contains(out, "warning:") {
+				t.Errorf("check-config warns:\n%s", out)
 			}
 		})
 	}

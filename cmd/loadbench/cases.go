@@ -87,10 +87,10 @@ var allCases = []caseDef{
 		target: target{minRatio: 0.75},
 		load: func(ctx context.Context, e *env, addr string) (generator, error) {
 			tok := e.meta.Mint(fakemeta.TokenOptions{
-				Username: "alice", ClientID: "builds.sr.ht",
+				Username: shUser, ClientID: "builds.sr.ht",
 				Grants: service + "/REGISTRY:RW", Expires: time.Now().Add(6 * time.Hour),
 			})
-			r := request{url: authURL(addr, "repository:alice/app:pull,push"), auth: basicAuth("sourcehut", tok)}
+			r := request{url: authURL(addr, "repository:"+shUser+"/app:pull,push"), auth: basicAuth("sourcehut", tok)}
 			// One login before the load: the fake is asked once.
 			if err := once(ctx, r); err != nil {
 				return nil, fmt.Errorf("warm-up login: %w", err)

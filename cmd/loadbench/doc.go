@@ -10,7 +10,10 @@
 // `srht-registry keys`), an htpasswd of bcrypt cost 10 lines (with
 // `srht-registry hash-password --cost 10`) and a config (log level warn,
 // the embedded policy with public: ["library/*"], Sourcehut tokens checked
-// against a fake meta.sr.ht that loadbench serves itself on loopback), and
+// against a fake meta.sr.ht that loadbench serves itself on loopback, and
+// authn.sourcehut.users listing the sourcehut case's user dave, who is no
+// htpasswd user and so owns dave/*; the sourcehut-100k case lets every
+// account in with ["*"], since its users are too many to list), and
 // then runs each case against a fresh server process: start, wait for the
 // first anonymous token, warm up (not counted), load for the duration,
 // read the process's peak RSS (VmHWM, which is per case since every case

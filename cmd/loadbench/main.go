@@ -253,7 +253,7 @@ func (b *bencher) runLoadCase(ctx context.Context, c caseDef) *result {
 	if c.kind == kindBaseline {
 		srv, err = b.env.startBaseline(ctx, c.keyType)
 	} else {
-		srv, err = b.env.startServer(ctx, c.keyType, 0)
+		srv, err = b.env.startServer(ctx, c.keyType, []string{shUser}, 0)
 	}
 	if err != nil {
 		r.Error = err.Error()
@@ -308,7 +308,7 @@ func (b *bencher) runMemoryCase(ctx context.Context, c caseDef) *result {
 	n := b.opts.shTokens
 	r := newResult(c)
 	r.Name = fmt.Sprintf("%s %s", thousands(uint64(n)), c.name)
-	srv, err := b.env.startServer(ctx, c.keyType, n)
+	srv, err := b.env.startServer(ctx, c.keyType, everyAccount, n)
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -381,7 +381,7 @@ func (b *bencher) runStartupCase(ctx context.Context, c caseDef) *result {
 	r := newResult(c)
 	var hwm []uint64
 	for i := 0; i < b.opts.starts; i++ {
-		srv, err := b.env.startServer(ctx, c.keyType, 0)
+		srv, err := b.env.startServer(ctx, c.keyType, []string{shUser}, 0)
 		if err != nil {
 			r.Error = err.Error()
 			return r

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,17 @@ const (
 
 // users are the htpasswd users; their passwords are random per run.
 var users = []string{"alice", "bob", "carol"}
+
+// shUser is the Sourcehut user of the sourcehut case: the one name
+// authn.sourcehut.users lists (the default lets nobody in), and not an
+// htpasswd user, so sourcehut:dave owns dave/* as a real one would (a
+// Sourcehut account named like a local account owns no namespace).
+const shUser = "dave"
+
+// everyAccount is authn.sourcehut.users for the sourcehut-100k case, whose
+// distinct users (u000000, u000001, ...) are too many to list: every
+// account of the instance may log in, as on a site open to all of sr.ht.
+var everyAccount = []string{"*"}
 
 // env is what every case shares: the server binary, keys, htpasswd, and
 // the fake meta.sr.ht.
@@ -144,11 +156,16 @@ func freePort() (string, error) {
 }
 
 // serverConfig is the benchmark config: warn logs, the embedded policy
-// with public library/*, every authentication method on.
-func serverConfig(listen, key, htpasswd, metaURL string, cacheSize int) string {
+// with public library/*, every authentication method on, Sourcehut login
+// open to shUsers (names, or "*" for every account).
+func serverConfig(listen, key, htpasswd, metaURL string, shUsers []string, cacheSize int) string {
 	cache := ""
 	if cacheSize > 0 {
 		cache = fmt.Sprintf("    cache_size: %d\n", cacheSize)
+	}
+	quoted := make([]string, len(shUsers))
+	for i, u := range shUsers {
+		quoted[i] = strconv.Quote(u)
 	}
 	return fmt.Sprintf(`# written by loadbench
 listen: %q
@@ -162,12 +179,13 @@ authn:
   sourcehut:
     enabled: true
     meta_url: %q
+    users: [%s]
 %spolicy:
   data:
     public: ["library/*"]
 log:
   level: warn
-`, listen, service, key, htpasswd, metaURL, cache)
+`, listen, service, key, htpasswd, metaURL, strings.Join(quoted, ", "), cache)
 }
 
 // running is a started server (or baseline) that has served a token.
@@ -177,13 +195,14 @@ type running struct {
 	startup time.Duration // from exec to the first 200 on /auth
 }
 
-// startServer starts srht-registry with the key of keyType; cacheSize 0
-// keeps the default authn.sourcehut.cache_size.
-func (e *env) startServer(ctx context.Context, keyType string, cacheSize int) (*running, error) {
+// startServer starts srht-registry with the key of keyType, letting the
+// Sourcehut users shUsers log in; cacheSize 0 keeps the default
+// authn.sourcehut.cache_size.
+func (e *env) startServer(ctx context.Context, keyType string, shUsers []string, cacheSize int) (*running, error) {
 	return e.start(ctx, "srht-registry", func(addr string) (string, []string, error) {
 		e.configs++
 		path := filepath.Join(e.tmp, fmt.Sprintf("config-%d.yaml", e.configs))
-		if err := os.WriteFile(path, []byte(serverConfig(addr, e.keys[keyType], e.htpasswd, e.metaURL, cacheSize)), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(serverConfig(addr, e.keys[keyType], e.htpasswd, e.metaURL, shUsers, cacheSize)), 0o600); err != nil {
 			return "", nil, err
 		}
 		return e.bin, []string{"serve", "--config", path}, nil

@@ -37,7 +37,9 @@ const (
 	// startTimeout bounds the wait for a server or registry to answer.
 	startTimeout = 30 * time.Second
 	stopGrace    = 5 * time.Second
-	// shUser is the Sourcehut user of the Sourcehut cells: not in htpasswd.
+	// shUser is the Sourcehut user of the Sourcehut cells: listed in
+	// authn.sourcehut.users (the default lets nobody in), and not in
+	// htpasswd, so sourcehut:carol owns carol/*.
 	shUser = "carol"
 )
 
@@ -293,8 +295,9 @@ token:
   sourcehut:
     enabled: true
     meta_url: %q
+    users: [%s]   # the default lets nobody in
 groups:
-  admins: [alice]
+  admins: ["htpasswd:alice"]   # a principal: sourcehut:alice would be someone else
 policy:
   data:
     public: ["library/*"]
@@ -302,7 +305,7 @@ brute_force:
   threshold: 1000   # the login cells fail on purpose, all from 127.0.0.1
 log:
   level: info
-`, listen, service, issuer, filepath.Join(m.keys, "key.pem"), cert, m.htpasswd, m.metaURL)
+`, listen, service, issuer, filepath.Join(m.keys, "key.pem"), cert, m.htpasswd, m.metaURL, shUser)
 }
 
 func (m *matrix) startTokenServer(ctx context.Context, name string, withCert bool) (*tokenServer, error) {

@@ -16,13 +16,13 @@ type refusal struct {
 var refusals = []refusal{
 	{"login", "wrong password at login",
 		"the htpasswd password (or the Sourcehut token) is wrong; after `brute_force.threshold` failures the server answers 429",
-		"check the user's htpasswd line (`srht-registry hash-password USER`); a Sourcehut token must be valid and carry the registry grant"},
+		"check the user's htpasswd line (`srht-registry hash-password USER`); a Sourcehut token must be valid, carry the registry grant, and be of a user `authn.sourcehut.users` lists (the default lets nobody in)"},
 	{"foreign-push-refused", "push outside the user's namespace",
 		"the policy granted no `push` on that repository: the token lacks it and the registry answers 401 `insufficient_scope`",
-		"push to `USER/…`, or grant it in `policy.data.namespaces`; ask `srht-registry policy eval --user U --scope repository:R:push --explain`"},
+		"push to `USER/…`, or grant it to the principal (`htpasswd:USER`) in `policy.data.namespaces`; ask `srht-registry policy eval --user U --scope repository:R:push --explain`"},
 	{"catalog-refused", "catalog as a non-admin",
 		"only the `admins` group gets `registry:catalog:*` in the default policy",
-		"add the user to `groups.admins`, or grant `registry:catalog:*` in your own policy"},
+		"add the user's principal (`htpasswd:USER` or `sourcehut:USER`) to `groups.admins`, or grant `registry:catalog:*` in your own policy"},
 }
 
 func cellMark(r result, notes *noteList) string {
@@ -66,7 +66,7 @@ func (m *matrix) markdown(specs []*registrySpec, results []result, broken []brok
 	w("Registries: **distribution %s** (from the Go module proxy; trusts `jwks.json`, tokens carry `kid`) and **Debian's docker-registry %s** (trusts `rootcertbundle` = `cert.pem`, tokens carry `x5c`). ", v.v3, v.v2)
 	w("Clients: crane %s, oras %s, regctl %s, skopeo %s (Debian), docker CLI %s. ", v.crane, v.oras, v.regctl, v.skopeo, v.docker)
 	w("No Docker daemon runs here: the docker CLI does `docker login` client-side, and its push and pull are `docker manifest create/push/inspect`, which talk to the registry themselves (a push is a manifest list of one image, whose blobs the CLI mounts from the source repository). ")
-	w("Users: `alice` (group `admins`), `bob` (htpasswd), `carol` (a Sourcehut token from a fake meta.sr.ht, grant `%s/REGISTRY:RW`); `library/*` is public.\n\n", service)
+	w("Users: `htpasswd:alice` (group `admins`), `htpasswd:bob`, `sourcehut:carol` (listed in `authn.sourcehut.users`; a token from a fake meta.sr.ht, grant `%s/REGISTRY:RW`); `library/*` is public.\n\n", service)
 
 	w("| client | cell |")
 	for _, s := range specs {

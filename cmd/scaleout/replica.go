@@ -31,6 +31,7 @@ const (
 // replicaSettings is what every replica's configuration shares.
 type replicaSettings struct {
 	keyFile, htpasswd, metaURL string
+	sourcehutUser              string // the one Sourcehut user that may log in
 	bundleURL, bundleSecret    string
 	trustedProxy               string
 	minDelay, maxDelay         int // bundle polling, seconds
@@ -50,6 +51,7 @@ authn:
   sourcehut:
     enabled: true
     meta_url: %[7]q
+    users: [%[18]q]          # the default lets nobody in
 trusted_proxies: [%[8]q]     # haproxy connects from here; its X-Forwarded-For is believed
 metrics:
   listen: %[9]q
@@ -82,7 +84,7 @@ policy:
           max_delay_seconds: %[16]d
 `, name, listen, service, issuer, s.keyFile, s.htpasswd, s.metaURL, s.trustedProxy, metricsListen,
 		shutdownTimeout, s.bundleURL, replicaHeader, s.bundleSecret, strings.TrimPrefix(bundlePath, "/"),
-		s.minDelay, s.maxDelay, shutdownDelay)
+		s.minDelay, s.maxDelay, shutdownDelay, s.sourcehutUser)
 }
 
 // replica is one srht-registry replica: a fixed port (haproxy's config
@@ -156,10 +158,13 @@ func waitHTTP(ctx context.Context, proc *child, url string, want int) error {
 
 // logTally is what one replica process's JSON log says it did.
 type logTally struct {
-	tokens      int            // GET/POST /auth answered 200: tokens served
-	authErrors  map[int]int    // /auth answered otherwise, by status
-	byClientIP  map[string]int // /auth requests by the client address the replica worked out
-	bySubject   map[string]map[string]int
+	tokens     int            // GET/POST /auth answered 200: tokens served
+	authErrors map[int]int    // /auth answered otherwise, by status
+	byClientIP map[string]int // /auth requests by the client address the replica worked out
+	// byPrincipal counts /auth requests by principal ("htpasswd:go1",
+	// "sourcehut:dave"; the bare subject when the line names no provider)
+	// and client address.
+	byPrincipal map[string]map[string]int
 	readyz      int // health checks (haproxy's and ours)
 	afterSIGTRM int // requests that finished after "shutting down": drained
 	shutdown    bool
@@ -170,7 +175,7 @@ type logTally struct {
 // parseReplicaLog reads a replica's JSON log (log.format: json): one
 // msg=request line per request.
 func parseReplicaLog(r io.Reader) logTally {
-	t := logTally{authErrors: map[int]int{}, byClientIP: map[string]int{}, bySubject: map[string]map[string]int{}}
+	t := logTally{authErrors: map[int]int{}, byClientIP: map[string]int{}, byPrincipal: map[string]map[string]int{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	for sc.Scan() {
@@ -184,6 +189,7 @@ func parseReplicaLog(r io.Reader) logTally {
 			Path     string `json:"path"`
 			Status   int    `json:"status"`
 			ClientIP string `json:"client_ip"`
+			Provider string `json:"provider"`
 			Subject  string `json:"subject"`
 			Error    string `json:"error"`
 		}
@@ -209,10 +215,14 @@ func parseReplicaLog(r io.Reader) logTally {
 				t.authErrors[l.Status]++
 			}
 			t.byClientIP[l.ClientIP]++
-			if t.bySubject[l.Subject] == nil {
-				t.bySubject[l.Subject] = map[string]int{}
+			who := l.Subject
+			if l.Provider != "" {
+				who = l.Provider + ":" + l.Subject
 			}
-			t.bySubject[l.Subject][l.ClientIP]++
+			if t.byPrincipal[who] == nil {
+				t.byPrincipal[who] = map[string]int{}
+			}
+			t.byPrincipal[who][l.ClientIP]++
 		}
 	}
 	return t

@@ -135,7 +135,7 @@ type results struct {
 	balancer      balancerCheck
 	metaCalls     int64
 	replicaStarts int
-	goUsers       []string // subjects of the in-process clients (connect from goClientAddr)
+	goUsers       []string // principals of the in-process clients (connect from goClientAddr)
 	proxySource   string   // haproxy's source address to the replicas
 	registry      registryTally
 	bundleReqs    int
@@ -261,7 +261,7 @@ func (r *results) evaluate() []string {
 				}
 			}
 			for _, u := range r.goUsers {
-				for ip, n := range t.bySubject[u] {
+				for ip, n := range t.byPrincipal[u] {
 					if ip != goClientAddr {
 						add("%s#%d: %d token requests of %s logged from %s, not %s (the address the in-process client connects from)", rep.name, p.n, n, u, ip, goClientAddr)
 					}

@@ -34,7 +34,9 @@ const (
 	proxySource = "127.0.0.3"
 	// checkInter is haproxy's health-check interval.
 	checkInter = 500 * time.Millisecond
-	// shUser is the Sourcehut user (a token from the fake meta.sr.ht).
+	// shUser is the Sourcehut user (a token from the fake meta.sr.ht): the
+	// one authn.sourcehut.users lists, and no htpasswd user, so
+	// sourcehut:dave owns dave/*.
 	shUser = "dave"
 	// probeUser asks for the decision that the policy change flips.
 	probeUser  = "probe"
@@ -42,12 +44,14 @@ const (
 )
 
 // policyData is data.registry before and after the change: the change
-// grants the probe user pull on shared/*, which it was refused before.
-// Nothing the clients do depends on it.
+// grants the probe user (the principal htpasswd:probe: a bundle's data is
+// not resolved like the config's, and a bare name matches nobody) pull on
+// shared/*, which it was refused before. Nothing the clients do depends on
+// it.
 func policyData(changed bool) map[string]any {
 	ns := map[string]any{}
 	if changed {
-		ns["shared"] = map[string]any{"pull": []any{probeUser}}
+		ns["shared"] = map[string]any{"pull": []any{"htpasswd:" + probeUser}}
 	}
 	return map[string]any{"registry": map[string]any{"public": []any{}, "namespaces": ns}}
 }
@@ -207,7 +211,7 @@ func (s *scaleout) setup(ctx context.Context) error {
 	}
 
 	settings := replicaSettings{
-		keyFile: filepath.Join(s.keys, "key.pem"), htpasswd: s.htpasswd, metaURL: "http://" + ln.Addr().String(),
+		keyFile: filepath.Join(s.keys, "key.pem"), htpasswd: s.htpasswd, metaURL: "http://" + ln.Addr().String(), sourcehutUser: shUser,
 		bundleURL: s.bundles.url, bundleSecret: s.bundles.secret, trustedProxy: proxySource,
 		minDelay: o.minDelay, maxDelay: o.maxDelay,
 	}
@@ -393,7 +397,7 @@ func (s *scaleout) runAll(ctx context.Context) *results {
 	o := s.opts
 	res := &results{
 		duration: o.duration, propagationOK: time.Duration(o.maxDelay)*time.Second + o.slack,
-		proxySource: proxySource, goUsers: []string{"go1", "go2", shUser}, oldDecision: map[string]bool{},
+		proxySource: proxySource, goUsers: []string{"htpasswd:go1", "htpasswd:go2", "sourcehut:" + shUser}, oldDecision: map[string]bool{},
 		balancer: balancerCheck{byServer: map[string]int{}},
 	}
 	defer func() { res.events = sortedEvents(s.events) }()
@@ -464,7 +468,7 @@ func (s *scaleout) clients() ([]loadClient, error) {
 		newGGCRClient("go1", "go1", &authn.Basic{Username: "go1", Password: s.passwords["go1"]}),
 		newGGCRClient("go2", "go2", &authn.Basic{Username: "go2", Password: s.passwords["go2"]}),
 		// The user name is ignored for a Sourcehut token; the token's
-		// owner is the subject.
+		// owner logs in, as the principal sourcehut:dave (owner of dave/*).
 		newGGCRClient("go-srht", shUser, &authn.Basic{Username: "sourcehut", Password: s.shToken}),
 	}
 	for _, kind := range []string{"crane", "oras", "regctl"} {
@@ -710,7 +714,7 @@ func (s *scaleout) checkPropagation(ctx context.Context, res *results) {
 		return
 	}
 	changed := time.Now()
-	s.event("bundle server: revision v2 (grants %s pull on shared/*)", probeUser)
+	s.event("bundle server: revision v2 (grants htpasswd:%s pull on shared/*)", probeUser)
 
 	// Measured past the bound too, so a late replica shows how late.
 	giveUp := res.propagationOK + 10*time.Second

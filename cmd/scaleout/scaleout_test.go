@@ -146,12 +146,12 @@ func TestParseReplicaLog(t *testing.T) {
 	log := strings.Join([]string{
 		`{"time":"2026-11-30T14:59:54Z","level":"INFO","msg":"listening","addr":"127.0.0.1:43861"}`,
 		`{"time":"2026-11-30T14:59:55Z","level":"INFO","msg":"request","method":"GET","path":"/readyz","status":200,"client_ip":"127.0.0.3"}`,
-		`{"time":"2026-11-30T14:59:56Z","level":"INFO","msg":"request","method":"GET","path":"/auth","status":200,"client_ip":"127.0.0.2","auth_method":"password","subject":"go1"}`,
-		`{"time":"2026-11-30T14:59:56Z","level":"INFO","msg":"request","method":"GET","path":"/auth","status":200,"client_ip":"127.0.0.1","auth_method":"password","subject":"crane"}`,
+		`{"time":"2026-11-30T14:59:56Z","level":"INFO","msg":"request","method":"GET","path":"/auth","status":200,"client_ip":"127.0.0.2","auth_method":"password","provider":"htpasswd","subject":"go1"}`,
+		`{"time":"2026-11-30T14:59:56Z","level":"INFO","msg":"request","method":"GET","path":"/auth","status":200,"client_ip":"127.0.0.1","auth_method":"password","provider":"htpasswd","subject":"crane"}`,
 		`{"time":"2026-11-30T14:59:57Z","level":"INFO","msg":"request","method":"GET","path":"/auth","status":401,"client_ip":"127.0.0.1","error":"wrong password"}`,
 		`not json: some OPA or runtime output`,
 		`{"time":"2026-11-30T15:00:01Z","level":"INFO","msg":"shutting down"}`,
-		`{"time":"2026-11-30T15:00:02Z","level":"INFO","msg":"request","method":"POST","path":"/auth","status":200,"client_ip":"127.0.0.1","auth_method":"password","subject":"probe"}`,
+		`{"time":"2026-11-30T15:00:02Z","level":"INFO","msg":"request","method":"POST","path":"/auth","status":200,"client_ip":"127.0.0.1","auth_method":"password","provider":"htpasswd","subject":"probe"}`,
 		`{"time":"2026-11-30T15:00:02Z","level":"ERROR","msg":"request","method":"GET","path":"/auth","status":503,"client_ip":"127.0.0.2","error":"policy decision failed: scope repository:go2/app-0:push,pull: eval_cancel_error: context deadline exceeded"}`,
 		`{"broken json`,
 	}, "\n") + "\n"
@@ -165,8 +165,8 @@ func TestParseReplicaLog(t *testing.T) {
 	if got.byClientIP["127.0.0.2"] != 2 || got.byClientIP["127.0.0.1"] != 3 || got.byClientIP["127.0.0.3"] != 0 {
 		t.Errorf("client addresses %v", got.byClientIP)
 	}
-	if got.bySubject["go1"]["127.0.0.2"] != 1 || got.badLines != 1 {
-		t.Errorf("subjects %v, bad lines %d", got.bySubject, got.badLines)
+	if got.byPrincipal["htpasswd:go1"]["127.0.0.2"] != 1 || got.byPrincipal["go1"] != nil || got.badLines != 1 {
+		t.Errorf("principals %v, bad lines %d", got.byPrincipal, got.badLines)
 	}
 	if want := []string{"request /auth 503: policy decision failed: scope repository:go2/app-0:push,pull: eval_cancel_error: context deadline exceeded"}; !slices.Equal(got.errorLines, want) {
 		t.Errorf("error lines %q", got.errorLines)
@@ -177,7 +177,7 @@ func TestParseReplicaLog(t *testing.T) {
 // server's own config package loads and validates.
 func TestReplicaConfigLoads(t *testing.T) {
 	s := replicaSettings{
-		keyFile: "/keys/key.pem", htpasswd: "/etc/htpasswd", metaURL: "http://127.0.0.1:9",
+		keyFile: "/keys/key.pem", htpasswd: "/etc/htpasswd", metaURL: "http://127.0.0.1:9", sourcehutUser: shUser,
 		bundleURL: "http://127.0.0.1:8", bundleSecret: "s3cret", trustedProxy: "127.0.0.3", minDelay: 1, maxDelay: 2,
 	}
 	f := filepath.Join(t.TempDir(), "r1.yaml")
@@ -191,6 +191,13 @@ func TestReplicaConfigLoads(t *testing.T) {
 	if cfg.Listen != "127.0.0.1:5001" || cfg.Metrics.Listen != "127.0.0.1:9464" || cfg.Limits.ShutdownTimeout != shutdownTimeout ||
 		!slices.Equal(cfg.TrustedProxies, []string{"127.0.0.3"}) || cfg.Log.Format != "json" || cfg.Token.Key != "/keys/key.pem" {
 		t.Errorf("loaded %+v", cfg)
+	}
+	// The Sourcehut client logs in only if authn.sourcehut.users lets it.
+	if !slices.Equal(cfg.Authn.Sourcehut.Users, []string{shUser}) || !slices.Contains(cfg.Providers(), "sourcehut") {
+		t.Errorf("authn.sourcehut.users %q (providers %q): the Sourcehut client %s may not log in", cfg.Authn.Sourcehut.Users, cfg.Providers(), shUser)
+	}
+	if w := cfg.Warnings(); len(w) > 0 {
+		t.Errorf("config warnings: %q", w)
 	}
 	opa, err := json.Marshal(cfg.Policy.OPA)
 	if err != nil {
@@ -213,10 +220,12 @@ func probeDecision(t *testing.T, raw []byte, secret string) []string {
 		t.Fatal(err)
 	}
 	input := map[string]any{
-		"version":  1,
-		"identity": map[string]any{"method": "password", "subject": probeUser},
-		"request":  map[string]any{"service": service},
-		"scope":    map[string]any{"type": "repository", "name": "shared/app", "actions": []any{"pull"}},
+		"version": 2,
+		"identity": map[string]any{
+			"method": "password", "provider": "htpasswd", "subject": probeUser, "namespace": probeUser,
+		},
+		"request": map[string]any{"service": service},
+		"scope":   map[string]any{"type": "repository", "name": "shared/app", "actions": []any{"pull"}},
 	}
 	rs, err := rego.New(rego.ParsedBundle("registry", &b), rego.Query("data.registry.authz.allow"), rego.Input(input)).Eval(context.Background())
 	if err != nil {
@@ -352,7 +361,7 @@ func goodResults() *results {
 	stats := map[string]int{"login": 1, "push": 10, "pull": 10}
 	tally := func(tokens int, ips map[string]int) logTally {
 		return logTally{tokens: tokens, byClientIP: ips, authErrors: map[int]int{},
-			bySubject: map[string]map[string]int{"go1": {"127.0.0.2": 3}, "crane": {"127.0.0.1": 2}}}
+			byPrincipal: map[string]map[string]int{"htpasswd:go1": {"127.0.0.2": 3}, "htpasswd:crane": {"127.0.0.1": 2}}}
 	}
 	return &results{
 		duration: 20 * time.Second,
@@ -378,7 +387,7 @@ func goodResults() *results {
 		balancer:      balancerCheck{asked: 9, granted: 9, byServer: map[string]int{"r1": 3, "r2": 3, "r3": 3}},
 		metaCalls:     4, replicaStarts: 5,
 		registry: registryTally{authorized: 40, challenges: 20, errors: map[int]int{404: 7}},
-		goUsers:  []string{"go1"}, proxySource: "127.0.0.3",
+		goUsers:  []string{"htpasswd:go1"}, proxySource: "127.0.0.3",
 	}
 }
 
@@ -406,8 +415,8 @@ func TestEvaluate(t *testing.T) {
 		{"the proxy seen as the client", func(r *results) { r.replicas[2].procs[0].tally.byClientIP = map[string]int{"127.0.0.3": 4} },
 			"r3#1: 4 token requests logged with the proxy's address 127.0.0.3 as the client"},
 		{"an in-process client seen from the wrong address", func(r *results) {
-			r.replicas[1].procs[0].tally.bySubject = map[string]map[string]int{"go1": {"127.0.0.1": 1}}
-		}, "r2#1: 1 token requests of go1 logged from 127.0.0.1, not 127.0.0.2"},
+			r.replicas[1].procs[0].tally.byPrincipal = map[string]map[string]int{"htpasswd:go1": {"127.0.0.1": 1}}
+		}, "r2#1: 1 token requests of htpasswd:go1 logged from 127.0.0.1, not 127.0.0.2"},
 		{"a replica round robin never reached", func(r *results) { r.replicas[2].procs[0].tally.tokens = 0 }, "r3: served no token before it was stopped"},
 		{"not back after the restart", func(r *results) { r.replicas[1].procs[1].tally.tokens = 0 }, "r2: served no token after its restart"},
 		{"SIGTERM exit status", func(r *results) { r.sigterm.exitErr = "exit status 1" }, "r1: after SIGTERM exited with exit status 1, not 0"},
