@@ -1,8 +1,6 @@
 package app
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"os"
 	"slices"
@@ -132,8 +130,8 @@ func TestEndToEndOneIdentityPerProvider(t *testing.T) {
 			{"sourcehut", srhtRoot, "sourcehut:root"},
 			{"root", passwords["root"], "htpasswd:root"},
 		} {
-			if sub := tokenSubject(t, d.addr, tc.user, tc.password); sub != tc.want {
-				t.Errorf("sub = %q, want %q", sub, tc.want)
+			if res := requestToken(t, d.addr, tc.user, tc.password, "repository:library/base:pull"); res.subject != tc.want {
+				t.Errorf("sub = %q (%d %s), want %q", res.subject, res.status, res.message, tc.want)
 			}
 		}
 		logs := d.logs.String()
@@ -158,40 +156,4 @@ func TestEndToEndOneIdentityPerProvider(t *testing.T) {
 		})
 		wantDenied(t, pullImage(t, d.registry, "carol/app:v1", sourcehutLogin(srhtCarol)))
 	})
-}
-
-// tokenSubject returns the sub claim of a token the server issues.
-func tokenSubject(t *testing.T, addr, user, password string) string {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/auth?service=registry.example.com", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.SetBasicAuth(user, password)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Token string `json:"token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d: %v", resp.StatusCode, err)
-	}
-	parts := strings.Split(body.Token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWS: %q", body.Token)
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var claims struct {
-		Sub string `json:"sub"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		t.Fatal(err)
-	}
-	return claims.Sub
 }

@@ -65,18 +65,10 @@ func readRefreshResult(t *testing.T, resp *http.Response) refreshResult {
 		t.Fatal(err)
 	}
 	res.refreshToken = ok.RefreshToken
-	parts := strings.Split(ok.Token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWS: %q", ok.Token)
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
 	var claims struct {
 		Access json.RawMessage `json:"access"`
 	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
+	if err := decodeClaims(ok.Token, &claims); err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(claims.Access, &res.access); err != nil {

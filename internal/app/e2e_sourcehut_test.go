@@ -32,6 +32,7 @@ type tokenResult struct {
 	status     int
 	message    string
 	decisionID string
+	subject    string // the token's sub claim
 	access     []struct {
 		Type    string   `json:"type"`
 		Name    string   `json:"name"`
@@ -84,21 +85,29 @@ func fetchToken(ctx context.Context, addr, user, password, scope string) (tokenR
 	if err := json.Unmarshal(body, &ok); err != nil {
 		return res, err
 	}
-	parts := strings.Split(ok.Token, ".")
+	var claims struct {
+		Subject string          `json:"sub"`
+		Access  json.RawMessage `json:"access"`
+	}
+	if err := decodeClaims(ok.Token, &claims); err != nil {
+		return res, err
+	}
+	res.subject = claims.Subject
+	return res, json.Unmarshal(claims.Access, &res.access)
+}
+
+// decodeClaims decodes the claim set of a compact JWS into v, without
+// checking the signature (the registry does that).
+func decodeClaims(token string, v any) error {
+	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return res, fmt.Errorf("not a JWS: %q", ok.Token)
+		return fmt.Errorf("not a JWS: %q", token)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return res, err
+		return err
 	}
-	var claims struct {
-		Access json.RawMessage `json:"access"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return res, err
-	}
-	return res, json.Unmarshal(claims.Access, &res.access)
+	return json.Unmarshal(payload, v)
 }
 
 // sourcehutAuthn is the authn.sourcehut section for the fake meta.sr.ht,
