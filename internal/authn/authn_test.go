@@ -389,6 +389,13 @@ func FuzzParseHtpasswd(f *testing.F) {
 		if h.Len() > 1 {
 			t.Fatalf("%d users from one line", h.Len())
 		}
+		if cost, _ := bcrypt.Cost([]byte(strings.TrimSpace(pw))); cost > 17 {
+			t.Fatalf("bcrypt cost %d accepted", cost)
+		} else if cost > 8 {
+			// Accepted, and right to be; but a check at that cost takes
+			// too long for a fuzz run (at 17, about 8 seconds).
+			return
+		}
 		u, _, _ := strings.Cut(strings.TrimSpace(user+":"+pw), ":")
 		if _, err := h.Authenticate(context.Background(), u, identity.Secret("not the password \x00")); !errors.Is(err, identity.ErrUnauthenticated) {
 			t.Fatalf("user %q: a wrong password gave %v", u, err)
@@ -669,5 +676,18 @@ func TestChainRefreshHeldToSourcehutUsers(t *testing.T) {
 	// An identity that names no provider is refused, never passed on.
 	if _, err := c.Authenticate(context.Background(), identity.Credentials{Kind: identity.CredentialRefresh, Secret: "no-provider"}); !errors.Is(err, identity.ErrUnauthenticated) {
 		t.Errorf("an identity without a provider: %v", err)
+	}
+}
+
+// TestHtpasswdCostLimit: a bcrypt cost above htpasswd -B's limit (17) is
+// refused at load, naming the line, since one check at cost 31 takes days.
+func TestHtpasswdCostLimit(t *testing.T) {
+	line := "root:$2y$27$0000000000000000000000000000000000000000000000000000\n"
+	_, err := authn.ParseHtpasswd([]byte(line))
+	if err == nil || !strings.Contains(err.Error(), `line 1 (user "root"): bcrypt cost 27 is above 17`) {
+		t.Fatalf("err = %v, want the cost refused", err)
+	}
+	if _, err := authn.ParseHtpasswd([]byte("root:" + hash(t, alicePassword, true) + "\n")); err != nil {
+		t.Fatalf("an ordinary cost: %v", err)
 	}
 }

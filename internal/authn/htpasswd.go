@@ -82,6 +82,9 @@ func ParseHtpasswd(data []byte) (*Htpasswd, error) {
 			problems = append(problems, fmt.Sprintf("line %d: want user:bcrypt-hash", n))
 		case !isBcrypt(hash):
 			problems = append(problems, fmt.Sprintf("line %d (user %q): not a bcrypt hash; create it with `htpasswd -B` or `srht-registry hash-password`", n, user))
+		case bcryptCost(hash) > maxCost:
+			problems = append(problems, fmt.Sprintf("line %d (user %q): bcrypt cost %d is above %d (htpasswd -B's limit): each login would take minutes or more; hash it again with `htpasswd -B` or `srht-registry hash-password`",
+				n, user, bcryptCost(hash), maxCost))
 		case h.users[user] != nil:
 			problems = append(problems, fmt.Sprintf("line %d: user %q appears twice", n, user))
 		default:
@@ -144,6 +147,16 @@ const maxDummyCost = 13
 func isBcrypt(hash string) bool {
 	_, err := bcrypt.Cost([]byte(hash))
 	return err == nil
+}
+
+// maxCost is the highest bcrypt cost accepted: htpasswd -B's own limit (-C
+// 4 to 17). bcrypt allows 31, where one check takes days: a line like that
+// would hold a request, and a CPU, for as long.
+const maxCost = 17
+
+func bcryptCost(hash string) int {
+	cost, _ := bcrypt.Cost([]byte(hash))
+	return cost
 }
 
 // HasUser reports whether the file has a line for user: a local account,
