@@ -337,8 +337,8 @@ func evalEngine(ctx context.Context, cfg config.Config) (*authz.Engine, func(con
 		if err != nil {
 			return nil, nil, usageError{fmt.Errorf("policy.opa: %w", err)}
 		}
-		remote, err := authz.StartRemote(ctx, authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout,
-			Wait: cfg.Policy.StartupWait, Logger: slog.New(slog.DiscardHandler)})
+		remote, err := authz.StartRemote(ctx, authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout.D(),
+			Wait: cfg.Policy.StartupWait.D(), Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return nil, nil, err
 		}

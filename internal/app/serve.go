@@ -77,10 +77,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	ln = certs.listener(ln)
 	srv := &http.Server{
 		Handler:           rt.handler,
-		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
-		ReadTimeout:       cfg.Limits.ReadTimeout,
-		WriteTimeout:      cfg.Limits.WriteTimeout,
-		IdleTimeout:       cfg.Limits.IdleTimeout,
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.Limits.ReadTimeout.D(),
+		WriteTimeout:      cfg.Limits.WriteTimeout.D(),
+		IdleTimeout:       cfg.Limits.IdleTimeout.D(),
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -97,7 +97,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	if d := cfg.Limits.ShutdownDelay; d > 0 {
+	if d := cfg.Limits.ShutdownDelay.D(); d > 0 {
 		// Still serving, but /readyz says 503 so that the balancer stops
 		// sending new connections before the listener closes.
 		rt.draining.Store(true)
@@ -107,7 +107,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("shutting down")
 	// New connections are refused at once; requests in flight get
 	// shutdown_timeout to finish.
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Limits.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Limits.ShutdownTimeout.D())
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
@@ -180,7 +180,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			return nil, err
 		}
 		if pc := cfg.Authn.PasswordCache; pc.TTL > 0 {
-			htpasswd.EnableCache(pc.TTL, pc.Size, time.Now)
+			htpasswd.EnableCache(pc.TTL.D(), pc.Size, time.Now)
 		}
 		chain.Passwords = htpasswd
 		chain.Local = htpasswd
@@ -194,11 +194,11 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			Meta: &sourcehut.MetaClient{
 				URL:     sh.MetaURL,
 				HTTP:    &http.Client{Transport: http.DefaultTransport},
-				Timeout: sh.Timeout,
+				Timeout: sh.Timeout.D(),
 			},
 			CacheSize:   sh.CacheSize,
-			MaxCacheTTL: sh.MaxCacheTTL,
-			NegativeTTL: sh.NegativeCacheTTL,
+			MaxCacheTTL: sh.MaxCacheTTL.D(),
+			NegativeTTL: sh.NegativeCacheTTL.D(),
 			Users:       sh.Users,
 			Now:         time.Now,
 		})
@@ -207,7 +207,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		}
 		chain.Tokens = tokens
 		rt.collectors = append(rt.collectors, tokens.Collectors()...)
-		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL)
+		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL.D())
 		logSourcehutUsers(log, sh)
 	}
 	rt.warnings = configWarnings(cfg, htpasswd)
@@ -219,12 +219,12 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	// either applies to them at once.
 	var refresher *token.Refresher
 	if cfg.Token.Refresh.IsEnabled() {
-		refresher = &token.Refresher{Issuer: cfg.Issuer, TTL: cfg.Token.Refresh.TTL, Keys: keys.ring, Now: time.Now}
+		refresher = &token.Refresher{Issuer: cfg.Issuer, TTL: cfg.Token.Refresh.TTL.D(), Keys: keys.ring, Now: time.Now}
 		if htpasswd != nil {
 			refresher.Passwords = htpasswd
 		}
 		chain.Refresh = refresher
-		log.Info("refresh tokens issued on offline logins", "ttl", cfg.Token.Refresh.TTL)
+		log.Info("refresh tokens issued on offline logins", "ttl", cfg.Token.Refresh.TTL.D())
 	}
 	checkPolicy := func(e *authz.Engine) {
 		if providers := cfg.Providers(); len(providers) > 1 && e.ProviderBlind() {
@@ -247,7 +247,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		if err != nil {
 			return nil, usageError{fmt.Errorf("policy.opa: %w", err)}
 		}
-		ro := authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout, Wait: cfg.Policy.StartupWait, Logger: log,
+		ro := authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout.D(), Wait: cfg.Policy.StartupWait.D(), Logger: log,
 			NotReadyAfterWait: !checkOnly, OnActivate: checkPolicy}
 		if cfg.Policy.FallbackToEmbedded {
 			if ro.Fallback, err = compilePolicy(ctx, config.Policy{Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout}); err != nil {
@@ -335,7 +335,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	rt.collectors = append(rt.collectors, az.Collectors()...)
 	var authenticator server.Authenticator = chain
 	if bf := cfg.BruteForce; bf.Threshold > 0 {
-		throttle := authn.NewThrottle(chain, bf.Threshold, bf.Window, bf.Tracked, time.Now)
+		throttle := authn.NewThrottle(chain, bf.Threshold, bf.Window.D(), bf.Tracked, time.Now)
 		rt.collectors = append(rt.collectors, throttle.Collectors()...)
 		authenticator = throttle
 	}
@@ -362,7 +362,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		},
 		Authenticator: authenticator,
 		Authorizer:    az,
-		Minter:        &token.Minter{Issuer: cfg.Issuer, TTL: cfg.Token.TTL, Keys: keys.ring, Now: time.Now},
+		Minter:        &token.Minter{Issuer: cfg.Issuer, TTL: cfg.Token.TTL.D(), Keys: keys.ring, Now: time.Now},
 		Refresh:       refresh,
 		Keys:          keys.ring,
 		Logger:        log,
@@ -382,7 +382,7 @@ func compilePolicy(ctx context.Context, p config.Policy) (*authz.Engine, error) 
 		Bundles: p.Bundles,
 		Schema:  policy.InputSchema(),
 		Query:   p.Query,
-		Timeout: p.Timeout,
+		Timeout: p.Timeout.D(),
 	})
 }
 

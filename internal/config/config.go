@@ -102,8 +102,8 @@ type BruteForce struct {
 	// Threshold is the number of failed logins per client IP, and per user
 	// name, within Window after which further attempts get 429 without a
 	// password check; 0 turns the limiter off.
-	Threshold int           `yaml:"threshold"` // default 10
-	Window    time.Duration `yaml:"window"`    // default 5m
+	Threshold int      `yaml:"threshold"` // default 10
+	Window    Duration `yaml:"window"`    // default 5m
 	// Tracked bounds the IPs and user names remembered (each).
 	Tracked int `yaml:"tracked"` // default 100000
 }
@@ -137,9 +137,9 @@ func (s *ServiceList) UnmarshalYAML(n *yaml.Node) error {
 
 // Token configures the signing key and the tokens minted with it.
 type Token struct {
-	Key         string        `yaml:"key"`         // path to a PEM private key; "" = ephemeral key generated at start
-	Certificate string        `yaml:"certificate"` // optional path to a PEM certificate (chain), sent as x5c
-	TTL         time.Duration `yaml:"ttl"`         // default 5m; 1m..24h
+	Key         string   `yaml:"key"`         // path to a PEM private key; "" = ephemeral key generated at start
+	Certificate string   `yaml:"certificate"` // optional path to a PEM certificate (chain), sent as x5c
+	TTL         Duration `yaml:"ttl"`         // default 5m; 1m..24h
 	// KidFormat is how the tokens' kid is made: auto (libtrust for EC and
 	// RSA keys, accepted by registry 2.8 and 3.x alike with the files
 	// `keys` writes), jwks (the RFC 7638 thumbprint in jwks.json),
@@ -157,8 +157,8 @@ type Token struct {
 // for offline access (`docker login`) gets one, and trades it for access
 // tokens later instead of sending the password again.
 type Refresh struct {
-	Enabled *bool         `yaml:"enabled"` // nil = absent = enabled; see IsEnabled
-	TTL     time.Duration `yaml:"ttl"`     // default 720h (30 days); token.ttl..8760h
+	Enabled *bool    `yaml:"enabled"` // nil = absent = enabled; see IsEnabled
+	TTL     Duration `yaml:"ttl"`     // default 720h (30 days); token.ttl..8760h
 }
 
 // IsEnabled reports whether refresh tokens are issued and accepted: true
@@ -176,18 +176,18 @@ type Authn struct {
 
 // PasswordCache configures the password verification cache.
 type PasswordCache struct {
-	TTL  time.Duration `yaml:"ttl"`  // default 5m; 0 turns the cache off
-	Size int           `yaml:"size"` // default 10000 entries
+	TTL  Duration `yaml:"ttl"`  // default 5m; 0 turns the cache off
+	Size int      `yaml:"size"` // default 10000 entries
 }
 
 // Sourcehut configures Sourcehut OAuth2 token login.
 type Sourcehut struct {
-	Enabled          *bool         `yaml:"enabled"`            // nil = absent = enabled; see IsEnabled
-	MetaURL          string        `yaml:"meta_url"`           // default https://meta.sr.ht
-	Timeout          time.Duration `yaml:"timeout"`            // one meta.sr.ht call; default 5s
-	CacheSize        int           `yaml:"cache_size"`         // validated tokens cached; default 10000
-	MaxCacheTTL      time.Duration `yaml:"max_cache_ttl"`      // 0 = up to each token's expiry
-	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"` // rejected tokens remembered; default 30s
+	Enabled          *bool    `yaml:"enabled"`            // nil = absent = enabled; see IsEnabled
+	MetaURL          string   `yaml:"meta_url"`           // default https://meta.sr.ht
+	Timeout          Duration `yaml:"timeout"`            // one meta.sr.ht call; default 5s
+	CacheSize        int      `yaml:"cache_size"`         // validated tokens cached; default 10000
+	MaxCacheTTL      Duration `yaml:"max_cache_ttl"`      // 0 = up to each token's expiry
+	NegativeCacheTTL Duration `yaml:"negative_cache_ttl"` // rejected tokens remembered; default 30s
 	// Users are the Sourcehut user names that may log in, or ["*"] for
 	// every account of the meta.sr.ht instance. Default: nobody.
 	Users []string `yaml:"users"`
@@ -219,9 +219,9 @@ type Policy struct {
 	Data    map[string]any `yaml:"data"`    // merged under data.registry; JSON-compatible values only
 	Query   string         `yaml:"query"`   // default "data.registry.authz"
 	// Timeout bounds one policy evaluation.
-	Timeout time.Duration `yaml:"timeout"` // default 100ms
+	Timeout Duration `yaml:"timeout"` // default 100ms
 	// StartupWait bounds how long serve waits for the first remote bundle.
-	StartupWait time.Duration `yaml:"startup_wait"` // default 30s
+	StartupWait Duration `yaml:"startup_wait"` // default 30s
 	// FallbackToEmbedded serves the embedded default policy when no remote
 	// bundle could be activated at start-up, instead of refusing to start.
 	FallbackToEmbedded bool `yaml:"fallback_to_embedded"`
@@ -244,17 +244,17 @@ type Limits struct {
 	MaxQueryBytes  int   `yaml:"max_query_bytes"`  // default 8192; 256..1<<20
 	MaxHeaderBytes int   `yaml:"max_header_bytes"` // default 16384; 4096..1<<20
 	// MaxConcurrent bounds requests in flight; past it clients get 503.
-	MaxConcurrent     int           `yaml:"max_concurrent"`      // default 512
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 5s
-	ReadTimeout       time.Duration `yaml:"read_timeout"`        // default 10s
-	WriteTimeout      time.Duration `yaml:"write_timeout"`       // default 30s
-	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 2m
-	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // default 10s: in-flight requests get this long on SIGTERM
+	MaxConcurrent     int      `yaml:"max_concurrent"`      // default 512
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"` // default 5s
+	ReadTimeout       Duration `yaml:"read_timeout"`        // default 10s
+	WriteTimeout      Duration `yaml:"write_timeout"`       // default 30s
+	IdleTimeout       Duration `yaml:"idle_timeout"`        // default 2m
+	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`    // default 10s: in-flight requests get this long on SIGTERM
 	// ShutdownDelay keeps serving for this long after SIGTERM, with
 	// /readyz answering 503, before the listener closes: a load balancer's
 	// health check takes the replica out first, so no new connection is
 	// refused. 0 (default) closes at once.
-	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
+	ShutdownDelay Duration `yaml:"shutdown_delay"`
 }
 
 // Default returns the configuration used when no file is given: a working
@@ -265,25 +265,25 @@ func Default() Config {
 		Listen:  defaultListen,
 		Service: ServiceList{defaultService},
 		Issuer:  defaultIssuer,
-		Token:   Token{KidFormat: "auto", TTL: defaultTTL, Refresh: Refresh{TTL: defaultRefreshTTL}},
+		Token:   Token{KidFormat: "auto", TTL: Duration(defaultTTL), Refresh: Refresh{TTL: Duration(defaultRefreshTTL)}},
 		Authn: Authn{
 			Sourcehut: Sourcehut{
 				MetaURL:          defaultMetaURL,
-				Timeout:          defaultMetaTimeout,
+				Timeout:          Duration(defaultMetaTimeout),
 				CacheSize:        defaultCacheSize,
-				NegativeCacheTTL: defaultNegativeCacheTTL,
+				NegativeCacheTTL: Duration(defaultNegativeCacheTTL),
 			},
-			PasswordCache: PasswordCache{TTL: defaultPasswordCacheTTL, Size: defaultPasswordCacheSize},
+			PasswordCache: PasswordCache{TTL: Duration(defaultPasswordCacheTTL), Size: defaultPasswordCacheSize},
 		},
-		Policy: Policy{Query: defaultQuery, Timeout: 100 * time.Millisecond, StartupWait: 30 * time.Second},
+		Policy: Policy{Query: defaultQuery, Timeout: Duration(100 * time.Millisecond), StartupWait: Duration(30 * time.Second)},
 		Log:    Log{Level: defaultLogLevel, Format: defaultLogFormat},
 		Limits: Limits{
 			MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes,
 			MaxQueryBytes: 8192, MaxHeaderBytes: 16384, MaxConcurrent: 512,
-			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
-			IdleTimeout: 2 * time.Minute, ShutdownTimeout: 10 * time.Second,
+			ReadHeaderTimeout: Duration(5 * time.Second), ReadTimeout: Duration(10 * time.Second), WriteTimeout: Duration(30 * time.Second),
+			IdleTimeout: Duration(2 * time.Minute), ShutdownTimeout: Duration(10 * time.Second),
 		},
-		BruteForce: BruteForce{Threshold: 10, Window: 5 * time.Minute, Tracked: 100000},
+		BruteForce: BruteForce{Threshold: 10, Window: Duration(5 * time.Minute), Tracked: 100000},
 		Metrics:    Metrics{Path: "/metrics"},
 	}
 }
@@ -329,13 +329,13 @@ func Load(path string) (Config, error) {
 // returned Config is the zero value.
 func Parse(data []byte) (Config, error) {
 	cfg := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(zeroDurations(data)))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	switch err := dec.Decode(&cfg); {
 	case errors.Is(err, io.EOF):
 		// Empty document: defaults.
 	case err != nil:
-		return Config{}, withDurationHint(err)
+		return Config{}, err
 	default:
 		if err := onlyOneDocument(dec); err != nil {
 			return Config{}, err
@@ -353,72 +353,6 @@ func Parse(data []byte) (Config, error) {
 	}
 	cfg.Groups, cfg.Policy.Data, _ = resolvePrincipals(cfg)
 	return cfg, nil
-}
-
-// durationKeys are the dotted paths of the duration settings.
-var durationKeys = map[string]bool{
-	"token.ttl":                          true,
-	"token.refresh.ttl":                  true,
-	"authn.sourcehut.timeout":            true,
-	"authn.sourcehut.max_cache_ttl":      true,
-	"authn.sourcehut.negative_cache_ttl": true,
-	"authn.password_cache.ttl":           true,
-	"policy.timeout":                     true,
-	"policy.startup_wait":                true,
-	"brute_force.window":                 true,
-	"limits.shutdown_delay":              true,
-}
-
-// zeroDurations rewrites a bare 0 given for a duration setting to "0s".
-// yaml.v3 refuses integers for time.Duration, but "max_cache_ttl: 0" (which
-// means "no bound") is the natural way to write it. The edit is made in the
-// text, in place, so the strict decoder still reports unknown keys and
-// keeps its line numbers. Any other integer stays an error.
-func zeroDurations(data []byte) []byte {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
-		return data // the strict decode reports the problem
-	}
-	lines := bytes.SplitAfter(data, []byte("\n"))
-	edited := false
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		if n.Kind != yaml.MappingNode {
-			return
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, val := n.Content[i], n.Content[i+1]
-			p := key.Value
-			if path != "" {
-				p = path + "." + key.Value
-			}
-			if durationKeys[p] && val.Kind == yaml.ScalarNode && val.Tag == "!!int" && val.Value == "0" &&
-				val.Line >= 1 && val.Line <= len(lines) {
-				line := lines[val.Line-1]
-				if c := val.Column - 1; c >= 0 && c < len(line) && line[c] == '0' {
-					lines[val.Line-1] = append(append(append([]byte{}, line[:c]...), "\"0s\""...), line[c+1:]...)
-					edited = true
-				}
-			}
-			if p == "token" || p == "token.refresh" || p == "authn" || p == "authn.sourcehut" || p == "authn.password_cache" || p == "policy" || p == "brute_force" {
-				walk(val, p)
-			}
-		}
-	}
-	walk(root.Content[0], "")
-	if !edited {
-		return data
-	}
-	return bytes.Join(lines, nil)
-}
-
-// withDurationHint adds the expected syntax to yaml's error about a
-// time.Duration it could not decode ("5 min", or a bare number).
-func withDurationHint(err error) error {
-	if strings.Contains(err.Error(), "into time.Duration") {
-		return fmt.Errorf("%w\n  (a duration is written like \"90s\", \"5m\" or \"1h30m\")", err)
-	}
-	return err
 }
 
 // onlyOneDocument fails when the stream holds a second, non-empty document,
@@ -600,15 +534,15 @@ func (c Config) Validate() error {
 	}
 
 	switch {
-	case c.Token.TTL < minTTL:
+	case c.Token.TTL.D() < minTTL:
 		add("token.ttl", "must be at least %v, got %v", minTTL, c.Token.TTL)
-	case c.Token.TTL > maxTTL:
+	case c.Token.TTL.D() > maxTTL:
 		add("token.ttl", "must be at most %v, got %v", maxTTL, c.Token.TTL)
 	}
 	switch rt := c.Token.Refresh.TTL; {
 	case rt < c.Token.TTL:
 		add("token.refresh.ttl", "must be at least token.ttl (%v), got %v", c.Token.TTL, rt)
-	case rt > maxRefreshTTL:
+	case rt.D() > maxRefreshTTL:
 		add("token.refresh.ttl", "must be at most %v, got %v", maxRefreshTTL, rt)
 	}
 	if c.Token.Certificate != "" && c.Token.Key == "" {
@@ -619,7 +553,7 @@ func (c Config) Validate() error {
 	if u, err := url.Parse(sh.MetaURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		add("authn.sourcehut.meta_url", "must be an http(s) base URL such as %s, got %q", defaultMetaURL, sh.MetaURL)
 	}
-	if sh.Timeout <= 0 || sh.Timeout > time.Minute {
+	if sh.Timeout <= 0 || sh.Timeout.D() > time.Minute {
 		add("authn.sourcehut.timeout", "must be above 0 and at most 1m, got %v", sh.Timeout)
 	}
 	if sh.CacheSize < 1 || sh.CacheSize > maxCacheSize {
@@ -628,11 +562,11 @@ func (c Config) Validate() error {
 	if sh.MaxCacheTTL < 0 {
 		add("authn.sourcehut.max_cache_ttl", "must not be negative (0 means up to each token's expiry), got %v", sh.MaxCacheTTL)
 	}
-	if sh.NegativeCacheTTL <= 0 || sh.NegativeCacheTTL > time.Hour {
+	if sh.NegativeCacheTTL <= 0 || sh.NegativeCacheTTL.D() > time.Hour {
 		add("authn.sourcehut.negative_cache_ttl", "must be above 0 and at most 1h, got %v", sh.NegativeCacheTTL)
 	}
 
-	if pc := c.Authn.PasswordCache; pc.TTL < 0 || pc.TTL > 24*time.Hour {
+	if pc := c.Authn.PasswordCache; pc.TTL < 0 || pc.TTL.D() > 24*time.Hour {
 		add("authn.password_cache.ttl", "must be between 0 (off) and 24h, got %v", pc.TTL)
 	}
 	if pc := c.Authn.PasswordCache; pc.Size < 1 || pc.Size > maxCacheSize {
@@ -683,14 +617,14 @@ func (c Config) Validate() error {
 	}
 	for _, d := range []struct {
 		key string
-		v   time.Duration
+		v   Duration
 	}{{"read_header_timeout", l.ReadHeaderTimeout}, {"read_timeout", l.ReadTimeout}, {"write_timeout", l.WriteTimeout},
 		{"idle_timeout", l.IdleTimeout}, {"shutdown_timeout", l.ShutdownTimeout}} {
-		if d.v <= 0 || d.v > time.Hour {
+		if d.v <= 0 || d.v.D() > time.Hour {
 			add("limits."+d.key, "must be above 0 and at most 1h, got %v", d.v)
 		}
 	}
-	if l.ShutdownDelay < 0 || l.ShutdownDelay > 10*time.Minute {
+	if l.ShutdownDelay < 0 || l.ShutdownDelay.D() > 10*time.Minute {
 		add("limits.shutdown_delay", "must be between 0 and 10m, got %v", l.ShutdownDelay)
 	}
 	if (c.TLS.Certificate == "") != (c.TLS.Key == "") {
@@ -706,10 +640,10 @@ func (c Config) Validate() error {
 	if bf := c.BruteForce; bf.Threshold < 0 || (bf.Threshold > 0 && (bf.Window <= 0 || bf.Tracked < 1)) {
 		add("brute_force", "threshold must be 0 (off) or positive, with a positive window and tracked, got %+v", bf)
 	}
-	if c.Policy.Timeout <= 0 || c.Policy.Timeout > time.Minute {
+	if c.Policy.Timeout <= 0 || c.Policy.Timeout.D() > time.Minute {
 		add("policy.timeout", "must be above 0 and at most 1m, got %v", c.Policy.Timeout)
 	}
-	if c.Policy.StartupWait <= 0 || c.Policy.StartupWait > time.Hour {
+	if c.Policy.StartupWait <= 0 || c.Policy.StartupWait.D() > time.Hour {
 		add("policy.startup_wait", "must be above 0 and at most 1h, got %v", c.Policy.StartupWait)
 	}
 	if !slices.Contains([]string{"auto", "jwks", "thumbprint", "libtrust"}, c.Token.KidFormat) {

@@ -28,19 +28,19 @@ func TestDefault(t *testing.T) {
 		Listen:  "127.0.0.1:5001",
 		Service: ServiceList{"registry.example.com"},
 		Issuer:  "srht-registry",
-		Token:   Token{KidFormat: "auto", TTL: 5 * time.Minute, Refresh: Refresh{TTL: 720 * time.Hour}},
+		Token:   Token{KidFormat: "auto", TTL: Duration(5 * time.Minute), Refresh: Refresh{TTL: Duration(720 * time.Hour)}},
 		Authn: Authn{
 			Sourcehut: Sourcehut{
-				MetaURL: "https://meta.sr.ht", Timeout: 5 * time.Second, CacheSize: 10000, NegativeCacheTTL: 30 * time.Second,
+				MetaURL: "https://meta.sr.ht", Timeout: Duration(5 * time.Second), CacheSize: 10000, NegativeCacheTTL: Duration(30 * time.Second),
 			},
-			PasswordCache: PasswordCache{TTL: 5 * time.Minute, Size: 10000},
+			PasswordCache: PasswordCache{TTL: Duration(5 * time.Minute), Size: 10000},
 		},
-		Policy: Policy{Query: "data.registry.authz", Timeout: 100 * time.Millisecond, StartupWait: 30 * time.Second},
+		Policy: Policy{Query: "data.registry.authz", Timeout: Duration(100 * time.Millisecond), StartupWait: Duration(30 * time.Second)},
 		Log:    Log{Level: "info", Format: "text"},
 		Limits: Limits{MaxScopes: 64, MaxBodyBytes: 16384, MaxQueryBytes: 8192, MaxHeaderBytes: 16384, MaxConcurrent: 512,
-			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
-			IdleTimeout: 2 * time.Minute, ShutdownTimeout: 10 * time.Second},
-		BruteForce: BruteForce{Threshold: 10, Window: 5 * time.Minute, Tracked: 100000},
+			ReadHeaderTimeout: Duration(5 * time.Second), ReadTimeout: Duration(10 * time.Second), WriteTimeout: Duration(30 * time.Second),
+			IdleTimeout: Duration(2 * time.Minute), ShutdownTimeout: Duration(10 * time.Second)},
+		BruteForce: BruteForce{Threshold: 10, Window: Duration(5 * time.Minute), Tracked: 100000},
 		Metrics:    Metrics{Path: "/metrics"},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -83,11 +83,11 @@ func TestLoadFull(t *testing.T) {
 		Listen:  "0.0.0.0:5001",
 		Service: ServiceList{"registry.example.com", "registry.example.org"},
 		Issuer:  "token.example.com",
-		Token: Token{Key: "key.pem", Certificate: "cert.pem", KidFormat: "libtrust", TTL: 10 * time.Minute, PublishedKeys: []string{"previous.pem"},
-			Refresh: Refresh{Enabled: ptr(false), TTL: 168 * time.Hour}},
+		Token: Token{Key: "key.pem", Certificate: "cert.pem", KidFormat: "libtrust", TTL: Duration(10 * time.Minute), PublishedKeys: []string{"previous.pem"},
+			Refresh: Refresh{Enabled: ptr(false), TTL: Duration(168 * time.Hour)}},
 		Authn: Authn{Anonymous: ptr(false), Htpasswd: "htpasswd", Sourcehut: Sourcehut{
-			Enabled: ptr(true), MetaURL: "https://meta.example.org", Timeout: 2 * time.Second,
-			CacheSize: 500, MaxCacheTTL: 10 * time.Minute, NegativeCacheTTL: time.Minute,
+			Enabled: ptr(true), MetaURL: "https://meta.example.org", Timeout: Duration(2 * time.Second),
+			CacheSize: 500, MaxCacheTTL: Duration(10 * time.Minute), NegativeCacheTTL: Duration(time.Minute),
 			Users: []string{"carol", "dave"},
 		}, PasswordCache: PasswordCache{TTL: 0, Size: 50}},
 		Groups: map[string][]string{"admins": {"htpasswd:alice"}, "ci": {"htpasswd:bob", "sourcehut:carol"}},
@@ -104,16 +104,16 @@ func TestLoadFull(t *testing.T) {
 				"reserved": []any{"admin", "v2"},
 			},
 			Query:   "data.registry.authz_v2",
-			Timeout: 250 * time.Millisecond, StartupWait: time.Minute, FallbackToEmbedded: true,
+			Timeout: Duration(250 * time.Millisecond), StartupWait: Duration(time.Minute), FallbackToEmbedded: true,
 		},
 		Log: Log{Level: "debug", Format: "json"},
 		Limits: Limits{MaxScopes: 128, MaxBodyBytes: 32768, MaxQueryBytes: 4096, MaxHeaderBytes: 8192, MaxConcurrent: 100,
-			ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
-			IdleTimeout: time.Minute, ShutdownTimeout: 20 * time.Second, ShutdownDelay: 3 * time.Second},
+			ReadHeaderTimeout: Duration(2 * time.Second), ReadTimeout: Duration(5 * time.Second), WriteTimeout: Duration(10 * time.Second),
+			IdleTimeout: Duration(time.Minute), ShutdownTimeout: Duration(20 * time.Second), ShutdownDelay: Duration(3 * time.Second)},
 		TLS:            TLS{Certificate: "tls.crt", Key: "tls.key"},
 		InsecureHTTP:   true,
 		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.1"},
-		BruteForce:     BruteForce{Threshold: 5, Window: time.Minute, Tracked: 1000},
+		BruteForce:     BruteForce{Threshold: 5, Window: Duration(time.Minute), Tracked: 1000},
 		Metrics:        Metrics{Listen: "127.0.0.1:9464", Path: "/internal/metrics"},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -259,8 +259,8 @@ func TestParseDurations(t *testing.T) {
 		{`token: {ttl: "60s"}`, time.Minute, nil},
 		{"token: {ttl: 24h}", 24 * time.Hour, nil},
 		{"token: {key: k.pem}", 5 * time.Minute, nil}, // absent ttl keeps the default
-		{"token:\n  ttl: 5 minutes\n", 0, []string{"line 2", "`5 minutes`", "time.Duration", `"90s"`}},
-		{"token:\n  ttl: 300\n", 0, []string{"line 2", "!!int `300`", "time.Duration", `"5m"`}},
+		{"token:\n  ttl: 5 minutes\n", 0, []string{"line 2", "`5 minutes`", "into a duration", `"90s"`}},
+		{"token:\n  ttl: 300\n", 0, []string{"line 2", "!!int `300`", "into a duration", `"5m"`}},
 		{"token: {ttl: 10s}", 0, []string{"token.ttl: must be at least 1m0s, got 10s"}},
 		{"token: {ttl: -5m}", 0, []string{"token.ttl: must be at least 1m0s, got -5m0s"}},
 		{"token: {ttl: 25h}", 0, []string{"token.ttl: must be at most 24h0m0s, got 25h0m0s"}},
@@ -282,7 +282,7 @@ func TestParseDurations(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Token.TTL != tt.want {
+			if c.Token.TTL.D() != tt.want {
 				t.Errorf("TTL = %v, want %v", c.Token.TTL, tt.want)
 			}
 		})
@@ -294,10 +294,10 @@ func TestParseRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Token.Refresh.IsEnabled() || c.Token.Refresh.TTL != 90*24*time.Hour {
+	if !c.Token.Refresh.IsEnabled() || c.Token.Refresh.TTL.D() != 90*24*time.Hour {
 		t.Errorf("refresh = %+v, enabled %v", c.Token.Refresh, c.Token.Refresh.IsEnabled())
 	}
-	if c, err = Parse([]byte("token: {refresh: {enabled: false}}")); err != nil || c.Token.Refresh.IsEnabled() || c.Token.Refresh.TTL != 720*time.Hour {
+	if c, err = Parse([]byte("token: {refresh: {enabled: false}}")); err != nil || c.Token.Refresh.IsEnabled() || c.Token.Refresh.TTL.D() != 720*time.Hour {
 		t.Errorf("enabled: false = %+v, %v", c.Token.Refresh, err)
 	}
 	if !Default().Token.Refresh.IsEnabled() {
@@ -305,7 +305,7 @@ func TestParseRefresh(t *testing.T) {
 	}
 	for doc, want := range map[string]string{
 		"token:\n  refresh:\n    ttl: 0\n":      "token.refresh.ttl: must be at least token.ttl (5m0s), got 0s",
-		"token:\n  refresh:\n    ttl: 30d\n":    "time.Duration",
+		"token:\n  refresh:\n    ttl: 30d\n":    "line 3: cannot unmarshal !!str `30d` into a duration",
 		"token:\n  refresh:\n    enable: no\n":  "field enable not found in type config.Refresh",
 		"token: {ttl: 1h, refresh: {ttl: 30m}}": "token.refresh.ttl: must be at least token.ttl (1h0m0s), got 30m0s",
 	} {
@@ -320,7 +320,7 @@ func TestParseZeroDuration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Authn.Sourcehut.MaxCacheTTL != 0 || c.Authn.Sourcehut.Timeout != 3*time.Second {
+	if c.Authn.Sourcehut.MaxCacheTTL != 0 || c.Authn.Sourcehut.Timeout.D() != 3*time.Second {
 		t.Errorf("sourcehut = %+v", c.Authn.Sourcehut)
 	}
 	// Policy data is the user's, not a duration: it keeps its integer.
@@ -328,7 +328,7 @@ func TestParseZeroDuration(t *testing.T) {
 		t.Errorf("policy.data.timeout = %#v, want 0", got)
 	}
 	// Only 0 is unambiguous; any other bare number is still an error, and
-	// strictness survives the rewrite.
+	// unknown keys beside a 0 are still refused.
 	for _, doc := range []string{"token:\n  ttl: 300\n", "token:\n  ttl: 0\n  tll: 5m\n"} {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("Parse(%q) succeeded", doc)
@@ -558,8 +558,8 @@ func TestValidate(t *testing.T) {
 		{"listen named port", func(c *Config) { c.Listen = "127.0.0.1:http" }, `listen: must be host:port, like 127.0.0.1:5001: port "http" is not a number from 0 to 65535`},
 		{"listen port too big", func(c *Config) { c.Listen = ":65536" }, `listen: must be host:port, like 127.0.0.1:5001: port "65536" is not a number from 0 to 65535`},
 		{"metrics on", func(c *Config) { c.Metrics.Listen = ":9464" }, ""},
-		{"shutdown delay", func(c *Config) { c.Limits.ShutdownDelay = 5 * time.Second }, ""},
-		{"shutdown delay negative", func(c *Config) { c.Limits.ShutdownDelay = -time.Second }, "limits.shutdown_delay: must be between 0 and 10m, got -1s"},
+		{"shutdown delay", func(c *Config) { c.Limits.ShutdownDelay = Duration(5 * time.Second) }, ""},
+		{"shutdown delay negative", func(c *Config) { c.Limits.ShutdownDelay = Duration(-time.Second) }, "limits.shutdown_delay: must be between 0 and 10m, got -1s"},
 		{"metrics and token endpoint on port 0", func(c *Config) { c.Listen, c.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0" }, ""},
 		{"metrics on the token port", func(c *Config) { c.Metrics.Listen = c.Listen }, "metrics.listen: must differ from listen (127.0.0.1:5001): metrics have their own port"},
 		{"metrics no port", func(c *Config) { c.Metrics.Listen = "localhost" }, "metrics.listen: must be host:port, like 127.0.0.1:9464: address localhost: missing port in address"},
@@ -568,16 +568,16 @@ func TestValidate(t *testing.T) {
 		{"service with port", func(c *Config) { c.Service = ServiceList{"registry.example.com:5000"} }, ""},
 		{"service tab", func(c *Config) { c.Service = ServiceList{"a\tb"} }, `service[0]: "a\tb" must not contain spaces or slashes`},
 		{"issuer empty", func(c *Config) { c.Issuer = "" }, "issuer: must not be empty"},
-		{"ttl minimum", func(c *Config) { c.Token.TTL = time.Minute }, ""},
-		{"ttl maximum", func(c *Config) { c.Token.TTL = 24 * time.Hour }, ""},
+		{"ttl minimum", func(c *Config) { c.Token.TTL = Duration(time.Minute) }, ""},
+		{"ttl maximum", func(c *Config) { c.Token.TTL = Duration(24 * time.Hour) }, ""},
 		{"ttl zero", func(c *Config) { c.Token.TTL = 0 }, "token.ttl: must be at least 1m0s, got 0s"},
-		{"ttl just too long", func(c *Config) { c.Token.TTL = 24*time.Hour + time.Second }, "token.ttl: must be at most 24h0m0s, got 24h0m1s"},
+		{"ttl just too long", func(c *Config) { c.Token.TTL = Duration(24*time.Hour + time.Second) }, "token.ttl: must be at most 24h0m0s, got 24h0m1s"},
 		{"key and certificate", func(c *Config) { c.Token.Key, c.Token.Certificate = "k", "c" }, ""},
 		{"refresh ttl as token ttl", func(c *Config) { c.Token.Refresh.TTL = c.Token.TTL }, ""},
-		{"refresh ttl a year", func(c *Config) { c.Token.Refresh.TTL = 8760 * time.Hour }, ""},
-		{"refresh ttl under token ttl", func(c *Config) { c.Token.Refresh.TTL = time.Minute }, "token.refresh.ttl: must be at least token.ttl (5m0s), got 1m0s"},
+		{"refresh ttl a year", func(c *Config) { c.Token.Refresh.TTL = Duration(8760 * time.Hour) }, ""},
+		{"refresh ttl under token ttl", func(c *Config) { c.Token.Refresh.TTL = Duration(time.Minute) }, "token.refresh.ttl: must be at least token.ttl (5m0s), got 1m0s"},
 		{"refresh ttl zero", func(c *Config) { c.Token.Refresh.TTL = 0 }, "token.refresh.ttl: must be at least token.ttl (5m0s), got 0s"},
-		{"refresh ttl over a year", func(c *Config) { c.Token.Refresh.TTL = 8761 * time.Hour }, "token.refresh.ttl: must be at most 8760h0m0s, got 8761h0m0s"},
+		{"refresh ttl over a year", func(c *Config) { c.Token.Refresh.TTL = Duration(8761 * time.Hour) }, "token.refresh.ttl: must be at most 8760h0m0s, got 8761h0m0s"},
 		{"refresh off", func(c *Config) { c.Token.Refresh.Enabled = ptr(false) }, ""},
 		{"key only", func(c *Config) { c.Token.Key = "k" }, ""},
 		{"empty group", func(c *Config) { c.Groups = map[string][]string{"nobody": nil} }, ""},
@@ -599,9 +599,9 @@ func TestValidate(t *testing.T) {
 		{"meta_url no scheme", func(c *Config) { c.Authn.Sourcehut.MetaURL = "meta.sr.ht" }, `authn.sourcehut.meta_url: must be an http(s) base URL such as https://meta.sr.ht, got "meta.sr.ht"`},
 		{"meta timeout zero", func(c *Config) { c.Authn.Sourcehut.Timeout = 0 }, "authn.sourcehut.timeout: must be above 0 and at most 1m, got 0s"},
 		{"cache size zero", func(c *Config) { c.Authn.Sourcehut.CacheSize = 0 }, "authn.sourcehut.cache_size: must be between 1 and 10000000, got 0"},
-		{"max_cache_ttl negative", func(c *Config) { c.Authn.Sourcehut.MaxCacheTTL = -time.Second }, "authn.sourcehut.max_cache_ttl: must not be negative (0 means up to each token's expiry), got -1s"},
+		{"max_cache_ttl negative", func(c *Config) { c.Authn.Sourcehut.MaxCacheTTL = Duration(-time.Second) }, "authn.sourcehut.max_cache_ttl: must not be negative (0 means up to each token's expiry), got -1s"},
 		{"password cache off", func(c *Config) { c.Authn.PasswordCache.TTL = 0 }, ""},
-		{"password cache negative", func(c *Config) { c.Authn.PasswordCache.TTL = -time.Second }, "authn.password_cache.ttl: must be between 0 (off) and 24h, got -1s"},
+		{"password cache negative", func(c *Config) { c.Authn.PasswordCache.TTL = Duration(-time.Second) }, "authn.password_cache.ttl: must be between 0 (off) and 24h, got -1s"},
 		{"password cache size", func(c *Config) { c.Authn.PasswordCache.Size = 0 }, "authn.password_cache.size: must be between 1 and 10000000, got 0"},
 		{"negative_cache_ttl zero", func(c *Config) { c.Authn.Sourcehut.NegativeCacheTTL = 0 }, "authn.sourcehut.negative_cache_ttl: must be above 0 and at most 1h, got 0s"},
 	}
@@ -678,6 +678,7 @@ func FuzzParse(f *testing.F) {
 		"service: a.example",
 		"service: [a, b, a]",
 		"token: {ttl: 5 minutes}",
+		"limits: {shutdown_delay: 0, idle_timeout: 5}\ntoken: {refresh: {ttl: [1m]}}\n",
 		"policy:\n  data:\n    base: &b {pull: [x]}\n    team: {<<: *b, push: [z]}\n    n: {1: a}\n",
 		"policy: {data: {x: .nan, d: 2025-01-01}}",
 		"a: &a [*a]",
@@ -723,7 +724,8 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		walkNamespaceMembers(c.Policy.Data, func(key, m string) string {
-			if m != identity.AnyAuthenticated && !(strings.HasPrefix(m, identity.GroupPrefix) && m != identity.GroupPrefix) && !isPrincipal(m) {
+			groupRef := strings.HasPrefix(m, identity.GroupPrefix) && m != identity.GroupPrefix
+			if m != identity.AnyAuthenticated && !groupRef && !isPrincipal(m) {
 				t.Fatalf("%s = %q is not a principal, group or \"*\" after Parse", key, m)
 			}
 			return m
