@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -16,58 +17,181 @@ const (
 	exitUsage = 2 // bad flags or an invalid configuration
 )
 
-const usage = `usage: srht-registry <command> [flags]
+// command is one subcommand of the program: how it is called, what it does
+// and the function that runs it. The usage text, each command's -h and Run
+// all come from commands, so none can list a command another lacks.
+type command struct {
+	name     string   // as typed: "keys", or "policy test" for a command of a group
+	aliases  []string // other spellings Run accepts
+	synopsis string   // what follows the name: the main flags and arguments, on one line
+	summary  string   // one line, lower case, no full stop
+	run      func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+	// group marks a word that only leads to other commands ("policy"):
+	// usage lists its commands instead of it.
+	group bool
+}
 
-commands:
-  serve [--config FILE]          run the token server
-  keys --out DIR [--type ec|rsa|ed25519] [--config FILE] [--realm URL] [--previous FILE...] [--keep-existing]
-                                 write a signing key, certificate and JWKS, and
-                                 print the matching registry config
-  hash-password USER             read a password on stdin, print an htpasswd line
-  check-config [--config FILE]   load the config, keys, htpasswd and policy, then exit
-  healthcheck [--config FILE] [--url URL]
-                                 exit 0 if the server is ready (GET /readyz), 1 if not:
-                                 a probe for images without a shell or HTTP client
-  policy test [-v] [--coverage] [--format pretty|json] [--run REGEX] [DIR...]
-                                 run the Rego tests of the embedded policy, or of
-                                 each policy or bundle DIR on its own, like opa test
-  policy eval [--config FILE] [--user U] [--method M] [--groups G] [--grants S]
-              --scope SCOPE... [--explain[=full]] [--format text|json]
-                                 what a request would be granted, and why
-  version                        print the version
-`
+// commands is the dispatch table of Run, in the order usage lists them. It
+// is a function rather than a variable because the commands' own flag sets
+// (newFlags) read it for their -h.
+func commands() []command {
+	return []command{
+		{name: "serve", synopsis: "[--config FILE]", summary: "run the token server",
+			run: func(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+				return runServe(ctx, args, stderr)
+			}},
+		{name: "check-config", synopsis: "[--config FILE]", summary: "load the config, keys, htpasswd and policy as serve would, then exit",
+			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runCheckConfig(ctx, args, stdout, stderr)
+			}},
+		{name: "keys", synopsis: "--out DIR [--type ec|rsa|ed25519] [--registry v3|v2] [--config FILE] [--realm URL] [--previous FILE]... [--keep-existing | --force]",
+			summary: "write a signing key, its certificate and a JWKS; print the configs that use them",
+			run: func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runKeys(args, stdout, stderr)
+			}},
+		{name: "hash-password", synopsis: "[--cost COST] USER", summary: "read a password on stdin and print an htpasswd line (bcrypt) for USER",
+			run: func(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+				return runHashPassword(args, stdin, stdout, stderr)
+			}},
+		{name: "healthcheck", synopsis: "[--config FILE | --url URL] [--timeout DURATION]",
+			summary: "exit 0 if the server is ready (GET /readyz), 1 if not: a probe for images without a shell",
+			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runHealthcheck(ctx, args, stdout, stderr)
+			}},
+		{name: "policy", group: true, summary: "the policy commands",
+			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runPolicy(ctx, args, stdout, stderr)
+			}},
+		{name: "policy test", synopsis: "[-v] [--coverage] [--format pretty|json] [--run REGEX] [--schema FILE] [DIR]...",
+			summary: "run the Rego tests of the embedded policy, or of each policy or bundle DIR, like opa test",
+			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runPolicyTest(ctx, args, stdout, stderr)
+			}},
+		{name: "policy eval", synopsis: "--scope SCOPE... [--config FILE] [--user U] [--provider P] [--method M] [--refreshed] [--groups G] [--grants S] [--explain[=full]] [--format text|json]",
+			summary: "show what a request would be granted, and why",
+			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runPolicyEval(ctx, args, stdout, stderr)
+			}},
+		{name: "version", aliases: []string{"--version", "-version"}, summary: "print the version",
+			run: func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				if err := parseFlags(newFlags("version", stderr), args, 0); err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, versionString())
+				return nil
+			}},
+		{name: "help", aliases: []string{"-h", "--help"}, synopsis: "[COMMAND]", summary: "print this help, or the help of COMMAND",
+			run: runHelp},
+	}
+}
+
+// findCommand finds the command args start with, the two-word commands of
+// a group first, and returns it with the arguments after its name.
+func findCommand(args []string) (command, []string, bool) {
+	cmds := commands()
+	if len(args) >= 2 {
+		for _, c := range cmds {
+			if c.name == args[0]+" "+args[1] {
+				return c, args[2:], true
+			}
+		}
+	}
+	if len(args) >= 1 {
+		for _, c := range cmds {
+			if c.name == args[0] || slices.Contains(c.aliases, args[0]) {
+				return c, args[1:], true
+			}
+		}
+	}
+	return command{}, nil, false
+}
+
+// usage is the program's help: every command of the dispatch table with
+// its synopsis and what it does.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: srht-registry <command> [flags] [arguments]\n\ncommands:\n")
+	for _, c := range commands() {
+		if c.group {
+			continue
+		}
+		fmt.Fprintf(&b, "%s\n      %s\n", wrapSynopsis("  "+c.name, c.synopsis, len(c.name)+3), c.summary)
+	}
+	b.WriteString("\nsrht-registry COMMAND -h (or srht-registry help COMMAND) lists the flags of COMMAND.\n")
+	return b.String()
+}
+
+// wrapSynopsis is head followed by synopsis, wrapped before 90 columns
+// between its elements (a bracketed group stays whole), continuation lines
+// indented by indent.
+func wrapSynopsis(head, synopsis string, indent int) string {
+	const width = 90
+	var b strings.Builder
+	b.WriteString(head)
+	col := len(head)
+	for _, w := range synopsisElements(synopsis) {
+		if col+1+len(w) > width && col > indent {
+			b.WriteString("\n" + strings.Repeat(" ", indent-1))
+			col = indent - 1
+		}
+		b.WriteString(" " + w)
+		col += 1 + len(w)
+	}
+	return b.String()
+}
+
+// synopsisElements splits a synopsis at the spaces outside brackets.
+func synopsisElements(synopsis string) []string {
+	var elems []string
+	depth, start := 0, 0
+	for i, r := range synopsis + " " {
+		switch {
+		case r == '[':
+			depth++
+		case r == ']':
+			depth--
+		case r == ' ' && depth == 0:
+			if i > start {
+				elems = append(elems, synopsis[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return elems
+}
+
+// runHelp prints the usage, or a command's own help (its -h).
+func runHelp(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage())
+		return nil
+	}
+	c, rest, ok := findCommand(args)
+	if !ok || len(rest) > 0 {
+		return usageError{fmt.Errorf("help: unknown command %q", strings.Join(args, " "))}
+	}
+	if c.name == "help" {
+		fmt.Fprint(stdout, usage())
+		return nil
+	}
+	// A command's -h writes to its stderr, as flag does; asked for help,
+	// the user reads it on stdout.
+	return c.run(ctx, []string{"-h"}, stdin, stdout, stdout)
+}
 
 // Run runs the program with args (without the program name) and returns its
 // exit code. It returns when the command is done or ctx is cancelled.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return exitUsage
 	}
-	cmd, rest := args[0], args[1:]
-	var err error
-	switch cmd {
-	case "serve":
-		err = runServe(ctx, rest, stderr)
-	case "keys":
-		err = runKeys(rest, stdout, stderr)
-	case "hash-password":
-		err = runHashPassword(rest, stdin, stdout, stderr)
-	case "check-config":
-		err = runCheckConfig(ctx, rest, stdout, stderr)
-	case "healthcheck":
-		err = runHealthcheck(ctx, rest, stdout, stderr)
-	case "policy":
-		err = runPolicy(ctx, rest, stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, versionString())
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+	c, rest, ok := findCommand(args)
+	if !ok {
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage())
 		return exitUsage
 	}
-	return report(err, stderr)
+	return report(c.run(ctx, rest, stdin, stdout, stderr), stderr)
 }
 
 // usageError marks errors that exit with exitUsage.
@@ -89,10 +213,32 @@ func report(err error, stderr io.Writer) int {
 	}
 }
 
+// newFlags makes the flag set of the command name; its -h prints the
+// command's synopsis and summary from commands, then the flags.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	for _, c := range commands() {
+		if c.name == name {
+			fs.Usage = func() {
+				fmt.Fprintf(fs.Output(), "%s\n\n%s.\n", wrapSynopsis("usage: srht-registry "+c.name, c.synopsis, 8), upperFirst(c.summary))
+				n := 0
+				fs.VisitAll(func(*flag.Flag) { n++ })
+				if n > 0 {
+					fmt.Fprint(fs.Output(), "\nflags:\n")
+					fs.PrintDefaults()
+				}
+			}
+		}
+	}
 	return fs
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // parseFlags parses and refuses stray arguments, which usually mean a flag

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -22,7 +23,7 @@ func TestCommandLine(t *testing.T) {
 	invalid := filepath.Join(dir, "invalid.yaml")
 	writeFile(t, invalid, "issuer: \"\"\ntoken:\n  ttl: 10s\nlog:\n  level: loud\n")
 	unknownKey := filepath.Join(dir, "unknown.yaml")
-	writeFile(t, unknownKey, "listen: 127.0.0.1:0\nlisten_adress: oops\n")
+	writeFile(t, unknownKey, "listen: 127.0.0.1:0\nlisten_adress: oops\n") //nolint:misspell // the misspelt key is the test
 	bundles := filepath.Join(dir, "bundles.yaml")
 	writeFile(t, bundles, "policy:\n  bundles: [./b]\n")
 	typoBundle := filepath.Join(dir, "typo")
@@ -52,7 +53,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "check-config defaults", args: []string{"check-config"}, wantCode: 0, wantStdout: []string{"config OK"}},
 		{name: "every problem at once", args: []string{"check-config", "--config", invalid}, wantCode: 2,
 			wantStderr: []string{"issuer", "token.ttl", "log.level"}},
-		{name: "unknown key", args: []string{"serve", "--config", unknownKey}, wantCode: 2, wantStderr: []string{"listen_adress"}},
+		{name: "unknown key", args: []string{"serve", "--config", unknownKey}, wantCode: 2, wantStderr: []string{"listen_adress"}}, //nolint:misspell // the misspelt key is the test
 		{name: "missing config file", args: []string{"serve", "--config", filepath.Join(dir, "absent.yaml")}, wantCode: 2, wantStderr: []string{"absent.yaml"}},
 		{name: "missing bundle", args: []string{"check-config", "--config", bundles}, wantCode: 1, wantStderr: []string{"bundle ./b", "no such file"}},
 		{name: "typo in a policy", args: []string{"check-config", "--config", typo}, wantCode: 1, wantStderr: []string{"authz.rego:5", "subjekt"}},
@@ -137,5 +138,85 @@ func TestKeysWritesRegistryFiles(t *testing.T) {
 				t.Fatalf("second keys run: exit %d, %s", code, stderr)
 			}
 		})
+	}
+}
+
+// TestUsageListsEveryCommand: every command Run dispatches (the table it
+// dispatches from) is in the usage text with its summary, in doc.go, and
+// has a -h naming the flags its synopsis shows.
+func TestUsageListsEveryCommand(t *testing.T) {
+	code, help, _ := run(t, "", "help")
+	if code != 0 || help != usage() {
+		t.Fatalf("help: exit %d:\n%s", code, help)
+	}
+	if code, _, stderr := run(t, ""); code != 2 || stderr != usage() {
+		t.Errorf("no command: exit %d:\n%s", code, stderr)
+	}
+	doc := string(mustRead(t, "doc.go"))
+	flagName := regexp.MustCompile(`--?([a-z][a-z-]*)`)
+	cmds := commands()
+	for _, c := range cmds {
+		t.Run(c.name, func(t *testing.T) {
+			for _, spelling := range append([]string{c.name}, c.aliases...) {
+				if got, rest, ok := findCommand(strings.Fields(spelling)); !ok || got.name != c.name || len(rest) > 0 {
+					t.Errorf("%q dispatches to %q (found %v, rest %q)", spelling, got.name, ok, rest)
+				}
+			}
+			if c.group {
+				// The group's own help lists its commands.
+				code, stdout, _ := run(t, "", c.name, "-h")
+				if code != 0 {
+					t.Fatalf("%s -h: exit %d", c.name, code)
+				}
+				n := 0
+				for _, sub := range cmds {
+					if word, ok := strings.CutPrefix(sub.name, c.name+" "); ok {
+						n++
+						wantContains(t, c.name+" -h", stdout, "\n  "+word+" ")
+					}
+				}
+				if n == 0 {
+					t.Errorf("group %s has no commands", c.name)
+				}
+				if !strings.Contains(help, "\n  "+c.name+" ") {
+					t.Errorf("usage lists no %s command:\n%s", c.name, help)
+				}
+				return
+			}
+			if !regexp.MustCompile(`\n  ` + regexp.QuoteMeta(c.name) + `[ \n]`).MatchString(help) {
+				t.Errorf("usage lacks %q:\n%s", c.name, help)
+			}
+			if c.summary == "" || strings.Contains(c.summary, "\n") {
+				t.Errorf("summary %q: want one line", c.summary)
+			}
+			wantContains(t, "usage", help, "\n      "+c.summary+"\n")
+			wantContains(t, "doc.go", doc, "//   - "+c.name+": ")
+
+			// -h (and help COMMAND) print the command's usage and every
+			// flag its synopsis names.
+			args := append(strings.Fields(c.name), "-h")
+			code, stdout, stderr := run(t, "", args...)
+			if code != 0 {
+				t.Fatalf("%s -h: exit %d: %s", c.name, code, stderr)
+			}
+			text := stdout + stderr
+			if c.name == "help" {
+				wantContains(t, "help -h", text, usage())
+				return
+			}
+			wantContains(t, c.name+" -h", text, "usage: srht-registry "+c.name)
+			for _, m := range flagName.FindAllStringSubmatch(c.synopsis, -1) {
+				if !regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(m[1]) + `([ \t]|$)`).MatchString(text) {
+					t.Errorf("the synopsis names %s, which %s -h does not list:\n%s", m[0], c.name, text)
+				}
+			}
+			code, helpOut, stderr := run(t, "", append([]string{"help"}, strings.Fields(c.name)...)...)
+			if code != 0 || !strings.Contains(helpOut, "usage: srht-registry "+c.name) {
+				t.Errorf("help %s: exit %d: %s%s", c.name, code, helpOut, stderr)
+			}
+		})
+	}
+	if code, _, stderr := run(t, "", "help", "frobnicate"); code != 2 || !strings.Contains(stderr, `unknown command "frobnicate"`) {
+		t.Errorf("help frobnicate: exit %d: %s", code, stderr)
 	}
 }
