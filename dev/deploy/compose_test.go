@@ -36,7 +36,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
 
-const composeFile = "compose/compose.yaml"
+const composeFile = examples + "compose/compose.yaml"
 
 // loadCompose loads compose.yaml with compose-go, the loader of
 // `docker compose` itself: the file is validated against the compose
@@ -171,7 +171,7 @@ func readWiring(t *testing.T) composeWiring {
 	if d := reg.DependsOn["srht-registry"]; d.Condition != types.ServiceConditionHealthy {
 		t.Errorf("the registry waits for the token server to be %q, want %q", d.Condition, types.ServiceConditionHealthy)
 	}
-	if srv.StopGracePeriod == nil || time.Duration(*srv.StopGracePeriod) <= cfg.Limits.ShutdownTimeout {
+	if srv.StopGracePeriod == nil || time.Duration(*srv.StopGracePeriod) <= cfg.Limits.ShutdownTimeout.D() {
 		t.Errorf("stop_grace_period %v must exceed limits.shutdown_timeout %v", srv.StopGracePeriod, cfg.Limits.ShutdownTimeout)
 	}
 	if !srv.ReadOnly || !slices.Contains(srv.CapDrop, "ALL") {

@@ -19,12 +19,16 @@ import (
 	"git.sr.ht/~zozs/srht-registry/internal/config"
 )
 
+// examples is the deploy/ directory of the checkout, where the examples live
+// (the tests live in the dev module, apart from the server's).
+const examples = "../../deploy/"
+
 // The srht-registry configs of the examples, each as its deployment
 // installs it. The Kubernetes one is inside configmap.yaml (see
 // kubernetesConfig).
 const (
-	systemdConfig = "systemd/config.yaml"
-	composeConfig = "compose/srht-registry.yaml"
+	systemdConfig = examples + "systemd/config.yaml"
+	composeConfig = examples + "compose/srht-registry.yaml"
 )
 
 func readFile(t *testing.T, path string) []byte {

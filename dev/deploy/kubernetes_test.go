@@ -21,7 +21,7 @@ import (
 )
 
 const (
-	k8sDir        = "kubernetes/"
+	k8sDir        = examples + "kubernetes/"
 	containerName = "srht-registry"
 	imageUser     = 65532 // the image's user and group
 )
@@ -221,7 +221,7 @@ func TestKubernetes(t *testing.T) {
 		// The server listens only after policy.startup_wait at the worst:
 		// the startup probe must wait longer.
 		sp := c.StartupProbe
-		if sp != nil && float64(sp.PeriodSeconds*sp.FailureThreshold+sp.InitialDelaySeconds) <= cfg.Policy.StartupWait.Seconds() {
+		if sp != nil && float64(sp.PeriodSeconds*sp.FailureThreshold+sp.InitialDelaySeconds) <= cfg.Policy.StartupWait.D().Seconds() {
 			t.Errorf("the startup probe gives up after %ds, within policy.startup_wait %v", sp.PeriodSeconds*sp.FailureThreshold, cfg.Policy.StartupWait)
 		}
 	})
@@ -261,7 +261,7 @@ func TestKubernetes(t *testing.T) {
 		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Exec != nil {
 			t.Error("preStop exec: the image has no shell and no sleep binary")
 		}
-		need := sleep + int64(math.Ceil(cfg.Limits.ShutdownTimeout.Seconds()))
+		need := sleep + int64(math.Ceil(cfg.Limits.ShutdownTimeout.D().Seconds()))
 		grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
 		if spec.TerminationGracePeriodSeconds != nil {
 			grace = *spec.TerminationGracePeriodSeconds

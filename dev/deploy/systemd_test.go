@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	systemdUnit = "systemd/srht-registry.service"
+	systemdUnit = examples + "systemd/srht-registry.service"
 	// Where the unit and the README install the binary and the config.
 	installedBinary = "/usr/local/bin/srht-registry"
 	installedConfig = "/etc/srht-registry/config.yaml"
@@ -106,7 +106,7 @@ func TestSystemdUnit(t *testing.T) {
 		if err != nil {
 			t.Fatalf("TimeoutStopSec= is not a duration this test reads (write it like 20s): %v", err)
 		}
-		if stop <= cfg.Limits.ShutdownTimeout {
+		if stop <= cfg.Limits.ShutdownTimeout.D() {
 			t.Errorf("TimeoutStopSec=%v must exceed limits.shutdown_timeout %v, or SIGKILL cuts the graceful shutdown short", stop, cfg.Limits.ShutdownTimeout)
 		}
 	})

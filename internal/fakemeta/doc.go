@@ -11,6 +11,7 @@
 // It must never be imported by the server: it mints tokens, and answers
 // only the small part of meta.sr.ht's schema that a token check needs
 // ({ version { … } } and { me { … } }); see [Server.Handler] for the exact
-// behaviour. Its users are the tests and the load benchmark (cmd/loadbench),
-// which stands it in for meta.sr.ht on loopback.
+// behaviour. Its users are the tests and the development harnesses of the
+// dev module (dev/cmd/loadbench, dev/cmd/matrix, dev/cmd/scaleout), which
+// stand it in for meta.sr.ht on loopback.
 package fakemeta

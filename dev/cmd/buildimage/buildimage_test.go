@@ -171,7 +171,7 @@ func TestImageContents(t *testing.T) {
 	if c.WorkingDir != "/" {
 		t.Errorf("working dir %q", c.WorkingDir)
 	}
-	if !cf.Created.Time.Equal(testSource.created) {
+	if !cf.Created.Equal(testSource.created) {
 		t.Errorf("created %v, want %v", cf.Created.Time, testSource.created)
 	}
 	if c.Labels["org.opencontainers.image.revision"] != testSource.revision ||

@@ -1,11 +1,13 @@
 // Command buildimage builds the srht-registry container image without a
 // Docker daemon, with go-containerregistry: it owns what the image contains
-// and how it is assembled and published.
+// and how it is assembled and published. It lives in the dev module
+// (dev/cmd/buildimage): go run -C dev ./cmd/buildimage from the checkout.
 //
-// For each --platform it cross-compiles ./cmd/srht-registry as a static
-// binary (CGO_ENABLED=0, -trimpath, VCS stamping on, so --version names the
-// commit) and puts it on an empty base with nothing else to run: no shell,
-// no package manager. The image holds
+// For each --platform it cross-compiles ./cmd/srht-registry of the server
+// module (--source DIR, by default the checkout as go list -m finds it) as
+// a static binary (CGO_ENABLED=0, -trimpath, VCS stamping on, so --version
+// names the commit) and puts it on an empty base with nothing else to run:
+// no shell, no package manager. The image holds
 //
 //	/usr/local/bin/srht-registry            the binary (0755)
 //	/etc/srht-registry/config.yaml          config.yaml of this directory: the

@@ -22,9 +22,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"git.sr.ht/~zozs/srht-registry/dev/internal/checkout"
 )
 
-const usage = `usage: go run ./cmd/buildimage [flags]
+const usage = `usage: go run -C dev ./cmd/buildimage [flags]
 
 Builds the srht-registry container image without a Docker daemon: a static
 binary per platform on an empty base, run as uid 65532, with the embedded
@@ -68,7 +70,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&o.platforms, "platform", "linux/amd64,linux/arm64", "comma-separated `OS/ARCH` list; more than one makes an OCI image index")
-	fs.StringVar(&o.source, "source", ".", "`DIR`: the srht-registry module root (go build runs there)")
+	fs.StringVar(&o.source, "source", "", "`DIR`: the srht-registry module root (go build runs there; default: found with go list -m from the working directory)")
 	fs.StringVar(&o.oci, "oci", "", "write an OCI image layout to `DIR` (created; must be empty if it exists)")
 	fs.StringVar(&o.tag, "tag", "", "`TAG` naming the image in --oci and --tarball (default: --push's tag, else latest)")
 	fs.StringVar(&o.tarball, "tarball", "", "write a docker-archive (docker load, crane push) to `FILE`; one platform only")
@@ -137,6 +139,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 
+	if o.source == "" {
+		if o.source, err = checkout.Root(ctx); err != nil {
+			return err
+		}
+	}
 	ca, err := readCACerts(o.caCerts)
 	if err != nil {
 		return err

@@ -1,11 +1,15 @@
 // Command loadbench is the reproducible load benchmark of srht-registry
-// (issue 5). Run it from the checkout:
+// (issue 5). It lives in the dev module (dev/cmd/loadbench); run it from
+// the checkout's root (-C dev runs it in dev/, so a relative -json FILE is
+// relative to dev/):
 //
-//	go run ./cmd/loadbench                   # every case, 32 connections, 10 s each
-//	go run ./cmd/loadbench -d 5s -warmup 1s  # shorter
-//	go run ./cmd/loadbench -cases baseline-es256,anon-es256 -json out.json
+//	go run -C dev ./cmd/loadbench                   # every case, 32 connections, 10 s each
+//	go run -C dev ./cmd/loadbench -d 5s -warmup 1s  # shorter
+//	go run -C dev ./cmd/loadbench -cases baseline-es256,anon-es256 -json out.json
 //
-// It builds the server from the checkout (go build ./cmd/srht-registry),
+// It builds the server from the checkout (go build ./cmd/srht-registry in
+// the server module's directory, which go list -m finds from anywhere in
+// the checkout, or -repo DIR),
 // prepares in a temporary directory an ES256 and an Ed25519 key (with
 // `srht-registry keys`), an htpasswd of bcrypt cost 10 lines (with
 // `srht-registry hash-password --cost 10`) and a config (log level warn,

@@ -15,7 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"git.sr.ht/~zozs/srht-registry/internal/childproc"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/checkout"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/childproc"
 	"git.sr.ht/~zozs/srht-registry/internal/fakemeta"
 )
 
@@ -59,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: go run ./cmd/loadbench [flags]\n\ncases: %s\n\nflags:\n", caseIDs())
+		fmt.Fprintf(stderr, "usage: go run -C dev ./cmd/loadbench [flags]\n\ncases: %s\n\nflags:\n", caseIDs())
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&o.conns, "c", 32, "concurrent connections (workers)")
@@ -73,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.memTimeout, "mem-timeout", 10*time.Minute, "bound on the logins of the sourcehut-100k case")
 	fs.StringVar(&o.bin, "bin", "", "use this srht-registry `binary` instead of building the checkout")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load generator itself to `FILE`")
-	fs.StringVar(&o.repo, "repo", "", "the srht-registry checkout (default: the module of the working directory)")
+	fs.StringVar(&o.repo, "repo", "", "the srht-registry checkout (default: found with go list -m from the working directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -129,7 +130,7 @@ func bench(ctx context.Context, o options, defs []caseDef, stdout, stderr io.Wri
 	repo := o.repo
 	if repo == "" && o.bin == "" {
 		var err error
-		if repo, err = moduleRoot(ctx); err != nil {
+		if repo, err = checkout.Root(ctx); err != nil {
 			return err
 		}
 	}

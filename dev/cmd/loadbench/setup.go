@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -57,19 +56,6 @@ type env struct {
 	metaStop  func()
 	configs   int
 	log       io.Writer
-}
-
-// moduleRoot finds the checkout: the directory of the main module's go.mod.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module: run loadbench from the srht-registry checkout (or pass -repo)")
-	}
-	return filepath.Dir(gomod), nil
 }
 
 // prepare builds the server (unless bin is given), and writes keys and an
@@ -276,7 +262,7 @@ func waitFirstToken(ctx context.Context, proc *child, addr string, t0 time.Time)
 	last := "no answer"
 	for {
 		if proc.Exited() {
-			return 0, fmt.Errorf("exited (%v) before serving", proc.Err())
+			return 0, fmt.Errorf("exited (%w) before serving", proc.Err())
 		}
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -291,7 +277,7 @@ func waitFirstToken(ctx context.Context, proc *child, addr string, t0 time.Time)
 			if resp.StatusCode == http.StatusOK && rerr == nil {
 				d := time.Since(t0)
 				if _, perr := parseTokenBody(body); perr != nil {
-					return 0, fmt.Errorf("first answer: %v", perr)
+					return 0, fmt.Errorf("first answer: %w", perr)
 				}
 				return d, nil
 			}

@@ -143,7 +143,7 @@ func cellForeignPush(ctx context.Context, s *session, c client) outcome {
 	if err == nil {
 		return failed("bob pushed to %s", repoTag)
 	}
-	if _, ok := err.(errNA); ok {
+	if na := (errNA{}); errors.As(err, &na) {
 		return fromErr("push", err)
 	}
 	if ok, herr := s.m.exists(ctx, s.reg.host, repoTag); herr != nil || ok {
@@ -224,7 +224,7 @@ func cellCatalogRefused(ctx context.Context, s *session, c client) outcome {
 	if err == nil {
 		return failed("a non-admin listed the catalog: %s", oneLine(out))
 	}
-	if _, ok := err.(errNA); ok {
+	if na := (errNA{}); errors.As(err, &na) {
 		return fromErr("catalog", err)
 	}
 	return refusedByPolicy(err)

@@ -63,7 +63,7 @@ func daemonRefreshPull(ctx context.Context, s *session, refreshToken, repo, tag 
 		RefreshToken string `json:"refresh_token"`
 	}
 	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" {
-		return fmt.Errorf("no access_token in the answer (%v): %s", err, truncate(flat(string(body)), 300))
+		return fmt.Errorf("no access_token in the answer (%v): %s", err, truncate(flat(string(body)), 300)) //nolint:errorlint // err may be nil here
 	}
 	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+repo+"/manifests/"+tag, nil)
 	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)

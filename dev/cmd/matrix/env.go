@@ -283,7 +283,7 @@ func (m *matrix) tokenServerConfig(listen string, withCert bool) string {
 	if withCert {
 		cert = fmt.Sprintf("  certificate: %q   # tokens carry x5c\n", filepath.Join(m.keys, "cert.pem"))
 	}
-	return fmt.Sprintf(`# written by cmd/matrix
+	return fmt.Sprintf(`# written by dev/cmd/matrix
 listen: %q
 service: %s
 issuer: %s
@@ -345,7 +345,7 @@ func waitHTTP(ctx context.Context, proc *child, url string, want int) error {
 	last := "no answer"
 	for {
 		if proc.Exited() {
-			return fmt.Errorf("exited (%v)", proc.Err())
+			return fmt.Errorf("exited (%w)", proc.Err())
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -410,7 +410,7 @@ func registryYAML(addr, storage string, c regConfig) string {
 	if c.rootCertBundle != "" {
 		trust += fmt.Sprintf("    rootcertbundle: %q\n", c.rootCertBundle)
 	}
-	return fmt.Sprintf(`# written by cmd/matrix
+	return fmt.Sprintf(`# written by dev/cmd/matrix
 version: 0.1
 log:
   level: info

@@ -15,8 +15,9 @@
 // writes the README's "Registry compatibility" and "Troubleshooting"
 // tables.
 //
-// It expects the tools that .ci/matrix installs (-tools DIR) and the
-// server binary (-server); it starts everything on loopback, each cell
+// It lives in the dev module (dev/cmd/matrix); .ci/matrix builds and runs
+// it. It expects the tools that .ci/matrix installs (-tools DIR, by default
+// the checkout's .tools/) and the server binary (-server); it starts everything on loopback, each cell
 // with its own client configuration directory, every command bounded by
 // -cmd-timeout, every cell by -cell-timeout and the run by -timeout, and
 // ends every process it started.
@@ -35,7 +36,8 @@ import (
 	"syscall"
 	"time"
 
-	"git.sr.ht/~zozs/srht-registry/internal/childproc"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/checkout"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/childproc"
 )
 
 type options struct {
@@ -65,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var o options
 	var regs, clients, cells string
-	fs.StringVar(&o.tools, "tools", ".tools", "`DIR` holding crane, oras, regctl, registry (v3) and debian-registry/ (2.8), as .ci/matrix installs them")
+	fs.StringVar(&o.tools, "tools", "", "`DIR` (default: .tools/ of the checkout) holding crane, oras, regctl, registry (v3) and debian-registry/ (2.8), as .ci/matrix installs them")
 	fs.StringVar(&o.server, "server", "", "srht-registry `BINARY` (default DIR/srht-registry)")
 	fs.StringVar(&o.registryV3, "registry-v3", "", "distribution v3 `BINARY` (default DIR/registry)")
 	fs.StringVar(&o.registryV2, "registry-v2", "", "Debian's distribution 2.8 `BINARY` (default DIR/debian-registry/usr/bin/docker-registry)")
@@ -91,6 +93,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return a
 		}
 		return p
+	}
+	if o.tools == "" {
+		root, err := checkout.Root(context.Background())
+		if err != nil {
+			fmt.Fprintf(stderr, "matrix: --tools not given: %v\n", err)
+			return 2
+		}
+		o.tools = filepath.Join(root, ".tools")
 	}
 	o.tools = abs(o.tools)
 	if o.server == "" {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"git.sr.ht/~zozs/srht-registry/internal/childproc"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/childproc"
 )
 
 // child is a long-running process (token server, registry), its output

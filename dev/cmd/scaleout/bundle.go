@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"path"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -161,14 +160,4 @@ func (b *bundleServer) counts() (requests, notModified int, downloads map[string
 		downloads[r] = len(fs)
 	}
 	return b.requested, b.notMod, downloads
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -64,7 +64,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 // meta.sr.ht ends in the replica's own answer, not in a haproxy timeout.
 func renderHAProxy(c lbConfig) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `# written by cmd/scaleout: haproxy 2.6 in front of %d srht-registry replicas
+	fmt.Fprintf(&b, `# written by dev/cmd/scaleout: haproxy 2.6 in front of %d srht-registry replicas
 global
     # Logs go to stdout (run with -db), one line per request in the format below.
     log stdout format raw local0

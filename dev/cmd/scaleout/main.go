@@ -9,6 +9,10 @@
 // the bundle's data changes and every replica is asked, directly, until it
 // gives the new decision.
 //
+// It lives in the dev module (dev/cmd/scaleout); .ci/scaleout builds and
+// runs it, with the tools .ci/tools installs (-tools DIR, by default the
+// checkout's .tools/).
+//
 // It prints a result block and "scale-out: OK", or "scale-out: FAILED"
 // and each problem; it exits 0, 1 on a failed check, 2 if the run could
 // not be set up. Every child process ends with it; -timeout bounds the
@@ -32,7 +36,8 @@ import (
 	"syscall"
 	"time"
 
-	"git.sr.ht/~zozs/srht-registry/internal/childproc"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/checkout"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/childproc"
 )
 
 type options struct {
@@ -51,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("scaleout", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.tools, "tools", ".tools", "`DIR` holding crane, oras, regctl and registry (distribution v3), as .ci/tools installs them")
+	fs.StringVar(&o.tools, "tools", "", "`DIR` (default: .tools/ of the checkout) holding crane, oras, regctl and registry (distribution v3), as .ci/tools installs them")
 	fs.StringVar(&o.server, "server", "", "srht-registry `BINARY` (default DIR/srht-registry)")
 	fs.StringVar(&o.registry, "registry", "", "distribution v3 registry `BINARY` (default DIR/registry)")
 	fs.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy `BINARY` (Debian's haproxy 2.6)")
@@ -83,6 +88,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return a
 		}
 		return p
+	}
+	if o.tools == "" {
+		root, err := checkout.Root(context.Background())
+		if err != nil {
+			fmt.Fprintf(stderr, "scaleout: --tools not given: %v\n", err)
+			return 2
+		}
+		o.tools = filepath.Join(root, ".tools")
 	}
 	o.tools = abs(o.tools)
 	if o.server == "" {

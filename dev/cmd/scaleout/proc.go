@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"git.sr.ht/~zozs/srht-registry/internal/childproc"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/childproc"
 )
 
 // child is a long-running process (replica, haproxy, registry).

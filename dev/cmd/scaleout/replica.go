@@ -40,7 +40,7 @@ type replicaSettings struct {
 // replicaConfig is one replica's configuration: everything but the listen
 // addresses and the X-Replica header is the same for all of them.
 func replicaConfig(s replicaSettings, name, listen, metricsListen string) string {
-	return fmt.Sprintf(`# written by cmd/scaleout: replica %[1]s
+	return fmt.Sprintf(`# written by dev/cmd/scaleout: replica %[1]s
 listen: %[2]q
 service: %[3]s
 issuer: %[4]s
@@ -133,7 +133,7 @@ func waitHTTP(ctx context.Context, proc *child, url string, want int) error {
 	last := "no answer"
 	for {
 		if proc != nil && proc.Exited() {
-			return fmt.Errorf("exited (%v)", proc.Err())
+			return fmt.Errorf("exited (%w)", proc.Err())
 		}
 		if err := ctx.Err(); err != nil {
 			return err

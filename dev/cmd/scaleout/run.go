@@ -23,7 +23,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
-	"git.sr.ht/~zozs/srht-registry/internal/childproc"
+	"git.sr.ht/~zozs/srht-registry/dev/internal/childproc"
 	"git.sr.ht/~zozs/srht-registry/internal/fakemeta"
 )
 
@@ -328,7 +328,7 @@ func (s *scaleout) readVersions(ctx context.Context) error {
 }
 
 func registryYAML(addr, storage, realm, jwks string) string {
-	return fmt.Sprintf(`# written by cmd/scaleout
+	return fmt.Sprintf(`# written by dev/cmd/scaleout
 version: 0.1
 log:
   level: info
@@ -385,7 +385,7 @@ func (s *scaleout) waitLB(ctx context.Context, cond func(lbStats) bool) error {
 			for _, n := range last.order {
 				states = append(states, n+"="+last.servers[n].status)
 			}
-			return fmt.Errorf("after %v: %s (last error: %v)", startTimeout, strings.Join(states, " "), err)
+			return fmt.Errorf("after %v: %s (last error: %v)", startTimeout, strings.Join(states, " "), err) //nolint:errorlint // err may be nil: no request was made yet
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -188,7 +188,7 @@ func TestReplicaConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:5001" || cfg.Metrics.Listen != "127.0.0.1:9464" || cfg.Limits.ShutdownTimeout != shutdownTimeout ||
+	if cfg.Listen != "127.0.0.1:5001" || cfg.Metrics.Listen != "127.0.0.1:9464" || cfg.Limits.ShutdownTimeout.D() != shutdownTimeout ||
 		!slices.Equal(cfg.TrustedProxies, []string{"127.0.0.3"}) || cfg.Log.Format != "json" || cfg.Token.Key != "/keys/key.pem" {
 		t.Errorf("loaded %+v", cfg)
 	}
@@ -279,24 +279,24 @@ func TestBundleServerETag(t *testing.T) {
 		}
 		return resp, err
 	}
-	if resp, err := get("r1", ""); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+	if resp, err := get("r1", ""); err != nil || resp.StatusCode != http.StatusServiceUnavailable { //nolint:bodyclose // get closes it
 		t.Fatalf("before set: %v %v", resp, err)
 	}
 	if err := b.set("v1", policyData(false)); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := get("r1", "")
+	resp, err := get("r1", "") //nolint:bodyclose // get closes it
 	if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") == "" {
 		t.Fatalf("first fetch: %v %v", resp, err)
 	}
 	etag := resp.Header.Get("ETag")
-	if resp, err := get("r1", etag); err != nil || resp.StatusCode != http.StatusNotModified {
+	if resp, err := get("r1", etag); err != nil || resp.StatusCode != http.StatusNotModified { //nolint:bodyclose // get closes it
 		t.Fatalf("unchanged: %v %v", resp, err)
 	}
 	if err := b.set("v2", policyData(true)); err != nil {
 		t.Fatal(err)
 	}
-	if resp, err := get("r2", etag); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") == etag {
+	if resp, err := get("r2", etag); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") == etag { //nolint:bodyclose // get closes it
 		t.Fatalf("after a change: %v %v", resp, err)
 	}
 	if b.firstFetch("r1", "v1").IsZero() || !b.firstFetch("r1", "v2").IsZero() || b.firstFetch("r2", "v2").IsZero() {

@@ -1,9 +1,9 @@
-// Package childproc runs the child processes of the development tools
-// (cmd/loadbench, cmd/matrix, cmd/scaleout): each is tracked from start until it has been
-// waited for, stopped with SIGTERM and then SIGKILL after a grace period,
-// and KillAll ends every one still running, so no server outlives a run.
-// Signals go to the child's process group when it leads one (Setpgid), so
-// whatever it started ends with it.
+// Package childproc runs the child processes of the development harnesses
+// (dev/cmd/loadbench, dev/cmd/matrix, dev/cmd/scaleout): each is tracked
+// from start until it has been waited for, stopped with SIGTERM and then
+// SIGKILL after a grace period, and KillAll ends every one still running,
+// so no server outlives a run. Signals go to the child's process group when
+// it leads one (Setpgid), so whatever it started ends with it.
 package childproc
 
 import (
