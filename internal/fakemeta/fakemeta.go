@@ -270,7 +270,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if set.garbage {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
-		io.WriteString(w, "<!DOCTYPE html>\n<html><body><h1>sr.ht is down for maintenance</h1></body></html>\n")
+		_, _ = io.WriteString(w, "<!DOCTYPE html>\n<html><body><h1>sr.ht is down for maintenance</h1></body></html>\n")
 		return
 	}
 
@@ -387,7 +387,7 @@ func authError(w http.ResponseWriter, reason string, code int) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	w.Write(b)
+	_, _ = w.Write(b) // the client gone is nothing to report
 }
 
 func writeGQL(w http.ResponseWriter, code int, resp gqlResponse) {
@@ -397,7 +397,7 @@ func writeGQL(w http.ResponseWriter, code int, resp gqlResponse) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	w.Write(b)
+	_, _ = w.Write(b)
 }
 
 // dropConnection ends the request without any response.

@@ -145,7 +145,7 @@ func TestMaxConcurrent(t *testing.T) {
 func TestQueryTooLongAndReady(t *testing.T) {
 	f := newFakes()
 	notReady := errors.New("policy bundle not activated yet")
-	var ready error = notReady
+	ready := notReady
 	h := server.New(server.Options{
 		Services: []string{service}, Realm: realm, MaxScopes: 4, MaxBodyBytes: maxBody, MaxQueryBytes: 512,
 		Authenticator: f.authn, Authorizer: f.authz, Minter: f.minter, JWKS: []byte(`{}`),

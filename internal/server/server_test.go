@@ -701,11 +701,10 @@ func TestRequestIDsDiffer(t *testing.T) {
 // --- fakes ---
 
 type fakeAuthn struct {
-	mu   sync.Mutex // requests may run concurrently (TestMaxConcurrent)
-	id   identity.Identity
-	err  error
-	got  []identity.Credentials
-	seen int
+	mu  sync.Mutex // requests may run concurrently (TestMaxConcurrent)
+	id  identity.Identity
+	err error
+	got []identity.Credentials
 }
 
 func (f *fakeAuthn) Authenticate(_ context.Context, cred identity.Credentials) (identity.Identity, error) {

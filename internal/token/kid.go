@@ -117,8 +117,15 @@ func registryThumbprint(pub crypto.PublicKey) (string, error) {
 		n := base64.RawURLEncoding.EncodeToString(k.N.Bytes())
 		members = fmt.Sprintf(`{"e":"%s","kty":"RSA","n":"%s"}`, e, n)
 	case *ecdsa.PublicKey:
-		x := base64.RawURLEncoding.EncodeToString(k.X.Bytes())
-		y := base64.RawURLEncoding.EncodeToString(k.Y.Bytes())
+		// The uncompressed point is 0x04 || X || Y, each coordinate
+		// padded to the curve's size; distribution drops the padding.
+		point, err := k.Bytes()
+		if err != nil {
+			return "", fmt.Errorf("EC public key: %w", err)
+		}
+		size := (len(point) - 1) / 2
+		x := base64.RawURLEncoding.EncodeToString(bytes.TrimLeft(point[1:1+size], "\x00"))
+		y := base64.RawURLEncoding.EncodeToString(bytes.TrimLeft(point[1+size:], "\x00"))
 		members = fmt.Sprintf(`{"crv":"%s","kty":"EC","x":"%s","y":"%s"}`, k.Params().Name, x, y)
 	case ed25519.PublicKey:
 		members = fmt.Sprintf(`{"crv":"Ed25519","kty":"OKP","x":"%s"}`, base64.RawURLEncoding.EncodeToString(k))

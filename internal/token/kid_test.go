@@ -71,7 +71,12 @@ func TestKeyIDFormats(t *testing.T) {
 // P-256 key, the curve's generator point: the answer below was printed by
 // libtrust.FromCryptoPublicKey(pub).KeyID() at libtrust aabc10ec26b7.
 func TestLibtrustKeyIDKnownAnswer(t *testing.T) {
-	pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: elliptic.P256().Params().Gx, Y: elliptic.P256().Params().Gy}
+	params := elliptic.P256().Params()
+	point := append([]byte{4}, append(params.Gx.FillBytes(make([]byte, 32)), params.Gy.FillBytes(make([]byte, 32))...)...)
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := LibtrustKeyID(pub)
 	if err != nil {
 		t.Fatal(err)

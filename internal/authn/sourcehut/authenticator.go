@@ -185,7 +185,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, service string, secret
 // concurrent requests with the same token.
 func (a *Authenticator) validate(ctx context.Context, raw string, expires time.Time) error {
 	key := tokenKey(sha256.Sum256([]byte(raw)))
-	if err := a.cached(key); err != errMiss {
+	if err := a.cached(key); !errors.Is(err, errMiss) {
 		a.metrics.hit(err)
 		return err
 	}
@@ -194,7 +194,7 @@ func (a *Authenticator) validate(ctx context.Context, raw string, expires time.T
 	// giving up does not fail the others waiting on the same call; the
 	// client's Timeout still bounds it.
 	_, err, _ := a.flight.Do(string(key[:]), func() (any, error) {
-		if err := a.cached(key); err != errMiss {
+		if err := a.cached(key); !errors.Is(err, errMiss) {
 			return nil, err
 		}
 		start := time.Now()

@@ -77,7 +77,7 @@ func wantErr(t *testing.T, err, want error) {
 		t.Fatalf("err = %v, want one wrapping %v", err, want)
 	}
 	for _, k := range kinds {
-		if k != want && errors.Is(err, k) {
+		if k != want && errors.Is(err, k) { //nolint:errorlint // k and want are the sentinels themselves
 			t.Errorf("err = %v also wraps %v", err, k)
 		}
 	}

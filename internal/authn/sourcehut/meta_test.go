@@ -185,7 +185,7 @@ func TestValidateAnswers(t *testing.T) {
 				}
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
+				_, _ = io.WriteString(w, tt.body) // a response writer's error has nowhere to go
 			}))
 			defer srv.Close()
 			err := metaClient(srv.URL, 5*time.Second).Validate(context.Background(), tok)
