@@ -6,4 +6,9 @@
 // `opa test policy/` runs them. They are embedded too, but only [TestFS]
 // exposes them: [FS], which the server evaluates, leaves every _test.rego
 // file out, so test rules never become part of a running policy.
+//
+// It also holds what the rest of the server needs of the policy contract
+// (README.md), defined once: the input schema ([InputSchema]), the default
+// query path and its grammar ([DefaultQuery], [ValidQuery]), and the
+// evaluation deadline ([DefaultTimeout]).
 package policy

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
+	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
 // InputVersion is input.version: bumped only on an incompatible change of
@@ -30,11 +30,10 @@ import (
 const InputVersion = 2
 
 // DefaultQuery is the package whose allow and deny rules are read.
-const DefaultQuery = "data.registry.authz"
+const DefaultQuery = policy.DefaultQuery
 
-// DefaultTimeout bounds one evaluation: a policy that loops must not hold a
-// request (and a goroutine) forever.
-const DefaultTimeout = 100 * time.Millisecond
+// DefaultTimeout bounds one evaluation.
+const DefaultTimeout = policy.DefaultTimeout
 
 // EmbeddedRevision is the revision reported for the embedded policy.
 const EmbeddedRevision = "embedded"
@@ -75,8 +74,6 @@ type Engine struct {
 	reads map[string]bool
 }
 
-var refPattern = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
-
 // queryFor reads each rule through a comprehension so that a policy that
 // does not define deny (or allow) still yields a result: [] for undefined,
 // [value] otherwise, and a wrong-typed value can be told from no value.
@@ -84,7 +81,7 @@ func queryFor(path string) (string, error) {
 	if path == "" {
 		path = DefaultQuery
 	}
-	if !refPattern.MatchString(path) {
+	if !policy.ValidQuery(path) {
 		return "", fmt.Errorf("policy query %q: want a dotted data reference such as %s", path, DefaultQuery)
 	}
 	return fmt.Sprintf("allow := [x | x := %[1]s.allow]; deny := [x | x := %[1]s.deny]", path), nil

@@ -7,16 +7,15 @@ import (
 	"io"
 	"math"
 	"net"
-	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
 // Defaults and bounds.
@@ -27,7 +26,6 @@ const (
 	defaultTTL          = 5 * time.Minute
 	defaultRefreshTTL   = 30 * 24 * time.Hour
 	maxRefreshTTL       = 365 * 24 * time.Hour
-	defaultQuery        = "data.registry.authz"
 	defaultLogLevel     = "info"
 	defaultLogFormat    = "text"
 	defaultMaxScopes    = 64
@@ -53,9 +51,6 @@ const (
 var (
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"text", "json"}
-
-	// queryRE is a Rego reference under data made of dotted identifiers.
-	queryRE = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
 )
 
 // Config is the whole configuration file. Every key is optional; see Default.
@@ -275,7 +270,7 @@ func Default() Config {
 			},
 			PasswordCache: PasswordCache{TTL: Duration(defaultPasswordCacheTTL), Size: defaultPasswordCacheSize},
 		},
-		Policy: Policy{Query: defaultQuery, Timeout: Duration(100 * time.Millisecond), StartupWait: Duration(30 * time.Second)},
+		Policy: Policy{Query: policy.DefaultQuery, Timeout: Duration(policy.DefaultTimeout), StartupWait: Duration(30 * time.Second)},
 		Log:    Log{Level: defaultLogLevel, Format: defaultLogFormat},
 		Limits: Limits{
 			MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes,
@@ -486,186 +481,6 @@ type ValidationError struct {
 // Error returns the problems, one per line.
 func (e *ValidationError) Error() string {
 	return strings.Join(e.Problems, "\n")
-}
-
-// Validate checks every value and returns a *ValidationError listing all
-// problems, or nil. It does not look at the file system.
-func (c Config) Validate() error {
-	var p []string
-	add := func(key, format string, args ...any) {
-		p = append(p, key+": "+fmt.Sprintf(format, args...))
-	}
-
-	if err := checkHostPort(c.Listen); err != nil {
-		add("listen", "must be host:port, like %s: %v", defaultListen, err)
-	}
-	if c.Metrics.Listen != "" {
-		if err := checkHostPort(c.Metrics.Listen); err != nil {
-			add("metrics.listen", "must be host:port, like 127.0.0.1:9464: %v", err)
-		} else if c.Metrics.Listen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
-			add("metrics.listen", "must differ from listen (%s): metrics have their own port", c.Listen)
-		}
-	}
-	if !strings.HasPrefix(c.Metrics.Path, "/") {
-		add("metrics.path", "%q must start with /", c.Metrics.Path)
-	}
-
-	if len(c.Service) == 0 {
-		add("service", "at least one service is required")
-	}
-	seen := make(map[string]int, len(c.Service))
-	for i, s := range c.Service {
-		key := fmt.Sprintf("service[%d]", i)
-		switch {
-		case s == "":
-			add(key, "must not be empty")
-		case strings.ContainsFunc(s, func(r rune) bool { return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) }):
-			add(key, "%q must not contain spaces or slashes", s)
-		}
-		if j, dup := seen[s]; dup {
-			add(key, "%q is a duplicate of service[%d]", s, j)
-		} else {
-			seen[s] = i
-		}
-	}
-
-	if strings.TrimSpace(c.Issuer) == "" {
-		add("issuer", "must not be empty")
-	}
-
-	switch {
-	case c.Token.TTL.D() < minTTL:
-		add("token.ttl", "must be at least %v, got %v", minTTL, c.Token.TTL)
-	case c.Token.TTL.D() > maxTTL:
-		add("token.ttl", "must be at most %v, got %v", maxTTL, c.Token.TTL)
-	}
-	switch rt := c.Token.Refresh.TTL; {
-	case rt < c.Token.TTL:
-		add("token.refresh.ttl", "must be at least token.ttl (%v), got %v", c.Token.TTL, rt)
-	case rt.D() > maxRefreshTTL:
-		add("token.refresh.ttl", "must be at most %v, got %v", maxRefreshTTL, rt)
-	}
-	if c.Token.Certificate != "" && c.Token.Key == "" {
-		add("token.certificate", "needs token.key: a certificate cannot match an ephemeral key")
-	}
-
-	sh := c.Authn.Sourcehut
-	if u, err := url.Parse(sh.MetaURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		add("authn.sourcehut.meta_url", "must be an http(s) base URL such as %s, got %q", defaultMetaURL, sh.MetaURL)
-	}
-	if sh.Timeout <= 0 || sh.Timeout.D() > time.Minute {
-		add("authn.sourcehut.timeout", "must be above 0 and at most 1m, got %v", sh.Timeout)
-	}
-	if sh.CacheSize < 1 || sh.CacheSize > maxCacheSize {
-		add("authn.sourcehut.cache_size", "must be between 1 and %d, got %d", maxCacheSize, sh.CacheSize)
-	}
-	if sh.MaxCacheTTL < 0 {
-		add("authn.sourcehut.max_cache_ttl", "must not be negative (0 means up to each token's expiry), got %v", sh.MaxCacheTTL)
-	}
-	if sh.NegativeCacheTTL <= 0 || sh.NegativeCacheTTL.D() > time.Hour {
-		add("authn.sourcehut.negative_cache_ttl", "must be above 0 and at most 1h, got %v", sh.NegativeCacheTTL)
-	}
-
-	if pc := c.Authn.PasswordCache; pc.TTL < 0 || pc.TTL.D() > 24*time.Hour {
-		add("authn.password_cache.ttl", "must be between 0 (off) and 24h, got %v", pc.TTL)
-	}
-	if pc := c.Authn.PasswordCache; pc.Size < 1 || pc.Size > maxCacheSize {
-		add("authn.password_cache.size", "must be between 1 and %d, got %d", maxCacheSize, pc.Size)
-	}
-
-	p = append(p, checkSourcehutUsers(sh.Users)...)
-	p = append(p, checkPolicyData(c.Policy.Data)...)
-	_, _, principalProblems := resolvePrincipals(c)
-	p = append(p, principalProblems...)
-
-	if len(c.Policy.OPA) > 0 {
-		if len(c.Policy.Bundles) > 0 {
-			add("policy.opa", "cannot be combined with policy.bundles: serve local bundles from the bundle server too, or drop policy.opa")
-		}
-		if _, ok := c.Policy.OPA["bundles"]; !ok {
-			add("policy.opa", "needs a bundles section (the OPA configuration of the bundles to download)")
-		}
-	}
-	if c.Policy.Data != nil && (len(c.Policy.Bundles) > 0 || len(c.Policy.OPA) > 0) {
-		add("policy.data", "is for the embedded policy only: a bundle brings its own data.json")
-	}
-	for i, b := range c.Policy.Bundles {
-		if strings.TrimSpace(b) == "" {
-			add(fmt.Sprintf("policy.bundles[%d]", i), "must not be empty")
-		}
-	}
-	if !queryRE.MatchString(c.Policy.Query) {
-		add("policy.query", "must be a reference under data made of dotted identifiers, like %s, got %q", defaultQuery, c.Policy.Query)
-	}
-
-	if !slices.Contains(logLevels, c.Log.Level) {
-		add("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.Log.Level)
-	}
-	if !slices.Contains(logFormats, c.Log.Format) {
-		add("log.format", "must be one of %s, got %q", strings.Join(logFormats, ", "), c.Log.Format)
-	}
-
-	l := c.Limits
-	if l.MaxQueryBytes < 256 || l.MaxQueryBytes > 1<<20 {
-		add("limits.max_query_bytes", "must be between 256 and %d, got %d", 1<<20, l.MaxQueryBytes)
-	}
-	if l.MaxHeaderBytes < 4096 || l.MaxHeaderBytes > 1<<20 {
-		add("limits.max_header_bytes", "must be between 4096 and %d, got %d", 1<<20, l.MaxHeaderBytes)
-	}
-	if l.MaxConcurrent < 1 || l.MaxConcurrent > 1_000_000 {
-		add("limits.max_concurrent", "must be between 1 and 1000000, got %d", l.MaxConcurrent)
-	}
-	for _, d := range []struct {
-		key string
-		v   Duration
-	}{{"read_header_timeout", l.ReadHeaderTimeout}, {"read_timeout", l.ReadTimeout}, {"write_timeout", l.WriteTimeout},
-		{"idle_timeout", l.IdleTimeout}, {"shutdown_timeout", l.ShutdownTimeout}} {
-		if d.v <= 0 || d.v.D() > time.Hour {
-			add("limits."+d.key, "must be above 0 and at most 1h, got %v", d.v)
-		}
-	}
-	if l.ShutdownDelay < 0 || l.ShutdownDelay.D() > 10*time.Minute {
-		add("limits.shutdown_delay", "must be between 0 and 10m, got %v", l.ShutdownDelay)
-	}
-	if (c.TLS.Certificate == "") != (c.TLS.Key == "") {
-		add("tls", "needs both certificate and key")
-	}
-	for i, cidr := range c.TrustedProxies {
-		if _, _, err := net.ParseCIDR(cidr); err != nil {
-			if net.ParseIP(cidr) == nil {
-				add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is neither a CIDR nor an IP address", cidr)
-			}
-		}
-	}
-	if bf := c.BruteForce; bf.Threshold < 0 || (bf.Threshold > 0 && (bf.Window <= 0 || bf.Tracked < 1)) {
-		add("brute_force", "threshold must be 0 (off) or positive, with a positive window and tracked, got %+v", bf)
-	}
-	if c.Policy.Timeout <= 0 || c.Policy.Timeout.D() > time.Minute {
-		add("policy.timeout", "must be above 0 and at most 1m, got %v", c.Policy.Timeout)
-	}
-	if c.Policy.StartupWait <= 0 || c.Policy.StartupWait.D() > time.Hour {
-		add("policy.startup_wait", "must be above 0 and at most 1h, got %v", c.Policy.StartupWait)
-	}
-	if !slices.Contains([]string{"auto", "jwks", "thumbprint", "libtrust"}, c.Token.KidFormat) {
-		add("token.kid_format", "must be auto, jwks, thumbprint or libtrust, got %q", c.Token.KidFormat)
-	}
-	for i, k := range c.Token.PublishedKeys {
-		if strings.TrimSpace(k) == "" {
-			add(fmt.Sprintf("token.published_keys[%d]", i), "must not be empty")
-		}
-	}
-
-	if c.Limits.MaxScopes < minMaxScopes || c.Limits.MaxScopes > maxMaxScopes {
-		add("limits.max_scopes", "must be between %d and %d, got %d", minMaxScopes, maxMaxScopes, c.Limits.MaxScopes)
-	}
-	if c.Limits.MaxBodyBytes < minMaxBodyBytes || c.Limits.MaxBodyBytes > maxMaxBodyBytes {
-		add("limits.max_body_bytes", "must be between %d and %d, got %d", minMaxBodyBytes, maxMaxBodyBytes, c.Limits.MaxBodyBytes)
-	}
-
-	if len(p) > 0 {
-		return &ValidationError{Problems: p}
-	}
-	return nil
 }
 
 // checkHostPort accepts "host:port" and ":port" with a numeric port 0..65535.

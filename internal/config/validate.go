@@ -1,0 +1,217 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"git.sr.ht/~zozs/srht-registry/policy"
+)
+
+// problems collects "key: message" lines, so every section reports all of
+// its problems and Validate all of them at once.
+type problems []string
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, key+": "+fmt.Sprintf(format, args...))
+}
+
+// Validate checks every value and returns a *ValidationError listing all
+// problems, section by section, or nil. It does not look at the file system.
+func (c Config) Validate() error {
+	var p problems
+	c.validateListeners(&p)
+	c.validateService(&p)
+	c.Token.validate(&p)
+	c.Authn.validate(&p)
+	p = append(p, checkPolicyData(c.Policy.Data)...)
+	_, _, principalProblems := resolvePrincipals(c)
+	p = append(p, principalProblems...)
+	c.Policy.validate(&p)
+	c.Log.validate(&p)
+	c.Limits.validate(&p)
+	c.BruteForce.validate(&p)
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
+	}
+	return nil
+}
+
+// validateListeners checks where the server listens and whom it believes.
+func (c Config) validateListeners(p *problems) {
+	if err := checkHostPort(c.Listen); err != nil {
+		p.add("listen", "must be host:port, like %s: %v", defaultListen, err)
+	}
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			p.add("metrics.listen", "must be host:port, like 127.0.0.1:9464: %v", err)
+		} else if c.Metrics.Listen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			p.add("metrics.listen", "must differ from listen (%s): metrics have their own port", c.Listen)
+		}
+	}
+	if !strings.HasPrefix(c.Metrics.Path, "/") {
+		p.add("metrics.path", "%q must start with /", c.Metrics.Path)
+	}
+	if (c.TLS.Certificate == "") != (c.TLS.Key == "") {
+		p.add("tls", "needs both certificate and key")
+	}
+	for i, cidr := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(cidr); err != nil && net.ParseIP(cidr) == nil {
+			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is neither a CIDR nor an IP address", cidr)
+		}
+	}
+}
+
+// validateService checks the names tokens are issued for and by.
+func (c Config) validateService(p *problems) {
+	if len(c.Service) == 0 {
+		p.add("service", "at least one service is required")
+	}
+	seen := make(map[string]int, len(c.Service))
+	for i, s := range c.Service {
+		key := fmt.Sprintf("service[%d]", i)
+		switch {
+		case s == "":
+			p.add(key, "must not be empty")
+		case strings.ContainsFunc(s, func(r rune) bool { return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) }):
+			p.add(key, "%q must not contain spaces or slashes", s)
+		}
+		if j, dup := seen[s]; dup {
+			p.add(key, "%q is a duplicate of service[%d]", s, j)
+		} else {
+			seen[s] = i
+		}
+	}
+	if strings.TrimSpace(c.Issuer) == "" {
+		p.add("issuer", "must not be empty")
+	}
+}
+
+func (t Token) validate(p *problems) {
+	switch {
+	case t.TTL.D() < minTTL:
+		p.add("token.ttl", "must be at least %v, got %v", minTTL, t.TTL)
+	case t.TTL.D() > maxTTL:
+		p.add("token.ttl", "must be at most %v, got %v", maxTTL, t.TTL)
+	}
+	switch rt := t.Refresh.TTL; {
+	case rt < t.TTL:
+		p.add("token.refresh.ttl", "must be at least token.ttl (%v), got %v", t.TTL, rt)
+	case rt.D() > maxRefreshTTL:
+		p.add("token.refresh.ttl", "must be at most %v, got %v", maxRefreshTTL, rt)
+	}
+	if t.Certificate != "" && t.Key == "" {
+		p.add("token.certificate", "needs token.key: a certificate cannot match an ephemeral key")
+	}
+	if !slices.Contains([]string{"auto", "jwks", "thumbprint", "libtrust"}, t.KidFormat) {
+		p.add("token.kid_format", "must be auto, jwks, thumbprint or libtrust, got %q", t.KidFormat)
+	}
+	for i, k := range t.PublishedKeys {
+		if strings.TrimSpace(k) == "" {
+			p.add(fmt.Sprintf("token.published_keys[%d]", i), "must not be empty")
+		}
+	}
+}
+
+func (a Authn) validate(p *problems) {
+	sh := a.Sourcehut
+	if u, err := url.Parse(sh.MetaURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		p.add("authn.sourcehut.meta_url", "must be an http(s) base URL such as %s, got %q", defaultMetaURL, sh.MetaURL)
+	}
+	if sh.Timeout <= 0 || sh.Timeout.D() > time.Minute {
+		p.add("authn.sourcehut.timeout", "must be above 0 and at most 1m, got %v", sh.Timeout)
+	}
+	if sh.CacheSize < 1 || sh.CacheSize > maxCacheSize {
+		p.add("authn.sourcehut.cache_size", "must be between 1 and %d, got %d", maxCacheSize, sh.CacheSize)
+	}
+	if sh.MaxCacheTTL < 0 {
+		p.add("authn.sourcehut.max_cache_ttl", "must not be negative (0 means up to each token's expiry), got %v", sh.MaxCacheTTL)
+	}
+	if sh.NegativeCacheTTL <= 0 || sh.NegativeCacheTTL.D() > time.Hour {
+		p.add("authn.sourcehut.negative_cache_ttl", "must be above 0 and at most 1h, got %v", sh.NegativeCacheTTL)
+	}
+	if pc := a.PasswordCache; pc.TTL < 0 || pc.TTL.D() > 24*time.Hour {
+		p.add("authn.password_cache.ttl", "must be between 0 (off) and 24h, got %v", pc.TTL)
+	}
+	if pc := a.PasswordCache; pc.Size < 1 || pc.Size > maxCacheSize {
+		p.add("authn.password_cache.size", "must be between 1 and %d, got %d", maxCacheSize, pc.Size)
+	}
+	*p = append(*p, checkSourcehutUsers(sh.Users)...)
+}
+
+func (pol Policy) validate(p *problems) {
+	if len(pol.OPA) > 0 {
+		if len(pol.Bundles) > 0 {
+			p.add("policy.opa", "cannot be combined with policy.bundles: serve local bundles from the bundle server too, or drop policy.opa")
+		}
+		if _, ok := pol.OPA["bundles"]; !ok {
+			p.add("policy.opa", "needs a bundles section (the OPA configuration of the bundles to download)")
+		}
+	}
+	if pol.Data != nil && (len(pol.Bundles) > 0 || len(pol.OPA) > 0) {
+		p.add("policy.data", "is for the embedded policy only: a bundle brings its own data.json")
+	}
+	for i, b := range pol.Bundles {
+		if strings.TrimSpace(b) == "" {
+			p.add(fmt.Sprintf("policy.bundles[%d]", i), "must not be empty")
+		}
+	}
+	if !policy.ValidQuery(pol.Query) {
+		p.add("policy.query", "must be a reference under data made of dotted identifiers, like %s, got %q", policy.DefaultQuery, pol.Query)
+	}
+	if pol.Timeout <= 0 || pol.Timeout.D() > time.Minute {
+		p.add("policy.timeout", "must be above 0 and at most 1m, got %v", pol.Timeout)
+	}
+	if pol.StartupWait <= 0 || pol.StartupWait.D() > time.Hour {
+		p.add("policy.startup_wait", "must be above 0 and at most 1h, got %v", pol.StartupWait)
+	}
+}
+
+func (l Log) validate(p *problems) {
+	if !slices.Contains(logLevels, l.Level) {
+		p.add("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), l.Level)
+	}
+	if !slices.Contains(logFormats, l.Format) {
+		p.add("log.format", "must be one of %s, got %q", strings.Join(logFormats, ", "), l.Format)
+	}
+}
+
+func (l Limits) validate(p *problems) {
+	if l.MaxScopes < minMaxScopes || l.MaxScopes > maxMaxScopes {
+		p.add("limits.max_scopes", "must be between %d and %d, got %d", minMaxScopes, maxMaxScopes, l.MaxScopes)
+	}
+	if l.MaxBodyBytes < minMaxBodyBytes || l.MaxBodyBytes > maxMaxBodyBytes {
+		p.add("limits.max_body_bytes", "must be between %d and %d, got %d", minMaxBodyBytes, maxMaxBodyBytes, l.MaxBodyBytes)
+	}
+	if l.MaxQueryBytes < 256 || l.MaxQueryBytes > 1<<20 {
+		p.add("limits.max_query_bytes", "must be between 256 and %d, got %d", 1<<20, l.MaxQueryBytes)
+	}
+	if l.MaxHeaderBytes < 4096 || l.MaxHeaderBytes > 1<<20 {
+		p.add("limits.max_header_bytes", "must be between 4096 and %d, got %d", 1<<20, l.MaxHeaderBytes)
+	}
+	if l.MaxConcurrent < 1 || l.MaxConcurrent > 1_000_000 {
+		p.add("limits.max_concurrent", "must be between 1 and 1000000, got %d", l.MaxConcurrent)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"read_header_timeout", l.ReadHeaderTimeout}, {"read_timeout", l.ReadTimeout}, {"write_timeout", l.WriteTimeout},
+		{"idle_timeout", l.IdleTimeout}, {"shutdown_timeout", l.ShutdownTimeout}} {
+		if d.v <= 0 || d.v.D() > time.Hour {
+			p.add("limits."+d.key, "must be above 0 and at most 1h, got %v", d.v)
+		}
+	}
+	if l.ShutdownDelay < 0 || l.ShutdownDelay.D() > 10*time.Minute {
+		p.add("limits.shutdown_delay", "must be between 0 and 10m, got %v", l.ShutdownDelay)
+	}
+}
+
+func (bf BruteForce) validate(p *problems) {
+	if bf.Threshold < 0 || (bf.Threshold > 0 && (bf.Window <= 0 || bf.Tracked < 1)) {
+		p.add("brute_force", "threshold must be 0 (off) or positive, with a positive window and tracked, got %+v", bf)
+	}
+}
