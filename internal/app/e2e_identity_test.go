@@ -155,5 +155,17 @@ func TestEndToEndOneIdentityPerProvider(t *testing.T) {
 			return requestToken(t, d.addr, "sourcehut", srhtCarol, "repository:carol/app:pull").status == http.StatusUnauthorized
 		})
 		wantDenied(t, pullImage(t, d.registry, "carol/app:v1", sourcehutLogin(srhtCarol)))
+		// Turning Sourcehut login off at a reload lets nobody in.
+		if res := requestToken(t, d.addr, "sourcehut", srhtLibrary, "repository:library/base:pull"); res.status != http.StatusOK {
+			t.Fatalf("library before Sourcehut login is turned off: %d %q", res.status, res.message)
+		}
+		cfg, err = os.ReadFile(d.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, d.config, strings.Replace(string(cfg), "  sourcehut:\n", "  sourcehut:\n    enabled: false\n", 1))
+		waitFor(t, "Sourcehut logins to be refused after turning them off", func() bool {
+			return requestToken(t, d.addr, "sourcehut", srhtLibrary, "repository:library/base:pull").status == http.StatusUnauthorized
+		})
 	})
 }

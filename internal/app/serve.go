@@ -307,7 +307,13 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		}
 		chain.SetGroups(next.Groups)
 		if tokens != nil {
-			tokens.SetUsers(next.Authn.Sourcehut.Users)
+			// Turning Sourcehut login off on reload lets nobody in (and ends
+			// Sourcehut refresh tokens); turning it on needs a restart.
+			users := next.Authn.Sourcehut.Users
+			if !next.Authn.Sourcehut.IsEnabled() {
+				users = nil
+			}
+			tokens.SetUsers(users)
 		}
 		if engine != nil {
 			az.Swap(engine)
