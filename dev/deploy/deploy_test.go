@@ -149,7 +149,7 @@ func setting(key, value string) func(string, *yaml.Node) {
 	}
 }
 
-// testFiles are the files a deployment provides, made the way its README
+// testFiles are the files a deployment provides, made the way docs/operations.md
 // says: keys by `srht-registry keys`, an htpasswd of bcrypt lines.
 type testFiles struct {
 	dir      string

@@ -340,7 +340,7 @@ func TestKubernetes(t *testing.T) {
 			t.Fatalf("the init container copies %s from volume %s, which is not a Secret", src, sm.Name)
 		}
 		if srcFile != "key.pem" {
-			t.Errorf("the init container copies Secret key %q; README creates the Secret with key.pem", srcFile)
+			t.Errorf("the init container copies Secret key %q; docs/operations.md creates the Secret with key.pem", srcFile)
 		}
 		for _, vm := range c.VolumeMounts {
 			if vm.Name == sm.Name {

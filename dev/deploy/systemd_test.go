@@ -17,7 +17,7 @@ import (
 
 const (
 	systemdUnit = examples + "systemd/srht-registry.service"
-	// Where the unit and the README install the binary and the config.
+	// Where the unit and docs/operations.md install the binary and the config.
 	installedBinary = "/usr/local/bin/srht-registry"
 	installedConfig = "/etc/srht-registry/config.yaml"
 )
@@ -67,7 +67,7 @@ func (u unit) one(t *testing.T, section, key string) string {
 // TestSystemdUnit holds the unit to the server and its example config:
 // the command lines, the reload signal, the stop timeout against
 // limits.shutdown_timeout, the exit status that means "do not restart",
-// and the hardening settings the README promises. .ci/deploy runs
+// and the hardening settings docs/operations.md promises. .ci/deploy runs
 // systemd-analyze verify and security on it.
 func TestSystemdUnit(t *testing.T) {
 	u := parseUnit(t, readFile(t, systemdUnit))

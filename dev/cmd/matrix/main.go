@@ -12,7 +12,7 @@
 //
 // and a last line "N passed, M failed" (N/A not counted). It exits 1 if a
 // cell failed, 2 if the run could not be set up. With -markdown FILE it also
-// writes the README's "Registry compatibility" and "Troubleshooting"
+// writes docs/compatibility.md's "Compatibility" and "Troubleshooting"
 // tables.
 //
 // It lives in the dev module (dev/cmd/matrix); .ci/matrix builds and runs

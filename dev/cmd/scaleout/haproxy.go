@@ -37,7 +37,7 @@ const (
 func ms(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
 // renderHAProxy writes the haproxy (2.6) configuration the scale-out test
-// runs, which the README's "Running several replicas" section quotes.
+// runs, which docs/operations.md's "Running several replicas" section quotes.
 //
 // The retry the test relies on ("the documented retry") is haproxy's, not
 // the clients': `retry-on conn-failure empty-response response-timeout 503`

@@ -31,7 +31,7 @@ func testLBConfig() lbConfig {
 
 func TestRenderHAProxy(t *testing.T) {
 	cfg := renderHAProxy(testLBConfig())
-	// What the README documents as the retry relied upon, and what the
+	// What docs/operations.md documents as the retry relied upon, and what the
 	// replicas' trusted_proxies and the log parser depend on.
 	for _, want := range []string{
 		"bind 127.0.0.1:18080\n",
