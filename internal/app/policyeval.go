@@ -284,7 +284,7 @@ func evalIdentity(cfg config.Config, who evalWho, groups *string, grants string,
 	if who.provider != "" && who.provider != id.Provider {
 		return id, usageError{fmt.Errorf("--provider %s does not log in with --method %s (that is %s's)", who.provider, method, id.Provider)}
 	}
-	if id.Provider == identity.ProviderSourcehut && !sourcehutAdmits(cfg.Authn.Sourcehut, user) {
+	if id.Provider == identity.ProviderSourcehut && !sourcehut.NewAllowList(cfg.Authn.Sourcehut.LoginUsers()).Admits(user) {
 		return id, fmt.Errorf("the server would refuse this login (401): authn.sourcehut.users does not let %q in", user)
 	}
 	if groups != nil {
@@ -346,9 +346,4 @@ func evalEngine(ctx context.Context, cfg config.Config) (*authz.Engine, func(con
 	}
 	e, err := compilePolicy(ctx, cfg.Policy)
 	return e, func(context.Context) {}, err
-}
-
-// sourcehutAdmits is the server's allow-list check, on the config.
-func sourcehutAdmits(sh config.Sourcehut, user string) bool {
-	return sh.IsEnabled() && (sh.AllUsers() || slices.Contains(sh.Users, user))
 }

@@ -199,7 +199,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			CacheSize:   sh.CacheSize,
 			MaxCacheTTL: sh.MaxCacheTTL.D(),
 			NegativeTTL: sh.NegativeCacheTTL.D(),
-			Users:       sh.Users,
+			Users:       sh.LoginUsers(),
 			Now:         time.Now,
 		})
 		if err != nil {
@@ -309,11 +309,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		if tokens != nil {
 			// Turning Sourcehut login off on reload lets nobody in (and ends
 			// Sourcehut refresh tokens); turning it on needs a restart.
-			users := next.Authn.Sourcehut.Users
-			if !next.Authn.Sourcehut.IsEnabled() {
-				users = nil
-			}
-			tokens.SetUsers(users)
+			tokens.SetUsers(next.Authn.Sourcehut.LoginUsers())
 		}
 		if engine != nil {
 			az.Swap(engine)

@@ -195,7 +195,16 @@ func (s Sourcehut) AllUsers() bool { return slices.Equal(s.Users, []string{AnyUs
 const AnyUser = "*"
 
 // CanLogIn reports whether Sourcehut login is on and lets someone in.
-func (s Sourcehut) CanLogIn() bool { return s.IsEnabled() && len(s.Users) > 0 }
+func (s Sourcehut) CanLogIn() bool { return len(s.LoginUsers()) > 0 }
+
+// LoginUsers is who may log in with Sourcehut as the authenticator takes
+// it: Users, or nobody when Sourcehut login is off.
+func (s Sourcehut) LoginUsers() []string {
+	if !s.IsEnabled() {
+		return nil
+	}
+	return s.Users
+}
 
 // IsEnabled reports whether Sourcehut tokens are accepted: true unless the
 // file says `authn.sourcehut.enabled: false`.

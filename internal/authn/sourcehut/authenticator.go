@@ -50,14 +50,15 @@ type Options struct {
 // AnyUser in Options.Users lets every account log in.
 const AnyUser = "*"
 
-// allowList is who may log in: every account, or the names in users.
-type allowList struct {
+// AllowList is who may log in: every account, or the names listed.
+type AllowList struct {
 	everyone bool
 	users    map[string]bool
 }
 
-func newAllowList(users []string) *allowList {
-	l := &allowList{users: map[string]bool{}}
+// NewAllowList lets users in; "*" among them lets every account in.
+func NewAllowList(users []string) *AllowList {
+	l := &AllowList{users: map[string]bool{}}
 	for _, u := range users {
 		if u == AnyUser {
 			l.everyone = true
@@ -67,7 +68,8 @@ func newAllowList(users []string) *allowList {
 	return l
 }
 
-func (l *allowList) admits(user string) bool { return l.everyone || l.users[user] }
+// Admits reports whether user may log in.
+func (l *AllowList) Admits(user string) bool { return l.everyone || l.users[user] }
 
 // Authenticator authenticates Sourcehut tokens.
 type Authenticator struct {
@@ -79,7 +81,7 @@ type Authenticator struct {
 	rejected    *lru.Cache[tokenKey, time.Time] // token hash -> remembered until
 	flight      singleflight.Group
 	metrics     *metrics
-	allowed     atomic.Pointer[allowList]
+	allowed     atomic.Pointer[AllowList]
 }
 
 // tokenKey is the SHA-256 of a token: the cache never holds a token.
@@ -118,11 +120,11 @@ func New(opts Options) (*Authenticator, error) {
 // SetUsers replaces who may log in, for a reloaded config. Tokens already
 // validated are held to the new list at once: the cache says only that a
 // token is genuine, not that its owner may log in.
-func (a *Authenticator) SetUsers(users []string) { a.allowed.Store(newAllowList(users)) }
+func (a *Authenticator) SetUsers(users []string) { a.allowed.Store(NewAllowList(users)) }
 
 // Admits reports whether the Sourcehut user may log in now. A refresh token
 // made at a Sourcehut login is held to it too.
-func (a *Authenticator) Admits(user string) bool { return a.allowed.Load().admits(user) }
+func (a *Authenticator) Admits(user string) bool { return a.allowed.Load().Admits(user) }
 
 // Len returns the number of validated tokens cached.
 func (a *Authenticator) Len() int { return a.valid.Len() }
