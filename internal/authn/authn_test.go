@@ -389,7 +389,8 @@ func FuzzParseHtpasswd(f *testing.F) {
 		if h.Len() > 1 {
 			t.Fatalf("%d users from one line", h.Len())
 		}
-		if cost, _ := bcrypt.Cost([]byte(strings.TrimSpace(pw))); cost > 17 {
+		// (A line that is a comment, "#:…", adds no user and no cost.)
+		if cost, _ := bcrypt.Cost([]byte(strings.TrimSpace(pw))); h.Len() == 1 && cost > 17 {
 			t.Fatalf("bcrypt cost %d accepted", cost)
 		} else if cost > 8 {
 			// Accepted, and right to be; but a check at that cost takes
