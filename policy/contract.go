@@ -15,6 +15,11 @@ const DefaultQuery = "data.registry.authz"
 // request (and a goroutine) forever.
 const DefaultTimeout = 100 * time.Millisecond
 
+// DefaultStartupWait is how long a server waits at start for the first
+// bundle of an OPA service (policy.opa) before it serves: not ready, or with
+// the embedded policy as fallback.
+const DefaultStartupWait = 30 * time.Second
+
 // queryPattern is a reference under data made of dotted identifiers.
 var queryPattern = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
 

@@ -20,6 +20,7 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
+	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
 // Remote runs OPA's own plugin manager with an operator's OPA configuration
@@ -116,7 +117,7 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 	}
 	wait := o.Wait
 	if wait <= 0 {
-		wait = 30 * time.Second
+		wait = policy.DefaultStartupWait
 	}
 	if o.Fallback != nil {
 		select {

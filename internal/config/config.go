@@ -15,10 +15,17 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"git.sr.ht/~zozs/srht-registry/internal/authn"
+	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
-// Defaults and bounds.
+// Defaults and bounds. Defaults that belong to another package are taken
+// from it, so that each is written once:
+// sourcehut.DefaultCacheSize and sourcehut.DefaultNegativeTTL
+// (authn.sourcehut), authn.DefaultPasswordCacheTTL and
+// authn.DefaultPasswordCacheSize (authn.password_cache),
+// policy.DefaultQuery and policy.DefaultTimeout (policy).
 const (
 	defaultListen       = "127.0.0.1:5001"
 	defaultService      = "registry.example.com"
@@ -31,14 +38,9 @@ const (
 	defaultMaxScopes    = 64
 	defaultMaxBodyBytes = 16384
 
-	defaultMetaURL          = "https://meta.sr.ht"
-	defaultMetaTimeout      = 5 * time.Second
-	defaultCacheSize        = 10000
-	defaultNegativeCacheTTL = 30 * time.Second
-	maxCacheSize            = 10_000_000
-
-	defaultPasswordCacheTTL  = 5 * time.Minute
-	defaultPasswordCacheSize = 10000
+	defaultMetaURL     = "https://meta.sr.ht"
+	defaultMetaTimeout = 5 * time.Second
+	maxCacheSize       = 10_000_000
 
 	minTTL          = 60 * time.Second // the spec wants expires_in >= 60
 	maxTTL          = 24 * time.Hour
@@ -274,12 +276,12 @@ func Default() Config {
 			Sourcehut: Sourcehut{
 				MetaURL:          defaultMetaURL,
 				Timeout:          Duration(defaultMetaTimeout),
-				CacheSize:        defaultCacheSize,
-				NegativeCacheTTL: Duration(defaultNegativeCacheTTL),
+				CacheSize:        sourcehut.DefaultCacheSize,
+				NegativeCacheTTL: Duration(sourcehut.DefaultNegativeTTL),
 			},
-			PasswordCache: PasswordCache{TTL: Duration(defaultPasswordCacheTTL), Size: defaultPasswordCacheSize},
+			PasswordCache: PasswordCache{TTL: Duration(authn.DefaultPasswordCacheTTL), Size: authn.DefaultPasswordCacheSize},
 		},
-		Policy: Policy{Query: policy.DefaultQuery, Timeout: Duration(policy.DefaultTimeout), StartupWait: Duration(30 * time.Second)},
+		Policy: Policy{Query: policy.DefaultQuery, Timeout: Duration(policy.DefaultTimeout), StartupWait: Duration(policy.DefaultStartupWait)},
 		Log:    Log{Level: defaultLogLevel, Format: defaultLogFormat},
 		Limits: Limits{
 			MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes,

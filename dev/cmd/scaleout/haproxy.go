@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -237,4 +243,77 @@ func parseStatsCSV(text, backend string) (lbStats, error) {
 		return st, fmt.Errorf("stats csv: no backend %q", backend)
 	}
 	return st, nil
+}
+
+// lbStatsNow reads haproxy's stats page.
+func (s *scaleout) lbStatsNow() (lbStats, error) {
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + s.statsAddr + "/stats;csv")
+	if err != nil {
+		return lbStats{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return lbStats{}, err
+	}
+	return parseStatsCSV(string(body), "replicas")
+}
+
+// waitLB polls haproxy's stats until cond holds.
+func (s *scaleout) waitLB(ctx context.Context, cond func(lbStats) bool) error {
+	deadline := time.Now().Add(startTimeout)
+	var last lbStats
+	for {
+		st, err := s.lbStatsNow()
+		if err == nil {
+			if cond(st) {
+				return nil
+			}
+			last = st
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			var states []string
+			for _, n := range last.order {
+				states = append(states, n+"="+last.servers[n].status)
+			}
+			return fmt.Errorf("after %v: %s (last error: %v)", startTimeout, strings.Join(states, " "), err) //nolint:errorlint // err may be nil: no request was made yet
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// timedLines keeps each line written to it with the time it arrived
+// (haproxy's raw log lines carry no time of their own).
+type timedLines struct {
+	mu      sync.Mutex
+	partial []byte
+	all     []timedLine
+}
+
+type timedLine struct {
+	at   time.Time
+	text string
+}
+
+func (t *timedLines) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	t.partial = append(t.partial, p...)
+	for {
+		i := bytes.IndexByte(t.partial, '\n')
+		if i < 0 {
+			break
+		}
+		t.all = append(t.all, timedLine{at: now, text: string(t.partial[:i])})
+		t.partial = t.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+func (t *timedLines) lines() []timedLine {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.all)
 }

@@ -1,27 +1,3 @@
-// Command scaleout is the scale-out end-to-end test (issue 8): three
-// replicas of srht-registry (built from this checkout) sharing one signing
-// key, one htpasswd file and one policy bundle served by a bundle server,
-// behind a real haproxy on loopback, with a real distribution registry
-// whose realm is the balancer. Several clients (go-containerregistry
-// in-process, crane, oras, regctl) push and pull in their users'
-// namespaces for -duration while one replica is stopped with SIGTERM and,
-// a few seconds later, another is killed with SIGKILL and restarted. Then
-// the bundle's data changes and every replica is asked, directly, until it
-// gives the new decision.
-//
-// It lives in the dev module (dev/cmd/scaleout); .ci/scaleout builds and
-// runs it, with the tools .ci/tools installs (-tools DIR, by default the
-// checkout's .tools/).
-//
-// It prints a result block and "scale-out: OK", or "scale-out: FAILED"
-// and each problem; it exits 0, 1 on a failed check, 2 if the run could
-// not be set up. Every child process ends with it; -timeout bounds the
-// whole run.
-//
-// The only retry it relies on is haproxy's (see renderHAProxy): the
-// in-process clients have every retry turned off, and no request through
-// the balancer may end in an error, so the CLIs' own retries (which cannot
-// be turned off) have nothing to retry on the token endpoint either.
 package main
 
 import (
