@@ -241,6 +241,12 @@ func upperFirst(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
 // parseFlags parses and refuses stray arguments, which usually mean a flag
 // was mistyped.
 func parseFlags(fs *flag.FlagSet, args []string, maxArgs int) error {

@@ -1,9 +1,8 @@
-package app
+package policycmd
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -28,159 +27,85 @@ import (
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
-// policyUsage lists the policy subcommands.
-const policyUsage = `usage: srht-registry policy <command> [flags]
-
-commands:
-  test [flags] [DIR...]   run the Rego tests of the embedded policy, or of each
-                          policy or bundle DIR (see policy test -h)
-  eval [flags]            evaluate the policy for a request (see policy eval -h)
-`
-
-// runPolicy dispatches the policy subcommands on args[0].
-func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, policyUsage)
-		return usageError{errors.New("policy: missing command")}
-	}
-	switch args[0] {
-	case "test":
-		return runPolicyTest(ctx, args[1:], stdout, stderr)
-	case "eval":
-		return runPolicyEval(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, policyUsage)
-		return nil
-	default:
-		fmt.Fprint(stderr, policyUsage)
-		return usageError{fmt.Errorf("policy: unknown command %q", args[0])}
-	}
+// TestOptions are the options of Test, named after opa test's flags
+// (given in brackets).
+type TestOptions struct {
+	// Dirs are tested each on its own: a directory holding a .manifest as
+	// an OPA bundle, any other directory or file as plain policy and data
+	// files. None means the embedded default policy with its tests.
+	Dirs []string
+	// Verbose lists every test with its result, and prints notes and the
+	// trace of failures (--verbose).
+	Verbose bool
+	// Coverage prints a JSON coverage report instead of the test results;
+	// failures are still listed (--coverage).
+	Coverage bool
+	// Format is the output format, pretty or json; ignored with Coverage
+	// (--format).
+	Format string
+	// Run, a regular expression, selects the tests whose full name
+	// (data.pkg.test_name) it matches; empty means all (--run).
+	Run string
+	// Timeout limits each test; 0 means DefaultTestTimeout (--timeout).
+	Timeout time.Duration
+	// Threshold, a percentage, fails the run when coverage is below it; a
+	// non-zero Threshold implies Coverage (--threshold).
+	Threshold float64
+	// Schema is a JSON schema file for input, or a directory of schemas;
+	// the policies are type-checked against it (--schema).
+	Schema string
+	// VarValues shows the failing expression and its local variable values
+	// (--var-values).
+	VarValues bool
+	// FailOnEmpty makes a run in which no test ran an error
+	// (--fail-on-empty).
+	FailOnEmpty bool
+	// ExitZeroOnSkipped keeps skipped (todo_) tests from failing the run
+	// (--exit-zero-on-skipped).
+	ExitZeroOnSkipped bool
 }
 
-const policyTestHelp = `usage: srht-registry policy test [flags] [DIR...]
+// DefaultTestTimeout is opa test's per-test timeout.
+const DefaultTestTimeout = 5 * time.Second
 
-Runs Rego tests (rules named test_*) the way 'opa test' does, with the same
-output and exit codes: 0 when every test passed, 2 when any failed, errored or
-was skipped (todo_ prefix), 1 when the policy did not load or compile.
-
-Without DIR it tests the embedded default policy together with its
-_test.rego files; their names are shown as in the source tree (policy/...).
-Otherwise it tests each DIR: a directory holding a .manifest is loaded as an
-OPA bundle (like 'opa test -b DIR'), any other directory or file as plain
-policy and data files (like 'opa test DIR'). Each DIR is loaded and compiled
-on its own, with its own compiler and data, so two DIRs may both define
-package registry.authz without conflicting; their results are reported
-together and the exit code reflects every DIR. Policies are Rego v1 unless a
-bundle's manifest says otherwise.
-
-flags:
-`
-
-// policyTestFlags are the flags of policy test, named as in opa test.
-type policyTestFlags struct {
-	verbose      bool
-	coverage     bool
-	format       string
-	run          string
-	timeout      time.Duration
-	threshold    float64
-	schema       string
-	varValues    bool
-	failOnEmpty  bool
-	skipExitZero bool
-}
-
-// defaultTestTimeout is opa test's per-test timeout.
-const defaultTestTimeout = 5 * time.Second
-
-func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var f policyTestFlags
-	fs := newFlags("policy test", stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), policyTestHelp)
-		fs.PrintDefaults()
-	}
-	fs.BoolVar(&f.verbose, "v", false, "shorthand for --verbose")
-	fs.BoolVar(&f.verbose, "verbose", false, "list every test with its result, and print notes and the trace of failures")
-	fs.BoolVar(&f.coverage, "coverage", false, "print a JSON coverage report (as opa test --coverage) instead of the test results;\nfailures are still listed")
-	fs.StringVar(&f.format, "format", "pretty", "output `FORMAT`: pretty or json (ignored with --coverage)")
-	fs.StringVar(&f.run, "r", "", "shorthand for --run `REGEX`")
-	fs.StringVar(&f.run, "run", "", "run only tests whose name (data.pkg.test_name) matches `REGEX`")
-	fs.DurationVar(&f.timeout, "timeout", defaultTestTimeout, "time limit for each test (0 means the default)")
-	fs.Float64Var(&f.threshold, "threshold", 0, "with --coverage, fail (exit 2) if coverage is below `PERCENT` (0-100);\nsetting it implies --coverage")
-	fs.StringVar(&f.schema, "schema", "", "JSON schema `FILE` for input (or a directory of schemas, as opa test --schema);\npolicies are type-checked against it")
-	fs.BoolVar(&f.varValues, "var-values", false, "show the failing expression and its local variable values")
-	fs.BoolVar(&f.failOnEmpty, "fail-on-empty", false, "exit 1 when no test ran")
-	fs.BoolVar(&f.skipExitZero, "z", false, "shorthand for --exit-zero-on-skipped")
-	fs.BoolVar(&f.skipExitZero, "exit-zero-on-skipped", false, "skipped (todo_) tests do not make the exit code non-zero")
-
-	dirs, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	switch f.format {
+// check validates o and fills in its defaults.
+func (o *TestOptions) check() error {
+	switch o.Format {
 	case "pretty", "json":
 	default:
-		return usageError{fmt.Errorf("policy test: --format must be pretty or json, not %q", f.format)}
+		return usage(fmt.Errorf("policy test: --format must be pretty or json, not %q", o.Format))
 	}
-	if f.run != "" {
-		if _, err := regexp.Compile(f.run); err != nil {
-			return usageError{fmt.Errorf("policy test: --run: %w", err)}
+	if o.Run != "" {
+		if _, err := regexp.Compile(o.Run); err != nil {
+			return usage(fmt.Errorf("policy test: --run: %w", err))
 		}
 	}
 	switch {
-	case f.timeout < 0:
-		return usageError{errors.New("policy test: --timeout must not be negative")}
-	case f.timeout == 0:
-		f.timeout = defaultTestTimeout
+	case o.Timeout < 0:
+		return usage(errors.New("policy test: --timeout must not be negative"))
+	case o.Timeout == 0:
+		o.Timeout = DefaultTestTimeout
 	}
-	if f.threshold < 0 || f.threshold > 100 {
-		return usageError{errors.New("policy test: --threshold must be between 0 and 100")}
+	if o.Threshold < 0 || o.Threshold > 100 {
+		return usage(errors.New("policy test: --threshold must be between 0 and 100"))
 	}
-	if f.threshold > 0 {
-		f.coverage = true // as opa test does
+	if o.Threshold > 0 {
+		o.Coverage = true // as opa test does
 	}
-
-	return policyTest(ctx, f, dirs, stdout, stderr)
+	return nil
 }
 
-// parseInterspersed parses fs from args and returns the positional
-// arguments, which may come before, between or after flags (as in
-// `opa test policy/ -v`). Everything after "--" is positional.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err}
-		}
-		rest := fs.Args()
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(positional, rest...), nil
-		}
-		if len(rest) == 0 {
-			return positional, nil
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
+// Test runs the Rego tests of opts.Dirs, or of the embedded policy, the way
+// opa test does: the same report on stdout, and an error marked
+// ErrNotPassed when a test did not pass (opa test's exit code 2). Each
+// DIR is loaded and compiled on its own, with its own compiler and data;
+// their results are reported together. It says on stderr why a report is
+// empty.
+func Test(ctx context.Context, opts TestOptions, stdout, stderr io.Writer) error {
+	if err := opts.check(); err != nil {
+		return err
 	}
-}
-
-// testTarget is one thing tested on its own: the embedded policy, or one
-// DIR given on the command line.
-type testTarget struct {
-	modules map[string]*ast.Module // plain policy files (and, for coverage, a bundle's)
-	bundles map[string]*bundle.Bundle
-	store   storage.Store
-	txn     storage.Transaction
-	results chan *tester.Result
-	err     error // from loading or compiling
-}
-
-func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, stderr io.Writer) error {
-	schemas, err := loader.Schemas(f.schema)
+	schemas, err := loader.Schemas(opts.Schema)
 	if err != nil {
 		return err
 	}
@@ -189,14 +114,14 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 	// loading and compiling, so that every problem is reported at once (in
 	// DIR order); but like opa test, no test runs unless all of them do.
 	var targets []*testTarget
-	if len(dirs) == 0 {
+	if len(opts.Dirs) == 0 {
 		t, err := loadEmbeddedTestTarget()
 		if err != nil {
 			return err
 		}
 		targets = append(targets, t)
 	}
-	for _, dir := range dirs {
+	for _, dir := range opts.Dirs {
 		targets = append(targets, loadTestTarget(dir))
 	}
 
@@ -208,9 +133,9 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 	// Coverage is collected over every target into one report; their
 	// module names, being file paths, don't collide.
 	var cov *cover.Cover
-	var coverTracer topdown.QueryTracer // stays a nil interface without --coverage
+	var coverTracer topdown.QueryTracer // stays a nil interface without Coverage
 	allModules := map[string]*ast.Module{}
-	if f.coverage {
+	if opts.Coverage {
 		cov = cover.New()
 		coverTracer = cov
 	}
@@ -241,19 +166,19 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 			WithCapabilities(ast.CapabilitiesForThisVersion()).
 			WithSchemas(schemas).
 			WithUseTypeCheckAnnotations(true).
-			WithRewriteTestRules(f.varValues)
+			WithRewriteTestRules(opts.VarValues)
 		runner := tester.NewRunner().
 			SetCompiler(compiler).
 			SetStore(t.store).
 			CapturePrintOutput(true).
-			EnableTracing(f.verbose || f.varValues).
+			EnableTracing(opts.Verbose || opts.VarValues).
 			StackTraces(true).
 			SetCoverageQueryTracer(coverTracer).
 			SetRuntime(rtInfo).
 			SetModules(t.modules).
 			SetBundles(t.bundles).
-			SetTimeout(f.timeout).
-			Filter(f.run)
+			SetTimeout(opts.Timeout).
+			Filter(opts.Run)
 		t.results, t.err = runner.RunTests(runCtx, t.txn)
 		if t.err != nil {
 			continue
@@ -286,22 +211,22 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 
 	var reporter tester.Reporter
 	switch {
-	case f.coverage:
+	case opts.Coverage:
 		reporter = tester.JSONCoverageReporter{
 			Cover:     cov,
 			Modules:   allModules,
 			Output:    stdout,
-			Threshold: f.threshold,
-			Verbose:   f.verbose,
+			Threshold: opts.Threshold,
+			Verbose:   opts.Verbose,
 		}
-	case f.format == "json":
+	case opts.Format == "json":
 		reporter = tester.JSONReporter{Output: stdout}
 	default:
 		reporter = tester.PrettyReporter{
 			Output:      stdout,
-			Verbose:     f.verbose,
-			FailureLine: f.varValues,
-			LocalVars:   f.varValues,
+			Verbose:     opts.Verbose,
+			FailureLine: opts.VarValues,
+			LocalVars:   opts.VarValues,
 		}
 	}
 
@@ -316,8 +241,8 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 		defer close(forwarded)
 		for _, t := range targets {
 			for tr := range t.results {
-				tally.add(tr, f.skipExitZero)
-				tr.Trace = filterTrace(tr.Trace, f)
+				tally.add(tr, opts.ExitZeroOnSkipped)
+				tr.Trace = filterTrace(tr.Trace, opts.Verbose)
 				select {
 				case forwarded <- tr:
 				case <-reported:
@@ -333,23 +258,33 @@ func policyTest(ctx context.Context, f policyTestFlags, dirs []string, stdout, s
 	_, belowThreshold := errors.AsType[*cover.CoverageThresholdError](reportErr)
 	switch {
 	case len(tally.notPassed) > 0:
-		// opa test exits 2 here, which is also exitUsage.
-		return usageError{tally.err()}
+		return notPassed(tally.err())
 	case belowThreshold:
-		return usageError{reportErr}
+		return notPassed(reportErr)
 	case reportErr != nil:
 		return reportErr
-	case tally.ran == 0 && f.failOnEmpty:
+	case tally.ran == 0 && opts.FailOnEmpty:
 		return errors.New("policy test: no tests were run")
 	case tally.ran == 0:
 		// opa test says nothing and exits 0; say why the report is empty.
-		if f.run != "" {
-			fmt.Fprintf(stderr, "srht-registry: policy test: no tests found matching --run %q\n", f.run)
+		if opts.Run != "" {
+			fmt.Fprintf(stderr, "srht-registry: policy test: no tests found matching --run %q\n", opts.Run)
 		} else {
 			fmt.Fprintln(stderr, "srht-registry: policy test: no tests found")
 		}
 	}
 	return nil
+}
+
+// testTarget is one thing tested on its own: the embedded policy, or one
+// DIR of TestOptions.Dirs.
+type testTarget struct {
+	modules map[string]*ast.Module // plain policy files (and, for coverage, a bundle's)
+	bundles map[string]*bundle.Bundle
+	store   storage.Store
+	txn     storage.Transaction
+	results chan *tester.Result
+	err     error // from loading or compiling
 }
 
 // loadEmbeddedTestTarget parses the embedded default policy and its tests.
@@ -403,11 +338,10 @@ func regoParserOptions() ast.ParserOptions {
 	return ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
 }
 
-// filterTrace keeps what opa test keeps of a test's trace: with --verbose
-// the notes and failures, otherwise (when tracing for --var-values) the
-// failures.
-func filterTrace(trace []*topdown.Event, f policyTestFlags) []*topdown.Event {
-	if f.verbose {
+// filterTrace keeps what opa test keeps of a test's trace: when verbose the
+// notes and failures, otherwise (when tracing for VarValues) the failures.
+func filterTrace(trace []*topdown.Event, verbose bool) []*topdown.Event {
+	if verbose {
 		return lineage.Filter(trace, func(e *topdown.Event) bool {
 			return e.Op == topdown.NoteOp || e.Op == topdown.FailOp
 		})
@@ -436,7 +370,7 @@ func (t *testTally) add(tr *tester.Result, skipExitZero bool) {
 	t.notPassed = append(t.notPassed, fmt.Sprintf("%s.%s (%s)", tr.Package, tr.Name, outcome))
 }
 
-// maxNamed is how many tests that did not pass the exit message names.
+// maxNamed is how many tests that did not pass the error names.
 const maxNamed = 5
 
 func (t *testTally) err() error {

@@ -1,10 +1,9 @@
-package app
+package policycmd
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,34 +25,77 @@ import (
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 )
 
-// listFlag collects a repeatable flag.
-type listFlag []string
+// EvalOptions describe the request Eval judges, named after the flags of
+// policy eval (given in brackets).
+type EvalOptions struct {
+	// Scopes are the requested scopes, as a client sends them
+	// (repository:team/app:pull,push); at least one (--scope).
+	Scopes []string
 
-func (l *listFlag) String() string     { return strings.Join(*l, " ") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+	// User is the subject; empty for anonymous (--user).
+	User string
+	// Method is how User authenticated: password, sourcehut or anonymous;
+	// empty means Provider's, else password with a User and anonymous
+	// without (--method).
+	Method string
+	// Provider is User's provider, htpasswd or sourcehut; empty means
+	// Method's (--provider).
+	Provider string
+	// Refreshed judges the request as the refresh token of that login
+	// would be: method refresh, refreshed_from Method (--refreshed).
+	Refreshed bool
+	// Groups, when not nil, are the principal's groups instead of those
+	// the config gives it; an empty, non-nil Groups means none (--groups).
+	Groups []string
+	// Grants is the Sourcehut grant string of the token (Method sourcehut
+	// only): empty means <service>/REGISTRY:RW, "all" a personal access
+	// token (--grants).
+	Grants string
 
-// explainFlag is "--explain" (the rules that fired) or "--explain=full"
-// (OPA's whole trace as well).
-type explainFlag string
+	// Service is the registry service; empty means the config's first
+	// (--service).
+	Service string
+	// ClientIP, ClientID and UserAgent are the request's (--client-ip,
+	// --client-id, --user-agent).
+	ClientIP, ClientID, UserAgent string
+	// Time is the request's time; zero means now (--time).
+	Time time.Time
 
-func (e *explainFlag) String() string   { return string(*e) }
-func (e *explainFlag) IsBoolFlag() bool { return true }
-func (e *explainFlag) Set(v string) error {
-	switch v {
-	case "true", "fired":
-		*e = "fired"
-	case "full":
-		*e = "full"
-	case "false":
-		*e = ""
-	default:
-		return fmt.Errorf("want --explain or --explain=full, got %q", v)
+	// Format is the output format, text or json (--format).
+	Format string
+	// Explain says how much of the why to show (--explain).
+	Explain Explain
+
+	// Compile compiles the local policy (the embedded one with the
+	// config's data, or the local bundles) exactly as serve does. It is
+	// not called when the config names a remote OPA (policy.opa).
+	Compile func(context.Context, config.Policy) (*authz.Engine, error)
+}
+
+// Explain is how much of the why of a decision Eval shows.
+type Explain string
+
+const (
+	ExplainNone  Explain = ""      // the decisions only
+	ExplainFired Explain = "fired" // the rules that fired as well
+	ExplainFull  Explain = "full"  // OPA's whole trace as well
+)
+
+// Validate checks what of o does not depend on the config. Eval calls it
+// too; it is exported so that a caller can report these mistakes before
+// it loads the config.
+func (o EvalOptions) Validate() error {
+	if o.Format != "text" && o.Format != "json" {
+		return usage(fmt.Errorf("--format must be text or json, got %q", o.Format))
+	}
+	if len(o.Scopes) == 0 {
+		return usage(errors.New("policy eval: give at least one --scope"))
 	}
 	return nil
 }
 
-// evalResult is one scope's answer, as printed by --format json.
-type evalResult struct {
+// decision is one scope's answer, as printed by the json format.
+type decision struct {
 	Scope     string   `json:"scope"`
 	Requested []string `json:"requested"`
 	Granted   []string `json:"granted"`
@@ -62,86 +104,54 @@ type evalResult struct {
 	Error     string   `json:"error,omitempty"`
 }
 
-func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("policy eval", stderr)
-	configPath := fs.String("config", "", "config `FILE`: the policy, data, bundles and groups that serve would use")
-	user := fs.String("user", "", "the subject (user name); empty for anonymous")
-	method := fs.String("method", "", "how the user authenticated: password, sourcehut or anonymous (default: from --provider; password with --user, else anonymous)")
-	provider := fs.String("provider", "", "the provider of --user: htpasswd or sourcehut (default: htpasswd for --method password, sourcehut for --method sourcehut)")
-	refreshed := fs.Bool("refreshed", false, "as the refresh token of that login would be judged: method refresh, refreshed_from the --method (password or sourcehut)")
-	groups := fs.String("groups", "", "comma-separated `GROUPS` (default: the user's groups from the config)")
-	grants := fs.String("grants", "", "Sourcehut grant string of the token (default: <service>/REGISTRY:RW; \"all\" for a personal access token)")
-	service := fs.String("service", "", "registry service (default: the config's first)")
-	clientIP := fs.String("client-ip", "127.0.0.1", "client IP address")
-	clientID := fs.String("client-id", "", "client_id parameter")
-	userAgent := fs.String("user-agent", "", "User-Agent")
-	at := fs.String("time", "", "request time, RFC 3339 (default: now)")
-	format := fs.String("format", "text", "output `FORMAT`: text or json")
-	var scopes listFlag
-	fs.Var(&scopes, "scope", "requested `SCOPE`, e.g. repository:team/app:pull,push (repeatable)")
-	var explain explainFlag
-	fs.Var(&explain, "explain", "show the rules that fired (--explain=full: OPA's whole trace too)")
-	if err := parseFlags(fs, args, 0); err != nil {
+// Eval writes to stdout what the request opts describes would be granted
+// on each scope by the server that cfg configures, and, with opts.Explain,
+// why. It builds the identity serve would have built, without checking
+// credentials; a login serve would refuse is an error.
+func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Writer) error {
+	if err := opts.Validate(); err != nil {
 		return err
 	}
-	if *format != "text" && *format != "json" {
-		return usageError{fmt.Errorf("--format must be text or json, got %q", *format)}
-	}
-	if len(scopes) == 0 {
-		return usageError{errors.New("policy eval: give at least one --scope")}
-	}
-	cfg, err := loadConfig(*configPath)
+	parsed, err := access.ParseScopes(opts.Scopes, cfg.Limits.MaxScopes)
 	if err != nil {
-		return err
+		return usage(err)
 	}
-	parsed, err := access.ParseScopes(scopes, cfg.Limits.MaxScopes)
-	if err != nil {
-		return usageError{err}
-	}
-	req := identity.Request{Service: *service, ClientIP: *clientIP, ClientID: *clientID, UserAgent: *userAgent, Time: time.Now()}
+	req := identity.Request{Service: opts.Service, ClientIP: opts.ClientIP, ClientID: opts.ClientID, UserAgent: opts.UserAgent, Time: opts.Time}
 	if req.Service == "" {
 		req.Service = cfg.DefaultService()
 	} else if !cfg.ServesService(req.Service) {
-		return usageError{fmt.Errorf("service %q is not one this config serves (%s)", req.Service, strings.Join(cfg.Service, ", "))}
+		return usage(fmt.Errorf("service %q is not one this config serves (%s)", req.Service, strings.Join(cfg.Service, ", ")))
 	}
-	if *at != "" {
-		if req.Time, err = time.Parse(time.RFC3339, *at); err != nil {
-			return usageError{fmt.Errorf("--time: %w", err)}
-		}
+	if req.Time.IsZero() {
+		req.Time = time.Now()
 	}
-	var groupsFlag *string
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "groups" {
-			groupsFlag = groups
-		}
-	})
-	id, err := evalIdentity(cfg, evalWho{user: *user, method: *method, provider: *provider}, groupsFlag, *grants, req)
+	id, err := evalIdentity(cfg, opts, req)
 	if err != nil {
 		return err
 	}
-	if *refreshed {
+	if opts.Refreshed {
 		if id.Method != identity.MethodPassword && id.Method != identity.MethodSourcehut {
-			return usageError{errors.New("--refreshed needs a password or sourcehut login (--user, and --method sourcehut for a Sourcehut token)")}
+			return usage(errors.New("--refreshed needs a password or sourcehut login (--user, and --method sourcehut for a Sourcehut token)"))
 		}
 		id.RefreshedFrom, id.Method = id.Method, identity.MethodRefresh
 	}
-	engine, stop, err := evalEngine(ctx, cfg)
+	engine, stop, err := evalEngine(ctx, cfg, opts.Compile)
 	if err != nil {
 		return err
 	}
 	defer stop(context.WithoutCancel(ctx))
 
-	var results []evalResult
+	var results []decision
 	var traces [][]*topdown.Event
 	for _, sc := range parsed {
-		var opts []rego.EvalOption
+		var evalOpts []rego.EvalOption
 		var buf *topdown.BufferTracer
-		if explain != "" {
+		if opts.Explain != ExplainNone {
 			buf = topdown.NewBufferTracer()
-			opts = append(opts, rego.EvalQueryTracer(buf))
+			evalOpts = append(evalOpts, rego.EvalQueryTracer(buf))
 		}
-		d, err := engine.Decide(ctx, id, req, sc, opts...)
-		res := evalResult{Scope: sc.Resource.String(), Requested: sc.Actions, Granted: d.Granted, Deny: d.Reasons}
+		d, err := engine.Decide(ctx, id, req, sc, evalOpts...)
+		res := decision{Scope: sc.Resource.String(), Requested: sc.Actions, Granted: d.Granted, Deny: d.Reasons}
 		if res.Deny == nil {
 			res.Deny = []string{}
 		}
@@ -156,7 +166,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 		results = append(results, res)
 	}
 
-	if *format == "json" {
+	if opts.Format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		input := authz.Input(id, req, access.Scope{})
@@ -184,14 +194,14 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	tw.Flush()
 	for i, r := range results {
-		if explain == "" {
+		if opts.Explain == ExplainNone {
 			break
 		}
 		fmt.Fprintf(stdout, "\n%s: rules that fired:\n", r.Scope)
 		for _, f := range r.Fired {
 			fmt.Fprintf(stdout, "  %s\n", f)
 		}
-		if explain == "full" {
+		if opts.Explain == ExplainFull {
 			fmt.Fprintf(stdout, "\n%s: trace:\n", r.Scope)
 			topdown.PrettyTraceWithLocation(stdout, lineage.Full(traces[i]))
 		}
@@ -239,60 +249,53 @@ func firedRules(trace []*topdown.Event) []string {
 	return out
 }
 
-// evalWho is who policy eval judges: --user, --method and --provider.
-type evalWho struct{ user, method, provider string }
-
 // methodProviders pairs each login method with the provider that serves it.
 var methodProviders = map[identity.Method]string{
 	identity.MethodPassword:  identity.ProviderHtpasswd,
 	identity.MethodSourcehut: identity.ProviderSourcehut,
 }
 
-// evalIdentity builds the identity serve would have built, without
-// checking credentials: the groups of the principal and the namespace it
-// owns as serve computes them (the htpasswd file decides whether a
-// Sourcehut user's name is held by a local account). groups is nil when
-// --groups was not given.
-func evalIdentity(cfg config.Config, who evalWho, groups *string, grants string, req identity.Request) (identity.Identity, error) {
-	method, user := who.method, who.user
+// evalIdentity builds the identity serve would have built for opts' User,
+// Method, Provider, Groups and Grants, without checking credentials: the
+// groups of the principal and the namespace it owns as serve computes them
+// (the htpasswd file decides whether a Sourcehut user's name is held by a
+// local account).
+func evalIdentity(cfg config.Config, opts EvalOptions, req identity.Request) (identity.Identity, error) {
+	method, user, grants := opts.Method, opts.User, opts.Grants
 	if method == "" {
 		method = string(identity.MethodAnonymous)
 		for m, p := range methodProviders {
-			if who.provider == p {
+			if opts.Provider == p {
 				method = string(m)
 			}
 		}
-		if user != "" && who.provider == "" {
+		if user != "" && opts.Provider == "" {
 			method = string(identity.MethodPassword)
 		}
 	}
 	id := identity.Identity{Method: identity.Method(method), Subject: user}
 	switch id.Method {
 	case identity.MethodAnonymous:
-		if user != "" || groups != nil || who.provider != "" {
-			return id, usageError{errors.New("--method anonymous takes no --user, --provider or --groups")}
+		if user != "" || opts.Groups != nil || opts.Provider != "" {
+			return id, usage(errors.New("--method anonymous takes no --user, --provider or --groups"))
 		}
 		return identity.Anonymous, nil
 	case identity.MethodPassword, identity.MethodSourcehut:
 		if user == "" {
-			return id, usageError{fmt.Errorf("--method %s needs --user", method)}
+			return id, usage(fmt.Errorf("--method %s needs --user", method))
 		}
 	default:
-		return id, usageError{fmt.Errorf("--method must be password, sourcehut or anonymous, got %q", method)}
+		return id, usage(fmt.Errorf("--method must be password, sourcehut or anonymous, got %q", method))
 	}
 	id.Provider = methodProviders[id.Method]
-	if who.provider != "" && who.provider != id.Provider {
-		return id, usageError{fmt.Errorf("--provider %s does not log in with --method %s (that is %s's)", who.provider, method, id.Provider)}
+	if opts.Provider != "" && opts.Provider != id.Provider {
+		return id, usage(fmt.Errorf("--provider %s does not log in with --method %s (that is %s's)", opts.Provider, method, id.Provider))
 	}
 	if id.Provider == identity.ProviderSourcehut && !sourcehut.NewAllowList(cfg.Authn.Sourcehut.LoginUsers()).Admits(user) {
 		return id, fmt.Errorf("the server would refuse this login (401): authn.sourcehut.users does not let %q in", user)
 	}
-	if groups != nil {
-		for g := range strings.SplitSeq(*groups, ",") {
-			if g = strings.TrimSpace(g); g != "" {
-				id.Groups = append(id.Groups, g)
-			}
-		}
+	if opts.Groups != nil {
+		id.Groups = append(id.Groups, opts.Groups...) // nil when empty, as the config's would be
 	} else {
 		id.Groups = authn.GroupsOf(cfg.Groups, id.Principal())
 	}
@@ -314,7 +317,7 @@ func evalIdentity(cfg config.Config, who evalWho, groups *string, grants string,
 		}
 		parsed, all, err := sourcehut.ParseGrants(grants)
 		if err != nil {
-			return id, usageError{fmt.Errorf("--grants: %w", err)}
+			return id, usage(fmt.Errorf("--grants: %w", err))
 		}
 		level := sourcehut.RegistryAccess(parsed, all, req.Service)
 		if level == "" {
@@ -325,17 +328,19 @@ func evalIdentity(cfg config.Config, who evalWho, groups *string, grants string,
 			AllGrants: all, Grants: parsed, Access: level,
 		}
 	} else if grants != "" {
-		return id, usageError{errors.New("--grants is for --method sourcehut")}
+		return id, usage(errors.New("--grants is for --method sourcehut"))
 	}
 	return id, nil
 }
 
-// evalEngine compiles the policy exactly as serve would.
-func evalEngine(ctx context.Context, cfg config.Config) (*authz.Engine, func(context.Context), error) {
+// evalEngine starts the policy exactly as serve would: a remote OPA when
+// the config names one, otherwise the local policy, which compile
+// compiles. The function it returns releases the engine.
+func evalEngine(ctx context.Context, cfg config.Config, compile func(context.Context, config.Policy) (*authz.Engine, error)) (*authz.Engine, func(context.Context), error) {
 	if len(cfg.Policy.OPA) > 0 {
 		opaConfig, err := json.Marshal(cfg.Policy.OPA)
 		if err != nil {
-			return nil, nil, usageError{fmt.Errorf("policy.opa: %w", err)}
+			return nil, nil, usage(fmt.Errorf("policy.opa: %w", err))
 		}
 		remote, err := authz.StartRemote(ctx, authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout.D(),
 			Wait: cfg.Policy.StartupWait.D(), Logger: slog.New(slog.DiscardHandler)})
@@ -344,6 +349,9 @@ func evalEngine(ctx context.Context, cfg config.Config) (*authz.Engine, func(con
 		}
 		return remote.Authorizer().Engine(), remote.Stop, nil
 	}
-	e, err := compilePolicy(ctx, cfg.Policy)
+	if compile == nil {
+		return nil, nil, errors.New("policy eval: no compiler for the local policy (EvalOptions.Compile)")
+	}
+	e, err := compile(ctx, cfg.Policy)
 	return e, func(context.Context) {}, err
 }

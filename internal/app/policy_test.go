@@ -1,0 +1,283 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The command line of policy test and policy eval: flags, exit codes, -h.
+// What the commands do is tested in internal/policycmd.
+
+// fixtures holds the policy test fixtures; see its README.md.
+const fixtures = "../../testdata/policytest"
+
+func fixture(name string) string { return filepath.Join(fixtures, name) }
+
+// runPolicyCLI runs srht-registry with args, as a user would.
+func runPolicyCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code = Run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func wantCode(t *testing.T, code, want int, stdout, stderr string) {
+	t.Helper()
+	if code != want {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
+	}
+}
+
+func wantContains(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, got)
+		}
+	}
+}
+
+func wantLacks(t *testing.T, what, got string, unwanted ...string) {
+	t.Helper()
+	for _, w := range unwanted {
+		if strings.Contains(got, w) {
+			t.Errorf("%s has %q:\n%s", what, w, got)
+		}
+	}
+}
+
+// testLines returns the verbose result lines ("data.pkg.test_x: PASS (1ms)")
+// keyed by test name, with their outcome.
+func testLines(stdout string) map[string]string {
+	lines := map[string]string{}
+	re := regexp.MustCompile(`(?m)^data\.[\w.]+\.((?:test|todo_test)_\w+): (PASS|FAIL|ERROR|SKIPPED)`)
+	for _, m := range re.FindAllStringSubmatch(stdout, -1) {
+		lines[m[1]] = m[2]
+	}
+	return lines
+}
+
+func writeRego(t *testing.T, dir, name, src string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasRow(out string, fields []string) bool {
+	for line := range strings.Lines(out) {
+		if slices.Equal(strings.Fields(line), fields) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPolicyTestExitCodes checks the exit codes of policy test, as opa
+// test's: 0 when every test passed, 2 when one did not (or coverage is
+// below --threshold), 1 when the policy did not load or compile.
+func TestPolicyTestExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	skip := filepath.Join(dir, "skip")
+	writeRego(t, skip, "p_test.rego", "package p_test\n\ntest_ok if true\n\ntodo_test_later if false\n")
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr []string
+	}{
+		{"embedded policy passes", nil, 0, nil},
+		{"a test fails", []string{fixture("failing")}, 2,
+			[]string{"srht-registry: policy test: 1 test did not pass: data.registry.authz_test.test_failing_bob_pushes (FAIL)\n"}},
+		{"a test fails, json", []string{"--format", "json", fixture("failing")}, 2, []string{"test_failing_bob_pushes (FAIL)"}},
+		{"a test fails, coverage", []string{"--coverage", fixture("failing")}, 2, []string{"test_failing_bob_pushes (FAIL)"}},
+		{"below the threshold", []string{"--threshold", "100", fixture("typo")}, 2, []string{"Code coverage threshold not met"}},
+		{"a test is skipped", []string{skip}, 2, []string{"todo_test_later (SKIPPED)"}},
+		{"a skipped test with -z", []string{"-z", skip}, 0, nil},
+		{"compile error", []string{fixture("compile_error")}, 1, []string{"compile_error/authz.rego:5:"}},
+		{"missing directory", []string{filepath.Join(dir, "absent")}, 1, []string{"absent"}},
+		{"type error against --schema", []string{"--schema", filepath.Join(fixtures, "schemas", "input.json"), fixture("typo")}, 1, []string{"rego_type_error"}},
+		{"no test ran", []string{"--run", "no_such_test"}, 0, []string{"no tests found"}},
+		{"no test ran, --fail-on-empty", []string{"--run", "no_such_test", "--fail-on-empty"}, 1, []string{"no tests were run"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runPolicyCLI(t, append([]string{"policy", "test"}, tt.args...)...)
+			wantCode(t, code, tt.wantCode, stdout, stderr)
+			wantContains(t, "stderr", stderr, tt.wantStderr...)
+		})
+	}
+}
+
+// TestPolicyTestFlagsAnywhere checks that, as with opa test, flags may
+// follow the directories.
+func TestPolicyTestFlagsAnywhere(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runPolicyCLI(t, "policy", "test", fixture("plain"), "--verbose")
+	wantCode(t, code, 0, stdout, stderr)
+	if got := testLines(stdout); len(got) != 2 {
+		t.Errorf("listed %v, want the two tests of plain/", got)
+	}
+	// After "--" everything is a directory, -v too.
+	code, stdout, stderr = runPolicyCLI(t, "policy", "test", "-v", "--", fixture("plain"))
+	wantCode(t, code, 0, stdout, stderr)
+	if got := testLines(stdout); len(got) != 2 {
+		t.Errorf("listed %v, want the two tests of plain/", got)
+	}
+	code, stdout, stderr = runPolicyCLI(t, "policy", "test", fixture("plain"), "--", "-v")
+	wantCode(t, code, 1, stdout, stderr)
+	wantContains(t, "stderr", stderr, "-v")
+}
+
+func TestPolicyTestUsage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr string
+	}{
+		{"no policy command", []string{"policy"}, 2, "missing command"},
+		{"unknown policy command", []string{"policy", "frob"}, 2, `unknown command "frob"`},
+		{"bad format", []string{"policy", "test", "--format", "xml"}, 2, "--format"},
+		{"bad regex", []string{"policy", "test", "--run", "("}, 2, "--run"},
+		{"bad threshold", []string{"policy", "test", "--threshold", "101"}, 2, "--threshold"},
+		{"negative timeout", []string{"policy", "test", "--timeout", "-1s"}, 2, "--timeout"},
+		{"unknown flag", []string{"policy", "test", "--bench"}, 2, "bench"},
+		{"help", []string{"policy", "test", "-h"}, 0, "on its own"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runPolicyCLI(t, tt.args...)
+			wantCode(t, code, tt.wantCode, stdout, stderr)
+			wantContains(t, "stderr", stderr, tt.wantStderr)
+		})
+	}
+}
+
+// TestPolicyEvalCommandLine checks that the flags of policy eval reach
+// policycmd.Eval, with the config and serve's policy compiler, and the
+// exit codes of its errors.
+func TestPolicyEvalCommandLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	htpasswd := filepath.Join(dir, "htpasswd")
+	writeFile(t, htpasswd, htpasswdLine(t, "alice", "a")+htpasswdLine(t, "bob", "b")+htpasswdLine(t, "root", "r"))
+	writeFile(t, cfg, `authn:
+  htpasswd: `+htpasswd+`
+  sourcehut:
+    users: [alice, carol, root]
+groups:
+  admins: ["htpasswd:root"]
+  ci: ["htpasswd:bob", "sourcehut:carol"]
+policy:
+  data:
+    public: ["library/*"]
+    namespaces:
+      team: {pull: ["group:ci"], push: ["htpasswd:alice"]}
+`)
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout []string
+		wantRow    []string // the fields of one line of the table
+		wantStderr []string
+	}{
+		{name: "own namespace", args: []string{"--user", "alice", "--scope", "repository:alice/app:pull,push"},
+			wantStdout: []string{"policy revision: embedded"}, wantRow: []string{"repository:alice/app", "pull,push", "pull,push", "-"}},
+		{name: "groups from the flag", args: []string{"--user", "carol", "--groups", " ci,, ", "--scope", "repository:team/app:pull"},
+			wantStdout: []string{"groups=[ci]"}, wantRow: []string{"repository:team/app", "pull", "pull", "-"}},
+		{name: "no groups from the flag", args: []string{"--user", "bob", "--groups", "", "--scope", "repository:team/app:pull"},
+			wantStdout: []string{"groups=[]"}, wantRow: []string{"repository:team/app", "pull", "-", "-"}},
+		{name: "repeated scopes", args: []string{"--scope", "repository:library/base:pull", "--scope", "repository:other/base:pull"},
+			wantRow: []string{"repository:other/base", "pull", "-", "-"}},
+		{name: "explain", args: []string{"--user", "alice", "--scope", "repository:alice/app:push", "--explain"},
+			wantStdout: []string{"rules that fired:"}},
+		{name: "explain full", args: []string{"--user", "alice", "--scope", "repository:alice/app:push", "--explain=full"},
+			wantStdout: []string{"trace:", "Enter data.registry.authz.allow"}},
+		{name: "json", args: []string{"--user", "alice", "--client-ip", "203.0.113.9", "--client-id", "docker", "--user-agent", "ua",
+			"--time", "2024-05-01T12:00:00Z", "--format", "json", "--scope", "repository:alice/app:pull"},
+			wantStdout: []string{`"client_ip": "203.0.113.9"`, `"client_id": "docker"`, `"user_agent": "ua"`, `"time": "2024-05-01T12:00:00Z"`}},
+
+		// Exit 1: the server would refuse the login.
+		{name: "sourcehut without the registry grant", args: []string{"--user", "carol", "--method", "sourcehut", "--grants", "meta.sr.ht/PROFILE:RO", "--scope", "repository:carol/app:pull"},
+			wantCode: 1, wantStderr: []string{"would refuse this token at login"}},
+		{name: "Sourcehut user not allowed to log in", args: []string{"--user", "mallory", "--provider", "sourcehut", "--scope", "repository:mallory/app:pull"},
+			wantCode: 1, wantStderr: []string{`authn.sourcehut.users does not let "mallory" in`}},
+
+		// Exit 2: the user's mistakes.
+		{name: "provider and method disagree", args: []string{"--user", "alice", "--provider", "sourcehut", "--method", "password", "--scope", "repository:a/b:pull"},
+			wantCode: 2, wantStderr: []string{"--provider sourcehut does not log in with --method password"}},
+		{name: "refreshed anonymous", args: []string{"--refreshed", "--scope", "repository:library/base:pull"}, wantCode: 2, wantStderr: []string{"--refreshed"}},
+		{name: "anonymous with groups", args: []string{"--groups", "", "--scope", "repository:library/base:pull"}, wantCode: 2, wantStderr: []string{"--groups"}},
+		{name: "no scope", args: []string{"--user", "alice"}, wantCode: 2, wantStderr: []string{"--scope"}},
+		{name: "bad scope", args: []string{"--user", "alice", "--scope", "repository:alice"}, wantCode: 2, wantStderr: []string{"invalid scope"}},
+		{name: "bad method", args: []string{"--user", "alice", "--method", "kerberos", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"--method"}},
+		{name: "bad grants", args: []string{"--user", "carol", "--method", "sourcehut", "--grants", "!!!", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"--grants"}},
+		{name: "grants without sourcehut", args: []string{"--user", "alice", "--grants", "all", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"--grants is for --method sourcehut"}},
+		{name: "unknown service", args: []string{"--service", "other.example.com", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"other.example.com"}},
+		{name: "bad time", args: []string{"--time", "noon", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"--time"}},
+		{name: "bad format", args: []string{"--format", "yaml", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"--format must be text or json"}},
+		{name: "bad explain", args: []string{"--explain=some", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"want --explain or --explain=full"}},
+		{name: "stray argument", args: []string{"--scope", "repository:a/b:pull", "extra"}, wantCode: 2, wantStderr: []string{"unexpected arguments: extra"}},
+		{name: "help", args: []string{"-h"}, wantStderr: []string{"usage: srht-registry policy eval", "-scope SCOPE", "-explain"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := run(t, "", append([]string{"policy", "eval", "--config", cfg}, tt.args...)...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
+			}
+			wantContains(t, "stdout", stdout, tt.wantStdout...)
+			if tt.wantRow != nil && !hasRow(stdout, tt.wantRow) {
+				t.Errorf("no line %q in:\n%s", tt.wantRow, stdout)
+			}
+			wantContains(t, "stderr", stderr, tt.wantStderr...)
+		})
+	}
+
+	// What does not need the config is reported before a problem with it.
+	code, stdout, stderr := run(t, "", "policy", "eval", "--config", filepath.Join(dir, "absent.yaml"), "--format", "yaml", "--scope", "repository:a/b:pull")
+	wantCode(t, code, 2, stdout, stderr)
+	wantContains(t, "stderr", stderr, "--format")
+	code, stdout, stderr = run(t, "", "policy", "eval", "--config", filepath.Join(dir, "absent.yaml"), "--scope", "repository:a/b:pull")
+	wantCode(t, code, 2, stdout, stderr)
+	wantContains(t, "stderr", stderr, "absent.yaml")
+}
+
+// TestPolicyEvalBundleConfig checks that policy eval compiles the bundles
+// of the config as serve does.
+func TestPolicyEvalBundleConfig(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	bundle, err := filepath.Abs("../../bundles/conditions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfg, "policy:\n  bundles: ["+bundle+"]\n")
+	code, stdout, stderr := run(t, "", "policy", "eval", "--config", cfg, "--format", "json", "--user", "alice", "--scope", "repository:alice/app:pull")
+	wantCode(t, code, 0, stdout, stderr)
+	var out struct {
+		Revision string `json:"revision"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if out.Revision == "embedded" || out.Revision == "" {
+		t.Errorf("revision %q, want the bundle's", out.Revision)
+	}
+}
