@@ -19,6 +19,7 @@ func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr s
 }
 
 func TestCommandLine(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	invalid := filepath.Join(dir, "invalid.yaml")
 	writeFile(t, invalid, "issuer: \"\"\ntoken:\n  ttl: 10s\nlog:\n  level: loud\n")
@@ -86,6 +87,7 @@ func TestCommandLine(t *testing.T) {
 }
 
 func TestHashPassword(t *testing.T) {
+	t.Parallel()
 	const password = "correct horse battery staple"
 	code, stdout, stderr := run(t, password+"\n", "hash-password", "--cost", "4", "alice")
 	if code != 0 {
@@ -104,6 +106,7 @@ func TestHashPassword(t *testing.T) {
 }
 
 func TestKeysWritesRegistryFiles(t *testing.T) {
+	t.Parallel()
 	for _, typ := range []string{"ec", "rsa", "ed25519"} {
 		t.Run(typ, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "keys")
@@ -145,6 +148,7 @@ func TestKeysWritesRegistryFiles(t *testing.T) {
 // dispatches from) is in the usage text with its summary, in doc.go, and
 // has a -h naming the flags its synopsis shows.
 func TestUsageListsEveryCommand(t *testing.T) {
+	t.Parallel()
 	code, help, _ := run(t, "", "help")
 	if code != 0 || help != usage() {
 		t.Fatalf("help: exit %d:\n%s", code, help)

@@ -4,13 +4,18 @@
 //   - the dispatch table (commands in app.go) from which Run dispatches,
 //     the usage text and each command's -h are all made, so no command
 //     can be missing from the help;
-//   - building a running server from a config (serve.go, with tls.go,
-//     metrics.go, keyset.go and watch.go): the HTTP handlers, TLS,
-//     metrics, the signing key set, and the reload on SIGHUP or when a
-//     watched file changes;
+//   - Server (server.go): a running token server with New, Addr, Reload
+//     and Close, which serve drives from signals (serve.go) and tests
+//     drive directly; it serves TLS (tls.go) and metrics (metrics.go) and
+//     reloads when a watched file changes (watch.go);
+//   - building one from a config, stage by stage (build.go): signing keys
+//     (keyset.go), authentication, policy, the HTTP handler; a reload
+//     prepares every stage and commits only when all loaded;
 //   - the tools around the server: key generation and the printed
 //     configs (keys.go), the readiness probe (healthcheck.go), and the
-//     policy test runner and evaluator (policytest.go, policyeval.go);
+//     command line of policy test and policy eval (policy.go: their
+//     flags, the config, the exit codes), whose work is
+//     internal/policycmd's;
 //   - exit codes: 0 for success, 1 for an error, 2 for bad usage or an
 //     invalid config.
 //

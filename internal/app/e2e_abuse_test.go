@@ -251,7 +251,6 @@ func TestAbuseLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test: skipped with -short")
 	}
-	t.Setenv("OTEL_TRACES_EXPORTER", "none")
 	meta := fakemeta.Start(t)
 	srhtToken := meta.Mint(fakemeta.TokenOptions{Username: "dora", Grants: "registry.example.com/REGISTRY:RW",
 		Expires: time.Now().Add(time.Hour), ClientID: "builds.sr.ht"})
@@ -304,7 +303,8 @@ authn:
     timeout: 2s
     users: ["*"]
 `, abuseThreshold, abuseMaxConcurrent, htpasswd, meta.URL()))
-	addr, logs := startServer(t, cfg)
+	srv, logs := startServer(t, cfg)
+	addr := srv.Addr()
 	base := "http://" + addr
 
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}

@@ -30,13 +30,15 @@ authn:
     timeout: 300ms
     users: ["*"]
 `+extra)
-	return startServer(t, cfg)
+	srv, logs := startServer(t, cfg)
+	return srv.Addr(), logs
 }
 
 // TestUpstreamFaults breaks meta.sr.ht in every way the fake can: each new
 // token gets a clear 503 (never a token with grants), the failure is logged
 // once with its cause, nothing is cached, and password logins keep working.
 func TestUpstreamFaults(t *testing.T) {
+	t.Parallel()
 	meta := fakemeta.Start(t)
 	addr, logs := faultServer(t, meta, "")
 	faults := []struct {
@@ -105,6 +107,7 @@ func TestUpstreamFaults(t *testing.T) {
 // deadline grants nothing and says so (503) for the scopes it fails on,
 // while every other request is served; recursion cannot even load.
 func TestPolicyFaults(t *testing.T) {
+	t.Parallel()
 	bundle := filepath.Join(t.TempDir(), "faulty")
 	if err := os.MkdirAll(bundle, 0o755); err != nil {
 		t.Fatal(err)

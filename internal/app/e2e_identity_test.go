@@ -23,6 +23,7 @@ import (
 // not in authn.sourcehut.users is refused before meta.sr.ht is asked; and
 // an allowed one pushes to its own namespace.
 func TestEndToEndOneIdentityPerProvider(t *testing.T) {
+	t.Parallel()
 	meta := fakemeta.Start(t)
 	d := deploy(t, deployOptions{
 		keyType: "ec",

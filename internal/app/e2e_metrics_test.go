@@ -119,6 +119,7 @@ func (m *metricsRun) token(xff, user, password, scope string, want int) map[stri
 // and a failed reload) and then requires each family to hold exactly what
 // the run did.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	meta := fakemeta.Start(t)
 	dir := t.TempDir()
 	bundleDir := filepath.Join(dir, "bundle")
@@ -144,7 +145,8 @@ policy:
 authn:
   htpasswd: `+htpasswd+`
 `+sourcehutAuthn(meta, "0", "carol", "dave", "erin", "frank", "grace"))
-	addr, logs := startServer(t, cfgPath)
+	srv, logs := startServer(t, cfgPath)
+	addr := srv.Addr()
 	mm := metricsListeningRE.FindStringSubmatch(logs.String())
 	if mm == nil {
 		t.Fatalf("no metrics listening line in the log:\n%s", logs)

@@ -62,13 +62,20 @@ func grantedOn(t *testing.T, addr, scope string) []string {
 // alice in htpasswd.
 func policyServer(t *testing.T, policyYAML string) (addr string, logs *syncBuffer, htpasswd string) {
 	t.Helper()
+	cfg, htpasswd := policyConfig(t, policyYAML)
+	srv, logs := startServer(t, cfg)
+	return srv.Addr(), logs, htpasswd
+}
+
+// policyConfig writes the config of policyServer and its htpasswd file.
+func policyConfig(t *testing.T, policyYAML string) (cfg, htpasswd string) {
+	t.Helper()
 	dir := t.TempDir()
 	htpasswd = filepath.Join(dir, "htpasswd")
 	writeFile(t, htpasswd, htpasswdLine(t, "alice", passwords["alice"]))
-	cfg := filepath.Join(dir, "config.yaml")
+	cfg = filepath.Join(dir, "config.yaml")
 	writeFile(t, cfg, "listen: 127.0.0.1:0\nbrute_force:\n  threshold: 0\nlog:\n  level: debug\nauthn:\n  htpasswd: "+htpasswd+"\n  sourcehut:\n    enabled: false\n"+policyYAML)
-	addr, logs = startServer(t, cfg)
-	return addr, logs, htpasswd
+	return cfg, htpasswd
 }
 
 // TestHotReload changes a local bundle and the htpasswd file under a running
@@ -81,7 +88,10 @@ func TestHotReload(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(bundleDir, ".manifest"), `{"revision": "r1", "roots": ["registry"]}`)
 	writeFile(t, filepath.Join(bundleDir, "authz.rego"), policyFor(`["pull", "push"]`))
-	addr, logs, htpasswd := policyServer(t, "policy:\n  bundles: ["+bundleDir+"]\n")
+	// Through Run, as the binary runs: the file watch and SIGHUP are
+	// serve's.
+	cfg, htpasswd := policyConfig(t, "policy:\n  bundles: ["+bundleDir+"]\n")
+	addr, logs := serveThroughRun(t, cfg)
 
 	// Requests run all along; none may fail while the policy is swapped.
 	var stop atomic.Bool
@@ -152,6 +162,7 @@ func TestHotReload(t *testing.T) {
 // TestHotReloadNoFailedRequests swaps the policy many times while requests
 // run, and requires every one of them to succeed.
 func TestHotReloadNoFailedRequests(t *testing.T) {
+	t.Parallel()
 	bundleDir := filepath.Join(t.TempDir(), "bundle")
 	if err := os.MkdirAll(bundleDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -264,6 +275,7 @@ func startBundleServer(t *testing.T) *bundleServer {
 // TestRemoteBundle serves a signed bundle over HTTP, as an OPA control plane
 // would, changes it, and then serves broken ones.
 func TestRemoteBundle(t *testing.T) {
+	t.Parallel()
 	bs := startBundleServer(t)
 	bs.set(t, "v1", policyFor(`["pull", "push"]`), bundleSigningSecret)
 	addr, logs, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, "", `    decision_logs:
@@ -391,6 +403,7 @@ func getStatus(t *testing.T, url string) int {
 // TestBundleServerDownAtStart: with no bundle the server listens but is not
 // ready and grants nothing (503), until the bundle server comes back.
 func TestBundleServerDownAtStart(t *testing.T) {
+	t.Parallel()
 	bs := startBundleServer(t) // serves 503 until set
 	addr, logs, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, "  startup_wait: 1s\n", ""))
 	if got := getStatus(t, "http://"+addr+"/readyz"); got != http.StatusServiceUnavailable {
@@ -418,6 +431,7 @@ func TestBundleServerDownAtStart(t *testing.T) {
 // TestBundleServerDownFallback: with fallback_to_embedded the embedded
 // default policy serves until the bundle arrives, which then replaces it.
 func TestBundleServerDownFallback(t *testing.T) {
+	t.Parallel()
 	bs := startBundleServer(t)
 	addr, _, _ := policyServer(t, remotePolicyYAML(bs.srv.URL, "  startup_wait: 1s\n  fallback_to_embedded: true\n", ""))
 	if got := getStatus(t, "http://"+addr+"/readyz"); got != http.StatusOK {

@@ -152,6 +152,7 @@ func setLine(t *testing.T, path, user, line string) {
 // a real registry. A policy change applies to it at once, and a new
 // htpasswd line for the user ends it.
 func TestEndToEndRefresh(t *testing.T) {
+	t.Parallel()
 	d := deploy(t, deployOptions{keyType: "ec"})
 	rt := offlineLogin(t, d.addr, "alice", passwords["alice"], ggcrClientID)
 
@@ -277,6 +278,7 @@ func TestEndToEndRefresh(t *testing.T) {
 // keeps that token's limits: a read-only token's is held to pull, and none
 // outlives the Sourcehut token.
 func TestEndToEndRefreshSourcehut(t *testing.T) {
+	t.Parallel()
 	meta := fakemeta.Start(t)
 	d := deploy(t, deployOptions{keyType: "ec", authn: sourcehutAuthn(meta, "0")})
 	hour := time.Now().Add(time.Hour)
@@ -326,6 +328,7 @@ func TestEndToEndRefreshSourcehut(t *testing.T) {
 // token as its identity token instead of the password, and that token is
 // good for the refresh grant docker sends on push.
 func TestDockerLoginRefresh(t *testing.T) {
+	t.Parallel()
 	docker, err := exec.LookPath("docker")
 	if err != nil {
 		t.Skip("no docker CLI on this machine: the docker login check needs one")
@@ -374,6 +377,7 @@ func TestDockerLoginRefresh(t *testing.T) {
 // identity.method alone would let refresh tokens (method "refresh") escape
 // its rules; serve says so when refresh tokens are on, and only then.
 func TestRefreshBlindPolicyWarned(t *testing.T) {
+	t.Parallel()
 	const warning = "never reads input.identity.refreshed_from"
 	bundleDir := filepath.Join(t.TempDir(), "blind")
 	if err := os.MkdirAll(bundleDir, 0o755); err != nil {

@@ -15,13 +15,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -122,16 +120,12 @@ func tokenSection(key string, published ...string) string {
 	return s
 }
 
-// sighup asks the in-process server to reload. The test registers for
-// SIGHUP itself, so a signal that arrives before the server listens for it
-// cannot end the test binary.
-func sighup(t *testing.T) {
+// mustReload reloads srv, as SIGHUP would, and fails the test if that
+// fails.
+func mustReload(t *testing.T, srv *Server) {
 	t.Helper()
-	guard := make(chan os.Signal, 1)
-	signal.Notify(guard, syscall.SIGHUP)
-	t.Cleanup(func() { signal.Stop(guard) })
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
+	if err := srv.Reload(t.Context()); err != nil {
+		t.Fatalf("reload: %v", err)
 	}
 }
 
@@ -331,6 +325,7 @@ func pullEverything(ctx context.Context, ref name.Reference, opts ...remote.Opti
 //   - a token of the old key that has expired does not;
 //   - retiring the old key takes it out of the published JWKS.
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	// printedSection is the token section of the srht-registry config
 	// that `keys --previous` prints for step 2 of its recipe.
 	printedSection := func(next keyDir) string {
@@ -345,20 +340,20 @@ func TestKeyRotation(t *testing.T) {
 		// starts (signing with old), and returns the token section.
 		setup func(t *testing.T, dir string, old, next keyDir) string
 		// rotate makes the server sign with next and publish old.
-		rotate func(t *testing.T, dir, configPath, htpasswd string, old, next keyDir)
+		rotate func(t *testing.T, srv *Server, dir, configPath, htpasswd string, old, next keyDir)
 		// wantBefore is what the token server publishes before the switch.
 		wantBefore func(old, next keyDir) []string
 	}{
 		{
-			name: "config names the new key, SIGHUP",
+			name: "config names the new key, reload",
 			setup: func(t *testing.T, dir string, old, next keyDir) string {
 				return tokenSection(old.key())
 			},
-			rotate: func(t *testing.T, dir, configPath, htpasswd string, old, next keyDir) {
+			rotate: func(t *testing.T, srv *Server, dir, configPath, htpasswd string, old, next keyDir) {
 				// Step 2 of the printed recipe, verbatim: the new key
 				// signs, the previous one stays published.
 				replaceFile(t, configPath, []byte(keyConfig(htpasswd, printedSection(next))), 0o600)
-				sighup(t)
+				mustReload(t, srv)
 			},
 			wantBefore: func(old, next keyDir) []string { return []string{old.kid} },
 		},
@@ -371,7 +366,7 @@ func TestKeyRotation(t *testing.T) {
 				copyFile(t, filepath.Join(dir, "other.pem"), next.cert(), 0o644)
 				return tokenSection(filepath.Join(dir, "signing.pem"), filepath.Join(dir, "other.pem"))
 			},
-			rotate: func(t *testing.T, dir, configPath, htpasswd string, old, next keyDir) {
+			rotate: func(t *testing.T, srv *Server, dir, configPath, htpasswd string, old, next keyDir) {
 				// Publish the old key first, then sign with the new one:
 				// every state in between is a good one.
 				copyFile(t, filepath.Join(dir, "other.pem"), old.key(), 0o600)
@@ -380,21 +375,20 @@ func TestKeyRotation(t *testing.T) {
 			wantBefore: func(old, next keyDir) []string { return []string{old.kid, next.kid} },
 		},
 		{
-			name: "x5c with a certificate bundle, SIGHUP",
+			name: "x5c with a certificate bundle, reload",
 			x5c:  true,
 			setup: func(t *testing.T, dir string, old, next keyDir) string {
 				return tokenSection(old.key()) + "  certificate: " + old.cert() + "\n"
 			},
-			rotate: func(t *testing.T, dir, configPath, htpasswd string, old, next keyDir) {
+			rotate: func(t *testing.T, srv *Server, dir, configPath, htpasswd string, old, next keyDir) {
 				replaceFile(t, configPath, []byte(keyConfig(htpasswd, tokenSection(next.key(), old.key(), old.cert())+"  certificate: "+next.cert()+"\n")), 0o600)
-				sighup(t)
+				mustReload(t, srv)
 			},
 			wantBefore: func(old, next keyDir) []string { return []string{old.kid} },
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("OTEL_TRACES_EXPORTER", "none")
 			dir := t.TempDir()
 			old := makeKeys(t, filepath.Join(dir, "old"), "ec")
 			previous := []string{old.key()}
@@ -412,7 +406,8 @@ func TestKeyRotation(t *testing.T) {
 			writeFile(t, htpasswd, htpasswdLine(t, "alice", passwords["alice"]))
 			configPath := filepath.Join(dir, "config.yaml")
 			writeFile(t, configPath, keyConfig(htpasswd, tc.setup(t, dir, old, next)))
-			addr, logs := startServer(t, configPath)
+			srv, logs := startServer(t, configPath)
+			addr := srv.Addr()
 			if got, want := servedKids(t, addr), tc.wantBefore(old, next); !slices.Equal(got, want) {
 				t.Fatalf("JWKS before the rotation lists %q, want %q", got, want)
 			}
@@ -437,7 +432,7 @@ func TestKeyRotation(t *testing.T) {
 			loop.waitPulls(t, 5)
 
 			// Step 2: the switch, while the pulls run.
-			tc.rotate(t, dir, configPath, htpasswd, old, next)
+			tc.rotate(t, srv, dir, configPath, htpasswd, old, next)
 			waitFor(t, "new tokens signed by the new key", func() bool { return kidOf(mustToken(t, addr, scope)) == next.kid })
 			loop.waitPulls(t, 5)
 			loop.finish()
@@ -487,7 +482,7 @@ func TestKeyRotation(t *testing.T) {
 				retired += "  certificate: " + next.cert() + "\n"
 			}
 			replaceFile(t, configPath, []byte(keyConfig(htpasswd, retired)), 0o600)
-			sighup(t)
+			mustReload(t, srv)
 			waitFor(t, "the old key to be retired", func() bool { return slices.Equal(servedKids(t, addr), []string{next.kid}) })
 			if err := pullImage(t, reg, "alice/app:v1", basic("alice")); err != nil {
 				t.Errorf("pull after retiring the old key: %v", err)
@@ -510,19 +505,20 @@ func expiredToken(t *testing.T, k keyDir, x5c bool) string {
 		t.Fatal(err)
 	}
 	m := &token.Minter{Issuer: "srht-registry", TTL: 5 * time.Minute, Key: key, Now: func() time.Time { return time.Now().Add(-15 * time.Minute) }}
-	raw, _, _, err := m.Mint("alice", "registry.example.com", []access.Scope{
+	tok, err := m.Mint("alice", "registry.example.com", []access.Scope{
 		{Resource: access.Resource{Type: "repository", Name: "alice/app"}, Actions: []string{"pull"}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return raw
+	return tok.Signed
 }
 
 // TestKeyFilePermissions: a file holding a private key that group or
 // others may read or write is refused, with the command that fixes it;
 // public keys and certificates may be world-readable.
 func TestKeyFilePermissions(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	k := makeKeys(t, filepath.Join(dir, "k"), "ec")
 	other := makeKeys(t, filepath.Join(dir, "other"), "ec")
@@ -626,6 +622,7 @@ func writePublicPEM(t *testing.T, path, keyFile string) {
 // the server keeps signing with and publishing the keys it had, and a
 // repaired file is then picked up.
 func TestKeyReloadKeepsLastGood(t *testing.T) {
+	t.Parallel()
 	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -706,14 +703,18 @@ func TestKeyReloadKeepsLastGood(t *testing.T) {
 			copyFile(t, e.live, e.a.key(), 0o600)
 			writeFile(t, e.htpasswd, htpasswdLine(t, "alice", passwords["alice"]))
 			writeFile(t, e.configPath, keyConfig(e.htpasswd, tokenSection(e.live)))
-			addr, logs := startServer(t, e.configPath)
+			srv, logs := startServer(t, e.configPath)
+			addr := srv.Addr()
 			const scope = "repository:alice/app:pull"
 
 			tt.brk(t, e)
-			sighup(t)
 			want := make([]string, len(tt.want))
 			for i, w := range tt.want {
 				want[i] = strings.ReplaceAll(w, "LIVE", e.live)
+			}
+			err := srv.Reload(t.Context())
+			if err == nil || slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(err.Error(), w) }) {
+				t.Errorf("reload with the broken key files: %v, want an error saying %q", err, want)
 			}
 			waitFor(t, "the reload to fail", func() bool {
 				for _, line := range strings.Split(logs.String(), "\n") {
@@ -735,7 +736,7 @@ func TestKeyReloadKeepsLastGood(t *testing.T) {
 			// last reload sees both.)
 			replaceFile(t, e.configPath, []byte(keyConfig(e.htpasswd, tokenSection(e.live, e.a.key()))), 0o600)
 			copyFile(t, e.live, e.b.key(), 0o600)
-			sighup(t)
+			mustReload(t, srv)
 			waitFor(t, "the repaired key to sign, the old one published", func() bool {
 				return kidOf(mustToken(t, addr, scope)) == e.b.kid && slices.Equal(servedKids(t, addr), []string{e.b.kid, e.a.kid})
 			})
@@ -748,6 +749,7 @@ func TestKeyReloadKeepsLastGood(t *testing.T) {
 // the previous ones (and a certificate bundle when it is given
 // certificates), prints a config that loads, and never loses a previous key.
 func TestKeysPrevious(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	old := makeKeys(t, filepath.Join(dir, "old"), "rsa")
 	older := makeKeys(t, filepath.Join(dir, "older"), "ed25519")

@@ -81,13 +81,13 @@ type secretsSeen struct {
 // distinctive credentials, then searches the debug log and every response
 // (bodies, headers, decoded tokens) for any form of them.
 func TestNoSecretsLogged(t *testing.T) {
+	t.Parallel()
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) { testNoSecretsLogged(t, format) })
 	}
 }
 
 func testNoSecretsLogged(t *testing.T, format string) {
-	t.Setenv("OTEL_TRACES_EXPORTER", "none")
 	secrets := secretForms{}
 	meta := fakemeta.Start(t)
 	hour := time.Now().Add(time.Hour)
@@ -146,7 +146,8 @@ policy:
     namespaces:
       alice: {pull: ["htpasswd:alice", "sourcehut:alice"], push: ["htpasswd:alice", "sourcehut:alice"]}
 `, filepath.Join(keysDir, "key.pem"), format, htpasswd, meta.URL()))
-	addr, logs := startServer(t, cfg)
+	srv, logs := startServer(t, cfg)
+	addr := srv.Addr()
 	base := "http://" + addr
 
 	client := &http.Client{Timeout: 30 * time.Second}

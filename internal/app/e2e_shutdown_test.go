@@ -17,6 +17,7 @@ import (
 // while a request is in flight: the request is answered, new connections
 // are refused, and serve returns 0.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	meta := fakemeta.Start(t)
 	meta.SetDelay(700 * time.Millisecond) // keeps a Sourcehut login in flight
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
@@ -59,6 +60,7 @@ func TestGracefulShutdown(t *testing.T) {
 // /readyz to 503 while tokens are still issued, so a balancer's health check
 // takes the replica out before its listener closes; then it shuts down.
 func TestShutdownDelay(t *testing.T) {
+	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	writeFile(t, cfg, "listen: 127.0.0.1:0\nlimits:\n  shutdown_delay: 1500ms\n")
 	addr, logs, cancel, exited := serveToStop(t, cfg)

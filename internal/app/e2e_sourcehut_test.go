@@ -125,6 +125,7 @@ func sourcehutAuthn(meta *fakemeta.Server, maxCacheTTL string, users ...string) 
 // the job's token pushes to its owner's namespace and nowhere else, with
 // meta.sr.ht (the fake) asked once per token.
 func TestEndToEndSourcehut(t *testing.T) {
+	t.Parallel()
 	meta := fakemeta.Start(t)
 	d := deploy(t, deployOptions{keyType: "ec", authn: sourcehutAuthn(meta, "0")})
 	hour := time.Now().Add(time.Hour)
@@ -239,6 +240,7 @@ func TestEndToEndSourcehut(t *testing.T) {
 // TestEndToEndSourcehutRevocation shows max_cache_ttl bounding how long a
 // revoked token keeps working.
 func TestEndToEndSourcehutRevocation(t *testing.T) {
+	t.Parallel()
 	meta := fakemeta.Start(t)
 	d := deploy(t, deployOptions{keyType: "ec", authn: sourcehutAuthn(meta, "1s")})
 	tok := meta.Mint(fakemeta.TokenOptions{Username: "carol", Grants: "registry.example.com/REGISTRY:RW", Expires: time.Now().Add(time.Hour)})
@@ -271,6 +273,7 @@ func flipByte(t *testing.T, token string) string {
 // TestDockerLoginSourcehut runs the docker CLI's client-side login (no daemon
 // needed) with a Sourcehut token, as a builds.sr.ht job does.
 func TestDockerLoginSourcehut(t *testing.T) {
+	t.Parallel()
 	docker, err := exec.LookPath("docker")
 	if err != nil {
 		t.Skip("no docker CLI on this machine: the docker login check needs one")

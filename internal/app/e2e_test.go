@@ -49,12 +49,31 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// startServer starts the server of the config file at path (on the
+// address it names: tests use port 0) as serve would, and returns it with
+// its captured log; the test's cleanup closes it.
+func startServer(t *testing.T, configPath string) (*Server, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	srv, err := New(t.Context(), Options{ConfigPath: configPath, Log: logs})
+	if err != nil {
+		t.Fatalf("start: %v; log:\n%s", err, logs)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(context.Background()); err != nil {
+			t.Errorf("close: %v; log:\n%s", err, logs)
+		}
+	})
+	return srv, logs
+}
+
 // listeningRE finds the listening line in text or JSON logs.
 var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
 
-// startServer runs `srht-registry serve --config path` through Run, as the
-// binary would, and returns its address and its captured log.
-func startServer(t *testing.T, configPath string) (addr string, logs *syncBuffer) {
+// serveThroughRun runs `srht-registry serve --config path` through Run, as the
+// binary does (signals included), and returns the address its log names
+// and the log. The test's cleanup ends it as SIGTERM would.
+func serveThroughRun(t *testing.T, configPath string) (addr string, logs *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &syncBuffer{}
@@ -159,7 +178,6 @@ type deployOptions struct {
 
 func deploy(t *testing.T, o deployOptions) deployment {
 	t.Helper()
-	t.Setenv("OTEL_TRACES_EXPORTER", "none")
 	dir := t.TempDir()
 	keysDir := filepath.Join(dir, "keys")
 	var keysOut strings.Builder
@@ -196,7 +214,8 @@ log:
 brute_force:
   threshold: 0 # these tests fail logins on purpose; the throttle has its own
 `, filepath.Join(keysDir, "key.pem"), certLine, htpasswd, o.authn, o.data))
-	addr, logs := startServer(t, configPath)
+	srv, logs := startServer(t, configPath)
+	addr := srv.Addr()
 	_, port, _ := strings.Cut(addr, ":")
 	realm := "http://localhost:" + port + "/auth"
 	trust := map[string]any{"jwks": filepath.Join(keysDir, "jwks.json")}
@@ -210,6 +229,7 @@ brute_force:
 // registry can trust our keys, and each key type, with the
 // go-containerregistry client doing what crane does.
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		opts deployOptions

@@ -12,10 +12,12 @@ import (
 )
 
 func TestHealthcheck(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	writeFile(t, cfgPath, "listen: 127.0.0.1:0\n")
-	addr, _ := startServer(t, cfgPath)
+	srv, _ := startServer(t, cfgPath)
+	addr := srv.Addr()
 
 	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -54,6 +56,7 @@ func TestHealthcheck(t *testing.T) {
 }
 
 func TestReadyURL(t *testing.T) {
+	t.Parallel()
 	for listen, want := range map[string]string{
 		"0.0.0.0:5001":   "http://127.0.0.1:5001/readyz",
 		":5001":          "http://127.0.0.1:5001/readyz",
@@ -75,6 +78,7 @@ func TestReadyURL(t *testing.T) {
 }
 
 func TestKeysKeepExisting(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "keys")
 	keep := func() (int, string) {
 		code, stdout, stderr := run(t, "", "keys", "--out", dir, "--keep-existing")

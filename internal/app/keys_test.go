@@ -88,6 +88,7 @@ func registry28Trusts(t *testing.T, config string) map[string]bool {
 // point it at a jwks file, and give it a rootcertbundle that 2.8 loads and
 // that holds every key still to be trusted.
 func TestKeysRegistryVersion(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	old := makeKeys(t, filepath.Join(dir, "old"), "ec")
 	older := makeKeys(t, filepath.Join(dir, "older"), "rsa")
@@ -196,6 +197,7 @@ func TestKeysRegistryVersion(t *testing.T) {
 // keeps the key prints the same configs as the run that wrote it, so a
 // one-shot that runs at every start logs them every time.
 func TestKeysKeepExistingPrintsConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	jwksConfig := filepath.Join(dir, "jwks.yaml")
 	writeFile(t, jwksConfig, "token:\n  kid_format: jwks\n")

@@ -10,6 +10,7 @@ import (
 // error naming both; names that look like a mistake are warnings, printed
 // by check-config without failing it.
 func TestCheckConfigPrincipals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	htpasswd := filepath.Join(dir, "htpasswd")
 	writeFile(t, htpasswd, htpasswdLine(t, "alice", "a")+htpasswdLine(t, "root", "r"))
@@ -67,6 +68,7 @@ func TestCheckConfigPrincipals(t *testing.T) {
 // TestServeSaysWhoMayLogIn: with no config, Sourcehut login is on and lets
 // nobody in, and the log says how to let users in.
 func TestServeSaysWhoMayLogIn(t *testing.T) {
+	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	writeFile(t, cfg, "listen: 127.0.0.1:0\n")
 	_, logs := startServer(t, cfg)

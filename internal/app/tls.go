@@ -2,10 +2,8 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -112,22 +110,6 @@ func (s *serveTLS) watch() []string {
 		return nil
 	}
 	return []string{s.certFile, s.keyFile}
-}
-
-// reloadWith returns a reload function that runs next (the policy, users
-// and keys reload; it may be nil) and then reloads the certificate and key,
-// each keeping its last good state, and reports the errors of both.
-func (s *serveTLS) reloadWith(next func(context.Context) error) func(context.Context) error {
-	if s == nil {
-		return next
-	}
-	return func(ctx context.Context) error {
-		var err error
-		if next != nil {
-			err = next(ctx)
-		}
-		return errors.Join(err, s.load())
-	}
 }
 
 // load reads and checks the pair and, when it differs from the one served,

@@ -129,9 +129,11 @@ func httpsClient(pool *x509.CertPool) *http.Client {
 // TestTLSServe serves /healthz and /auth over HTTPS to a client trusting a
 // CA made here, with TLS 1.2 as the oldest version and HTTP/2 by ALPN.
 func TestTLSServe(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	cfg, _ := writeTLSConfig(t, ca, 1, "127.0.0.1:0")
-	addr, logs := startServer(t, cfg)
+	srv, logs := startServer(t, cfg)
+	addr := srv.Addr()
 	if !strings.Contains(logs.String(), "msg=listening addr="+addr+" scheme=https") {
 		t.Errorf("the listening line does not say https:\n%s", logs)
 	}
@@ -200,9 +202,11 @@ func TestTLSServe(t *testing.T) {
 // the new pair is served without a restart, and a broken, mismatched or
 // exposed key leaves the last good pair in force, with the reason logged.
 func TestTLSReload(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	cfg, files := writeTLSConfig(t, ca, 1, "127.0.0.1:0")
-	addr, logs := startServer(t, cfg)
+	srv, logs := startServer(t, cfg)
+	addr := srv.Addr()
 	if got := servedSerial(t, addr, ca.pool); got != 1 {
 		t.Fatalf("serves serial %d, want 1", got)
 	}
@@ -285,6 +289,7 @@ func serveExits(t *testing.T, configPath string) (int, string) {
 // TestPlainHTTPOffLoopback: without TLS, a non-loopback listen address is
 // refused unless insecure_http says a proxy terminates TLS.
 func TestPlainHTTPOffLoopback(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, listen := range []string{"0.0.0.0:0", ":0"} {
 		cfg := filepath.Join(dir, "plain.yaml")
@@ -305,7 +310,8 @@ func TestPlainHTTPOffLoopback(t *testing.T) {
 
 	cfg := filepath.Join(dir, "insecure.yaml")
 	writeFile(t, cfg, "listen: 0.0.0.0:0\ninsecure_http: true\nauthn:\n  sourcehut:\n    enabled: false\n")
-	addr, logs := startServer(t, cfg)
+	srv, logs := startServer(t, cfg)
+	addr := srv.Addr()
 	if !strings.Contains(logs.String(), "scheme=http ") || !strings.Contains(logs.String(), "insecure_http: true") {
 		t.Errorf("the log does not say plain HTTP is served off loopback:\n%s", logs)
 	}
@@ -326,6 +332,7 @@ func TestPlainHTTPOffLoopback(t *testing.T) {
 // TestTLSKeyPermissions: a TLS key that group or others may read is refused
 // at start, by serve and check-config alike.
 func TestTLSKeyPermissions(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS == "windows" {
 		t.Skip("no Unix permission bits")
 	}
@@ -347,6 +354,7 @@ func TestTLSKeyPermissions(t *testing.T) {
 // TestTLSBadPair: a missing file or a key of another certificate stops serve
 // at start with the file names.
 func TestTLSBadPair(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	cfg, files := writeTLSConfig(t, ca, 1, "127.0.0.1:0")
 	_, otherKey := ca.issue(t, 2)
@@ -365,6 +373,7 @@ func TestTLSBadPair(t *testing.T) {
 }
 
 func TestIsLoopbackListen(t *testing.T) {
+	t.Parallel()
 	for listen, want := range map[string]bool{
 		"127.0.0.1:5001":       true,
 		"127.1.2.3:5001":       true,

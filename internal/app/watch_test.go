@@ -14,6 +14,7 @@ import (
 // an update renames a new ..data symlink over the old one. The watched file
 // itself gets no event; the swap must still trigger a reload.
 func TestWatchKubernetesVolume(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	version := func(name, content string) {
 		t.Helper()

@@ -34,8 +34,8 @@ type LocalAccounts interface {
 
 // RefreshChecker redeems a refresh token (the OAuth2 refresh_token grant,
 // cred.Secret) for the registry cred.Service and the client cred.ClientID;
-// *token.Refresher is the real one. Every failure wraps
-// identity.ErrUnauthenticated.
+// *refresh.Tokens (internal/authn/refresh) is the real one. Every failure
+// wraps identity.ErrUnauthenticated.
 type RefreshChecker interface {
 	Redeem(ctx context.Context, cred identity.Credentials) (identity.Identity, error)
 }

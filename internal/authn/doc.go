@@ -3,8 +3,9 @@
 // credentials are wrong) or identity.ErrUnavailable (they could not be
 // checked). One file per method: anonymous access, htpasswd (bcrypt)
 // passwords; Chain picks the method from the kind of credentials, and hands
-// refresh tokens to a RefreshChecker (token.Refresher). Chain also completes
-// every identity with what the account model says of its principal: its
-// groups (by "<provider>:<subject>"), and the personal namespace it owns
-// (NamespaceOf: local htpasswd accounts reserve their names).
+// refresh tokens to a RefreshChecker (refresh.Tokens: the subpackage refresh
+// issues and redeems them). Chain also completes every identity with what
+// the account model says of its principal: its groups (by
+// "<provider>:<subject>"), and the personal namespace it owns (NamespaceOf:
+// local htpasswd accounts reserve their names).
 package authn

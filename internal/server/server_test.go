@@ -25,6 +25,7 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/authn"
+	"git.sr.ht/~zozs/srht-registry/internal/authn/refresh"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
@@ -124,22 +125,22 @@ func setup(t testing.TB) {
 type env struct {
 	h       http.Handler
 	logs    *logBuffer
-	refresh *token.Refresher
+	refresh *refresh.Tokens
 }
 
 const refreshTTL = 720 * time.Hour
 
 // newReal wires the real authn.Chain (anonymous on unless changed), the
 // embedded default policy, a token.Minter and, as the default config has
-// them, refresh tokens.
+// them, refresh tokens (refresh.Tokens).
 func newReal(t testing.TB, modify ...func(*server.Options, *authn.Chain)) *env {
 	t.Helper()
 	setup(t)
 	logs := &logBuffer{}
-	refresh := &token.Refresher{Issuer: "srht-registry", TTL: refreshTTL, Key: shared.key, Passwords: shared.htpasswd, Now: time.Now}
+	refreshTokens := &refresh.Tokens{Issuer: "srht-registry", TTL: refreshTTL, Keys: shared.key, Passwords: shared.htpasswd, Now: time.Now}
 	// As serve wires it: the htpasswd file is also the local accounts, and
 	// group members are principals.
-	chain := &authn.Chain{Anonymous: true, Passwords: shared.htpasswd, Local: shared.htpasswd, Refresh: refresh,
+	chain := &authn.Chain{Anonymous: true, Passwords: shared.htpasswd, Local: shared.htpasswd, Refresh: refreshTokens,
 		Groups: map[string][]string{"admins": {"htpasswd:root"}}}
 	opts := server.Options{
 		Services:      []string{service},
@@ -149,7 +150,7 @@ func newReal(t testing.TB, modify ...func(*server.Options, *authn.Chain)) *env {
 		Authenticator: chain,
 		Authorizer:    shared.authz,
 		Minter:        &token.Minter{Issuer: "srht-registry", TTL: ttl, Key: shared.key, Now: time.Now},
-		Refresh:       refresh,
+		Refresh:       refreshTokens,
 		JWKS:          shared.jwks,
 		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:           time.Now,
@@ -157,7 +158,7 @@ func newReal(t testing.TB, modify ...func(*server.Options, *authn.Chain)) *env {
 	for _, m := range modify {
 		m(&opts, chain)
 	}
-	return &env{h: server.New(opts), logs: logs, refresh: refresh}
+	return &env{h: server.New(opts), logs: logs, refresh: refreshTokens}
 }
 
 // refreshOff is the config's token.refresh.enabled: false.
@@ -751,15 +752,15 @@ type fakeMinter struct {
 	issuedAt    time.Time
 }
 
-func (f *fakeMinter) Mint(subject, audience string, granted []access.Scope) (string, time.Time, time.Duration, error) {
+func (f *fakeMinter) Mint(subject, audience string, granted []access.Scope) (access.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
 	f.gotSubject, f.gotAudience, f.gotGranted = subject, audience, granted
 	if f.err != nil {
-		return "", time.Time{}, 0, f.err
+		return access.Token{}, f.err
 	}
-	return "header.claims.signature", f.issuedAt, 90 * time.Second, nil
+	return access.Token{Signed: "header.claims.signature", IssuedAt: f.issuedAt, ExpiresIn: 90 * time.Second}, nil
 }
 
 type fakes struct {
@@ -1230,7 +1231,7 @@ func TestRefreshPasswordChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newReal(t, func(o *server.Options, c *authn.Chain) {
-		r := &token.Refresher{Issuer: "srht-registry", TTL: refreshTTL, Key: shared.key, Passwords: users, Now: time.Now}
+		r := &refresh.Tokens{Issuer: "srht-registry", TTL: refreshTTL, Keys: shared.key, Passwords: users, Now: time.Now}
 		c.Passwords, c.Local, c.Refresh, o.Refresh = users, users, r, r
 	})
 	login, _ := checkToken(t, e.do(t, req{auth: []string{basic("alice", alicePassword)}, query: "client_id=docker&offline_token=true"}))

@@ -38,12 +38,11 @@ type Key struct {
 	raw       crypto.Signer
 	signer    jws.Signer
 	headerB64 string
-	// refreshHeaderB64 is the protected header of the refresh tokens this
-	// key signs: the same alg and kid, a typ of their own, no x5c.
-	refreshHeaderB64 string
-	// refreshBinding is the HMAC key binding a password user's refresh
-	// token to the user's htpasswd line; derived from the private key.
-	refreshBinding []byte
+	// verifier checks the key's own signatures (Verifier).
+	verifier jws.Verifier
+	// bindingKey is derived from the private key (deriveBindingKey): the
+	// same wherever the key file is loaded, unknown to anyone without it.
+	bindingKey []byte
 }
 
 // KeyType names the kinds of key `keys` can generate.
@@ -97,7 +96,7 @@ func NewKey(signer crypto.Signer, certs []*x509.Certificate, opts ...KeyOption) 
 	if err := private.Set(jwk.AlgorithmKey, alg); err != nil {
 		return nil, err
 	}
-	k := &Key{private: private, public: public.public, alg: alg, raw: signer}
+	k := &Key{private: private, public: public.public, alg: alg, raw: signer, verifier: public.verifier}
 	if k.signer, err = jws.NewSigner(alg); err != nil {
 		return nil, err
 	}
@@ -116,10 +115,7 @@ func NewKey(signer crypto.Signer, certs []*x509.Certificate, opts ...KeyOption) 
 	if k.headerB64, err = encodeHeader(alg, kid, "JWT", k.chain); err != nil {
 		return nil, err
 	}
-	if k.refreshHeaderB64, err = encodeHeader(alg, kid, refreshType, nil); err != nil {
-		return nil, err
-	}
-	if k.refreshBinding, err = refreshBindingKey(signer); err != nil {
+	if k.bindingKey, err = deriveBindingKey(signer); err != nil {
 		return nil, err
 	}
 	return k, nil

@@ -11,19 +11,21 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
 // PublicKey is a verification key published beside the signing key: a
 // previous signing key whose tokens are still valid, or the next one, so
 // that a registry trusts it before it signs.
 type PublicKey struct {
-	public jwk.Key // carries kid, alg and use
-	alg    jwa.SignatureAlgorithm
-	// refreshBinding is the key's refresh-token binding key (see
-	// refreshBindingKey), known only when the file held the private key:
-	// then the refresh tokens of password users that this key signed stay
-	// valid after it stopped signing. Nil for a public key or certificate.
-	refreshBinding []byte
+	public   jwk.Key // carries kid, alg and use
+	alg      jwa.SignatureAlgorithm
+	verifier jws.Verifier
+	// bindingKey is the key's binding key (see deriveBindingKey), known
+	// only when the file held the private key: then what this key bound
+	// (a password user's refresh token) stays checkable after it stopped
+	// signing. Nil for a public key or certificate.
+	bindingKey []byte
 }
 
 // ID is the key ID: the RFC 7638 thumbprint, the same kid the key has
@@ -57,7 +59,11 @@ func newPublicKey(pub crypto.PublicKey, kidFormat KeyIDFormat) (*PublicKey, erro
 			return nil, err
 		}
 	}
-	return &PublicKey{public: public, alg: alg}, nil
+	verifier, err := jws.NewVerifier(alg)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	return &PublicKey{public: public, alg: alg, verifier: verifier}, nil
 }
 
 // ContainsPrivateKey reports whether PEM data holds a private key block, the
@@ -122,7 +128,7 @@ func ParsePublicKey(pemData []byte, opts ...KeyOption) (*PublicKey, error) {
 		return nil, err
 	}
 	if isPrivate {
-		if p.refreshBinding, err = refreshBindingKey(signer); err != nil {
+		if p.bindingKey, err = deriveBindingKey(signer); err != nil {
 			return nil, err
 		}
 	}
@@ -178,22 +184,21 @@ func (s *KeySet) KeyIDs() []string {
 	return ids
 }
 
-// verificationKey finds the key named kid among the signing key and the
-// published keys: its public JWK, algorithm and refresh-token binding key
-// (nil when only its public half is known).
-func (s *KeySet) verificationKey(kid string) (pub jwk.Key, alg jwa.SignatureAlgorithm, binding []byte, ok bool) {
+// verifier is KeyRing.Verifier over this set: the signing key and the
+// published keys.
+func (s *KeySet) verifier(kid, alg string) (verify func(signingInput, signature []byte) bool, bindingKey []byte, known bool) {
 	if kid == "" {
-		return nil, "", nil, false
+		return nil, nil, false
 	}
 	if s.signing.ID() == kid {
-		return s.signing.public, s.signing.alg, s.signing.refreshBinding, true
+		return verifierOf(s.signing.public, s.signing.alg, s.signing.verifier, alg), s.signing.bindingKey, true
 	}
 	for _, p := range s.published {
 		if p.ID() == kid {
-			return p.public, p.alg, p.refreshBinding, true
+			return verifierOf(p.public, p.alg, p.verifier, alg), p.bindingKey, true
 		}
 	}
-	return nil, "", nil, false
+	return nil, nil, false
 }
 
 // JWKS is the public JWK set of every key, as served at

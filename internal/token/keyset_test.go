@@ -294,11 +294,11 @@ func TestKeyRingRotation(t *testing.T) {
 		return unmarshal[string](t, header["kid"])
 	}
 	mintOne := func() string {
-		raw, _, _, err := m.Mint("alice", testAudience, sampleGrant)
+		tok, err := m.Mint("alice", testAudience, sampleGrant)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return raw
+		return tok.Signed
 	}
 	if kid := kidOf(mintOne()); kid != old.ID() {
 		t.Fatalf("kid %q before the swap, want the old key %q (Keys wins over Key)", kid, old.ID())
@@ -313,12 +313,12 @@ func TestKeyRingRotation(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for range 200 {
-				raw, _, _, err := m.Mint("alice", testAudience, sampleGrant)
+				tok, err := m.Mint("alice", testAudience, sampleGrant)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				tokens <- raw
+				tokens <- tok.Signed
 			}
 		})
 	}

@@ -42,7 +42,7 @@ type claims struct {
 // Mint signs a token for subject ("" for anonymous) valid at the registry
 // whose service name is audience, carrying the granted access. Every call
 // signs anew, with a fresh jti: tokens are never reused.
-func (m *Minter) Mint(subject, audience string, granted []access.Scope) (signed string, issuedAt time.Time, expiresIn time.Duration, err error) {
+func (m *Minter) Mint(subject, audience string, granted []access.Scope) (access.Token, error) {
 	now := m.Now().Truncate(time.Second)
 	if granted == nil {
 		// The registry wants a list, even an empty one.
@@ -59,7 +59,7 @@ func (m *Minter) Mint(subject, audience string, granted []access.Scope) (signed 
 		Access:     granted,
 	})
 	if err != nil {
-		return "", time.Time{}, 0, fmt.Errorf("claims: %w", err)
+		return access.Token{}, fmt.Errorf("claims: %w", err)
 	}
 	// JWS compact serialisation: the key's fixed protected header, the
 	// payload, and jwx's signature over both (RFC 7515 §7.1).
@@ -69,9 +69,9 @@ func (m *Minter) Mint(subject, audience string, granted []access.Scope) (signed 
 	}
 	raw, err := k.signCompact(k.headerB64, payload)
 	if err != nil {
-		return "", time.Time{}, 0, fmt.Errorf("sign token: %w", err)
+		return access.Token{}, fmt.Errorf("sign token: %w", err)
 	}
-	return string(raw), now, m.TTL, nil
+	return access.Token{Signed: string(raw), IssuedAt: now, ExpiresIn: m.TTL}, nil
 }
 
 // JWKS returns the public JWK set of the given keys, as published at

@@ -88,17 +88,17 @@ func selfSign(t *testing.T, s crypto.Signer) *x509.Certificate {
 func mint(t *testing.T, k *token.Key, subject string, granted []access.Scope) string {
 	t.Helper()
 	m := &token.Minter{Issuer: testIssuer, TTL: testTTL, Key: k, Now: time.Now}
-	raw, issuedAt, expiresIn, err := m.Mint(subject, testAudience, granted)
+	tok, err := m.Mint(subject, testAudience, granted)
 	if err != nil {
 		t.Fatalf("Mint: %v", err)
 	}
-	if expiresIn != testTTL {
-		t.Errorf("expiresIn = %v, want %v", expiresIn, testTTL)
+	if tok.ExpiresIn != testTTL {
+		t.Errorf("expiresIn = %v, want %v", tok.ExpiresIn, testTTL)
 	}
-	if issuedAt.IsZero() || issuedAt.Nanosecond() != 0 {
-		t.Errorf("issuedAt = %v, want a whole second", issuedAt)
+	if tok.IssuedAt.IsZero() || tok.IssuedAt.Nanosecond() != 0 {
+		t.Errorf("issuedAt = %v, want a whole second", tok.IssuedAt)
 	}
-	return raw
+	return tok.Signed
 }
 
 // trustedKeys builds the registry's TrustedKeys the way distribution does from
@@ -335,17 +335,19 @@ func TestClaims(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					now := time.Date(2030, 1, 2, 3, 4, 5, 678, time.UTC)
 					m := &token.Minter{Issuer: testIssuer, TTL: testTTL, Key: key, Now: func() time.Time { return now }}
-					raw1, iat, exp, err := m.Mint(tt.subject, testAudience, tt.granted)
+					tok1, err := m.Mint(tt.subject, testAudience, tt.granted)
 					if err != nil {
 						t.Fatal(err)
 					}
+					raw1, iat, exp := tok1.Signed, tok1.IssuedAt, tok1.ExpiresIn
 					if !iat.Equal(now.Truncate(time.Second)) || exp != testTTL {
 						t.Errorf("Mint returned issuedAt %v, expiresIn %v", iat, exp)
 					}
-					raw2, _, _, err := m.Mint(tt.subject, testAudience, tt.granted)
+					tok2, err := m.Mint(tt.subject, testAudience, tt.granted)
 					if err != nil {
 						t.Fatal(err)
 					}
+					raw2 := tok2.Signed
 					header, claims := parts(t, raw1)
 					_, claims2 := parts(t, raw2)
 

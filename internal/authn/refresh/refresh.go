@@ -1,14 +1,9 @@
-package token
+package refresh
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -18,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jws"
-
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 )
 
@@ -28,58 +21,46 @@ import (
 // refresh_token grant) without its password or Sourcehut token: `docker
 // login` keeps it instead of the password. It is self-contained (no server
 // state), so it works on every replica that has the key and survives a
-// restart; it verifies with any key the KeySet publishes, so a key rotation
+// restart; it verifies with any key the key set publishes, so a key rotation
 // that keeps the previous key published keeps it valid.
 //
 // It can never pass for an access token, nor an access token for it: its
-// header typ is refreshType (access tokens say "JWT"), its aud is
+// header typ is tokenType (access tokens say "JWT"), its aud is
 // "<service>#refresh" (the registry wants "<service>") with a token_use
 // claim of "refresh", and it carries no access claim.
 //
 // Its payload is readable by the client, so it holds nothing secret: for a
-// password user, not the htpasswd hash but an HMAC of it under a key derived
-// from the private signing key (refreshBindingKey), which changes when the
-// user's line changes (a new password, or the user removed): the refresh
-// token then stops working.
+// password user, not the htpasswd hash but an HMAC of it under the signing
+// key's binding key (a secret derived from the private key, see Keys), which
+// changes when the user's line changes (a new password, or the user
+// removed): the refresh token then stops working.
 
-// refreshType is the JWS typ header of a refresh token.
-const refreshType = "refresh+jwt"
+// tokenType is the JWS typ header of a refresh token.
+const tokenType = "refresh+jwt"
 
-// refreshUse is the token_use claim of a refresh token.
-const refreshUse = "refresh"
+// tokenUse is the token_use claim of a refresh token.
+const tokenUse = "refresh"
 
-// RefreshAudience is the aud claim of a refresh token for service: never a
+// Audience is the aud claim of a refresh token for service: never a
 // registry's service name, so a registry refuses it as an access token.
-func RefreshAudience(service string) string { return service + "#refresh" }
+func Audience(service string) string { return service + "#refresh" }
 
-// maxRefreshTokenLength bounds what is parsed; ours are well under 2 KiB.
-const maxRefreshTokenLength = 8192
+// maxTokenLength bounds what is parsed; ours are well under 2 KiB.
+const maxTokenLength = 8192
 
-// refreshBindingInfo is the HKDF context of the binding key: a fixed label,
-// so the key is the same on every replica and after every restart.
-const refreshBindingInfo = "srht-registry refresh token htpasswd binding v1"
-
-// refreshBindingKey derives the HMAC key of password bindings from a private
-// key: HKDF-SHA256 over the key's private scalar (EC), seed (Ed25519) or
-// private exponent (RSA), with a fixed label. Whoever has the key file gets
-// the same key; nobody without it can compute a binding.
-func refreshBindingKey(signer crypto.Signer) ([]byte, error) {
-	var secret []byte
-	switch k := signer.(type) {
-	case *ecdsa.PrivateKey:
-		d, err := k.Bytes()
-		if err != nil {
-			return nil, fmt.Errorf("refresh binding key: %w", err)
-		}
-		secret = append([]byte("ecdsa:"), d...)
-	case ed25519.PrivateKey:
-		secret = append([]byte("ed25519:"), k.Seed()...)
-	case *rsa.PrivateKey:
-		secret = append([]byte("rsa:"), k.D.Bytes()...)
-	default:
-		return nil, fmt.Errorf("refresh binding key: unsupported key type %T", signer)
-	}
-	return hkdf.Key(sha256.New, secret, nil, refreshBindingInfo, sha256.Size)
+// Keys signs refresh tokens and finds the key that checks one: the signing
+// key and the keys published beside it, of the moment. *token.KeyRing is the
+// real one; *token.Key stands for one fixed key.
+type Keys interface {
+	// SignJWS signs a JWS compact serialisation of header typ with the
+	// signing key, of the payload that payload makes from that key's
+	// binding key.
+	SignJWS(typ string, payload func(bindingKey []byte) ([]byte, error)) (string, error)
+	// Verifier finds the key named kid. known is false when no key of
+	// the set has that kid; verify is nil when alg is not the key's
+	// algorithm; bindingKey is nil when only the key's public half is
+	// known.
+	Verifier(kid, alg string) (verify func(signingInput, signature []byte) bool, bindingKey []byte, known bool)
 }
 
 // PasswordHashes gives a password user's current htpasswd hash;
@@ -90,18 +71,16 @@ type PasswordHashes interface {
 	PasswordHash(user string) ([]byte, bool)
 }
 
-// Refresher issues refresh tokens and redeems them for the identity they
+// Tokens issues refresh tokens and redeems them for the identity they
 // stand for.
-type Refresher struct {
+type Tokens struct {
 	Issuer string
 	// TTL is a refresh token's lifetime; one made from a Sourcehut token
 	// never outlives that token.
 	TTL time.Duration
-	// Keys, when set, is where the signing key and the keys that verify
-	// are taken from, so a reload rotates them without a restart.
-	Keys *KeyRing
-	// Key is a fixed signing key, used when Keys is nil.
-	Key *Key
+	// Keys sign new refresh tokens and check presented ones; a key ring
+	// makes a reload rotate them without a restart.
+	Keys Keys
 	// Passwords gives the current htpasswd hashes; nil when there are no
 	// password users (then none gets a refresh token).
 	Passwords PasswordHashes
@@ -109,8 +88,8 @@ type Refresher struct {
 	Now func() time.Time
 }
 
-// refreshClaims is a refresh token's claim set.
-type refreshClaims struct {
+// claims is a refresh token's claim set.
+type claims struct {
 	Issuer   string `json:"iss"`
 	Subject  string `json:"sub"`
 	Audience string `json:"aud"`
@@ -129,30 +108,22 @@ type refreshClaims struct {
 	PasswordBinding string `json:"htpasswd_binding,omitempty"`
 	// Sourcehut is, for a Sourcehut login, what the token said: enough to
 	// rebuild identity.sourcehut, never the token itself.
-	Sourcehut *refreshSourcehut `json:"sourcehut,omitempty"`
+	Sourcehut *sourcehutClaims `json:"sourcehut,omitempty"`
 }
 
-type refreshSourcehut struct {
-	Username  string         `json:"username"`
-	ClientID  string         `json:"client_id"`
-	Expires   int64          `json:"expires"` // Unix seconds
-	AllGrants bool           `json:"all_grants"`
-	Grants    []refreshGrant `json:"grants"`
-	Access    string         `json:"access"`
+type sourcehutClaims struct {
+	Username  string       `json:"username"`
+	ClientID  string       `json:"client_id"`
+	Expires   int64        `json:"expires"` // Unix seconds
+	AllGrants bool         `json:"all_grants"`
+	Grants    []grantClaim `json:"grants"`
+	Access    string       `json:"access"`
 }
 
-type refreshGrant struct {
+type grantClaim struct {
 	Service string `json:"service"`
 	Scope   string `json:"scope"`
 	Access  string `json:"access"`
-}
-
-// signingKey is the key new refresh tokens are signed with.
-func (r *Refresher) signingKey() *Key {
-	if r.Keys != nil {
-		return r.Keys.Current().Signing()
-	}
-	return r.Key
 }
 
 // Issue signs a refresh token for an identity that just logged in with a
@@ -160,18 +131,17 @@ func (r *Refresher) signingKey() *Key {
 // client named clientID. It expires after TTL, or with the Sourcehut token
 // if that comes first. Any other identity (anonymous, or a refresh token
 // itself) gets an error: a refresh token is never made from a refresh token.
-func (r *Refresher) Issue(id identity.Identity, service, clientID string) (identity.Secret, error) {
+func (r *Tokens) Issue(id identity.Identity, service, clientID string) (identity.Secret, error) {
 	if id.Subject == "" {
 		return "", errors.New("refresh token: no subject")
 	}
-	k := r.signingKey()
 	now := r.Now().Truncate(time.Second)
 	exp := now.Add(r.TTL)
-	c := refreshClaims{
+	c := claims{
 		Issuer:   r.Issuer,
 		Subject:  id.Subject,
-		Audience: RefreshAudience(service),
-		Use:      refreshUse,
+		Audience: Audience(service),
+		Use:      tokenUse,
 		Service:  service,
 		Method:   string(id.Method),
 		Provider: id.Provider,
@@ -179,6 +149,8 @@ func (r *Refresher) Issue(id identity.Identity, service, clientID string) (ident
 		IssuedAt: now.Unix(),
 		JWTID:    rand.Text(),
 	}
+	// passwordHash is the htpasswd hash a password login binds.
+	var passwordHash []byte
 	switch id.Method {
 	case identity.MethodPassword:
 		if id.Provider != identity.ProviderHtpasswd {
@@ -192,7 +164,7 @@ func (r *Refresher) Issue(id identity.Identity, service, clientID string) (ident
 			// The file was reloaded without the user since the login.
 			return "", fmt.Errorf("%w: the user's password entry changed during login", identity.ErrUnauthenticated)
 		}
-		c.PasswordBinding = base64.RawURLEncoding.EncodeToString(passwordBinding(k.refreshBinding, id.Subject, hash))
+		passwordHash = hash
 	case identity.MethodSourcehut:
 		sh := id.Sourcehut
 		if id.Provider != identity.ProviderSourcehut {
@@ -207,21 +179,24 @@ func (r *Refresher) Issue(id identity.Identity, service, clientID string) (ident
 		if !exp.After(now) {
 			return "", fmt.Errorf("%w: the Sourcehut token has expired", identity.ErrUnauthenticated)
 		}
-		rs := &refreshSourcehut{Username: sh.Username, ClientID: sh.ClientID, Expires: sh.Expires.Unix(),
-			AllGrants: sh.AllGrants, Access: sh.Access, Grants: []refreshGrant{}}
+		rs := &sourcehutClaims{Username: sh.Username, ClientID: sh.ClientID, Expires: sh.Expires.Unix(),
+			AllGrants: sh.AllGrants, Access: sh.Access, Grants: []grantClaim{}}
 		for _, g := range sh.Grants {
-			rs.Grants = append(rs.Grants, refreshGrant(g))
+			rs.Grants = append(rs.Grants, grantClaim(g))
 		}
 		c.Sourcehut = rs
 	default:
 		return "", fmt.Errorf("refresh token: not issued for method %q", id.Method)
 	}
 	c.Expiration = exp.Unix()
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", fmt.Errorf("refresh token claims: %w", err)
-	}
-	raw, err := k.signCompact(k.refreshHeaderB64, payload)
+	// The binding is made with the binding key of the key that signs, so
+	// a key rotation in between cannot part them.
+	raw, err := r.Keys.SignJWS(tokenType, func(bindingKey []byte) ([]byte, error) {
+		if passwordHash != nil {
+			c.PasswordBinding = base64.RawURLEncoding.EncodeToString(passwordBinding(bindingKey, id.Subject, passwordHash))
+		}
+		return json.Marshal(c)
+	})
 	if err != nil {
 		return "", fmt.Errorf("sign refresh token: %w", err)
 	}
@@ -240,18 +215,17 @@ func passwordBinding(key []byte, user string, hash []byte) []byte {
 	return m.Sum(nil)
 }
 
-// refreshHeader is the part of a refresh token's protected header that is
-// read.
-type refreshHeader struct {
+// header is the part of a refresh token's protected header that is read.
+type header struct {
 	Alg  string          `json:"alg"`
 	Kid  string          `json:"kid"`
 	Typ  string          `json:"typ"`
 	Crit json.RawMessage `json:"crit"`
 }
 
-// invalidRefresh is the error of a refresh token that is not good; its text
-// goes to the client (never the token), the cause to nobody.
-func invalidRefresh(why string) error {
+// invalid is the error of a refresh token that is not good; its text goes
+// to the client (never the token), the cause to nobody.
+func invalid(why string) error {
 	return fmt.Errorf("%w: refresh token %s", identity.ErrUnauthenticated, why)
 }
 
@@ -268,72 +242,62 @@ func invalidRefresh(why string) error {
 // them refreshes under its own client_id; the compatibility matrix showed
 // enforcing it breaks them all, and a client_id proves nothing anyway. Every failure wraps
 // identity.ErrUnauthenticated.
-func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
+func (r *Tokens) Redeem(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
 	raw := cred.Secret.Reveal()
 	if raw == "" {
-		return identity.Identity{}, invalidRefresh("missing")
+		return identity.Identity{}, invalid("missing")
 	}
-	if len(raw) > maxRefreshTokenLength {
-		return identity.Identity{}, invalidRefresh("malformed")
+	if len(raw) > maxTokenLength {
+		return identity.Identity{}, invalid("malformed")
 	}
 	headerB64, rest, ok1 := strings.Cut(raw, ".")
 	payloadB64, sigB64, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.Contains(sigB64, ".") {
-		return identity.Identity{}, invalidRefresh("malformed")
+		return identity.Identity{}, invalid("malformed")
 	}
-	var h refreshHeader
+	var h header
 	if err := decodeSegment(headerB64, &h); err != nil {
-		return identity.Identity{}, invalidRefresh("malformed")
+		return identity.Identity{}, invalid("malformed")
 	}
-	if h.Typ != refreshType || h.Crit != nil {
+	if h.Typ != tokenType || h.Crit != nil {
 		// An access token (typ JWT) is not a refresh token.
-		return identity.Identity{}, invalidRefresh("is not a refresh token")
+		return identity.Identity{}, invalid("is not a refresh token")
 	}
-	var set *KeySet
-	if r.Keys != nil {
-		set = r.Keys.Current()
-	} else {
-		set = &KeySet{signing: r.Key}
+	verify, bindingKey, known := r.Keys.Verifier(h.Kid, h.Alg)
+	if !known {
+		return identity.Identity{}, invalid("was signed by a key this server no longer publishes; log in again")
 	}
-	pub, alg, bindingKey, found := set.verificationKey(h.Kid)
-	if !found {
-		return identity.Identity{}, invalidRefresh("was signed by a key this server no longer publishes; log in again")
-	}
-	// The algorithm is the key's, never the header's choice.
-	if h.Alg != alg.String() {
-		return identity.Identity{}, invalidRefresh("has a bad signature")
+	if verify == nil {
+		// The algorithm is the key's, never the header's choice.
+		return identity.Identity{}, invalid("has a bad signature")
 	}
 	sig, err := base64.RawURLEncoding.Strict().DecodeString(sigB64)
 	if err != nil {
-		return identity.Identity{}, invalidRefresh("malformed")
+		return identity.Identity{}, invalid("malformed")
 	}
-	verifier, err := jws.NewVerifier(alg)
-	if err != nil {
-		return identity.Identity{}, fmt.Errorf("refresh token verifier: %w", err)
+	if !verify([]byte(raw[:len(headerB64)+1+len(payloadB64)]), sig) {
+		return identity.Identity{}, invalid("has a bad signature")
 	}
-	if err := verifier.Verify([]byte(raw[:len(headerB64)+1+len(payloadB64)]), sig, pub); err != nil {
-		return identity.Identity{}, invalidRefresh("has a bad signature")
-	}
-	var c refreshClaims
+	var c claims
 	if err := decodeSegment(payloadB64, &c); err != nil {
-		return identity.Identity{}, invalidRefresh("malformed")
+		return identity.Identity{}, invalid("malformed")
 	}
 	now := r.Now()
 	switch {
-	case c.Use != refreshUse || c.Audience != RefreshAudience(c.Service):
-		return identity.Identity{}, invalidRefresh("is not a refresh token")
+	case c.Use != tokenUse || c.Audience != Audience(c.Service):
+		return identity.Identity{}, invalid("is not a refresh token")
 	case c.Issuer != r.Issuer:
-		return identity.Identity{}, invalidRefresh("was issued by another issuer")
+		return identity.Identity{}, invalid("was issued by another issuer")
 	case !now.Before(time.Unix(c.Expiration, 0)):
-		return identity.Identity{}, invalidRefresh("has expired; log in again")
+		return identity.Identity{}, invalid("has expired; log in again")
 	case c.Service != cred.Service:
-		return identity.Identity{}, invalidRefresh("was issued for another service")
+		return identity.Identity{}, invalid("was issued for another service")
 	case c.Subject == "" || c.JWTID == "":
-		return identity.Identity{}, invalidRefresh("malformed")
+		return identity.Identity{}, invalid("malformed")
 	}
 	provider, ok := providerOf(c)
 	if !ok {
-		return identity.Identity{}, invalidRefresh("malformed")
+		return identity.Identity{}, invalid("malformed")
 	}
 	id := identity.Identity{Method: identity.MethodRefresh, Provider: provider, Subject: c.Subject}
 	switch identity.Method(c.Method) {
@@ -341,28 +305,28 @@ func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identi
 		if bindingKey == nil {
 			// A previous key published from its public half only: its
 			// bindings cannot be checked.
-			return identity.Identity{}, invalidRefresh("was signed by a key whose private half this server no longer has; log in again")
+			return identity.Identity{}, invalid("was signed by a key whose private half this server no longer has; log in again")
 		}
 		want, err := base64.RawURLEncoding.Strict().DecodeString(c.PasswordBinding)
 		if err != nil || len(want) != sha256.Size || c.Sourcehut != nil {
-			return identity.Identity{}, invalidRefresh("malformed")
+			return identity.Identity{}, invalid("malformed")
 		}
 		if r.Passwords == nil {
-			return identity.Identity{}, invalidRefresh("is for a password user, and password login is not configured")
+			return identity.Identity{}, invalid("is for a password user, and password login is not configured")
 		}
 		hash, ok := r.Passwords.PasswordHash(c.Subject)
 		if !ok || !hmac.Equal(want, passwordBinding(bindingKey, c.Subject, hash)) {
-			return identity.Identity{}, invalidRefresh("is no longer valid: the user's password changed or the user was removed; log in again")
+			return identity.Identity{}, invalid("is no longer valid: the user's password changed or the user was removed; log in again")
 		}
 		id.RefreshedFrom = identity.MethodPassword
 	case identity.MethodSourcehut:
 		sh := c.Sourcehut
 		if sh == nil || sh.Username != c.Subject || c.PasswordBinding != "" {
-			return identity.Identity{}, invalidRefresh("malformed")
+			return identity.Identity{}, invalid("malformed")
 		}
 		expires := time.Unix(sh.Expires, 0).UTC()
 		if !now.Before(expires) {
-			return identity.Identity{}, invalidRefresh("has expired with its Sourcehut token; log in again")
+			return identity.Identity{}, invalid("has expired with its Sourcehut token; log in again")
 		}
 		grants := make([]identity.Grant, 0, len(sh.Grants))
 		for _, g := range sh.Grants {
@@ -375,7 +339,7 @@ func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identi
 		id.Sourcehut = &identity.Sourcehut{Username: sh.Username, ClientID: sh.ClientID, Expires: expires,
 			AllGrants: sh.AllGrants, Grants: grants, Access: sh.Access}
 	default:
-		return identity.Identity{}, invalidRefresh("malformed")
+		return identity.Identity{}, invalid("malformed")
 	}
 	return id, nil
 }
@@ -384,7 +348,7 @@ func (r *Refresher) Redeem(_ context.Context, cred identity.Credentials) (identi
 // which must be the one its method implies. A token issued before providers
 // were named has none; its method then says which it was, since password
 // logins were htpasswd's and token logins Sourcehut's.
-func providerOf(c refreshClaims) (string, bool) {
+func providerOf(c claims) (string, bool) {
 	var want string
 	switch identity.Method(c.Method) {
 	case identity.MethodPassword:

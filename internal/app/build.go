@@ -1,0 +1,376 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"git.sr.ht/~zozs/srht-registry/internal/authn"
+	"git.sr.ht/~zozs/srht-registry/internal/authn/refresh"
+	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
+	"git.sr.ht/~zozs/srht-registry/internal/authz"
+	"git.sr.ht/~zozs/srht-registry/internal/config"
+	"git.sr.ht/~zozs/srht-registry/internal/server"
+	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/policy"
+)
+
+// instance is a built token server: its handler, how to reload what can be
+// reloaded, and how to stop what it started. build makes it stage by stage
+// (keys, authentication, policy, handler); Server runs it.
+type instance struct {
+	handler http.Handler
+	// reload re-reads the config file's policy, data and groups, the
+	// local bundles, the key files and the htpasswd file; the TLS pair is
+	// reloaded by Server.
+	reload func(ctx context.Context) error
+	// watch lists the files and directories whose changes trigger reload.
+	watch []string
+	stop  func(ctx context.Context)
+	// collectors are the components' metrics.
+	collectors []prometheus.Collector
+	// warnings are the config's valid settings that look like mistakes,
+	// for check-config to print (serve logs them).
+	warnings []string
+	// draining is set on SIGTERM with limits.shutdown_delay: not ready,
+	// still serving.
+	draining atomic.Bool
+}
+
+// prepared is what a stage loaded from a reloaded config, not yet in
+// force: commit puts it in force. Reload prepares every stage first and
+// commits only when all of them loaded, so on any error the last good
+// set stays, whole.
+type prepared struct {
+	commit func()
+}
+
+// build loads everything the config names; it is also what check-config
+// runs, so a config that checks also serves.
+func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, checkOnly bool) (*instance, error) {
+	rt := &instance{stop: func(context.Context) {}}
+	keys, err := loadKey(cfg.Token, log)
+	if err != nil {
+		return nil, err
+	}
+	rt.watch = append(rt.watch, keyFiles(cfg.Token)...)
+	users, err := buildAuthn(cfg, keys, log)
+	if err != nil {
+		return nil, err
+	}
+	rt.watch = append(rt.watch, users.watch...)
+	rt.collectors = append(rt.collectors, users.collectors...)
+	rt.warnings = configWarnings(cfg, users.htpasswd)
+	for _, w := range rt.warnings {
+		log.Warn("config: " + w)
+	}
+	pol, err := buildPolicy(ctx, cfg, log, checkOnly, users.refresher != nil)
+	if err != nil {
+		return nil, err
+	}
+	rt.stop = pol.stop
+	rt.watch = append(rt.watch, pol.watch...)
+	rt.collectors = append(rt.collectors, pol.collectors...)
+	rt.reload = func(ctx context.Context) error {
+		next := cfg
+		if configPath != "" {
+			var err error
+			if next, err = loadConfig(configPath); err != nil {
+				return err
+			}
+		}
+		var steps []prepared
+		for _, stage := range []func(context.Context, config.Config) (prepared, error){
+			pol.prepare, users.prepare,
+			func(_ context.Context, next config.Config) (prepared, error) {
+				set, err := keys.load(next.Token)
+				return prepared{commit: func() { keys.swap(set) }}, err
+			},
+		} {
+			p, err := stage(ctx, next)
+			if err != nil {
+				return err
+			}
+			steps = append(steps, p)
+		}
+		for _, p := range steps {
+			p.commit()
+		}
+		for _, w := range configWarnings(next, users.htpasswd) {
+			log.Warn("config: " + w)
+		}
+		return nil
+	}
+	if configPath != "" {
+		rt.watch = append(rt.watch, configPath)
+	}
+	handler, err := buildHandler(cfg, log, keys, users, pol.az, rt.draining.Load)
+	if err != nil {
+		return nil, err
+	}
+	rt.handler = handler
+	rt.collectors = append(rt.collectors, handler.Collectors()...)
+	return rt, nil
+}
+
+// authnStage is authentication: the chain of login methods, the htpasswd
+// file and Sourcehut tokens it checks, refresh tokens, and the brute-force
+// throttle in front of it all.
+type authnStage struct {
+	chain     *authn.Chain
+	htpasswd  *authn.Htpasswd          // nil without authn.htpasswd
+	tokens    *sourcehut.Authenticator // nil with Sourcehut login off
+	refresher *refresh.Tokens          // nil with refresh tokens off
+	// front is what the handler calls: the chain, behind the throttle.
+	front      server.Authenticator
+	log        *slog.Logger
+	watch      []string
+	collectors []prometheus.Collector
+}
+
+func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnStage, error) {
+	a := &authnStage{chain: &authn.Chain{Anonymous: cfg.Authn.AnonymousEnabled(), Groups: cfg.Groups}, log: log}
+	if cfg.Authn.Htpasswd != "" {
+		htpasswd, err := authn.LoadHtpasswd(cfg.Authn.Htpasswd)
+		if err != nil {
+			return nil, err
+		}
+		if pc := cfg.Authn.PasswordCache; pc.TTL > 0 {
+			htpasswd.EnableCache(pc.TTL.D(), pc.Size, time.Now)
+		}
+		a.htpasswd = htpasswd
+		a.chain.Passwords = htpasswd
+		a.chain.Local = htpasswd
+		a.collectors = append(a.collectors, htpasswd.Collectors()...)
+		a.watch = append(a.watch, cfg.Authn.Htpasswd)
+		log.Info("password users loaded", "file", cfg.Authn.Htpasswd, "users", htpasswd.Len())
+	}
+	if sh := cfg.Authn.Sourcehut; sh.IsEnabled() {
+		tokens, err := sourcehut.New(sourcehut.Options{
+			Meta: &sourcehut.MetaClient{
+				URL:     sh.MetaURL,
+				HTTP:    &http.Client{Transport: http.DefaultTransport},
+				Timeout: sh.Timeout.D(),
+			},
+			CacheSize:   sh.CacheSize,
+			MaxCacheTTL: sh.MaxCacheTTL.D(),
+			NegativeTTL: sh.NegativeCacheTTL.D(),
+			Users:       sh.LoginUsers(),
+			Now:         time.Now,
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.tokens = tokens
+		a.chain.Tokens = tokens
+		a.collectors = append(a.collectors, tokens.Collectors()...)
+		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL.D())
+		logSourcehutUsers(log, sh)
+	}
+	// Refresh tokens are signed and checked with the key ring of the
+	// moment, and bound to the htpasswd lines of the moment: a reload of
+	// either applies to them at once.
+	if cfg.Token.Refresh.IsEnabled() {
+		a.refresher = &refresh.Tokens{Issuer: cfg.Issuer, TTL: cfg.Token.Refresh.TTL.D(), Keys: keys.ring, Now: time.Now}
+		if a.htpasswd != nil {
+			a.refresher.Passwords = a.htpasswd
+		}
+		a.chain.Refresh = a.refresher
+		log.Info("refresh tokens issued on offline logins", "ttl", cfg.Token.Refresh.TTL.D())
+	}
+	a.front = a.chain
+	if bf := cfg.BruteForce; bf.Threshold > 0 {
+		throttle := authn.NewThrottle(a.chain, bf.Threshold, bf.Window.D(), bf.Tracked, time.Now)
+		a.collectors = append(a.collectors, throttle.Collectors()...)
+		a.front = throttle
+	}
+	return a, nil
+}
+
+// prepare loads the reloaded htpasswd file; groups and the Sourcehut
+// allow-list need nothing loaded.
+func (a *authnStage) prepare(_ context.Context, next config.Config) (prepared, error) {
+	var users *authn.Htpasswd
+	if a.htpasswd != nil && next.Authn.Htpasswd != "" {
+		var err error
+		if users, err = authn.LoadHtpasswd(next.Authn.Htpasswd); err != nil {
+			return prepared{}, err
+		}
+	}
+	return prepared{commit: func() {
+		a.chain.SetGroups(next.Groups)
+		if a.tokens != nil {
+			// Turning Sourcehut login off on reload lets nobody in (and ends
+			// Sourcehut refresh tokens); turning it on needs a restart.
+			a.tokens.SetUsers(next.Authn.Sourcehut.LoginUsers())
+		}
+		if users != nil {
+			a.htpasswd.Update(users)
+			a.log.Info("password users reloaded", "file", next.Authn.Htpasswd, "users", users.Len())
+		}
+	}}, nil
+}
+
+// policyStage is authorisation: the embedded policy or local bundles
+// compiled here, or the bundles an OPA service delivers (policy.opa).
+type policyStage struct {
+	az    *authz.Authorizer
+	local bool // false with policy.opa: bundles arrive by themselves
+	check func(*authz.Engine)
+	log   *slog.Logger
+	watch []string
+	stop  func(context.Context)
+	// collectors are the decision metrics, and the bundle metrics of
+	// policy.opa.
+	collectors []prometheus.Collector
+}
+
+func buildPolicy(ctx context.Context, cfg config.Config, log *slog.Logger, checkOnly, refreshOn bool) (*policyStage, error) {
+	p := &policyStage{local: len(cfg.Policy.OPA) == 0, log: log, stop: func(context.Context) {}}
+	p.check = func(e *authz.Engine) {
+		if providers := cfg.Providers(); len(providers) > 1 && e.ProviderBlind() {
+			log.Warn("the policy reads input.identity.subject but never input.identity.provider or input.identity.namespace: "+
+				"it cannot tell "+strings.Join(providers, ":alice from ")+":alice, so whatever it grants a name it grants every provider's account of that name "+
+				"(see policy/README.md, input version 2)",
+				"revision", e.Revision(), "providers", providers)
+		}
+		if refreshOn && e.RefreshBlind() {
+			log.Warn("the policy tells identities apart by input.identity.method but never reads input.identity.refreshed_from: "+
+				"an identity from a refresh token has method \"refresh\" and escapes rules meant for \"password\" or \"sourcehut\" "+
+				"(such as a read-only cap); use refreshed_from (see policy/README.md), or set token.refresh.enabled: false",
+				"revision", e.Revision())
+		}
+	}
+	if p.local {
+		engine, err := compilePolicy(ctx, cfg.Policy)
+		if err != nil {
+			return nil, err
+		}
+		p.az = authz.NewAuthorizer(engine)
+		p.collectors = p.az.Collectors()
+		p.watch = cfg.Policy.Bundles
+		log.Info("policy loaded", "revision", engine.Revision())
+		p.check(engine)
+		return p, nil
+	}
+	opaConfig, err := json.Marshal(cfg.Policy.OPA)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("policy.opa: %w", err)}
+	}
+	ro := authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout.D(), Wait: cfg.Policy.StartupWait.D(), Logger: log,
+		NotReadyAfterWait: !checkOnly, OnActivate: p.check}
+	if cfg.Policy.FallbackToEmbedded {
+		if ro.Fallback, err = compilePolicy(ctx, config.Policy{Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout}); err != nil {
+			return nil, err
+		}
+	}
+	remote, err := authz.StartRemote(ctx, ro)
+	if err != nil {
+		return nil, err
+	}
+	p.stop = remote.Stop
+	p.az = remote.Authorizer()
+	p.collectors = append(remote.Collectors(), p.az.Collectors()...)
+	if e := p.az.Engine(); e != nil {
+		log.Info("policy loaded", "revision", e.Revision()) // checked as it activated
+	}
+	return p, nil
+}
+
+// prepare compiles the reloaded local policy; with policy.opa the bundles
+// reload by themselves.
+func (p *policyStage) prepare(ctx context.Context, next config.Config) (prepared, error) {
+	if p.local != (len(next.Policy.OPA) == 0) {
+		return prepared{}, errors.New("switching between local policy and policy.opa needs a restart")
+	}
+	if !p.local {
+		return prepared{commit: func() {}}, nil
+	}
+	engine, err := compilePolicy(ctx, next.Policy)
+	if err != nil {
+		return prepared{}, err
+	}
+	return prepared{commit: func() {
+		p.az.Swap(engine)
+		p.log.Info("policy reloaded", "revision", engine.Revision())
+		p.check(engine)
+	}}, nil
+}
+
+// buildHandler is the HTTP side: the token endpoint over the stages, the
+// JWKS, and health checks that answer "not ready" while draining or before
+// a remote policy arrived.
+func buildHandler(cfg config.Config, log *slog.Logger, keys *signingKeys, users *authnStage, az *authz.Authorizer, draining func() bool) (*server.Server, error) {
+	trusted, err := parsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	var refresher server.Refresher
+	if users.refresher != nil {
+		refresher = users.refresher
+	}
+	return server.New(server.Options{
+		Services:       cfg.Service,
+		Realm:          cfg.Issuer,
+		MaxScopes:      cfg.Limits.MaxScopes,
+		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
+		MaxQueryBytes:  cfg.Limits.MaxQueryBytes,
+		MaxConcurrent:  cfg.Limits.MaxConcurrent,
+		TrustedProxies: trusted,
+		Ready: func() error {
+			if draining() {
+				return errors.New("shutting down")
+			}
+			if az.Engine() == nil {
+				return errors.New("no policy bundle is active yet")
+			}
+			return nil
+		},
+		Authenticator: users.front,
+		Authorizer:    az,
+		Minter:        &token.Minter{Issuer: cfg.Issuer, TTL: cfg.Token.TTL.D(), Keys: keys.ring, Now: time.Now},
+		Refresh:       refresher,
+		Keys:          keys.ring,
+		Logger:        log,
+		Now:           time.Now,
+	}), nil
+}
+
+// compilePolicy compiles the embedded policy (with the config's data) or
+// the local bundles, type-checked against the input schema.
+func compilePolicy(ctx context.Context, p config.Policy) (*authz.Engine, error) {
+	return authz.Compile(ctx, authz.Options{
+		Modules: policy.FS(),
+		Data:    p.Data,
+		Bundles: p.Bundles,
+		Schema:  policy.InputSchema(),
+		Query:   p.Query,
+		Timeout: p.Timeout.D(),
+	})
+}
+
+// parsePrefixes reads CIDRs and single addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies: %q is neither a CIDR nor an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+)
+
+// This file is the token endpoint, GET and POST /auth: one straight path
+// from the request to its outcome (parse, pick the service, authenticate,
+// authorize each scope, maybe a refresh token, mint), which respond writes.
+
+// tokenResponse is both the Docker token response and the OAuth2 one.
+type tokenResponse struct {
+	Token       string `json:"token"`
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int    `json:"expires_in"`
+	IssuedAt    string `json:"issued_at"`
+	Scope       string `json:"scope,omitempty"`
+	// RefreshToken is a new refresh token (a login that asked for offline
+	// access) or the one presented (the refresh_token grant).
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+// handleToken is what a token request comes to: a token response, or the
+// error that stopped it, with what it had learned by then for the log line
+// (who the client is, what was asked and granted) and the decision ID. The
+// per-scope decision lines are written to log as the decisions come.
+func (s *Server) handleToken(r *http.Request, log *slog.Logger, clientIP string) outcome {
+	var out outcome
+	tr, err := s.parseRequest(r)
+	if err != nil {
+		return out.failed(err)
+	}
+	service, err := s.pickService(tr.service)
+	if err != nil {
+		return out.failed(err)
+	}
+	scopes, err := access.ParseScopes(tr.scopes, s.opts.MaxScopes)
+	if err != nil {
+		return out.failed(err)
+	}
+	tr.cred.Service = service
+	tr.cred.ClientIP = clientIP
+	tr.cred.ClientID = tr.clientID
+	id, err := s.opts.Authenticator.Authenticate(r.Context(), tr.cred)
+	if err != nil {
+		return out.failed(err)
+	}
+	// A refreshed identity logs as method "refresh/password" or
+	// "refresh/sourcehut": how it got here and how it logged in first.
+	method := string(id.Method)
+	if id.RefreshedFrom != "" {
+		method += "/" + string(id.RefreshedFrom)
+	}
+	out.attrs = append(out.attrs, "auth_method", method, "provider", id.Provider, "subject", id.Subject)
+	req := identity.Request{
+		Service:   service,
+		ClientIP:  tr.cred.ClientIP,
+		ClientID:  tr.clientID,
+		UserAgent: r.UserAgent(),
+		Time:      s.opts.Now(),
+	}
+	// One decision ID per request, returned to the client, ties a failed
+	// pull to its decision log lines.
+	decisionID := newRequestID()
+	req.DecisionID = decisionID
+	if len(scopes) > 0 {
+		out.decisionID = decisionID
+	}
+	decisions, err := s.opts.Authorizer.Authorize(r.Context(), id, req, scopes)
+	if err != nil {
+		return out.failed(err)
+	}
+	granted := make([]access.Scope, 0, len(decisions))
+	var requestedLog, grantedLog []string
+	for _, d := range decisions {
+		requestedLog = append(requestedLog, d.Requested.String())
+		g := access.Scope{Resource: d.Requested.Resource, Actions: d.Granted}
+		log.Info("decision",
+			"decision_id", decisionID,
+			"revision", d.Revision,
+			"auth_method", method,
+			"provider", id.Provider,
+			"subject", id.Subject,
+			"scope", d.Requested.Resource.String(),
+			"requested", d.Requested.Actions,
+			"granted", d.Granted,
+			"deny", d.Reasons,
+			"duration", d.Duration,
+		)
+		if len(d.Granted) == 0 {
+			continue
+		}
+		granted = append(granted, g)
+		grantedLog = append(grantedLog, g.String())
+	}
+	out.attrs = append(out.attrs, "requested", requestedLog, "granted", grantedLog)
+	refresh, err := s.refreshToken(tr, id, service)
+	if err != nil {
+		return out.failed(err)
+	}
+	if refresh != "" {
+		// That it was issued or presented, never the token.
+		out.attrs = append(out.attrs, "refresh_token", map[bool]string{true: "presented", false: "issued"}[id.Method == identity.MethodRefresh])
+	}
+	// The token names the principal (htpasswd:alice), so the registry's
+	// logs and notifications tell the providers' accounts apart too.
+	tok, err := s.opts.Minter.Mint(id.Principal(), service, granted)
+	if err != nil {
+		return out.failed(err)
+	}
+	resp := &tokenResponse{
+		Token:        tok.Signed,
+		AccessToken:  tok.Signed,
+		ExpiresIn:    int(tok.ExpiresIn / time.Second),
+		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
+		RefreshToken: refresh.Reveal(),
+	}
+	if tr.post {
+		resp.Scope = strings.Join(grantedLog, " ")
+	}
+	// The refresh grant hands back the token it was given: not a new one.
+	s.metrics.issued(id.Method, resp.RefreshToken != "" && id.Method != identity.MethodRefresh)
+	out.status, out.body = http.StatusOK, resp
+	return out
+}
+
+// refreshToken is the refresh token of the response, if any: the one
+// presented, for the refresh_token grant (which returns the same token, as
+// docker expects), or a new one for a password or Sourcehut login that asked
+// for offline access. Anonymous gets none.
+func (s *Server) refreshToken(tr tokenRequest, id identity.Identity, service string) (identity.Secret, error) {
+	switch {
+	case s.opts.Refresh == nil:
+		return "", nil
+	case tr.cred.Kind == identity.CredentialRefresh && id.Method == identity.MethodRefresh:
+		return tr.cred.Secret, nil
+	case tr.offline && (id.Method == identity.MethodPassword || id.Method == identity.MethodSourcehut):
+		return s.opts.Refresh.Issue(id, service, tr.clientID)
+	default:
+		return "", nil
+	}
+}
