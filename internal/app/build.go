@@ -21,7 +21,6 @@ import (
 	"git.sr.ht/~zozs/srht-registry/internal/config"
 	"git.sr.ht/~zozs/srht-registry/internal/server"
 	"git.sr.ht/~zozs/srht-registry/internal/token"
-	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
 // instance is a built token server: its handler, how to reload what can be
@@ -348,14 +347,7 @@ func buildHandler(cfg config.Config, log *slog.Logger, keys *signingKeys, users 
 // compilePolicy compiles the embedded policy (with the config's data) or
 // the local bundles, type-checked against the input schema.
 func compilePolicy(ctx context.Context, p config.Policy) (*authz.Engine, error) {
-	return authz.Compile(ctx, authz.Options{
-		Modules: policy.FS(),
-		Data:    p.Data,
-		Bundles: p.Bundles,
-		Schema:  policy.InputSchema(),
-		Query:   p.Query,
-		Timeout: p.Timeout.D(),
-	})
+	return authz.Compile(ctx, authz.LocalPolicy(p.Data, p.Bundles, p.Query, p.Timeout.D()))
 }
 
 // parsePrefixes reads CIDRs and single addresses.

@@ -60,6 +60,13 @@ type Options struct {
 	NoMemo bool
 }
 
+// LocalPolicy is the Options of a policy the server holds itself: the
+// embedded policy (with data under data.registry) or, when bundles are
+// given, those bundles, either type-checked against the input schema.
+func LocalPolicy(data map[string]any, bundles []string, query string, timeout time.Duration) Options {
+	return Options{Modules: policy.FS(), Data: data, Bundles: bundles, Schema: policy.InputSchema(), Query: query, Timeout: timeout}
+}
+
 // Engine is one compiled policy with its prepared query. It never changes;
 // a reload builds a new one.
 type Engine struct {

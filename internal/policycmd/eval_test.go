@@ -17,20 +17,12 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/config"
-	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
 // compile compiles the local policy as internal/app's compilePolicy does,
 // which the command line passes as EvalOptions.Compile.
 func compile(ctx context.Context, p config.Policy) (*authz.Engine, error) {
-	return authz.Compile(ctx, authz.Options{
-		Modules: policy.FS(),
-		Data:    p.Data,
-		Bundles: p.Bundles,
-		Schema:  policy.InputSchema(),
-		Query:   p.Query,
-		Timeout: p.Timeout.D(),
-	})
+	return authz.Compile(ctx, authz.LocalPolicy(p.Data, p.Bundles, p.Query, p.Timeout.D()))
 }
 
 // parseConfig parses a config file's YAML.
