@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"slices"
@@ -118,18 +117,30 @@ func (s *ServiceList) UnmarshalYAML(n *yaml.Node) error {
 			return err
 		}
 		*s = ServiceList{v}
+		return nil
 	case yaml.SequenceNode:
-		var v []string
-		if err := n.Decode(&v); err != nil {
-			return err
+		v := make([]string, 0, len(n.Content))
+		var errs []string
+		for i, e := range n.Content {
+			if e := resolveAlias(e); e.Kind != yaml.ScalarNode {
+				errs = append(errs, fmt.Sprintf("line %d: service[%d]: must be a string, not %s", e.Line, i, describe(e)))
+				continue
+			}
+			var el string
+			if err := e.Decode(&el); err != nil {
+				return err
+			}
+			v = append(v, el)
+		}
+		if len(errs) > 0 {
+			return &yaml.TypeError{Errors: errs}
 		}
 		*s = v
-	default:
-		return &yaml.TypeError{Errors: []string{
-			fmt.Sprintf("line %d: service must be a string or a list of strings", n.Line),
-		}}
+		return nil
 	}
-	return nil
+	return &yaml.TypeError{Errors: []string{
+		fmt.Sprintf("line %d: service: must be a string or a list of strings, not %s", n.Line, describe(n)),
+	}}
 }
 
 // Token configures the signing key and the tokens minted with it.
@@ -310,8 +321,9 @@ func (c Config) ServesService(s string) bool {
 }
 
 // Load reads and parses the configuration file at path. An empty path means
-// no file: Load returns Default(). Errors name the file; YAML errors keep
-// their line numbers and validation errors unwrap to a *ValidationError.
+// no file: Load returns Default(). Errors name the file; a document that is
+// not YAML gives yaml's error (with its line), a YAML document with
+// mistakes a *ValidationError.
 func Load(path string) (Config, error) {
 	if path == "" {
 		return Default(), nil
@@ -329,15 +341,17 @@ func Load(path string) (Config, error) {
 }
 
 // Parse decodes one YAML document on top of Default() and validates the
-// result. An empty document yields Default(). Unknown keys, a second
-// document and values of the wrong type are errors (with line numbers);
-// invalid values are reported together as a *ValidationError. On error the
-// returned Config is the zero value.
+// result. An empty document yields Default(). A document that is not YAML,
+// or a second document, is a plain error with its line. Every other mistake
+// is reported in one *ValidationError: first, in document order, unknown
+// keys (with the closest known key), values of the wrong type and keys
+// written twice, each as "line N: key.path: ..."; then the problems of
+// Validate, but for keys whose value could not be read (their default would
+// be checked instead). On error the returned Config is the zero value.
 func Parse(data []byte) (Config, error) {
-	cfg := Default()
+	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	switch err := dec.Decode(&cfg); {
+	switch err := dec.Decode(&doc); {
 	case errors.Is(err, io.EOF):
 		// Empty document: defaults.
 	case err != nil:
@@ -346,19 +360,79 @@ func Parse(data []byte) (Config, error) {
 		if err := onlyOneDocument(dec); err != nil {
 			return Config{}, err
 		}
+	}
+	cfg := Default()
+	var found []problem
+	if doc.Kind != 0 {
+		c := checkDocument(&doc)
+		found = c.problems
+		// The real decoding: strict too, in case the check missed something.
+		strict := yaml.NewDecoder(bytes.NewReader(data))
+		strict.KnownFields(true)
+		err := strict.Decode(&cfg)
+		var te *yaml.TypeError
+		switch {
+		case err == nil, errors.As(err, &te) && len(found) > 0:
+			// Every value yaml could decode is in cfg; the others keep
+			// their defaults.
+		case len(found) > 0:
+			// yaml gave up part way (an alias inside its own anchor, say):
+			// cfg is not worth validating.
+			return Config{}, &ValidationError{Problems: c.texts()}
+		case te != nil:
+			return Config{}, &ValidationError{Problems: te.Errors}
+		default:
+			return Config{}, err
+		}
 		if cfg.Policy.Data != nil {
-			d, err := policyData(data)
-			if err != nil {
-				return Config{}, err
-			}
-			cfg.Policy.Data = d
+			cfg.Policy.Data = c.policyData
 		}
 	}
+	var problems []string
+	for _, p := range found {
+		problems = append(problems, p.text)
+	}
 	if err := cfg.Validate(); err != nil {
-		return Config{}, err
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			return Config{}, err
+		}
+		for _, v := range ve.Problems {
+			if !aboutUnreadValue(v, found) {
+				problems = append(problems, v)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return Config{}, &ValidationError{Problems: problems}
 	}
 	cfg.Groups, cfg.Policy.Data, _ = resolvePrincipals(cfg)
 	return cfg, nil
+}
+
+// aboutUnreadValue reports whether the validation problem v (" key.path:
+// ...") concerns a key whose value could not be decoded, or a key above or
+// below it: Validate saw a default there (or a list without the element),
+// not what the file says.
+func aboutUnreadValue(v string, found []problem) bool {
+	key, _, _ := strings.Cut(v, ": ")
+	under := func(a, b string) bool { // a is b or inside it
+		return a == b || strings.HasPrefix(a, b+".") || strings.HasPrefix(a, b+"[")
+	}
+	for _, p := range found {
+		if !p.wrongType || p.path == "" {
+			continue
+		}
+		// The whole list whose element it was: Validate's indexes skip it.
+		path := p.path
+		if i := strings.LastIndexByte(path, '['); i > 0 && strings.HasSuffix(path, "]") {
+			path = path[:i]
+		}
+		if under(key, path) || under(path, key) {
+			return true
+		}
+	}
+	return false
 }
 
 // onlyOneDocument fails when the stream holds a second, non-empty document,
@@ -380,111 +454,10 @@ func onlyOneDocument(dec *yaml.Decoder) error {
 	}
 }
 
-// policyData re-reads policy.data from the document as a node tree and
-// converts it to the JSON-shaped values OPA stores: map[string]any, []any,
-// string, bool, nil, int/int64/uint64, finite float64. Decoding into
-// map[string]any directly would turn a mapping with a non-string key into a
-// map[any]any and an unquoted date into a time.Time, which OPA would reject
-// or silently turn into a different string.
-func policyData(data []byte) (map[string]any, error) {
-	var doc struct {
-		Policy struct {
-			Data yaml.Node `yaml:"data"`
-		} `yaml:"policy"`
-	}
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, err
-	}
-	var errs []error
-	v := nodeValue(&doc.Policy.Data, "policy.data", &errs)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	m, _ := v.(map[string]any)
-	return m, nil
-}
-
-// nodeValue converts a YAML node to a JSON-shaped Go value, appending
-// problems (with the key path and line) to errs.
-func nodeValue(n *yaml.Node, path string, errs *[]error) any {
-	switch n.Kind {
-	case 0:
-		return nil // absent
-	case yaml.DocumentNode:
-		if len(n.Content) == 0 {
-			return nil
-		}
-		return nodeValue(n.Content[0], path, errs)
-	case yaml.AliasNode:
-		return nodeValue(n.Alias, path, errs)
-	case yaml.SequenceNode:
-		out := make([]any, 0, len(n.Content))
-		for i, c := range n.Content {
-			out = append(out, nodeValue(c, fmt.Sprintf("%s[%d]", path, i), errs))
-		}
-		return out
-	case yaml.MappingNode:
-		out := make(map[string]any, len(n.Content)/2)
-		var merges []*yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-				merges = append(merges, v)
-				continue
-			}
-			if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
-				*errs = append(*errs, fmt.Errorf("yaml: line %d: %s: key %q is not a string; quote it", k.Line, path, k.Value))
-				continue
-			}
-			out[k.Value] = nodeValue(v, path+"."+k.Value, errs)
-		}
-		// "<<: *base" merges keys the mapping does not set itself; in a
-		// sequence of merged mappings the earlier one wins.
-		for _, m := range merges {
-			for _, src := range mergeSources(m) {
-				sm, _ := nodeValue(src, path, errs).(map[string]any)
-				for k, v := range sm {
-					if _, ok := out[k]; !ok {
-						out[k] = v
-					}
-				}
-			}
-		}
-		return out
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!str", "!!timestamp":
-			// Dates stay the strings they were written as.
-			return n.Value
-		}
-		var v any
-		if err := n.Decode(&v); err != nil {
-			*errs = append(*errs, fmt.Errorf("yaml: line %d: %s: %w", n.Line, path, err))
-			return nil
-		}
-		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-			*errs = append(*errs, fmt.Errorf("yaml: line %d: %s: %s is not a JSON number", n.Line, path, n.Value))
-			return nil
-		}
-		return v
-	}
-	*errs = append(*errs, fmt.Errorf("yaml: line %d: %s: unsupported YAML node", n.Line, path))
-	return nil
-}
-
-// mergeSources returns the mappings named by the value of a "<<" key.
-func mergeSources(n *yaml.Node) []*yaml.Node {
-	for n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n.Kind == yaml.SequenceNode {
-		return n.Content
-	}
-	return []*yaml.Node{n}
-}
-
 // ValidationError lists every problem found in a Config, each prefixed by the
-// key path it concerns (for example "token.ttl: must be at least 1m0s, got 10s").
+// key path it concerns (for example "token.ttl: must be at least 1m0s, got
+// 10s"), and by its line when Parse found it in the document ("line 4:
+// authn.htpaswd: unknown key (did you mean "htpasswd"?)").
 type ValidationError struct {
 	Problems []string
 }

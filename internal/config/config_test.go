@@ -3,10 +3,12 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -211,8 +213,8 @@ func TestParseService(t *testing.T) {
 		{"empty list", "service: []", nil, "service: at least one service is required"},
 		{"null", "service:", nil, "service: at least one service is required"},
 		{"empty string", `service: ""`, nil, "service[0]: must not be empty"},
-		{"mapping", "service: {a: b}", nil, "line 1: service must be a string or a list of strings"},
-		{"nested list", "service:\n  - a\n  - [b]\n", nil, "line 3: cannot unmarshal !!seq into string"},
+		{"mapping", "service: {a: b}", nil, "line 1: service: must be a string or a list of strings, not a mapping"},
+		{"nested list", "service:\n  - a\n  - [b]\n", nil, "line 3: service[1]: must be a string, not a list"},
 		{"slash", "service: a.example/b", nil, `service[0]: "a.example/b" must not contain spaces or slashes`},
 		{"space", `service: "a example"`, nil, `service[0]: "a example" must not contain spaces or slashes`},
 		{"duplicate", "service: [a, b, a]", nil, `service[2]: "a" is a duplicate of service[0]`},
@@ -259,8 +261,8 @@ func TestParseDurations(t *testing.T) {
 		{`token: {ttl: "60s"}`, time.Minute, nil},
 		{"token: {ttl: 24h}", 24 * time.Hour, nil},
 		{"token: {key: k.pem}", 5 * time.Minute, nil}, // absent ttl keeps the default
-		{"token:\n  ttl: 5 minutes\n", 0, []string{"line 2", "`5 minutes`", "into a duration", `"90s"`}},
-		{"token:\n  ttl: 300\n", 0, []string{"line 2", "!!int `300`", "into a duration", `"5m"`}},
+		{"token:\n  ttl: 5 minutes\n", 0, []string{`line 2: token.ttl: "5 minutes" is not a duration (use Go syntax like 5m or 1h30m, or 0)`}},
+		{"token:\n  ttl: 300\n", 0, []string{`line 2: token.ttl: "300" is not a duration: a number needs a unit (use Go syntax like 5m or 1h30m, or 0)`}},
 		{"token: {ttl: 10s}", 0, []string{"token.ttl: must be at least 1m0s, got 10s"}},
 		{"token: {ttl: -5m}", 0, []string{"token.ttl: must be at least 1m0s, got -5m0s"}},
 		{"token: {ttl: 25h}", 0, []string{"token.ttl: must be at most 24h0m0s, got 25h0m0s"}},
@@ -305,8 +307,8 @@ func TestParseRefresh(t *testing.T) {
 	}
 	for doc, want := range map[string]string{
 		"token:\n  refresh:\n    ttl: 0\n":      "token.refresh.ttl: must be at least token.ttl (5m0s), got 0s",
-		"token:\n  refresh:\n    ttl: 30d\n":    "line 3: cannot unmarshal !!str `30d` into a duration",
-		"token:\n  refresh:\n    enable: no\n":  "field enable not found in type config.Refresh",
+		"token:\n  refresh:\n    ttl: 30d\n":    `line 3: token.refresh.ttl: "30d" is not a duration`,
+		"token:\n  refresh:\n    enable: no\n":  `line 3: token.refresh.enable: unknown key (did you mean "enabled"?)`,
 		"token: {ttl: 1h, refresh: {ttl: 30m}}": "token.refresh.ttl: must be at least token.ttl (1h0m0s), got 30m0s",
 	} {
 		if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
@@ -336,39 +338,207 @@ func TestParseZeroDuration(t *testing.T) {
 	}
 }
 
-func TestParseUnknownKeys(t *testing.T) {
+// goTypeWords are what yaml's own errors say and a config message must not:
+// Go type names and YAML tags.
+var goTypeWords = regexp.MustCompile(`cannot unmarshal|not found in type|already set in type|already defined at|config\.[A-Z]|map\[|interface \{\}|\[\]string|!!`)
+
+// yamlTypeError matches what yaml's own type errors say, which Parse never
+// lets through: Go type names.
+var yamlTypeError = regexp.MustCompile(`cannot unmarshal|not found in type|already set in type|already defined at|into config\.|config\.[A-Z][a-z]|interface \{\}`)
+
+// laughs is YAML of a few lines that stands for 10^9 strings.
+var laughs = func() string {
+	var b strings.Builder
+	b.WriteString("    l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 9; i++ {
+		fmt.Fprintf(&b, "    l%d: &l%d [%s]\n", i, i, strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 9)+fmt.Sprintf("*l%d", i-1))
+	}
+	return b.String()
+}()
+
+// TestParseMistakes: every mistake in a YAML document is reported as a
+// problem of a *ValidationError, with its line and key path, in words.
+func TestParseMistakes(t *testing.T) {
 	tests := []struct {
 		name, yaml string
-		err        []string
+		want       []string // the problems, exactly
 	}{
-		{"top level", "listen: :5001\nlisten_addr: :5002\n", []string{"line 2", "field listen_addr not found in type config.Config"}},
-		{"nested", "token:\n  ttl: 5m\n  kye: key.pem\n", []string{"line 3", "field kye not found in type config.Token"}},
-		{"deep", "authn:\n  sourcehut:\n    meta-url: https://meta.sr.ht\n", []string{"line 3", "field meta-url not found in type config.Sourcehut"}},
-		{"policy", "policy:\n  bundle: [a]\n", []string{"line 2", "field bundle not found in type config.Policy"}},
-		{"limits", "limits: {max_scope: 3}", []string{"line 1", "field max_scope not found in type config.Limits"}},
-		{"duplicate key", "listen: :1\nlisten: :2\n", []string{"line 2", `mapping key "listen" already defined at line 1`}},
-		{"wrong type", "limits:\n  max_scopes: many\n", []string{"line 2", "cannot unmarshal !!str `many` into int"}},
-		{"not a mapping", "- listen\n", []string{"line 1", "cannot unmarshal !!seq into config.Config"}},
-		{"syntax", "listen: [\n", []string{"line"}},
-		{"tab indent", "token:\n\tttl: 5m\n", []string{"line 2"}},
-		{"second document", "listen: :1\n---\nlisten: :2\n", []string{"line 2: a second YAML document starts here"}},
+		// Unknown keys, with the closest known key at that level.
+		{"top level", "listen: :5001\nlisten_addr: :5002\n", []string{`line 2: listen_addr: unknown key (did you mean "listen"?)`}},
+		{"nested", "token:\n  ttl: 5m\n  kye: key.pem\n", []string{`line 3: token.kye: unknown key (did you mean "key"?)`}},
+		{"htpasswd", "authn:\n  anonymous: true\n  htpaswd: htpasswd\n", []string{`line 3: authn.htpaswd: unknown key (did you mean "htpasswd"?)`}},
+		{"deep", "authn:\n  sourcehut:\n    meta-url: https://meta.sr.ht\n", []string{`line 3: authn.sourcehut.meta-url: unknown key (did you mean "meta_url"?)`}},
+		{"camel case", "authn:\n  sourcehut:\n    maxCacheTTL: 1m\n", []string{`line 3: authn.sourcehut.maxCacheTTL: unknown key (did you mean "max_cache_ttl"?)`}},
+		{"capitals", "Listen: :5001\n", []string{`line 1: Listen: unknown key (did you mean "listen"?)`}},
+		{"policy", "policy:\n  bundle: [a]\n", []string{`line 2: policy.bundle: unknown key (did you mean "bundles"?)`}},
+		{"limits", "limits: {max_scope: 3}", []string{`line 1: limits.max_scope: unknown key (did you mean "max_scopes"?)`}},
+		{"longer than a key", "authn:\n  htpasswd_file: h\n", []string{`line 2: authn.htpasswd_file: unknown key (did you mean "htpasswd"?)`}},
+		{"nothing close", "token:\n  colour: blue\n", []string{"line 2: token.colour: unknown key"}},
+		{"the start of several keys", "limits: {max: 5}", []string{"line 1: limits.max: unknown key"}},
+		{"one letter", "tls: {k: x}", []string{"line 1: tls.k: unknown key"}},
+		{"at another level", "kid_format: auto\n", []string{"line 1: kid_format: unknown key"}},
+		{"in a merge", "token:\n  <<: {ttl: 5m, tll: 1m}\n", []string{`line 2: token.tll: unknown key (did you mean "ttl"?)`}},
+		{"empty key", "token:\n  \"\": x\n", []string{"line 2: token: empty key"}},
+		{"list as a key", "token:\n  ? [a]\n  : x\n", []string{"line 2: token: a key must be a string, not a list"}},
+		{"duplicate key", "listen: :1\nlisten: :2\n", []string{"line 2: listen: key written twice (first at line 1)"}},
+		{"duplicate in policy.opa", "policy:\n  opa:\n    bundles: {}\n    bundles: {}\n", []string{"line 4: policy.opa.bundles: key written twice (first at line 3)"}},
+		{"duplicate in policy.data", "policy:\n  data:\n    a: 1\n    a: 2\n", []string{"line 4: policy.data.a: key written twice (first at line 3)"}},
+		// Values of the wrong type.
+		{"integer", "limits:\n  max_scopes: many\n", []string{`line 2: limits.max_scopes: must be an integer, not "many"`}},
+		{"integer as a string", "limits:\n  max_scopes: \"64\"\n", []string{`line 2: limits.max_scopes: must be an integer, not "64"`}},
+		{"fraction", "limits: {max_scopes: 1.5}", []string{`line 1: limits.max_scopes: must be an integer, not "1.5"`}},
+		{"integer list", "brute_force: {tracked: [1]}", []string{"line 1: brute_force.tracked: must be an integer, not a list"}},
+		{"integer out of range", "limits: {max_scopes: 9223372036854775808}", []string{`line 1: limits.max_scopes: "9223372036854775808" is out of range`}},
+		{"duration", "token:\n  ttl: 5 minutes\n", []string{`line 2: token.ttl: "5 minutes" is not a duration (use Go syntax like 5m or 1h30m, or 0)`}},
+		{"duration number", "limits: {idle_timeout: 120}", []string{`line 1: limits.idle_timeout: "120" is not a duration: a number needs a unit (use Go syntax like 5m or 1h30m, or 0)`}},
+		{"duration list", "policy:\n  timeout:\n    - 1s\n", []string{"line 3: policy.timeout: must be a duration (use Go syntax like 5m or 1h30m, or 0), not a list"}},
+		{"bool", "insecure_http: maybe\n", []string{`line 1: insecure_http: must be true or false, not "maybe"`}},
+		{"optional bool", "authn: {anonymous: [x]}", []string{"line 1: authn.anonymous: must be true or false, not a list"}},
+		{"string", "listen: [a]\n", []string{"line 1: listen: must be a string, not a list"}},
+		{"section", "token: abc\n", []string{`line 1: token: must be a mapping of keys, not "abc"`}},
+		{"section list", "limits:\n  - max_scopes: 3\n", []string{"line 2: limits: must be a mapping of keys, not a list"}},
+		{"list", "trusted_proxies: 10.0.0.0/8\n", []string{`line 1: trusted_proxies: must be a list of strings, not "10.0.0.0/8" (a list of one is written ["10.0.0.0/8"])`}},
+		{"list mapping", "policy: {bundles: {a: b}}", []string{"line 1: policy.bundles: must be a list of strings, not a mapping"}},
+		{"list element", "token: {published_keys: [a, [b]]}", []string{"line 1: token.published_keys[1]: must be a string, not a list"}},
+		{"service", "service: {a: b}", []string{"line 1: service: must be a string or a list of strings, not a mapping"}},
+		{"service element", "service:\n  - a\n  - {b: c}\n", []string{"line 3: service[1]: must be a string, not a mapping"}},
+		{"groups", "groups: [admins]\n", []string{"line 1: groups: must be a mapping, not a list"}},
+		{"group members", "groups:\n  ci: bob\n", []string{`line 2: groups.ci: must be a list of strings, not "bob" (a list of one is written ["bob"])`}},
+		{"group member", "groups:\n  ci: [[bob]]\n", []string{"line 2: groups.ci[0]: must be a string, not a list"}},
+		{"policy.data", "policy:\n  data: [a]\n", []string{"line 2: policy.data: must be a mapping, not a list"}},
+		{"policy.opa", "policy: {opa: x}", []string{`line 1: policy.opa: must be a mapping, not "x"`}},
+		{"not a mapping", "- listen\n", []string{"line 1: the configuration must be a mapping of keys (like listen: and token:), not a list"}},
+		{"a scalar", "listen\n", []string{`line 1: the configuration must be a mapping of keys (like listen: and token:), not "listen"`}},
+		{"through an alias", "issuer: &i {a: b}\nservice: *i\n", []string{
+			"line 1: issuer: must be a string, not a mapping",
+			"line 2: service: must be a string or a list of strings, not a mapping",
+		}},
+		// What yaml gives up on is reported too, with the others.
+		{"merge of a scalar", "token:\n  <<: 5\n  kye: k\n", []string{
+			`line 2: token.<<: a merge needs a mapping or a list of mappings, not "5"`,
+			`line 3: token.kye: unknown key (did you mean "key"?)`,
+		}},
+		{"alias inside its anchor", "policy:\n  data: &a {x: [*a]}\n", []string{"line 2: policy.data.x[0]: alias *a is inside the value it stands for"}},
+		{"a billion laughs", "policy:\n  data:\n" + laughs, []string{"line 3: the document expands to too many values through its aliases"}},
+		{"alias inside its anchor in policy.opa", "policy:\n  opa: &a {bundles: *a}\n", []string{"line 2: policy.opa.bundles: alias *a is inside the value it stands for"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.yaml))
-			if err == nil {
-				t.Fatal("no error")
-			}
 			var ve *ValidationError
-			if errors.As(err, &ve) {
-				t.Errorf("got a ValidationError, want a YAML error: %v", err)
+			if !errors.As(err, &ve) {
+				t.Fatalf("Parse error = %v, want a *ValidationError", err)
 			}
-			for _, s := range tt.err {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not contain %q", err, s)
+			if !reflect.DeepEqual(ve.Problems, tt.want) {
+				t.Errorf("Problems =\n%s\nwant\n%s", strings.Join(ve.Problems, "\n"), strings.Join(tt.want, "\n"))
+			}
+			for _, p := range ve.Problems {
+				if goTypeWords.MatchString(p) {
+					t.Errorf("problem %q speaks Go or YAML tags", p)
 				}
 			}
 		})
+	}
+}
+
+// TestParseReportsEveryMistake: unknown keys and values of the wrong type
+// are all reported, in document order, followed by Validate's problems but
+// for those about a value that could not be read.
+func TestParseReportsEveryMistake(t *testing.T) {
+	doc := `listen: 127.0.0.1:5001
+token:
+  ttl: 5 minutes
+  kye: key.pem
+authn:
+  htpaswd: htpasswd
+  anonymous: maybe
+limits:
+  max_scopes: many
+  max_body_bytes: 10
+log: {level: loud, colour: red}
+trusted_proxies: [10.0.0.0/8, [x], nonsense]
+brute_force: {window: 0, threshold: lots}
+`
+	_, err := Parse([]byte(doc))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Parse error = %v, want a *ValidationError", err)
+	}
+	want := []string{
+		`line 3: token.ttl: "5 minutes" is not a duration (use Go syntax like 5m or 1h30m, or 0)`,
+		`line 4: token.kye: unknown key (did you mean "key"?)`,
+		`line 6: authn.htpaswd: unknown key (did you mean "htpasswd"?)`,
+		`line 7: authn.anonymous: must be true or false, not "maybe"`,
+		`line 9: limits.max_scopes: must be an integer, not "many"`,
+		`line 11: log.colour: unknown key`,
+		`line 12: trusted_proxies[1]: must be a string, not a list`,
+		`line 13: brute_force.threshold: must be an integer, not "lots"`,
+		// Validate's, but not trusted_proxies[1]: "nonsense" is [2] in
+		// the file. A value that could not be read keeps its default (a
+		// threshold of 10).
+		`log.level: must be one of debug, info, warn, error, got "loud"`,
+		"limits.max_body_bytes: must be between 1024 and 1048576, got 10",
+		"brute_force.window: must be above 0 while brute_force.threshold is on, got 0s",
+	}
+	if !reflect.DeepEqual(ve.Problems, want) {
+		t.Errorf("Problems =\n%s\nwant\n%s", strings.Join(ve.Problems, "\n"), strings.Join(want, "\n"))
+	}
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); !errors.As(err, &ve) || !strings.HasPrefix(err.Error(), "config "+p+": line 3: token.ttl: ") {
+		t.Errorf("Load = %v, want the problems of a *ValidationError after the path", err)
+	}
+}
+
+// TestParseNotYAML: what is not one YAML document is yaml's error, with its
+// line, not a *ValidationError.
+func TestParseNotYAML(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"syntax", "listen: [\n", "yaml: line "},
+		{"tab indent", "token:\n\tttl: 5m\n", "yaml: line 2: "},
+		{"second document", "listen: :1\n---\nlisten: :2\n", "yaml: line 2: a second YAML document starts here"},
+		{"second document with mistakes", "listen: [a]\n---\nlisten: :2\n", "yaml: line 2: a second YAML document starts here"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			var ve *ValidationError
+			if err == nil || errors.As(err, &ve) || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("Parse error = %#v, want a YAML error starting with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSuggestion(t *testing.T) {
+	known := []string{"listen", "service", "issuer", "token", "tls", "insecure_http", "trusted_proxies"}
+	for name, want := range map[string]string{
+		"lisen":          "listen",
+		"lsiten":         "listen", // a transposition is one edit
+		"LISTEN":         "listen",
+		"servce":         "service",
+		"services":       "service",
+		"serv":           "service",
+		"insecure-http":  "insecure_http",
+		"insecureHTTP":   "insecure_http",
+		"trusted":        "trusted_proxies",
+		"tokens":         "token",
+		"tsl":            "tls",
+		"t":              "",
+		"ts":             "tls",
+		"tk":             "",
+		"key":            "",
+		"issuer_url_xyz": "issuer",
+		"completely":     "",
+	} {
+		got := suggestion(name, known)
+		if want != "" {
+			want = " (did you mean \"" + want + "\"?)"
+		}
+		if got != want {
+			t.Errorf("suggestion(%q) = %q, want %q", name, got, want)
+		}
 	}
 }
 
@@ -469,7 +639,7 @@ func TestParsePolicyData(t *testing.T) {
 			[]string{`line 4: policy.data.ports: key "80" is not a string; quote it`, `line 5: policy.data.ports: key "443" is not a string`},
 		},
 		{"infinity", "policy:\n  data: {x: .inf}\n", nil, []string{"line 2: policy.data.x: .inf is not a JSON number"}},
-		{"not a mapping", "policy:\n  data: [a]\n", nil, []string{"line 2", "cannot unmarshal !!seq into map[string]interface {}"}},
+		{"not a mapping", "policy:\n  data: [a]\n", nil, []string{"line 2: policy.data: must be a mapping, not a list"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -650,7 +820,7 @@ func TestLoadErrors(t *testing.T) {
 
 	p = write("unknown.yaml", "listen: :5001\nissuer: x\nbogus: 1\n")
 	_, err = Load(p)
-	if err == nil || !strings.HasPrefix(err.Error(), "config "+p+": ") || !strings.Contains(err.Error(), "line 3: field bogus not found") {
+	if err == nil || !strings.HasPrefix(err.Error(), "config "+p+": ") || !strings.HasSuffix(err.Error(), ": line 3: bogus: unknown key") {
 		t.Errorf("Load(unknown.yaml) = %v", err)
 	}
 
@@ -683,6 +853,9 @@ func FuzzParse(f *testing.F) {
 		"policy: {data: {x: .nan, d: 2025-01-01}}",
 		"a: &a [*a]",
 		"listen: :1\n---\nlisten: :2\n",
+		"token:\n  kye: k\n  ttl: 5 minutes\n  <<: {tll: 1m}\nlimits: {max_scopes: many}\nservice: [a, [b]]\n",
+		"policy:\n  opa: &o {bundles: {x: *o}, bundles: 1}\n  data: &d {a: [*d], 1: x}\n",
+		"groups: {ci: [[bob], alice]}\ntrusted_proxies: x\nauthn: {anonymous: maybe, htpaswd: h}\n",
 		"authn: {htpasswd: h}\ngroups: {admins: [root], ci: ['sourcehut:carol']}\npolicy: {data: {namespaces: {team: {pull: [bob, '*', 'group:ci']}}}}\n",
 		"authn: {htpasswd: h, sourcehut: {users: ['*']}}\ngroups: {admins: [root, 'github:x', 'group:y'], 'a:b': []}\n",
 		"authn: {sourcehut: {users: [alice, ~bob, '*']}}\ngroups: {a: &m [alice], b: *m}\n",
@@ -697,6 +870,19 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error message")
+			}
+			// Every mistake is told in the file's words: yaml's type
+			// errors never get through.
+			if yamlTypeError.MatchString(err.Error()) {
+				t.Fatalf("Parse error speaks Go: %v", err)
+			}
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				for _, p := range ve.Problems {
+					if p == "" {
+						t.Fatalf("empty problem in %q", ve.Problems)
+					}
+				}
 			}
 			return
 		}

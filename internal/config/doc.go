@@ -5,7 +5,10 @@
 //
 // Every key is optional; an absent file or an empty document yields a working
 // local default. Unknown keys are errors, so a typo never silently falls back
-// to a default.
+// to a default. Parse reports every mistake of a file at once, each in the
+// file's terms: its line, its key path and what is wrong, never a Go type
+// ("line 4: authn.htpaswd: unknown key (did you mean "htpasswd"?)"); see
+// check.go.
 //
 // A Config holds plain values only: paths, durations, names and the policy
 // data tree. It holds no live objects (keys, files, listeners, loggers); the

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -16,8 +15,9 @@ import (
 // holds wherever one appears.
 type Duration time.Duration
 
-// durationHint says how a duration is written; it ends every decoding error.
-const durationHint = `a duration is written like "90s", "5m" or "1h30m"; 0 means none`
+// durationSyntax says how a duration is written; it ends every message
+// about one.
+const durationSyntax = "use Go syntax like 5m or 1h30m, or 0"
 
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
@@ -28,37 +28,36 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // UnmarshalYAML accepts a duration string or the integer 0. Errors name the
 // line, the way yaml's own type errors do, and say how a duration is written.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		switch n.ShortTag() {
-		case "!!int":
-			var i int64
-			if n.Decode(&i) == nil && i == 0 {
-				*d = 0
-				return nil
-			}
-		case "!!str":
-			if v, err := time.ParseDuration(n.Value); err == nil {
-				*d = Duration(v)
-				return nil
-			}
+	v, msg := durationOf(n)
+	if msg != "" {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, msg)}}
+	}
+	*d = v
+	return nil
+}
+
+// durationOf reads a non-null node as a Duration, or says why it is none
+// (without the line), for example
+// `"5 minutes" is not a duration (use Go syntax like 5m or 1h30m, or 0)`.
+func durationOf(n *yaml.Node) (Duration, string) {
+	if n.Kind != yaml.ScalarNode {
+		return 0, fmt.Sprintf("must be a duration (%s), not %s", durationSyntax, describe(n))
+	}
+	switch n.ShortTag() {
+	case "!!int":
+		var i int64
+		if n.Decode(&i) == nil && i == 0 {
+			return 0, ""
+		}
+		return 0, fmt.Sprintf("%s is not a duration: a number needs a unit (%s)", quote(n.Value), durationSyntax)
+	case "!!float":
+		return 0, fmt.Sprintf("%s is not a duration: a number needs a unit (%s)", quote(n.Value), durationSyntax)
+	case "!!str":
+		if v, err := time.ParseDuration(n.Value); err == nil {
+			return Duration(v), ""
 		}
 	}
-	// Like yaml's own "cannot unmarshal !!str `5 minutes` into int".
-	value := ""
-	if n.Kind == yaml.ScalarNode {
-		value = n.Value
-		if len(value) > 10 {
-			k := 7
-			for k > 0 && !utf8.RuneStart(value[k]) {
-				k--
-			}
-			value = value[:k] + "..."
-		}
-		value = " `" + value + "`"
-	}
-	return &yaml.TypeError{Errors: []string{
-		fmt.Sprintf("line %d: cannot unmarshal %s%s into a duration (%s)", n.Line, n.ShortTag(), value, durationHint),
-	}}
+	return 0, fmt.Sprintf("%s is not a duration (%s)", quote(n.Value), durationSyntax)
 }
 
 // MarshalYAML writes d as a duration string, which UnmarshalYAML reads back.

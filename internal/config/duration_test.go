@@ -11,7 +11,7 @@ import (
 )
 
 func TestDurationUnmarshal(t *testing.T) {
-	const hint = `a duration is written like "90s", "5m" or "1h30m"; 0 means none`
+	const hint = "(use Go syntax like 5m or 1h30m, or 0)"
 	tests := []struct {
 		name, yaml string
 		want       time.Duration
@@ -28,18 +28,18 @@ func TestDurationUnmarshal(t *testing.T) {
 		{"absent keeps the old value", "other: 1", time.Hour, ""},
 		{"null keeps the old value", "d:", time.Hour, ""},
 		{"alias", "x: &a 2m\nd: *a\n", 2 * time.Minute, ""},
-		{"bare number", "\nd: 5\n", 0, "line 2: cannot unmarshal !!int `5` into a duration"},
-		{"negative number", "d: -1", 0, "line 1: cannot unmarshal !!int `-1` into a duration"},
-		{"float", "d: 1.5", 0, "line 1: cannot unmarshal !!float `1.5` into a duration"},
-		{"words", "d: 5 min", 0, "line 1: cannot unmarshal !!str `5 min` into a duration"},
-		{"no unit", `d: "5"`, 0, "line 1: cannot unmarshal !!str `5` into a duration"},
-		{"days", "d: 30d", 0, "line 1: cannot unmarshal !!str `30d` into a duration"},
-		{"empty string", `d: ""`, 0, "line 1: cannot unmarshal !!str `` into a duration"},
-		{"bool", "d: true", 0, "line 1: cannot unmarshal !!bool `true` into a duration"},
-		{"long value", "d: 5 minutes and a bit", 0, "line 1: cannot unmarshal !!str `5 minut...` into a duration"},
-		{"list", "d: [1m]", 0, "line 1: cannot unmarshal !!seq into a duration"},
-		{"block list", "d:\n  - 1m\n", 0, "line 2: cannot unmarshal !!seq into a duration"},
-		{"mapping", "d: {m: 1}", 0, "line 1: cannot unmarshal !!map into a duration"},
+		{"bare number", "\nd: 5\n", 0, `line 2: "5" is not a duration: a number needs a unit`},
+		{"negative number", "d: -1", 0, `line 1: "-1" is not a duration: a number needs a unit`},
+		{"float", "d: 1.5", 0, `line 1: "1.5" is not a duration: a number needs a unit`},
+		{"words", "d: 5 min", 0, `line 1: "5 min" is not a duration`},
+		{"no unit", `d: "5"`, 0, `line 1: "5" is not a duration (`},
+		{"days", "d: 30d", 0, `line 1: "30d" is not a duration`},
+		{"empty string", `d: ""`, 0, `line 1: "" is not a duration`},
+		{"bool", "d: true", 0, `line 1: "true" is not a duration`},
+		{"long value", "d: 5 minutes and a bit more than anyone would write", 0, `line 1: "5 minutes and a bit more than anyone ..." is not a duration`},
+		{"list", "d: [1m]", 0, "line 1: must be a duration (use Go syntax like 5m or 1h30m, or 0), not a list"},
+		{"block list", "d:\n  - 1m\n", 0, "line 2: must be a duration (use Go syntax like 5m or 1h30m, or 0), not a list"},
+		{"mapping", "d: {m: 1}", 0, "line 1: must be a duration (use Go syntax like 5m or 1h30m, or 0), not a mapping"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,7 +122,7 @@ func TestParseZeroEveryDuration(t *testing.T) {
 		"limits.idle_timeout":                "limits.idle_timeout: must be above 0 and at most 1h, got 0s",
 		"limits.shutdown_timeout":            "limits.shutdown_timeout: must be above 0 and at most 1h, got 0s",
 		"limits.shutdown_delay":              "",
-		"brute_force.window":                 "brute_force: threshold must be 0 (off) or positive, with a positive window and tracked, got {Threshold:10 Window:0s Tracked:100000}",
+		"brute_force.window":                 "brute_force.window: must be above 0 while brute_force.threshold is on, got 0s",
 	}
 	paths := durationPaths(reflect.TypeFor[Config](), "")
 	if len(paths) != len(want) {

@@ -211,7 +211,15 @@ func (l Limits) validate(p *problems) {
 }
 
 func (bf BruteForce) validate(p *problems) {
-	if bf.Threshold < 0 || (bf.Threshold > 0 && (bf.Window <= 0 || bf.Tracked < 1)) {
-		p.add("brute_force", "threshold must be 0 (off) or positive, with a positive window and tracked, got %+v", bf)
+	switch {
+	case bf.Threshold < 0:
+		p.add("brute_force.threshold", "must be 0 (off) or more, got %d", bf.Threshold)
+	case bf.Threshold > 0:
+		if bf.Window <= 0 {
+			p.add("brute_force.window", "must be above 0 while brute_force.threshold is on, got %v", bf.Window)
+		}
+		if bf.Tracked < 1 {
+			p.add("brute_force.tracked", "must be at least 1 while brute_force.threshold is on, got %d", bf.Tracked)
+		}
 	}
 }
