@@ -19,6 +19,7 @@ import (
 	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/config"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/internal/server"
 	"git.sr.ht/~zozs/srht-registry/internal/token"
 )
@@ -53,39 +54,45 @@ type prepared struct {
 	commit func()
 }
 
-// build loads everything the config names; it is also what check-config
-// runs, so a config that checks also serves.
-func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, checkOnly bool) (*instance, error) {
+// build loads everything the config names. level is the log level a
+// reload changes.
+func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, level *slog.LevelVar) (*instance, error) {
 	rt := &instance{stop: func(context.Context) {}}
 	keys, err := loadKey(cfg.Token, log)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
-	rt.watch = append(rt.watch, keyFiles(cfg.Token)...)
 	users, err := buildAuthn(cfg, keys, log)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
-	rt.watch = append(rt.watch, users.watch...)
 	rt.collectors = append(rt.collectors, users.collectors...)
 	rt.warnings = configWarnings(cfg, users.htpasswd)
 	for _, w := range rt.warnings {
 		log.Warn("config: " + w)
 	}
-	pol, err := buildPolicy(ctx, cfg, log, checkOnly, users.refresher != nil)
+	pol, err := buildPolicy(ctx, cfg, log, false)
 	if err != nil {
 		return nil, err
 	}
 	rt.stop = pol.stop
-	rt.watch = append(rt.watch, pol.watch...)
 	rt.collectors = append(rt.collectors, pol.collectors...)
+	current := cfg
+	rt.watch = watchedFiles(current, configPath)
 	rt.reload = func(ctx context.Context) error {
-		next := cfg
+		next := current
 		if configPath != "" {
 			var err error
 			if next, err = loadConfig(configPath); err != nil {
 				return err
 			}
+		}
+		changed, err := configChanges(current, next)
+		if err != nil {
+			return err
+		}
+		if refused := reloadRefusals(current, changed); len(refused) > 0 {
+			return fmt.Errorf("nothing reloaded: the config changes settings a running server cannot take on: %s; restart to apply them", strings.Join(refused, ", "))
 		}
 		var steps []prepared
 		for _, stage := range []func(context.Context, config.Config) (prepared, error){
@@ -93,6 +100,15 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 			func(_ context.Context, next config.Config) (prepared, error) {
 				set, err := keys.load(next.Token)
 				return prepared{commit: func() { keys.swap(set) }}, err
+			},
+			func(_ context.Context, next config.Config) (prepared, error) {
+				var l slog.Level
+				if err := l.UnmarshalText([]byte(next.Log.Level)); err != nil {
+					return prepared{}, fmt.Errorf("log.level: %w", err)
+				}
+				return prepared{commit: func() {
+					level.Set(l)
+				}}, nil
 			},
 		} {
 			p, err := stage(ctx, next)
@@ -104,13 +120,15 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		for _, p := range steps {
 			p.commit()
 		}
+		if len(changed) > 0 {
+			log.Info("config changes applied", "settings", changed)
+		}
+		current = next
+		rt.watch = watchedFiles(current, configPath)
 		for _, w := range configWarnings(next, users.htpasswd) {
 			log.Warn("config: " + w)
 		}
 		return nil
-	}
-	if configPath != "" {
-		rt.watch = append(rt.watch, configPath)
 	}
 	handler, err := buildHandler(cfg, log, keys, users, pol.az, rt.draining.Load)
 	if err != nil {
@@ -121,23 +139,56 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	return rt, nil
 }
 
+// invalid marks an error in what the config names (a key, the htpasswd
+// file, the TLS pair, the policy) as an invalid configuration: exit 2,
+// which a service manager should not retry (the systemd unit's
+// RestartPreventExitStatus). Failures that may pass (a bundle server not
+// reachable yet, an address in use) stay exit 1.
+func invalid(err error) error {
+	if err == nil || errors.As(err, new(usageError)) {
+		return err
+	}
+	return usageError{err}
+}
+
+// watchedFiles are the files and directories of cfg whose changes trigger a
+// reload: the key files, the htpasswd file, the local bundles and the
+// config file itself.
+func watchedFiles(cfg config.Config, configPath string) []string {
+	files := keyFiles(cfg.Token)
+	if cfg.Authn.Htpasswd != "" {
+		files = append(files, cfg.Authn.Htpasswd)
+	}
+	if len(cfg.Policy.OPA) == 0 {
+		files = append(files, cfg.Policy.Bundles...)
+	}
+	if configPath != "" {
+		files = append(files, configPath)
+	}
+	return files
+}
+
 // authnStage is authentication: the chain of login methods, the htpasswd
 // file and Sourcehut tokens it checks, refresh tokens, and the brute-force
-// throttle in front of it all.
+// throttle in front of it all. The long-lived parts (the htpasswd table
+// with its cache, the Sourcehut token cache, the throttle's counts) stay
+// across reloads; the chain, which says which of them are on, is made anew
+// from each config and swapped in whole.
 type authnStage struct {
-	chain     *authn.Chain
-	htpasswd  *authn.Htpasswd          // nil without authn.htpasswd
-	tokens    *sourcehut.Authenticator // nil with Sourcehut login off
-	refresher *refresh.Tokens          // nil with refresh tokens off
-	// front is what the handler calls: the chain, behind the throttle.
+	htpasswd  *authn.Htpasswd          // nil without authn.htpasswd at start
+	tokens    *sourcehut.Authenticator // nil with Sourcehut login off at start
+	refresher *refresh.Tokens          // nil with refresh tokens off at start
+	chain     atomic.Pointer[authn.Chain]
+	refreshOn atomic.Bool
+	// front is what the handler calls: the chain of the moment, behind
+	// the throttle.
 	front      server.Authenticator
 	log        *slog.Logger
-	watch      []string
 	collectors []prometheus.Collector
 }
 
 func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnStage, error) {
-	a := &authnStage{chain: &authn.Chain{Anonymous: cfg.Authn.AnonymousEnabled(), Groups: cfg.Groups}, log: log}
+	a := &authnStage{log: log}
 	if cfg.Authn.Htpasswd != "" {
 		htpasswd, err := authn.LoadHtpasswd(cfg.Authn.Htpasswd)
 		if err != nil {
@@ -147,10 +198,7 @@ func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnS
 			htpasswd.EnableCache(pc.TTL.D(), pc.Size, time.Now)
 		}
 		a.htpasswd = htpasswd
-		a.chain.Passwords = htpasswd
-		a.chain.Local = htpasswd
 		a.collectors = append(a.collectors, htpasswd.Collectors()...)
-		a.watch = append(a.watch, cfg.Authn.Htpasswd)
 		log.Info("password users loaded", "file", cfg.Authn.Htpasswd, "users", htpasswd.Len())
 	}
 	if sh := cfg.Authn.Sourcehut; sh.IsEnabled() {
@@ -170,7 +218,6 @@ func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnS
 			return nil, err
 		}
 		a.tokens = tokens
-		a.chain.Tokens = tokens
 		a.collectors = append(a.collectors, tokens.Collectors()...)
 		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL.D())
 		logSourcehutUsers(log, sh)
@@ -183,30 +230,64 @@ func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnS
 		if a.htpasswd != nil {
 			a.refresher.Passwords = a.htpasswd
 		}
-		a.chain.Refresh = a.refresher
 		log.Info("refresh tokens issued on offline logins", "ttl", cfg.Token.Refresh.TTL.D())
 	}
-	a.front = a.chain
+	a.chain.Store(a.chainFor(cfg))
+	a.refreshOn.Store(a.refresher != nil)
+	a.front = authenticatorFunc(func(ctx context.Context, cred identity.Credentials) (identity.Identity, error) {
+		return a.chain.Load().Authenticate(ctx, cred)
+	})
 	if bf := cfg.BruteForce; bf.Threshold > 0 {
-		throttle := authn.NewThrottle(a.chain, bf.Threshold, bf.Window.D(), bf.Tracked, time.Now)
+		throttle := authn.NewThrottle(a.front, bf.Threshold, bf.Window.D(), bf.Tracked, time.Now)
 		a.collectors = append(a.collectors, throttle.Collectors()...)
 		a.front = throttle
 	}
 	return a, nil
 }
 
-// prepare loads the reloaded htpasswd file; groups and the Sourcehut
-// allow-list need nothing loaded.
+// authenticatorFunc is a function as a server.Authenticator.
+type authenticatorFunc func(ctx context.Context, cred identity.Credentials) (identity.Identity, error)
+
+func (f authenticatorFunc) Authenticate(ctx context.Context, cred identity.Credentials) (identity.Identity, error) {
+	return f(ctx, cred)
+}
+
+// chainFor is the chain of login methods cfg turns on, over the long-lived
+// parts made at start (a reload can turn a method off, not on: see
+// reloadRefusals).
+func (a *authnStage) chainFor(cfg config.Config) *authn.Chain {
+	c := &authn.Chain{Anonymous: cfg.Authn.AnonymousEnabled(), Groups: cfg.Groups}
+	if a.htpasswd != nil && cfg.Authn.Htpasswd != "" {
+		c.Passwords = a.htpasswd
+		c.Local = a.htpasswd
+	}
+	if a.tokens != nil {
+		c.Tokens = a.tokens
+	}
+	if a.refresher != nil && cfg.Token.Refresh.IsEnabled() {
+		c.Refresh = a.refresher
+	}
+	return c
+}
+
+// prepare loads the reloaded htpasswd file; groups, the Sourcehut
+// allow-list and which methods are on need nothing loaded.
 func (a *authnStage) prepare(_ context.Context, next config.Config) (prepared, error) {
 	var users *authn.Htpasswd
-	if a.htpasswd != nil && next.Authn.Htpasswd != "" {
-		var err error
-		if users, err = authn.LoadHtpasswd(next.Authn.Htpasswd); err != nil {
-			return prepared{}, err
+	if a.htpasswd != nil {
+		if next.Authn.Htpasswd == "" {
+			// Password login turned off: no user is left, so no password
+			// refresh token redeems either.
+			users, _ = authn.ParseHtpasswd(nil)
+		} else {
+			var err error
+			if users, err = authn.LoadHtpasswd(next.Authn.Htpasswd); err != nil {
+				return prepared{}, err
+			}
 		}
 	}
+	chain := a.chainFor(next)
 	return prepared{commit: func() {
-		a.chain.SetGroups(next.Groups)
 		if a.tokens != nil {
 			// Turning Sourcehut login off on reload lets nobody in (and ends
 			// Sourcehut refresh tokens); turning it on needs a restart.
@@ -216,6 +297,8 @@ func (a *authnStage) prepare(_ context.Context, next config.Config) (prepared, e
 			a.htpasswd.Update(users)
 			a.log.Info("password users reloaded", "file", next.Authn.Htpasswd, "users", users.Len())
 		}
+		a.chain.Store(chain)
+		a.refreshOn.Store(a.refresher != nil && next.Token.Refresh.IsEnabled())
 	}}, nil
 }
 
@@ -226,37 +309,25 @@ type policyStage struct {
 	local bool // false with policy.opa: bundles arrive by themselves
 	check func(*authz.Engine)
 	log   *slog.Logger
-	watch []string
 	stop  func(context.Context)
 	// collectors are the decision metrics, and the bundle metrics of
 	// policy.opa.
 	collectors []prometheus.Collector
 }
 
-func buildPolicy(ctx context.Context, cfg config.Config, log *slog.Logger, checkOnly, refreshOn bool) (*policyStage, error) {
+// buildPolicy compiles the local policy, or starts the plugins of policy.opa
+// and waits for the first bundle. For check-config (checkOnly), no bundle in
+// time is an error rather than a server that is not ready yet.
+func buildPolicy(ctx context.Context, cfg config.Config, log *slog.Logger, checkOnly bool) (*policyStage, error) {
 	p := &policyStage{local: len(cfg.Policy.OPA) == 0, log: log, stop: func(context.Context) {}}
-	p.check = func(e *authz.Engine) {
-		if providers := cfg.Providers(); len(providers) > 1 && e.ProviderBlind() {
-			log.Warn("the policy reads input.identity.subject but never input.identity.provider or input.identity.namespace: "+
-				"it cannot tell "+strings.Join(providers, ":alice from ")+":alice, so whatever it grants a name it grants every provider's account of that name "+
-				"(see policy/README.md, input version 2)",
-				"revision", e.Revision(), "providers", providers)
-		}
-		if refreshOn && e.RefreshBlind() {
-			log.Warn("the policy tells identities apart by input.identity.method but never reads input.identity.refreshed_from: "+
-				"an identity from a refresh token has method \"refresh\" and escapes rules meant for \"password\" or \"sourcehut\" "+
-				"(such as a read-only cap); use refreshed_from (see policy/README.md), or set token.refresh.enabled: false",
-				"revision", e.Revision())
-		}
-	}
+	p.check = func(e *authz.Engine) { policyWarnings(cfg, e, log.Warn) }
 	if p.local {
 		engine, err := compilePolicy(ctx, cfg.Policy)
 		if err != nil {
-			return nil, err
+			return nil, invalid(err)
 		}
 		p.az = authz.NewAuthorizer(engine)
 		p.collectors = p.az.Collectors()
-		p.watch = cfg.Policy.Bundles
 		log.Info("policy loaded", "revision", engine.Revision())
 		p.check(engine)
 		return p, nil
@@ -269,7 +340,7 @@ func buildPolicy(ctx context.Context, cfg config.Config, log *slog.Logger, check
 		NotReadyAfterWait: !checkOnly, OnActivate: p.check}
 	if cfg.Policy.FallbackToEmbedded {
 		if ro.Fallback, err = compilePolicy(ctx, config.Policy{Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout}); err != nil {
-			return nil, err
+			return nil, invalid(err)
 		}
 	}
 	remote, err := authz.StartRemote(ctx, ro)
@@ -305,6 +376,24 @@ func (p *policyStage) prepare(ctx context.Context, next config.Config) (prepared
 	}}, nil
 }
 
+// policyWarnings warns of a policy that looks right and is not: one that
+// cannot tell the providers' accounts apart, or one that a refresh token
+// escapes.
+func policyWarnings(cfg config.Config, e *authz.Engine, warn func(msg string, args ...any)) {
+	if providers := cfg.Providers(); len(providers) > 1 && e.ProviderBlind() {
+		warn("the policy reads input.identity.subject but never input.identity.provider or input.identity.namespace: "+
+			"it cannot tell "+strings.Join(providers, ":alice from ")+":alice, so whatever it grants a name it grants every provider's account of that name "+
+			"(see policy/README.md, input version 2)",
+			"revision", e.Revision(), "providers", providers)
+	}
+	if cfg.Token.Refresh.IsEnabled() && e.RefreshBlind() {
+		warn("the policy tells identities apart by input.identity.method but never reads input.identity.refreshed_from: "+
+			"an identity from a refresh token has method \"refresh\" and escapes rules meant for \"password\" or \"sourcehut\" "+
+			"(such as a read-only cap); use refreshed_from (see policy/README.md), or set token.refresh.enabled: false",
+			"revision", e.Revision())
+	}
+}
+
 // buildHandler is the HTTP side: the token endpoint over the stages, the
 // JWKS, and health checks that answer "not ready" while draining or before
 // a remote policy arrived.
@@ -317,6 +406,7 @@ func buildHandler(cfg config.Config, log *slog.Logger, keys *signingKeys, users 
 	if users.refresher != nil {
 		refresher = users.refresher
 	}
+	refreshOn := users.refreshOn.Load
 	return server.New(server.Options{
 		Services:       cfg.Service,
 		Realm:          cfg.Issuer,
@@ -338,6 +428,7 @@ func buildHandler(cfg config.Config, log *slog.Logger, keys *signingKeys, users 
 		Authorizer:    az,
 		Minter:        &token.Minter{Issuer: cfg.Issuer, TTL: cfg.Token.TTL.D(), Keys: keys.ring, Now: time.Now},
 		Refresh:       refresher,
+		RefreshOn:     refreshOn,
 		Keys:          keys.ring,
 		Logger:        log,
 		Now:           time.Now,

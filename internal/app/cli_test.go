@@ -39,6 +39,10 @@ func TestCommandLine(t *testing.T) {
 	writeFile(t, teams, "policy:\n  bundles: [../../bundles/teams]\n")
 	missingKey := filepath.Join(dir, "missing-key.yaml")
 	writeFile(t, missingKey, "token:\n  key: "+filepath.Join(dir, "nope.pem")+"\n")
+	// One problem in each part the config names: all are reported.
+	everywhere := filepath.Join(dir, "everywhere.yaml")
+	writeFile(t, everywhere, "listen: 0.0.0.0:5001\ntoken:\n  key: "+filepath.Join(dir, "nope.pem")+
+		"\nauthn:\n  htpasswd: "+filepath.Join(dir, "no-htpasswd")+"\npolicy:\n  bundles: ["+typoBundle+"]\n")
 
 	tests := []struct {
 		name       string
@@ -56,10 +60,15 @@ func TestCommandLine(t *testing.T) {
 			wantStderr: []string{"issuer", "token.ttl", "log.level"}},
 		{name: "unknown key", args: []string{"serve", "--config", unknownKey}, wantCode: 2, wantStderr: []string{"listen_adress"}}, //nolint:misspell // the misspelt key is the test
 		{name: "missing config file", args: []string{"serve", "--config", filepath.Join(dir, "absent.yaml")}, wantCode: 2, wantStderr: []string{"absent.yaml"}},
-		{name: "missing bundle", args: []string{"check-config", "--config", bundles}, wantCode: 1, wantStderr: []string{"bundle ./b", "no such file"}},
-		{name: "typo in a policy", args: []string{"check-config", "--config", typo}, wantCode: 1, wantStderr: []string{"authz.rego:5", "subjekt"}},
+		{name: "missing bundle", args: []string{"check-config", "--config", bundles}, wantCode: 2, wantStderr: []string{"bundle ./b", "no such file"}},
+		{name: "typo in a policy", args: []string{"check-config", "--config", typo}, wantCode: 2, wantStderr: []string{"authz.rego:5", "subjekt"}},
 		{name: "example bundle", args: []string{"check-config", "--config", teams}, wantCode: 0, wantStdout: []string{"config OK"}},
-		{name: "missing key file", args: []string{"check-config", "--config", missingKey}, wantCode: 1, wantStderr: []string{"token.key", "nope.pem"}},
+		{name: "missing key file", args: []string{"check-config", "--config", missingKey}, wantCode: 2, wantStderr: []string{"token.key", "nope.pem"}},
+		{name: "every part's problem at once", args: []string{"check-config", "--config", everywhere}, wantCode: 2,
+			wantStderr: []string{"4 problems", "not a loopback address", "nope.pem", "no-htpasswd", "subjekt"}},
+		{name: "summary", args: []string{"check-config", "--config", teams}, wantCode: 0,
+			wantStdout: []string{"listen:", "127.0.0.1:5001 (http)", "service:", "registry.example.com", "signing key:", "ephemeral",
+				"password users:", "none", "Sourcehut login:", "nobody", "refresh tokens:", "on", "policy:", "revision"}},
 		{name: "stray argument", args: []string{"serve", "extra"}, wantCode: 2, wantStderr: []string{"unexpected arguments: extra"}},
 		{name: "hash-password needs a user", args: []string{"hash-password"}, stdin: "pw\n", wantCode: 2, wantStderr: []string{"user name"}},
 		{name: "hash-password empty", args: []string{"hash-password", "alice"}, stdin: "\n", wantCode: 2, wantStderr: []string{"empty password"}},

@@ -564,18 +564,20 @@ func TestKeyFilePermissions(t *testing.T) {
 				}
 				return
 			}
-			if code != 1 {
-				t.Fatalf("check-config: exit %d, want 1\nstdout: %s\nstderr: %s", code, stdout, stderr)
+			if code != 2 {
+				t.Fatalf("check-config: exit %d, want 2\nstdout: %s\nstderr: %s", code, stdout, stderr)
 			}
 			wantContains(t, "stderr", stderr, tt.wantErr, fmt.Sprintf("mode %04o", uint32(tt.mode)), "chmod 600 "+tt.file)
 			wantLacks(t, "stderr", stderr, "PRIVATE KEY")
 
-			// serve refuses it the same way, before it listens.
+			// serve refuses it the same way, before it listens, with the
+			// exit code of an invalid config (the systemd unit does not
+			// restart on it).
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
 			var serveErr strings.Builder
-			if code := Run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), io.Discard, &serveErr); code != 1 || !strings.Contains(serveErr.String(), "chmod 600 "+tt.file) {
-				t.Errorf("serve: exit %d, want 1 with the chmod hint: %s", code, serveErr.String())
+			if code := Run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), io.Discard, &serveErr); code != 2 || !strings.Contains(serveErr.String(), "chmod 600 "+tt.file) {
+				t.Errorf("serve: exit %d, want 2 with the chmod hint: %s", code, serveErr.String())
 			}
 		})
 	}

@@ -56,39 +56,16 @@ func loadConfig(path string) (config.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
+// newLogger is the server's logger, at the configured level; a reload sets
+// the level through the returned LevelVar.
+func newLogger(c config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
+	level := new(slog.LevelVar)
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+		return nil, nil, fmt.Errorf("log.level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), level, nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
-}
-
-func runCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("check-config", stderr)
-	configPath := fs.String("config", "", "config `FILE`")
-	if err := parseFlags(fs, args, 0); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*configPath)
-	if err != nil {
-		return err
-	}
-	if _, err := prepareTLS(cfg, slog.New(slog.DiscardHandler)); err != nil {
-		return err
-	}
-	rt, err := build(ctx, cfg, *configPath, slog.New(slog.DiscardHandler), true)
-	if err != nil {
-		return err
-	}
-	rt.stop(ctx)
-	for _, w := range rt.warnings {
-		fmt.Fprintln(stderr, "warning: "+w)
-	}
-	fmt.Fprintln(stdout, "config OK")
-	return nil
+	return slog.New(slog.NewTextHandler(w, opts)), level, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,10 @@ type Server struct {
 	served   chan struct{}
 	serveErr error
 
+	// watched are the files being watched; rearm asks the watch to take
+	// on a new list; stopWatch ends the watch and watching waits for it.
+	watched   []string
+	rearm     chan struct{}
 	stopWatch context.CancelFunc
 	watching  sync.WaitGroup
 	reloadMu  sync.Mutex // one reload at a time, whatever triggered it
@@ -57,20 +62,20 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := newLogger(cfg.Log, o.Log)
+	log, level, err := newLogger(cfg.Log, o.Log)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	// HTTPS, or plain HTTP only on loopback or with insecure_http (tls.go).
 	certs, err := prepareTLS(cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
-	inst, err := build(ctx, cfg, o.ConfigPath, log, false)
+	inst, err := build(ctx, cfg, o.ConfigPath, log, level)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, inst: inst, certs: certs, reloads: newReloadMetrics(time.Now()), served: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, inst: inst, certs: certs, reloads: newReloadMetrics(time.Now()), served: make(chan struct{}), rearm: make(chan struct{}, 1)}
 	if err := s.listen(); err != nil {
 		inst.stop(context.WithoutCancel(ctx))
 		if stopErr := s.metrics.stop(); stopErr != nil {
@@ -80,28 +85,53 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	// Watching before "listening" is logged: a file changed from then on
 	// is never missed.
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchCtx, stopWatch := context.WithCancel(context.Background())
 	s.stopWatch = stopWatch
-	changes, err := watchFiles(watchCtx, append(inst.watch, certs.watch()...), log)
-	if err != nil {
-		log.Warn("cannot watch files for changes; reload with SIGHUP", "error", err)
-	}
-	s.watching.Go(func() {
-		for {
-			select {
-			case <-watchCtx.Done():
-				return
-			case path := <-changes:
-				_ = s.reload(watchCtx, "changed: "+path)
-			}
-		}
-	})
+	changes, stop := s.armWatch(watchCtx)
+	s.watching.Go(func() { s.watchLoop(watchCtx, changes, stop) })
 	log.Info("listening", "addr", s.Addr(), "scheme", certs.scheme(), "services", []string(cfg.Service), "issuer", cfg.Issuer)
 	go func() {
 		s.serveErr = s.http.Serve(s.ln)
 		close(s.served)
 	}()
 	return s, nil
+}
+
+// watchLoop reloads when a watched file changes, until ctx ends. When a
+// reload changes which files the config names, it arms the watch anew.
+func (s *Server) watchLoop(ctx context.Context, changes <-chan string, stop context.CancelFunc) {
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			return
+		case <-s.rearm:
+			stop()
+			changes, stop = s.armWatch(ctx)
+		case path := <-changes:
+			_ = s.reload(ctx, "changed: "+path)
+		}
+	}
+}
+
+// armWatch watches the files of the config in force.
+func (s *Server) armWatch(ctx context.Context) (<-chan string, context.CancelFunc) {
+	s.reloadMu.Lock()
+	files := s.watchList()
+	s.watched = files
+	s.reloadMu.Unlock()
+	ctx, stop := context.WithCancel(ctx)
+	changes, err := watchFiles(ctx, files, s.log)
+	if err != nil {
+		s.log.Warn("cannot watch files for changes; reload with SIGHUP", "error", err)
+	}
+	return changes, stop
+}
+
+// watchList is what a change of must reload: the config's files and the
+// TLS pair.
+func (s *Server) watchList() []string {
+	return append(slices.Clone(s.inst.watch), s.certs.watch()...)
 }
 
 // listen starts the metrics listener and opens the token server's.
@@ -163,6 +193,12 @@ func (s *Server) reload(ctx context.Context, trigger string) error {
 		return err
 	}
 	s.log.Info("reloaded", "trigger", trigger)
+	if !slices.Equal(s.watchList(), s.watched) {
+		select {
+		case s.rearm <- struct{}{}:
+		default: // already asked
+		}
+	}
 	return nil
 }
 

@@ -135,13 +135,14 @@ func (s *Server) handleToken(r *http.Request, log *slog.Logger, clientIP string)
 // docker expects), or a new one for a password or Sourcehut login that asked
 // for offline access. Anonymous gets none.
 func (s *Server) refreshToken(tr tokenRequest, id identity.Identity, service string) (identity.Secret, error) {
+	refresher := s.refresher()
 	switch {
-	case s.opts.Refresh == nil:
+	case refresher == nil:
 		return "", nil
 	case tr.cred.Kind == identity.CredentialRefresh && id.Method == identity.MethodRefresh:
 		return tr.cred.Secret, nil
 	case tr.offline && (id.Method == identity.MethodPassword || id.Method == identity.MethodSourcehut):
-		return s.opts.Refresh.Issue(id, service, tr.clientID)
+		return refresher.Issue(id, service, tr.clientID)
 	default:
 		return "", nil
 	}

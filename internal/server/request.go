@@ -66,7 +66,7 @@ func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
 				Secret:   identity.Secret(params.Get("password")),
 			}
 		case "refresh_token":
-			if s.opts.Refresh == nil {
+			if s.refresher() == nil {
 				return tr, &requestError{status: http.StatusBadRequest, code: "UNSUPPORTED", oauth: "unsupported_grant_type",
 					msg: "refresh tokens are turned off on this token server; log in with a password (grant_type=password)"}
 			}

@@ -76,6 +76,10 @@ type Options struct {
 	// Authenticator redeems it). Nil: none is issued and the grant is
 	// answered with unsupported_grant_type.
 	Refresh Refresher
+	// RefreshOn, optional, says whether refresh tokens are on at the
+	// moment: a reload can turn them off. Nil means on whenever Refresh is
+	// set.
+	RefreshOn func() bool
 	// JWKS is a fixed public key set served at /.well-known/jwks.json,
 	// used when Keys is nil.
 	JWKS []byte
@@ -261,4 +265,12 @@ func (s *Server) handleNotFound(r *http.Request, _ *slog.Logger, _ string) outco
 			err: &requestError{status: http.StatusMethodNotAllowed, code: "UNSUPPORTED", oauth: "invalid_request", msg: "use GET or POST"}}
 	}
 	return outcome{err: &requestError{status: http.StatusNotFound, code: "NOT_FOUND", msg: "not found; the token endpoint is /auth"}}
+}
+
+// refresher is the Refresher while refresh tokens are on; nil when off.
+func (s *Server) refresher() Refresher {
+	if s.opts.Refresh == nil || (s.opts.RefreshOn != nil && !s.opts.RefreshOn()) {
+		return nil
+	}
+	return s.opts.Refresh
 }
