@@ -24,7 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/crypto/bcrypt"
+
+	"git.sr.ht/~zozs/srht-registry/internal/authn/authntest"
 
 	// Registered by import, as the registry binary does.
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
@@ -139,15 +140,8 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func htpasswdLine(t *testing.T, user, password string) string {
-	t.Helper()
-	// Low cost keeps the test fast; cost does not change the code path.
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return user + ":" + string(hash) + "\n"
-}
+// htpasswdLine is the line of an htpasswd file for user and password.
+var htpasswdLine = authntest.HtpasswdLine
 
 var passwords = map[string]string{
 	"alice": "alice-e2e-secret-1",

@@ -3,21 +3,16 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 	"testing"
+
+	"git.sr.ht/~zozs/srht-registry/internal/policycmd/policycmdtest"
+	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
 )
 
 // The command line of policy test and policy eval: flags, exit codes, -h.
 // What the commands do is tested in internal/policycmd.
-
-// fixtures holds the policy test fixtures; see its README.md.
-const fixtures = "../../testdata/policytest"
-
-func fixture(name string) string { return filepath.Join(fixtures, name) }
 
 // runPolicyCLI runs srht-registry with args, as a user would.
 func runPolicyCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -34,53 +29,13 @@ func wantCode(t *testing.T, code, want int, stdout, stderr string) {
 	}
 }
 
-func wantContains(t *testing.T, what, got string, wants ...string) {
-	t.Helper()
-	for _, w := range wants {
-		if !strings.Contains(got, w) {
-			t.Errorf("%s lacks %q:\n%s", what, w, got)
-		}
-	}
-}
-
-func wantLacks(t *testing.T, what, got string, unwanted ...string) {
-	t.Helper()
-	for _, w := range unwanted {
-		if strings.Contains(got, w) {
-			t.Errorf("%s has %q:\n%s", what, w, got)
-		}
-	}
-}
-
-// testLines returns the verbose result lines ("data.pkg.test_x: PASS (1ms)")
-// keyed by test name, with their outcome.
-func testLines(stdout string) map[string]string {
-	lines := map[string]string{}
-	re := regexp.MustCompile(`(?m)^data\.[\w.]+\.((?:test|todo_test)_\w+): (PASS|FAIL|ERROR|SKIPPED)`)
-	for _, m := range re.FindAllStringSubmatch(stdout, -1) {
-		lines[m[1]] = m[2]
-	}
-	return lines
-}
-
-func writeRego(t *testing.T, dir, name, src string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func hasRow(out string, fields []string) bool {
-	for line := range strings.Lines(out) {
-		if slices.Equal(strings.Fields(line), fields) {
-			return true
-		}
-	}
-	return false
-}
+// wantContains and wantLacks check the text a command printed or a server
+// logged, for every test of the package: testcheck's checks, named as the
+// package's other want helpers are.
+var (
+	wantContains = testcheck.Contains
+	wantLacks    = testcheck.Lacks
+)
 
 // TestPolicyTestExitCodes checks the exit codes of policy test, as opa
 // test's: 0 when every test passed, 2 when one did not (or coverage is
@@ -89,7 +44,7 @@ func TestPolicyTestExitCodes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	skip := filepath.Join(dir, "skip")
-	writeRego(t, skip, "p_test.rego", "package p_test\n\ntest_ok if true\n\ntodo_test_later if false\n")
+	policycmdtest.WriteFile(t, skip, "p_test.rego", "package p_test\n\ntest_ok if true\n\ntodo_test_later if false\n")
 	tests := []struct {
 		name       string
 		args       []string
@@ -97,16 +52,16 @@ func TestPolicyTestExitCodes(t *testing.T) {
 		wantStderr []string
 	}{
 		{"embedded policy passes", nil, 0, nil},
-		{"a test fails", []string{fixture("failing")}, 2,
+		{"a test fails", []string{policycmdtest.Fixture("failing")}, 2,
 			[]string{"srht-registry: policy test: 1 test did not pass: data.registry.authz_test.test_failing_bob_pushes (FAIL)\n"}},
-		{"a test fails, json", []string{"--format", "json", fixture("failing")}, 2, []string{"test_failing_bob_pushes (FAIL)"}},
-		{"a test fails, coverage", []string{"--coverage", fixture("failing")}, 2, []string{"test_failing_bob_pushes (FAIL)"}},
-		{"below the threshold", []string{"--threshold", "100", fixture("typo")}, 2, []string{"Code coverage threshold not met"}},
+		{"a test fails, json", []string{"--format", "json", policycmdtest.Fixture("failing")}, 2, []string{"test_failing_bob_pushes (FAIL)"}},
+		{"a test fails, coverage", []string{"--coverage", policycmdtest.Fixture("failing")}, 2, []string{"test_failing_bob_pushes (FAIL)"}},
+		{"below the threshold", []string{"--threshold", "100", policycmdtest.Fixture("typo")}, 2, []string{"Code coverage threshold not met"}},
 		{"a test is skipped", []string{skip}, 2, []string{"todo_test_later (SKIPPED)"}},
 		{"a skipped test with -z", []string{"-z", skip}, 0, nil},
-		{"compile error", []string{fixture("compile_error")}, 1, []string{"compile_error/authz.rego:5:"}},
+		{"compile error", []string{policycmdtest.Fixture("compile_error")}, 1, []string{"compile_error/authz.rego:5:"}},
 		{"missing directory", []string{filepath.Join(dir, "absent")}, 1, []string{"absent"}},
-		{"type error against --schema", []string{"--schema", filepath.Join(fixtures, "schemas", "input.json"), fixture("typo")}, 1, []string{"rego_type_error"}},
+		{"type error against --schema", []string{"--schema", policycmdtest.Fixture("schemas", "input.json"), policycmdtest.Fixture("typo")}, 1, []string{"rego_type_error"}},
 		{"no test ran", []string{"--run", "no_such_test"}, 0, []string{"no tests found"}},
 		{"no test ran, --fail-on-empty", []string{"--run", "no_such_test", "--fail-on-empty"}, 1, []string{"no tests were run"}},
 	}
@@ -124,18 +79,18 @@ func TestPolicyTestExitCodes(t *testing.T) {
 // follow the directories.
 func TestPolicyTestFlagsAnywhere(t *testing.T) {
 	t.Parallel()
-	code, stdout, stderr := runPolicyCLI(t, "policy", "test", fixture("plain"), "--verbose")
+	code, stdout, stderr := runPolicyCLI(t, "policy", "test", policycmdtest.Fixture("plain"), "--verbose")
 	wantCode(t, code, 0, stdout, stderr)
-	if got := testLines(stdout); len(got) != 2 {
+	if got := policycmdtest.TestLines(stdout); len(got) != 2 {
 		t.Errorf("listed %v, want the two tests of plain/", got)
 	}
 	// After "--" everything is a directory, -v too.
-	code, stdout, stderr = runPolicyCLI(t, "policy", "test", "-v", "--", fixture("plain"))
+	code, stdout, stderr = runPolicyCLI(t, "policy", "test", "-v", "--", policycmdtest.Fixture("plain"))
 	wantCode(t, code, 0, stdout, stderr)
-	if got := testLines(stdout); len(got) != 2 {
+	if got := policycmdtest.TestLines(stdout); len(got) != 2 {
 		t.Errorf("listed %v, want the two tests of plain/", got)
 	}
-	code, stdout, stderr = runPolicyCLI(t, "policy", "test", fixture("plain"), "--", "-v")
+	code, stdout, stderr = runPolicyCLI(t, "policy", "test", policycmdtest.Fixture("plain"), "--", "-v")
 	wantCode(t, code, 1, stdout, stderr)
 	wantContains(t, "stderr", stderr, "-v")
 }
@@ -173,21 +128,9 @@ func TestPolicyEvalCommandLine(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
-	htpasswd := filepath.Join(dir, "htpasswd")
-	writeFile(t, htpasswd, htpasswdLine(t, "alice", "a")+htpasswdLine(t, "bob", "b")+htpasswdLine(t, "root", "r"))
-	writeFile(t, cfg, `authn:
-  htpasswd: `+htpasswd+`
-  sourcehut:
-    users: [alice, carol, root]
-groups:
-  admins: ["htpasswd:root"]
-  ci: ["htpasswd:bob", "sourcehut:carol"]
-policy:
-  data:
-    public: ["library/*"]
-    namespaces:
-      team: {pull: ["group:ci"], push: ["htpasswd:alice"]}
-`)
+	// policycmd's TestEval evaluates the same config: what the cases get
+	// follows from its users, groups and policy data.
+	writeFile(t, cfg, policycmdtest.EvalConfig(t, dir))
 	tests := []struct {
 		name       string
 		args       []string
@@ -243,7 +186,7 @@ policy:
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
 			}
 			wantContains(t, "stdout", stdout, tt.wantStdout...)
-			if tt.wantRow != nil && !hasRow(stdout, tt.wantRow) {
+			if tt.wantRow != nil && !policycmdtest.HasRow(stdout, tt.wantRow) {
 				t.Errorf("no line %q in:\n%s", tt.wantRow, stdout)
 			}
 			wantContains(t, "stderr", stderr, tt.wantStderr...)

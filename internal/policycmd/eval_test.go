@@ -13,10 +13,11 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/loader"
-	"golang.org/x/crypto/bcrypt"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/config"
+	"git.sr.ht/~zozs/srht-registry/internal/policycmd/policycmdtest"
+	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
 )
 
 // compile compiles the local policy as internal/app's compilePolicy does,
@@ -33,15 +34,6 @@ func parseConfig(t *testing.T, yaml string) config.Config {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-func htpasswdLine(t *testing.T, user, password string) string {
-	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return user + ":" + string(hash) + "\n"
 }
 
 // runEval runs Eval with opts as the command line's defaults complete
@@ -62,33 +54,11 @@ func runEval(t *testing.T, cfg config.Config, opts EvalOptions) (stdout string, 
 	return out.String(), err
 }
 
-func hasRow(out string, fields []string) bool {
-	for line := range strings.Lines(out) {
-		if slices.Equal(strings.Fields(line), fields) {
-			return true
-		}
-	}
-	return false
-}
-
 func TestEval(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	htpasswd := filepath.Join(dir, "htpasswd")
-	writeFile(t, dir, "htpasswd", htpasswdLine(t, "alice", "a")+htpasswdLine(t, "bob", "b")+htpasswdLine(t, "root", "r"))
-	cfg := parseConfig(t, `authn:
-  htpasswd: `+htpasswd+`
-  sourcehut:
-    users: [alice, carol, root]
-groups:
-  admins: ["htpasswd:root"]
-  ci: ["htpasswd:bob", "sourcehut:carol"]
-policy:
-  data:
-    public: ["library/*"]
-    namespaces:
-      team: {pull: ["group:ci"], push: ["htpasswd:alice"]}
-`)
+	// What the cases get follows from the users, groups and policy data of
+	// EvalConfig.
+	cfg := parseConfig(t, policycmdtest.EvalConfig(t, t.TempDir()))
 	scopes := func(s ...string) []string { return s }
 	tests := []struct {
 		name       string
@@ -155,11 +125,11 @@ policy:
 			t.Parallel()
 			stdout, err := runEval(t, cfg, tt.opts)
 			wantErr(t, err, tt.wantErr, stdout)
-			wantContains(t, "stdout", stdout, tt.wantStdout...)
-			if tt.wantRow != nil && !hasRow(stdout, tt.wantRow) {
+			testcheck.Contains(t, "stdout", stdout, tt.wantStdout...)
+			if tt.wantRow != nil && !policycmdtest.HasRow(stdout, tt.wantRow) {
 				t.Errorf("no line %q in:\n%s", tt.wantRow, stdout)
 			}
-			wantContains(t, "error", errText(err), tt.wantErrMsg...)
+			testcheck.Contains(t, "error", errText(err), tt.wantErrMsg...)
 		})
 	}
 }
@@ -263,7 +233,7 @@ func TestEvalTarball(t *testing.T) {
 	cfg := parseConfig(t, "policy:\n  bundles: ["+tarball+"]\n")
 	stdout, err := runEval(t, cfg, EvalOptions{User: "alice", Scopes: []string{"repository:alice/app:pull,push"}})
 	wantErr(t, err, nil, stdout)
-	if !strings.Contains(stdout, "policy revision: "+b.Manifest.Revision) || !hasRow(stdout, []string{"repository:alice/app", "pull,push", "pull,push", "-"}) {
+	if !strings.Contains(stdout, "policy revision: "+b.Manifest.Revision) || !policycmdtest.HasRow(stdout, []string{"repository:alice/app", "pull,push", "pull,push", "-"}) {
 		t.Errorf("unexpected output:\n%s", stdout)
 	}
 }
@@ -275,7 +245,7 @@ func TestEvalNeedsACompiler(t *testing.T) {
 	var out strings.Builder
 	err := Eval(context.Background(), config.Default(), EvalOptions{Format: "text", Scopes: []string{"repository:a/b:pull"}}, &out)
 	wantErr(t, err, errPlain, out.String())
-	wantContains(t, "error", errText(err), "EvalOptions.Compile")
+	testcheck.Contains(t, "error", errText(err), "EvalOptions.Compile")
 }
 
 // TestFiredRules checks that the rules that fired are listed once each,

@@ -2,9 +2,6 @@ package policycmd
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -33,40 +30,12 @@ func wantErr(t *testing.T, err, want error, stdout string) {
 	}
 }
 
-func wantContains(t *testing.T, what, got string, wants ...string) {
-	t.Helper()
-	for _, w := range wants {
-		if !strings.Contains(got, w) {
-			t.Errorf("%s lacks %q:\n%s", what, w, got)
-		}
-	}
-}
-
-func wantLacks(t *testing.T, what, got string, unwanted ...string) {
-	t.Helper()
-	for _, w := range unwanted {
-		if strings.Contains(got, w) {
-			t.Errorf("%s has %q:\n%s", what, w, got)
-		}
-	}
-}
-
 // errText is err's message, or "" for nil.
 func errText(err error) string {
 	if err == nil {
 		return ""
 	}
 	return err.Error()
-}
-
-func writeFile(t *testing.T, dir, name, src string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestMarkedErrors(t *testing.T) {

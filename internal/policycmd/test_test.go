@@ -8,12 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"git.sr.ht/~zozs/srht-registry/internal/policycmd/policycmdtest"
+	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
 )
-
-// fixtures holds the policy test fixtures; see its README.md.
-const fixtures = "../../testdata/policytest"
-
-func fixture(name string) string { return filepath.Join(fixtures, name) }
 
 // runTest runs Test with opts, in the pretty format unless opts says
 // otherwise.
@@ -41,17 +39,6 @@ func passCount(t *testing.T, stdout string) (n, total int) {
 	return n, total
 }
 
-// testLines returns the verbose result lines ("data.pkg.test_x: PASS (1ms)")
-// keyed by test name, with their outcome.
-func testLines(stdout string) map[string]string {
-	lines := map[string]string{}
-	re := regexp.MustCompile(`(?m)^data\.[\w.]+\.((?:test|todo_test)_\w+): (PASS|FAIL|ERROR|SKIPPED)`)
-	for _, m := range re.FindAllStringSubmatch(stdout, -1) {
-		lines[m[1]] = m[2]
-	}
-	return lines
-}
-
 func TestTestEmbedded(t *testing.T) {
 	t.Parallel()
 	stdout, stderr, err := runTest(t, TestOptions{})
@@ -60,7 +47,7 @@ func TestTestEmbedded(t *testing.T) {
 	if n != total || n == 0 {
 		t.Errorf("PASS: %d/%d, want all of at least one", n, total)
 	}
-	wantLacks(t, "stdout", stdout, "FAIL", "ERROR", "SKIPPED")
+	testcheck.Lacks(t, "stdout", stdout, "FAIL", "ERROR", "SKIPPED")
 	if stderr != "" {
 		t.Errorf("stderr: %s", stderr)
 	}
@@ -70,7 +57,7 @@ func TestTestVerbose(t *testing.T) {
 	t.Parallel()
 	stdout, _, err := runTest(t, TestOptions{Verbose: true})
 	wantErr(t, err, nil, stdout)
-	tests := testLines(stdout)
+	tests := policycmdtest.TestLines(stdout)
 	n, _ := passCount(t, stdout)
 	if len(tests) != n {
 		t.Errorf("Verbose listed %d tests, summary says %d passed\n%s", len(tests), n, stdout)
@@ -81,11 +68,11 @@ func TestTestVerbose(t *testing.T) {
 		}
 	}
 	// Files are named as in the source tree, as `opa test policy/ -v` does.
-	wantContains(t, "stdout", stdout, "policy/authz_test.rego:", "data.registry.authz_test.test_")
+	testcheck.Contains(t, "stdout", stdout, "policy/authz_test.rego:", "data.registry.authz_test.test_")
 
-	stdout, _, err = runTest(t, TestOptions{Dirs: []string{fixture("plain")}, Verbose: true})
+	stdout, _, err = runTest(t, TestOptions{Dirs: []string{policycmdtest.Fixture("plain")}, Verbose: true})
 	wantErr(t, err, nil, stdout)
-	if got := testLines(stdout); len(got) != 2 {
+	if got := policycmdtest.TestLines(stdout); len(got) != 2 {
 		t.Errorf("listed %v, want the two tests of plain/", got)
 	}
 }
@@ -110,20 +97,20 @@ func TestTestCoverage(t *testing.T) {
 
 	// typo/ never grants anything, so its rule head is never covered. A
 	// threshold implies Coverage.
-	stdout, _, err = runTest(t, TestOptions{Threshold: 100, Dirs: []string{fixture("typo")}})
+	stdout, _, err = runTest(t, TestOptions{Threshold: 100, Dirs: []string{policycmdtest.Fixture("typo")}})
 	wantErr(t, err, ErrNotPassed, stdout)
-	wantContains(t, "error", errText(err), "Code coverage threshold not met")
+	testcheck.Contains(t, "error", errText(err), "Code coverage threshold not met")
 
 	// Failures are listed instead of the report.
-	stdout, _, err = runTest(t, TestOptions{Coverage: true, Dirs: []string{fixture("failing")}})
+	stdout, _, err = runTest(t, TestOptions{Coverage: true, Dirs: []string{policycmdtest.Fixture("failing")}})
 	wantErr(t, err, ErrNotPassed, stdout)
-	wantContains(t, "stdout", stdout, "test_failing_bob_pushes: FAIL")
-	wantLacks(t, "stdout", stdout, `"coverage"`)
+	testcheck.Contains(t, "stdout", stdout, "test_failing_bob_pushes: FAIL")
+	testcheck.Lacks(t, "stdout", stdout, `"coverage"`)
 }
 
 func TestTestJSON(t *testing.T) {
 	t.Parallel()
-	stdout, _, err := runTest(t, TestOptions{Format: "json", Dirs: []string{fixture("failing")}})
+	stdout, _, err := runTest(t, TestOptions{Format: "json", Dirs: []string{policycmdtest.Fixture("failing")}})
 	wantErr(t, err, ErrNotPassed, stdout)
 	var results []struct {
 		Name     string `json:"name"`
@@ -148,14 +135,14 @@ func TestTestJSON(t *testing.T) {
 
 func TestTestFailing(t *testing.T) {
 	t.Parallel()
-	stdout, _, err := runTest(t, TestOptions{Dirs: []string{fixture("failing")}})
+	stdout, _, err := runTest(t, TestOptions{Dirs: []string{policycmdtest.Fixture("failing")}})
 	wantErr(t, err, ErrNotPassed, stdout)
-	wantContains(t, "stdout", stdout,
+	testcheck.Contains(t, "stdout", stdout,
 		"failing/authz_test.rego:8:",
 		"data.registry.authz_test.test_failing_bob_pushes: FAIL",
 		"PASS: 1/2", "FAIL: 1/2")
 	// Without Verbose only what did not pass is listed.
-	wantLacks(t, "stdout", stdout, "test_failing_passes")
+	testcheck.Lacks(t, "stdout", stdout, "test_failing_passes")
 	if got, want := errText(err), "policy test: 1 test did not pass: data.registry.authz_test.test_failing_bob_pushes (FAIL)"; got != want {
 		t.Errorf("error %q, want %q", got, want)
 	}
@@ -171,10 +158,10 @@ func TestTestNamesSomeFailures(t *testing.T) {
 	for i := range 7 {
 		src.WriteString("\ntest_" + strconv.Itoa(i) + " if false\n")
 	}
-	writeFile(t, dir, "p_test.rego", src.String())
+	policycmdtest.WriteFile(t, dir, "p_test.rego", src.String())
 	stdout, _, err := runTest(t, TestOptions{Dirs: []string{dir}})
 	wantErr(t, err, ErrNotPassed, stdout)
-	wantContains(t, "error", errText(err), "policy test: 7 tests did not pass: data.p_test.test_", " and 2 more")
+	testcheck.Contains(t, "error", errText(err), "policy test: 7 tests did not pass: data.p_test.test_", " and 2 more")
 	if n := strings.Count(errText(err), "(FAIL)"); n != 5 {
 		t.Errorf("the error names %d tests, want 5: %v", n, err)
 	}
@@ -184,24 +171,24 @@ func TestTestLoadErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	parse := filepath.Join(dir, "parse")
-	writeFile(t, parse, "p.rego", "package p\n\nallow if {\n\tinput.x ==\n}\n")
+	policycmdtest.WriteFile(t, parse, "p.rego", "package p\n\nallow if {\n\tinput.x ==\n}\n")
 	roots := filepath.Join(dir, "roots")
-	writeFile(t, roots, ".manifest", `{"roots": ["registry"]}`)
-	writeFile(t, roots, "p.rego", "package elsewhere\n\nallow := true\n")
+	policycmdtest.WriteFile(t, roots, ".manifest", `{"roots": ["registry"]}`)
+	policycmdtest.WriteFile(t, roots, "p.rego", "package elsewhere\n\nallow := true\n")
 
 	tests := []struct {
 		name    string
 		dirs    []string
 		wantErr []string
 	}{
-		{"compile error", []string{fixture("compile_error")},
+		{"compile error", []string{policycmdtest.Fixture("compile_error")},
 			[]string{"compile_error/authz.rego:5:", "rego_unsafe_var_error", "var x is unsafe"}},
 		{"parse error", []string{parse}, []string{"parse/p.rego:", "rego_parse_error"}},
 		// Only a bundle has roots to break: this is loaded as one.
 		{"bundle outside its roots", []string{roots}, []string{"roots", "elsewhere"}},
 		{"missing directory", []string{filepath.Join(dir, "absent")}, []string{"absent"}},
 		// Nothing runs unless every DIR loads, and every error is reported.
-		{"one bad DIR of several", []string{fixture("plain"), fixture("compile_error"), parse},
+		{"one bad DIR of several", []string{policycmdtest.Fixture("plain"), policycmdtest.Fixture("compile_error"), parse},
 			[]string{"compile_error/authz.rego:5:", "parse/p.rego:"}},
 	}
 	for _, tt := range tests {
@@ -209,22 +196,22 @@ func TestTestLoadErrors(t *testing.T) {
 			t.Parallel()
 			stdout, _, err := runTest(t, TestOptions{Dirs: tt.dirs})
 			wantErr(t, err, errPlain, stdout)
-			wantContains(t, "error", errText(err), tt.wantErr...)
-			wantLacks(t, "stdout", stdout, "PASS")
+			testcheck.Contains(t, "error", errText(err), tt.wantErr...)
+			testcheck.Lacks(t, "stdout", stdout, "PASS")
 		})
 	}
 }
 
 func TestTestBundle(t *testing.T) {
 	t.Parallel()
-	stdout, _, err := runTest(t, TestOptions{Verbose: true, Dirs: []string{fixture("bundle")}})
+	stdout, _, err := runTest(t, TestOptions{Verbose: true, Dirs: []string{policycmdtest.Fixture("bundle")}})
 	wantErr(t, err, nil, stdout)
-	got := testLines(stdout)
+	got := policycmdtest.TestLines(stdout)
 	// test_bundle_admin_from_data only passes if the bundle's data.json loaded.
 	if got["test_bundle_admin_from_data"] != "PASS" || got["test_bundle_others_nothing"] != "PASS" || len(got) != 2 {
 		t.Errorf("results %v\n%s", got, stdout)
 	}
-	wantContains(t, "stdout", stdout, "bundle/authz_test.rego:", "PASS: 2/2")
+	testcheck.Contains(t, "stdout", stdout, "bundle/authz_test.rego:", "PASS: 2/2")
 }
 
 // plain/, bundle/ and failing/ all define package registry.authz, and
@@ -232,102 +219,102 @@ func TestTestBundle(t *testing.T) {
 // shows), so they only work tested each on its own.
 func TestTestSeparateDirs(t *testing.T) {
 	t.Parallel()
-	stdout, stderr, err := runTest(t, TestOptions{Verbose: true, Dirs: []string{fixture("plain"), fixture("bundle")}})
+	stdout, stderr, err := runTest(t, TestOptions{Verbose: true, Dirs: []string{policycmdtest.Fixture("plain"), policycmdtest.Fixture("bundle")}})
 	wantErr(t, err, nil, stdout)
-	got := testLines(stdout)
+	got := policycmdtest.TestLines(stdout)
 	for _, name := range []string{"test_plain_alice_pulls", "test_plain_bob_does_not", "test_bundle_admin_from_data", "test_bundle_others_nothing"} {
 		if got[name] != "PASS" {
 			t.Errorf("%s: %q, want PASS", name, got[name])
 		}
 	}
-	wantContains(t, "stdout", stdout, "PASS: 4/4")
-	wantLacks(t, "stderr", stderr, "conflict")
+	testcheck.Contains(t, "stdout", stdout, "PASS: 4/4")
+	testcheck.Lacks(t, "stderr", stderr, "conflict")
 
 	// A failure in any DIR fails the whole run, whichever comes first.
 	for _, dirs := range [][]string{{"failing", "bundle"}, {"bundle", "failing"}} {
-		stdout, _, err := runTest(t, TestOptions{Verbose: true, Dirs: []string{fixture(dirs[0]), fixture(dirs[1])}})
+		stdout, _, err := runTest(t, TestOptions{Verbose: true, Dirs: []string{policycmdtest.Fixture(dirs[0]), policycmdtest.Fixture(dirs[1])}})
 		wantErr(t, err, ErrNotPassed, stdout)
-		got := testLines(stdout)
+		got := policycmdtest.TestLines(stdout)
 		if got["test_failing_bob_pushes"] != "FAIL" || got["test_bundle_admin_from_data"] != "PASS" || len(got) != 4 {
 			t.Errorf("%v: results %v\n%s", dirs, got, stdout)
 		}
-		wantContains(t, "stdout", stdout, "PASS: 3/4", "FAIL: 1/4")
+		testcheck.Contains(t, "stdout", stdout, "PASS: 3/4", "FAIL: 1/4")
 	}
 }
 
 func TestTestRun(t *testing.T) {
 	t.Parallel()
-	stdout, _, err := runTest(t, TestOptions{Verbose: true, Run: "alice", Dirs: []string{fixture("plain")}})
+	stdout, _, err := runTest(t, TestOptions{Verbose: true, Run: "alice", Dirs: []string{policycmdtest.Fixture("plain")}})
 	wantErr(t, err, nil, stdout)
-	if got := testLines(stdout); len(got) != 1 || got["test_plain_alice_pulls"] != "PASS" {
+	if got := policycmdtest.TestLines(stdout); len(got) != 1 || got["test_plain_alice_pulls"] != "PASS" {
 		t.Errorf("Run alice ran %v", got)
 	}
-	wantContains(t, "stdout", stdout, "PASS: 1/1")
+	testcheck.Contains(t, "stdout", stdout, "PASS: 1/1")
 
 	// The regex sees the full name, and filtering out the failing test passes.
-	stdout, _, err = runTest(t, TestOptions{Run: `^data\.registry\.authz_test\.test_failing_passes$`, Dirs: []string{fixture("failing")}})
+	stdout, _, err = runTest(t, TestOptions{Run: `^data\.registry\.authz_test\.test_failing_passes$`, Dirs: []string{policycmdtest.Fixture("failing")}})
 	wantErr(t, err, nil, stdout)
-	wantContains(t, "stdout", stdout, "PASS: 1/1")
+	testcheck.Contains(t, "stdout", stdout, "PASS: 1/1")
 
 	// No match: like opa test, an empty report and no error, unless
 	// FailOnEmpty; we also say so on stderr.
 	stdout, stderr, err := runTest(t, TestOptions{Run: "no_such_test"})
 	wantErr(t, err, nil, stdout)
-	wantContains(t, "stderr", stderr, `srht-registry: policy test: no tests found matching --run "no_such_test"`)
+	testcheck.Contains(t, "stderr", stderr, `srht-registry: policy test: no tests found matching --run "no_such_test"`)
 	stdout, _, err = runTest(t, TestOptions{Run: "no_such_test", FailOnEmpty: true})
 	wantErr(t, err, errPlain, stdout)
-	wantContains(t, "error", errText(err), "no tests were run")
+	testcheck.Contains(t, "error", errText(err), "no tests were run")
 }
 
 func TestTestSchema(t *testing.T) {
 	t.Parallel()
-	stdout, _, err := runTest(t, TestOptions{Dirs: []string{fixture("typo")}})
+	stdout, _, err := runTest(t, TestOptions{Dirs: []string{policycmdtest.Fixture("typo")}})
 	wantErr(t, err, nil, stdout)
 
-	stdout, _, err = runTest(t, TestOptions{Schema: filepath.Join(fixtures, "schemas", "input.json"), Dirs: []string{fixture("typo")}})
+	stdout, _, err = runTest(t, TestOptions{Schema: policycmdtest.Fixture("schemas", "input.json"), Dirs: []string{policycmdtest.Fixture("typo")}})
 	wantErr(t, err, errPlain, stdout)
-	wantContains(t, "error", errText(err), "typo/authz.rego:4:", "rego_type_error", "input.identity.subjet")
+	testcheck.Contains(t, "error", errText(err), "typo/authz.rego:4:", "rego_type_error", "input.identity.subjet")
 
-	stdout, _, err = runTest(t, TestOptions{Schema: filepath.Join(fixtures, "absent.json")})
+	stdout, _, err = runTest(t, TestOptions{Schema: policycmdtest.Fixture("absent.json")})
 	wantErr(t, err, errPlain, stdout)
-	wantContains(t, "error", errText(err), "absent.json")
+	testcheck.Contains(t, "error", errText(err), "absent.json")
 }
 
 func TestTestSkippedAndErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	skip := filepath.Join(dir, "skip")
-	writeFile(t, skip, "p_test.rego", "package p_test\n\ntest_ok if true\n\ntodo_test_later if false\n")
+	policycmdtest.WriteFile(t, skip, "p_test.rego", "package p_test\n\ntest_ok if true\n\ntodo_test_later if false\n")
 	conflict := filepath.Join(dir, "conflict")
-	writeFile(t, conflict, "p_test.rego", "package p_test\n\nx := 1 if input.a\n\nx := 2 if input.a\n\ntest_conflict if x == 1 with input.a as true\n")
+	policycmdtest.WriteFile(t, conflict, "p_test.rego", "package p_test\n\nx := 1 if input.a\n\nx := 2 if input.a\n\ntest_conflict if x == 1 with input.a as true\n")
 
 	// Like opa test, a skipped test fails the run unless ExitZeroOnSkipped.
 	stdout, _, err := runTest(t, TestOptions{Dirs: []string{skip}})
 	wantErr(t, err, ErrNotPassed, stdout)
-	wantContains(t, "stdout", stdout, "todo_test_later: SKIPPED", "SKIPPED: 1/2")
-	wantContains(t, "error", errText(err), "todo_test_later (SKIPPED)")
+	testcheck.Contains(t, "stdout", stdout, "todo_test_later: SKIPPED", "SKIPPED: 1/2")
+	testcheck.Contains(t, "error", errText(err), "todo_test_later (SKIPPED)")
 	stdout, _, err = runTest(t, TestOptions{ExitZeroOnSkipped: true, Dirs: []string{skip}})
 	wantErr(t, err, nil, stdout)
 
 	stdout, _, err = runTest(t, TestOptions{Dirs: []string{conflict}})
 	wantErr(t, err, ErrNotPassed, stdout)
-	wantContains(t, "stdout", stdout, "test_conflict: ERROR", "eval_conflict_error", "ERROR: 1/1")
-	wantContains(t, "error", errText(err), "test_conflict (ERROR)")
+	testcheck.Contains(t, "stdout", stdout, "test_conflict: ERROR", "eval_conflict_error", "ERROR: 1/1")
+	testcheck.Contains(t, "error", errText(err), "test_conflict (ERROR)")
 
 	// A directory without tests: nothing to report, no error.
 	empty := filepath.Join(dir, "empty")
-	writeFile(t, empty, "p.rego", "package p\n\nallow := true\n")
+	policycmdtest.WriteFile(t, empty, "p.rego", "package p\n\nallow := true\n")
 	stdout, stderr, err := runTest(t, TestOptions{Dirs: []string{empty}})
 	wantErr(t, err, nil, stdout)
-	wantContains(t, "stderr", stderr, "srht-registry: policy test: no tests found\n")
+	testcheck.Contains(t, "stderr", stderr, "srht-registry: policy test: no tests found\n")
 }
 
 func TestTestVarValues(t *testing.T) {
 	t.Parallel()
-	stdout, _, err := runTest(t, TestOptions{VarValues: true, Dirs: []string{fixture("failing")}})
+	stdout, _, err := runTest(t, TestOptions{VarValues: true, Dirs: []string{policycmdtest.Fixture("failing")}})
 	wantErr(t, err, ErrNotPassed, stdout)
 	// The failing expression, with the values of its variables.
-	wantContains(t, "stdout", stdout, "test_failing_bob_pushes: FAIL",
+	testcheck.Contains(t, "stdout", stdout, "test_failing_bob_pushes: FAIL",
 		`"push" in authz.allow with input as {"identity": {"subject": "bob"}}`, "set()")
 }
 
@@ -351,7 +338,7 @@ func TestTestOptionsChecked(t *testing.T) {
 			t.Parallel()
 			stdout, _, err := runTest(t, tt.opts)
 			wantErr(t, err, ErrUsage, stdout)
-			wantContains(t, "error", errText(err), tt.wantErr)
+			testcheck.Contains(t, "error", errText(err), tt.wantErr)
 			if stdout != "" {
 				t.Errorf("stdout: %s", stdout)
 			}

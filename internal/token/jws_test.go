@@ -2,22 +2,22 @@ package token_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
 
 	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/internal/token/tokentest"
 )
 
 // TestSignJWS: a token for this server's own use carries alg, kid and the
 // given typ and nothing else (no x5c, even when the key has a certificate),
 // and its payload is made with the signing key's binding key.
 func TestSignJWS(t *testing.T) {
-	for _, kt := range keyTypes {
-		t.Run(string(kt.typ), func(t *testing.T) {
-			s := signer(t, kt.typ, 0)
-			key := newKey(t, s, selfSign(t, s))
+	for _, kt := range tokentest.KeyTypes {
+		t.Run(string(kt.Type), func(t *testing.T) {
+			s := tokentest.Signer(t, kt.Type, 0)
+			key := tokentest.NewKey(t, s, selfSign(t, s))
 			var got []byte
 			raw, err := key.SignJWS("test+jwt", func(bindingKey []byte) ([]byte, error) {
 				got = bindingKey
@@ -27,7 +27,7 @@ func TestSignJWS(t *testing.T) {
 				t.Fatal(err)
 			}
 			header, payload := parts(t, raw)
-			if len(header) != 3 || unmarshal[string](t, header["alg"]) != kt.alg || unmarshal[string](t, header["kid"]) != key.ID() ||
+			if len(header) != 3 || unmarshal[string](t, header["alg"]) != kt.Alg || unmarshal[string](t, header["kid"]) != key.ID() ||
 				unmarshal[string](t, header["typ"]) != "test+jwt" {
 				t.Errorf("header = %s", header)
 			}
@@ -39,19 +39,19 @@ func TestSignJWS(t *testing.T) {
 			}
 			// The same key file loaded again has the same binding key; another
 			// key has another.
-			again, err := token.ParseKey(privatePEM(t, s), nil)
+			again, err := token.ParseKey(tokentest.PrivatePEM(t, s), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if b := bindingKeyOf(t, again); !bytes.Equal(b, got) {
 				t.Error("the same key loaded twice has two binding keys")
 			}
-			if b := bindingKeyOf(t, newKey(t, signer(t, kt.typ, 1))); bytes.Equal(b, got) {
+			if b := bindingKeyOf(t, tokentest.Key(t, kt.Type, 1)); bytes.Equal(b, got) {
 				t.Error("two keys share a binding key")
 			}
 
 			// The signature verifies with the key, and only as signed.
-			verify, bindingKey, known := key.Verifier(key.ID(), kt.alg)
+			verify, bindingKey, known := key.Verifier(key.ID(), kt.Alg)
 			if !known || verify == nil || !bytes.Equal(bindingKey, got) {
 				t.Fatalf("Verifier(own kid) = %v, %x, %v", verify != nil, bindingKey, known)
 			}
@@ -66,7 +66,7 @@ func TestSignJWS(t *testing.T) {
 	}
 	// An error of the payload comes back as it is.
 	boom := errors.New("boom")
-	if _, err := newKey(t, signer(t, token.KeyEC, 0)).SignJWS("x", func([]byte) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) || err.Error() != "boom" {
+	if _, err := tokentest.Key(t, token.KeyEC, 0).SignJWS("x", func([]byte) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) || err.Error() != "boom" {
 		t.Errorf("error = %v, want the payload's", err)
 	}
 }
@@ -83,23 +83,23 @@ func bindingKeyOf(t *testing.T, k *token.Key) []byte {
 func signingInput(t *testing.T, raw string) (input, sig []byte) {
 	t.Helper()
 	i := strings.LastIndexByte(raw, '.')
-	return []byte(raw[:i]), mustDecodeB64(t, raw[i+1:])
+	return []byte(raw[:i]), tokentest.DecodeSegment(t, raw[i+1:])
 }
 
 // TestKeyRingVerifier: the ring finds the signing key and every published
 // key by kid, with its binding key only when its private half was
 // published; the algorithm must be the key's.
 func TestKeyRingVerifier(t *testing.T) {
-	signing := newKey(t, signer(t, token.KeyEC, 0))
-	prevSigner := signer(t, token.KeyEd25519, 0)
-	prev := newKey(t, prevSigner)
-	oldSigner := signer(t, token.KeyRSA, 0)
-	set, err := token.NewKeySet(signing, parsePublic(t, privatePEM(t, prevSigner)), parsePublic(t, pkixPEM(t, oldSigner.Public())))
+	signing := tokentest.Key(t, token.KeyEC, 0)
+	prevSigner := tokentest.Signer(t, token.KeyEd25519, 0)
+	prev := tokentest.NewKey(t, prevSigner)
+	oldSigner := tokentest.Signer(t, token.KeyRSA, 0)
+	set, err := token.NewKeySet(signing, tokentest.ParsePublic(t, tokentest.PrivatePEM(t, prevSigner)), tokentest.ParsePublic(t, tokentest.PKIXPEM(t, oldSigner.Public())))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ring := token.NewKeyRing(set)
-	old := newKey(t, oldSigner)
+	old := tokentest.NewKey(t, oldSigner)
 
 	tok, err := ring.SignJWS("test+jwt", func([]byte) ([]byte, error) { return []byte("{}"), nil })
 	if err != nil {
@@ -138,7 +138,7 @@ func TestKeyRingVerifier(t *testing.T) {
 			}
 		})
 	}
-	for _, kid := range []string{"", "nope", newKey(t, signer(t, token.KeyEC, 1)).ID()} {
+	for _, kid := range []string{"", "nope", tokentest.Key(t, token.KeyEC, 1).ID()} {
 		if verify, bindingKey, known := ring.Verifier(kid, "ES256"); known || verify != nil || bindingKey != nil {
 			t.Errorf("Verifier(%q) found a key", kid)
 		}
@@ -156,13 +156,4 @@ func TestKeyRingVerifier(t *testing.T) {
 	if verify(signingInput(t, raw)) {
 		t.Error("another key's signature verifies")
 	}
-}
-
-func mustDecodeB64(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

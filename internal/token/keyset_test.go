@@ -20,54 +20,28 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/internal/token/tokentest"
 )
-
-func pkixPEM(t *testing.T, pub crypto.PublicKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
-func privatePEM(t *testing.T, s crypto.Signer) []byte {
-	t.Helper()
-	p, err := token.EncodePrivateKey(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func parsePublic(t *testing.T, data []byte) *token.PublicKey {
-	t.Helper()
-	p, err := token.ParsePublicKey(data)
-	if err != nil {
-		t.Fatalf("ParsePublicKey: %v", err)
-	}
-	return p
-}
 
 // TestParsePublicKey: every form a key file can take gives the kid the key
 // has while it signs, so tokens it signed stay verifiable once it is only
 // published.
 func TestParsePublicKey(t *testing.T) {
-	for _, kt := range keyTypes {
-		s := signer(t, kt.typ, 0)
-		want := newKey(t, s)
+	for _, kt := range tokentest.KeyTypes {
+		s := tokentest.Signer(t, kt.Type, 0)
+		want := tokentest.NewKey(t, s)
 		leaf := selfSign(t, s)
-		otherCert := selfSign(t, signer(t, kt.typ, 1))
+		otherCert := selfSign(t, tokentest.Signer(t, kt.Type, 1))
 		forms := []struct {
 			name string
 			pem  []byte
 		}{
-			{"PKCS#8 private key", privatePEM(t, s)},
-			{"PKIX public key", pkixPEM(t, s.Public())},
+			{"PKCS#8 private key", tokentest.PrivatePEM(t, s)},
+			{"PKIX public key", tokentest.PKIXPEM(t, s.Public())},
 			{"certificate", token.EncodeCertificate(leaf)},
 			{"certificate chain, leaf first", append(token.EncodeCertificate(leaf), token.EncodeCertificate(otherCert)...)},
-			{"certificate then its private key", append(token.EncodeCertificate(otherCert), privatePEM(t, s)...)},
-			{"private key then a certificate", append(privatePEM(t, s), token.EncodeCertificate(otherCert)...)},
+			{"certificate then its private key", append(token.EncodeCertificate(otherCert), tokentest.PrivatePEM(t, s)...)},
+			{"private key then a certificate", append(tokentest.PrivatePEM(t, s), token.EncodeCertificate(otherCert)...)},
 		}
 		switch k := s.(type) {
 		case *ecdsa.PrivateKey:
@@ -91,8 +65,8 @@ func TestParsePublicKey(t *testing.T) {
 				}{"PKCS#1 RSA public key", pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&k.PublicKey)})})
 		}
 		for _, f := range forms {
-			t.Run(string(kt.typ)+"/"+f.name, func(t *testing.T) {
-				p := parsePublic(t, f.pem)
+			t.Run(string(kt.Type)+"/"+f.name, func(t *testing.T) {
+				p := tokentest.ParsePublic(t, f.pem)
 				if p.ID() != want.ID() {
 					t.Errorf("kid %q, want the signing kid %q", p.ID(), want.ID())
 				}
@@ -128,9 +102,9 @@ func TestParsePublicKeyRefuses(t *testing.T) {
 		{"garbage private key", []byte("-----BEGIN PRIVATE KEY-----\n" + garbageBody + "\n-----END PRIVATE KEY-----\n"), "key"},
 		{"garbage public key", []byte("-----BEGIN PUBLIC KEY-----\n" + garbageBody + "\n-----END PUBLIC KEY-----\n"), "key"},
 		{"garbage certificate", []byte("-----BEGIN CERTIFICATE-----\n" + garbageBody + "\n-----END CERTIFICATE-----\n"), "certificate"},
-		{"EC P-384 public key", pkixPEM(t, p384.Public()), "P-384"},
-		{"EC P-384 private key", privatePEM(t, p384), "P-384"},
-		{"RSA 1024 public key", pkixPEM(t, rsa1024.Public()), "1024"},
+		{"EC P-384 public key", tokentest.PKIXPEM(t, p384.Public()), "P-384"},
+		{"EC P-384 private key", tokentest.PrivatePEM(t, p384), "P-384"},
+		{"RSA 1024 public key", tokentest.PKIXPEM(t, rsa1024.Public()), "1024"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +139,7 @@ func quotesInput(msg string, in []byte, n int) bool {
 }
 
 func TestContainsPrivateKey(t *testing.T) {
-	s := signer(t, token.KeyEC, 0)
+	s := tokentest.Signer(t, token.KeyEC, 0)
 	der, err := x509.MarshalECPrivateKey(s.(*ecdsa.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
@@ -178,12 +152,12 @@ func TestContainsPrivateKey(t *testing.T) {
 	}{
 		{"empty", nil, false},
 		{"not PEM", []byte("PRIVATE KEY"), false},
-		{"PKCS#8", privatePEM(t, s), true},
+		{"PKCS#8", tokentest.PrivatePEM(t, s), true},
 		{"SEC 1", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), true},
 		{"encrypted PKCS#8", pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1}}), true},
-		{"public key", pkixPEM(t, s.Public()), false},
+		{"public key", tokentest.PKIXPEM(t, s.Public()), false},
 		{"certificate", cert, false},
-		{"certificate then private key", append(cert, privatePEM(t, s)...), true},
+		{"certificate then private key", append(cert, tokentest.PrivatePEM(t, s)...), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,24 +193,24 @@ func verify(raw string, trusted map[string]crypto.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	_, err = tok.Verify(regtoken.VerifyOptions{TrustedIssuers: []string{testIssuer}, AcceptedAudiences: []string{testAudience}, TrustedKeys: trusted})
+	_, err = tok.Verify(regtoken.VerifyOptions{TrustedIssuers: []string{tokentest.Issuer}, AcceptedAudiences: []string{tokentest.Audience}, TrustedKeys: trusted})
 	return err
 }
 
 func TestKeySet(t *testing.T) {
-	current := newKey(t, signer(t, token.KeyEC, 0))
-	previous := newKey(t, signer(t, token.KeyRSA, 0))
-	next := signer(t, token.KeyEd25519, 0)
+	current := tokentest.Key(t, token.KeyEC, 0)
+	previous := tokentest.Key(t, token.KeyRSA, 0)
+	next := tokentest.Signer(t, token.KeyEd25519, 0)
 	tests := []struct {
 		name      string
 		published []*token.PublicKey
 		wantKids  []string
 	}{
 		{"signing key only", nil, []string{current.ID()}},
-		{"previous and next", []*token.PublicKey{previous.PublicKey(), parsePublic(t, pkixPEM(t, next.Public()))},
-			[]string{current.ID(), previous.ID(), newKey(t, next).ID()}},
+		{"previous and next", []*token.PublicKey{previous.PublicKey(), tokentest.ParsePublic(t, tokentest.PKIXPEM(t, next.Public()))},
+			[]string{current.ID(), previous.ID(), tokentest.NewKey(t, next).ID()}},
 		{"duplicates and the signing key itself are dropped",
-			[]*token.PublicKey{current.PublicKey(), previous.PublicKey(), parsePublic(t, privatePEM(t, signer(t, token.KeyRSA, 0))), parsePublic(t, token.EncodeCertificate(selfSign(t, signer(t, token.KeyEC, 0))))},
+			[]*token.PublicKey{current.PublicKey(), previous.PublicKey(), tokentest.ParsePublic(t, tokentest.PrivatePEM(t, tokentest.Signer(t, token.KeyRSA, 0))), tokentest.ParsePublic(t, token.EncodeCertificate(selfSign(t, tokentest.Signer(t, token.KeyEC, 0))))},
 			[]string{current.ID(), previous.ID()}},
 	}
 	for _, tt := range tests {
@@ -258,11 +232,11 @@ func TestKeySet(t *testing.T) {
 			if !slices.Equal(kids, tt.wantKids) {
 				t.Errorf("JWKS kids = %q, want %q", kids, tt.wantKids)
 			}
-			if err := verify(mint(t, current, "alice", sampleGrant), trusted); err != nil {
+			if err := verify(mint(t, current, "alice", tokentest.Grant), trusted); err != nil {
 				t.Errorf("a token of the signing key does not verify: %v", err)
 			}
 			// A previous key's tokens verify exactly when it is published.
-			err = verify(mint(t, previous, "alice", sampleGrant), trusted)
+			err = verify(mint(t, previous, "alice", tokentest.Grant), trusted)
 			if published := slices.Contains(tt.wantKids, previous.ID()); published != (err == nil) {
 				t.Errorf("previous key published %v, its token verifies with error %v", published, err)
 			}
@@ -277,8 +251,8 @@ func TestKeySet(t *testing.T) {
 // is current, and every token minted while the ring swaps, on any
 // goroutine, verifies against a JWKS that lists both keys.
 func TestKeyRingRotation(t *testing.T) {
-	old := newKey(t, signer(t, token.KeyEC, 0))
-	next := newKey(t, signer(t, token.KeyEC, 1))
+	old := tokentest.Key(t, token.KeyEC, 0)
+	next := tokentest.Key(t, token.KeyEC, 1)
 	before, err := token.NewKeySet(old, next.PublicKey())
 	if err != nil {
 		t.Fatal(err)
@@ -288,13 +262,13 @@ func TestKeyRingRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ring := token.NewKeyRing(before)
-	m := &token.Minter{Issuer: testIssuer, TTL: testTTL, Keys: ring, Key: newKey(t, signer(t, token.KeyEd25519, 0)), Now: time.Now}
+	m := &token.Minter{Issuer: tokentest.Issuer, TTL: tokentest.TTL, Keys: ring, Key: tokentest.Key(t, token.KeyEd25519, 0), Now: time.Now}
 	kidOf := func(raw string) string {
 		header, _ := parts(t, raw)
 		return unmarshal[string](t, header["kid"])
 	}
 	mintOne := func() string {
-		tok, err := m.Mint("alice", testAudience, sampleGrant)
+		tok, err := m.Mint("alice", tokentest.Audience, tokentest.Grant)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +287,7 @@ func TestKeyRingRotation(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for range 200 {
-				tok, err := m.Mint("alice", testAudience, sampleGrant)
+				tok, err := m.Mint("alice", tokentest.Audience, tokentest.Grant)
 				if err != nil {
 					t.Error(err)
 					return

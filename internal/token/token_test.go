@@ -24,57 +24,16 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/internal/token/tokentest"
 )
 
 // distribution logs every refused token through logrus; the refusals here
 // are intended.
 func init() { logrus.SetOutput(io.Discard) }
 
-const (
-	testIssuer   = "srht-registry-test"
-	testAudience = "registry.example.com"
-	testTTL      = 5 * time.Minute
-)
-
-var keyTypes = []struct {
-	typ  token.KeyType
-	alg  string
-	jose jose.SignatureAlgorithm
-}{
-	{token.KeyEC, "ES256", jose.ES256},
-	{token.KeyRSA, "RS256", jose.RS256},
-	{token.KeyEd25519, "EdDSA", jose.EdDSA},
-}
-
 // The algorithms a registry is configured to accept: all three, so a token
 // that claims the wrong one is caught by the signature check, not here.
 var registryAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA}
-
-// keyCache holds one generated signer per type: RSA generation is slow and
-// the tests only need distinct keys, not fresh ones per subtest.
-var keyCache = map[token.KeyType][]crypto.Signer{}
-
-// signer returns the i-th test key of type t, generating it on first use.
-func signer(t *testing.T, typ token.KeyType, i int) crypto.Signer {
-	t.Helper()
-	for len(keyCache[typ]) <= i {
-		s, err := token.Generate(typ)
-		if err != nil {
-			t.Fatalf("Generate(%s): %v", typ, err)
-		}
-		keyCache[typ] = append(keyCache[typ], s)
-	}
-	return keyCache[typ][i]
-}
-
-func newKey(t *testing.T, s crypto.Signer, certs ...*x509.Certificate) *token.Key {
-	t.Helper()
-	k, err := token.NewKey(s, certs)
-	if err != nil {
-		t.Fatalf("NewKey: %v", err)
-	}
-	return k
-}
 
 func selfSign(t *testing.T, s crypto.Signer) *x509.Certificate {
 	t.Helper()
@@ -87,58 +46,18 @@ func selfSign(t *testing.T, s crypto.Signer) *x509.Certificate {
 
 func mint(t *testing.T, k *token.Key, subject string, granted []access.Scope) string {
 	t.Helper()
-	m := &token.Minter{Issuer: testIssuer, TTL: testTTL, Key: k, Now: time.Now}
-	tok, err := m.Mint(subject, testAudience, granted)
+	m := &token.Minter{Issuer: tokentest.Issuer, TTL: tokentest.TTL, Key: k, Now: time.Now}
+	tok, err := m.Mint(subject, tokentest.Audience, granted)
 	if err != nil {
 		t.Fatalf("Mint: %v", err)
 	}
-	if tok.ExpiresIn != testTTL {
-		t.Errorf("expiresIn = %v, want %v", tok.ExpiresIn, testTTL)
+	if tok.ExpiresIn != tokentest.TTL {
+		t.Errorf("expiresIn = %v, want %v", tok.ExpiresIn, tokentest.TTL)
 	}
 	if tok.IssuedAt.IsZero() || tok.IssuedAt.Nanosecond() != 0 {
 		t.Errorf("issuedAt = %v, want a whole second", tok.IssuedAt)
 	}
 	return tok.Signed
-}
-
-// trustedKeys builds the registry's TrustedKeys the way distribution does from
-// a `jwks` file: every key of the set under its kid.
-func trustedKeys(t *testing.T, keys ...*token.Key) map[string]crypto.PublicKey {
-	t.Helper()
-	raw, err := token.JWKS(keys...)
-	if err != nil {
-		t.Fatalf("JWKS: %v", err)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(raw, &set); err != nil {
-		t.Fatalf("go-jose cannot read our JWKS: %v\n%s", err, raw)
-	}
-	if len(set.Keys) != len(keys) {
-		t.Fatalf("JWKS holds %d keys, want %d", len(set.Keys), len(keys))
-	}
-	trusted := map[string]crypto.PublicKey{}
-	for i, k := range set.Keys {
-		if k.KeyID != keys[i].ID() {
-			t.Errorf("JWKS key %d kid = %q, want %q", i, k.KeyID, keys[i].ID())
-		}
-		if !k.IsPublic() {
-			t.Errorf("JWKS key %d is not a public key", i)
-		}
-		if k.Use != "sig" {
-			t.Errorf("JWKS key %d use = %q, want sig", i, k.Use)
-		}
-		if k.Algorithm != keys[i].Algorithm().String() {
-			t.Errorf("JWKS key %d alg = %q, want %q", i, k.Algorithm, keys[i].Algorithm())
-		}
-		trusted[k.KeyID] = k.Public().Key
-	}
-	return trusted
-}
-
-var sampleGrant = []access.Scope{
-	{Resource: access.Resource{Type: "repository", Name: "alice/app"}, Actions: []string{"pull", "push"}},
-	{Resource: access.Resource{Type: "repository", Class: "plugin", Name: "library/x"}, Actions: []string{"pull"}},
-	{Resource: access.Resource{Type: "registry", Name: "catalog"}, Actions: []string{"*"}},
 }
 
 func wantAccess(scopes []access.Scope) []*regtoken.ResourceActions {
@@ -150,37 +69,37 @@ func wantAccess(scopes []access.Scope) []*regtoken.ResourceActions {
 }
 
 func TestDistributionVerifiesByKeyID(t *testing.T) {
-	for _, kt := range keyTypes {
-		t.Run(string(kt.typ), func(t *testing.T) {
-			key := newKey(t, signer(t, kt.typ, 0))
-			other := newKey(t, signer(t, kt.typ, 1))
-			if key.Algorithm().String() != kt.alg {
-				t.Fatalf("Algorithm() = %s, want %s", key.Algorithm(), kt.alg)
+	for _, kt := range tokentest.KeyTypes {
+		t.Run(string(kt.Type), func(t *testing.T) {
+			key := tokentest.Key(t, kt.Type, 0)
+			other := tokentest.Key(t, kt.Type, 1)
+			if key.Algorithm().String() != kt.Alg {
+				t.Fatalf("Algorithm() = %s, want %s", key.Algorithm(), kt.Alg)
 			}
 			if key.HasCertificate() {
 				t.Fatal("HasCertificate() = true without a certificate")
 			}
-			raw := mint(t, key, "alice", sampleGrant)
+			raw := mint(t, key, "alice", tokentest.Grant)
 
-			tok, err := regtoken.NewToken(raw, []jose.SignatureAlgorithm{kt.jose})
+			tok, err := regtoken.NewToken(raw, []jose.SignatureAlgorithm{kt.JOSE})
 			if err != nil {
 				t.Fatalf("distribution cannot parse the token: %v", err)
 			}
 			claims, err := tok.Verify(regtoken.VerifyOptions{
-				TrustedIssuers:    []string{testIssuer},
-				AcceptedAudiences: []string{testAudience},
-				TrustedKeys:       trustedKeys(t, other, key),
+				TrustedIssuers:    []string{tokentest.Issuer},
+				AcceptedAudiences: []string{tokentest.Audience},
+				TrustedKeys:       tokentest.TrustedKeys(t, other, key),
 			})
 			if err != nil {
 				t.Fatalf("distribution does not verify the token: %v", err)
 			}
-			if claims.Issuer != testIssuer || claims.Subject != "alice" {
+			if claims.Issuer != tokentest.Issuer || claims.Subject != "alice" {
 				t.Errorf("iss, sub = %q, %q", claims.Issuer, claims.Subject)
 			}
-			if !slices.Equal([]string(claims.Audience), []string{testAudience}) {
+			if !slices.Equal([]string(claims.Audience), []string{tokentest.Audience}) {
 				t.Errorf("aud = %q", claims.Audience)
 			}
-			if !reflect.DeepEqual(claims.Access, wantAccess(sampleGrant)) {
+			if !reflect.DeepEqual(claims.Access, wantAccess(tokentest.Grant)) {
 				t.Errorf("access = %s", mustJSON(t, claims.Access))
 			}
 
@@ -190,14 +109,14 @@ func TestDistributionVerifiesByKeyID(t *testing.T) {
 				name string
 				opts regtoken.VerifyOptions
 			}{
-				{"other key", regtoken.VerifyOptions{TrustedIssuers: []string{testIssuer}, AcceptedAudiences: []string{testAudience}, TrustedKeys: trustedKeys(t, other)}},
-				{"other key under our kid", regtoken.VerifyOptions{TrustedIssuers: []string{testIssuer}, AcceptedAudiences: []string{testAudience},
-					TrustedKeys: map[string]crypto.PublicKey{key.ID(): signer(t, kt.typ, 1).Public()}}},
-				{"issuer", regtoken.VerifyOptions{TrustedIssuers: []string{"someone-else"}, AcceptedAudiences: []string{testAudience}, TrustedKeys: trustedKeys(t, key)}},
-				{"audience", regtoken.VerifyOptions{TrustedIssuers: []string{testIssuer}, AcceptedAudiences: []string{"other.example.com"}, TrustedKeys: trustedKeys(t, key)}},
+				{"other key", regtoken.VerifyOptions{TrustedIssuers: []string{tokentest.Issuer}, AcceptedAudiences: []string{tokentest.Audience}, TrustedKeys: tokentest.TrustedKeys(t, other)}},
+				{"other key under our kid", regtoken.VerifyOptions{TrustedIssuers: []string{tokentest.Issuer}, AcceptedAudiences: []string{tokentest.Audience},
+					TrustedKeys: map[string]crypto.PublicKey{key.ID(): tokentest.Signer(t, kt.Type, 1).Public()}}},
+				{"issuer", regtoken.VerifyOptions{TrustedIssuers: []string{"someone-else"}, AcceptedAudiences: []string{tokentest.Audience}, TrustedKeys: tokentest.TrustedKeys(t, key)}},
+				{"audience", regtoken.VerifyOptions{TrustedIssuers: []string{tokentest.Issuer}, AcceptedAudiences: []string{"other.example.com"}, TrustedKeys: tokentest.TrustedKeys(t, key)}},
 			}
 			for _, b := range bad {
-				tok, err := regtoken.NewToken(raw, []jose.SignatureAlgorithm{kt.jose})
+				tok, err := regtoken.NewToken(raw, []jose.SignatureAlgorithm{kt.JOSE})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -209,27 +128,27 @@ func TestDistributionVerifiesByKeyID(t *testing.T) {
 			// A registry that does not accept our algorithm cannot parse it.
 			var others []jose.SignatureAlgorithm
 			for _, a := range registryAlgs {
-				if a != kt.jose {
+				if a != kt.JOSE {
 					others = append(others, a)
 				}
 			}
 			if _, err := regtoken.NewToken(raw, others); err == nil {
-				t.Errorf("token parsed with algorithms %v, want a refusal (alg is %s)", others, kt.alg)
+				t.Errorf("token parsed with algorithms %v, want a refusal (alg is %s)", others, kt.Alg)
 			}
 		})
 	}
 }
 
 func TestDistributionVerifiesByCertificate(t *testing.T) {
-	for _, kt := range keyTypes {
-		t.Run(string(kt.typ), func(t *testing.T) {
-			s := signer(t, kt.typ, 0)
+	for _, kt := range tokentest.KeyTypes {
+		t.Run(string(kt.Type), func(t *testing.T) {
+			s := tokentest.Signer(t, kt.Type, 0)
 			c := selfSign(t, s)
-			key := newKey(t, s, c)
+			key := tokentest.NewKey(t, s, c)
 			if !key.HasCertificate() {
 				t.Fatal("HasCertificate() = false with a certificate")
 			}
-			raw := mint(t, key, "alice", sampleGrant)
+			raw := mint(t, key, "alice", tokentest.Grant)
 
 			roots := x509.NewCertPool()
 			roots.AddCert(c)
@@ -238,25 +157,25 @@ func TestDistributionVerifiesByCertificate(t *testing.T) {
 				t.Fatalf("distribution cannot parse the token: %v", err)
 			}
 			claims, err := tok.Verify(regtoken.VerifyOptions{
-				TrustedIssuers:    []string{testIssuer},
-				AcceptedAudiences: []string{testAudience},
+				TrustedIssuers:    []string{tokentest.Issuer},
+				AcceptedAudiences: []string{tokentest.Audience},
 				Roots:             roots,
 			})
 			if err != nil {
 				t.Fatalf("distribution does not verify the token by its x5c: %v", err)
 			}
-			if !reflect.DeepEqual(claims.Access, wantAccess(sampleGrant)) {
+			if !reflect.DeepEqual(claims.Access, wantAccess(tokentest.Grant)) {
 				t.Errorf("access = %s", mustJSON(t, claims.Access))
 			}
 
 			// Another certificate in the bundle: refused.
 			otherRoots := x509.NewCertPool()
-			otherRoots.AddCert(selfSign(t, signer(t, kt.typ, 1)))
+			otherRoots.AddCert(selfSign(t, tokentest.Signer(t, kt.Type, 1)))
 			tok, err = regtoken.NewToken(raw, registryAlgs)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tok.Verify(regtoken.VerifyOptions{TrustedIssuers: []string{testIssuer}, AcceptedAudiences: []string{testAudience}, Roots: otherRoots}); err == nil {
+			if _, err := tok.Verify(regtoken.VerifyOptions{TrustedIssuers: []string{tokentest.Issuer}, AcceptedAudiences: []string{tokentest.Audience}, Roots: otherRoots}); err == nil {
 				t.Error("token verified against an unrelated root certificate")
 			}
 		})
@@ -311,39 +230,39 @@ func TestClaims(t *testing.T) {
 	}{
 		{"anonymous, nothing granted (nil)", "", nil, `[]`},
 		{"nothing granted (empty)", "bob", []access.Scope{}, `[]`},
-		{"granted", "alice", sampleGrant,
+		{"granted", "alice", tokentest.Grant,
 			`[{"type":"repository","name":"alice/app","actions":["pull","push"]},` +
 				`{"type":"repository","class":"plugin","name":"library/x","actions":["pull"]},` +
 				`{"type":"registry","name":"catalog","actions":["*"]}]`},
 	}
-	for _, kt := range keyTypes {
+	for _, kt := range tokentest.KeyTypes {
 		for _, withCert := range []bool{false, true} {
-			s := signer(t, kt.typ, 0)
+			s := tokentest.Signer(t, kt.Type, 0)
 			var key *token.Key
 			var c *x509.Certificate
 			if withCert {
 				c = selfSign(t, s)
-				key = newKey(t, s, c)
+				key = tokentest.NewKey(t, s, c)
 			} else {
-				key = newKey(t, s)
+				key = tokentest.NewKey(t, s)
 			}
 			for _, tt := range tests {
-				name := string(kt.typ) + "/" + tt.name
+				name := string(kt.Type) + "/" + tt.name
 				if withCert {
 					name += "/x5c"
 				}
 				t.Run(name, func(t *testing.T) {
 					now := time.Date(2030, 1, 2, 3, 4, 5, 678, time.UTC)
-					m := &token.Minter{Issuer: testIssuer, TTL: testTTL, Key: key, Now: func() time.Time { return now }}
-					tok1, err := m.Mint(tt.subject, testAudience, tt.granted)
+					m := &token.Minter{Issuer: tokentest.Issuer, TTL: tokentest.TTL, Key: key, Now: func() time.Time { return now }}
+					tok1, err := m.Mint(tt.subject, tokentest.Audience, tt.granted)
 					if err != nil {
 						t.Fatal(err)
 					}
 					raw1, iat, exp := tok1.Signed, tok1.IssuedAt, tok1.ExpiresIn
-					if !iat.Equal(now.Truncate(time.Second)) || exp != testTTL {
+					if !iat.Equal(now.Truncate(time.Second)) || exp != tokentest.TTL {
 						t.Errorf("Mint returned issuedAt %v, expiresIn %v", iat, exp)
 					}
-					tok2, err := m.Mint(tt.subject, testAudience, tt.granted)
+					tok2, err := m.Mint(tt.subject, tokentest.Audience, tt.granted)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -352,8 +271,8 @@ func TestClaims(t *testing.T) {
 					_, claims2 := parts(t, raw2)
 
 					// Header: alg, kid always; x5c only with a certificate.
-					if got := unmarshal[string](t, header["alg"]); got != kt.alg {
-						t.Errorf("alg = %q, want %q", got, kt.alg)
+					if got := unmarshal[string](t, header["alg"]); got != kt.Alg {
+						t.Errorf("alg = %q, want %q", got, kt.Alg)
 					}
 					if got := unmarshal[string](t, header["kid"]); got != key.ID() || got == "" {
 						t.Errorf("kid = %q, want %q", got, key.ID())
@@ -375,10 +294,10 @@ func TestClaims(t *testing.T) {
 					}
 
 					// aud is a single JSON string, never an array.
-					if a := string(claims["aud"]); a != `"`+testAudience+`"` {
-						t.Errorf("aud = %s, want the JSON string %q", a, testAudience)
+					if a := string(claims["aud"]); a != `"`+tokentest.Audience+`"` {
+						t.Errorf("aud = %s, want the JSON string %q", a, tokentest.Audience)
 					}
-					if got := unmarshal[string](t, claims["iss"]); got != testIssuer {
+					if got := unmarshal[string](t, claims["iss"]); got != tokentest.Issuer {
 						t.Errorf("iss = %q", got)
 					}
 					sub, ok := claims["sub"]
@@ -396,8 +315,8 @@ func TestClaims(t *testing.T) {
 					if nbf != iatC {
 						t.Errorf("nbf = %d, want iat %d", nbf, iatC)
 					}
-					if expC-iatC != int64(testTTL/time.Second) {
-						t.Errorf("exp - iat = %d, want %d", expC-iatC, int64(testTTL/time.Second))
+					if expC-iatC != int64(tokentest.TTL/time.Second) {
+						t.Errorf("exp - iat = %d, want %d", expC-iatC, int64(tokentest.TTL/time.Second))
 					}
 					jti1 := unmarshal[string](t, claims["jti"])
 					jti2 := unmarshal[string](t, claims2["jti"])
@@ -444,30 +363,30 @@ func TestGenerateUnknownType(t *testing.T) {
 }
 
 func TestNewKeyIDIsStable(t *testing.T) {
-	for _, kt := range keyTypes {
-		s := signer(t, kt.typ, 0)
-		a, b := newKey(t, s), newKey(t, s, selfSign(t, s))
+	for _, kt := range tokentest.KeyTypes {
+		s := tokentest.Signer(t, kt.Type, 0)
+		a, b := tokentest.NewKey(t, s), tokentest.NewKey(t, s, selfSign(t, s))
 		if a.ID() != b.ID() || a.ID() == "" {
-			t.Errorf("%s: kid %q, %q: want the same non-empty kid for the same key", kt.typ, a.ID(), b.ID())
+			t.Errorf("%s: kid %q, %q: want the same non-empty kid for the same key", kt.Type, a.ID(), b.ID())
 		}
-		if c := newKey(t, signer(t, kt.typ, 1)); c.ID() == a.ID() {
-			t.Errorf("%s: two keys share kid %q", kt.typ, a.ID())
+		if c := tokentest.Key(t, kt.Type, 1); c.ID() == a.ID() {
+			t.Errorf("%s: two keys share kid %q", kt.Type, a.ID())
 		}
 	}
 }
 
 func TestParseKeyRoundTrip(t *testing.T) {
-	for _, kt := range keyTypes {
-		s := signer(t, kt.typ, 0)
+	for _, kt := range tokentest.KeyTypes {
+		s := tokentest.Signer(t, kt.Type, 0)
 		keyPEM, err := token.EncodePrivateKey(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := selfSign(t, s)
 		certPEM := token.EncodeCertificate(c)
-		want := newKey(t, s)
+		want := tokentest.NewKey(t, s)
 		for _, withCert := range []bool{false, true} {
-			name := string(kt.typ)
+			name := string(kt.Type)
 			var cp []byte
 			if withCert {
 				name += "/cert"
@@ -490,7 +409,7 @@ func TestParseKeyRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				opts := regtoken.VerifyOptions{TrustedIssuers: []string{testIssuer}, AcceptedAudiences: []string{testAudience}, TrustedKeys: trustedKeys(t, want)}
+				opts := regtoken.VerifyOptions{TrustedIssuers: []string{tokentest.Issuer}, AcceptedAudiences: []string{tokentest.Audience}, TrustedKeys: tokentest.TrustedKeys(t, want)}
 				if withCert {
 					opts.Roots = x509.NewCertPool()
 					opts.Roots.AddCert(c)
@@ -512,12 +431,12 @@ var prime256v1OID = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01,
 
 // TestParseKeyLegacyFormats: ParseKey also reads SEC 1 EC and PKCS#1 RSA PEM.
 func TestParseKeyLegacyFormats(t *testing.T) {
-	ec := signer(t, token.KeyEC, 0).(*ecdsa.PrivateKey)
+	ec := tokentest.Signer(t, token.KeyEC, 0).(*ecdsa.PrivateKey)
 	ecDER, err := x509.MarshalECPrivateKey(ec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsaKey := signer(t, token.KeyRSA, 0).(*rsa.PrivateKey)
+	rsaKey := tokentest.Signer(t, token.KeyRSA, 0).(*rsa.PrivateKey)
 	tests := []struct {
 		name string
 		pem  []byte
@@ -536,7 +455,7 @@ func TestParseKeyLegacyFormats(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseKey: %v", err)
 			}
-			if want := newKey(t, tt.want); k.ID() != want.ID() {
+			if want := tokentest.NewKey(t, tt.want); k.ID() != want.ID() {
 				t.Errorf("kid %q, want %q", k.ID(), want.ID())
 			}
 		})
@@ -544,11 +463,11 @@ func TestParseKeyLegacyFormats(t *testing.T) {
 }
 
 func TestParseKeyRefuses(t *testing.T) {
-	ecPEM, err := token.EncodePrivateKey(signer(t, token.KeyEC, 0))
+	ecPEM, err := token.EncodePrivateKey(tokentest.Signer(t, token.KeyEC, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherCertPEM := token.EncodeCertificate(selfSign(t, signer(t, token.KeyEC, 1)))
+	otherCertPEM := token.EncodeCertificate(selfSign(t, tokentest.Signer(t, token.KeyEC, 1)))
 
 	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
@@ -566,12 +485,12 @@ func TestParseKeyRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubDER, err := x509.MarshalPKIXPublicKey(signer(t, token.KeyEC, 0).Public())
+	pubDER, err := x509.MarshalPKIXPublicKey(tokentest.Signer(t, token.KeyEC, 0).Public())
 	if err != nil {
 		t.Fatal(err)
 	}
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	edPubDER, err := x509.MarshalPKIXPublicKey(signer(t, token.KeyEd25519, 0).Public())
+	edPubDER, err := x509.MarshalPKIXPublicKey(tokentest.Signer(t, token.KeyEd25519, 0).Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -634,7 +553,7 @@ func TestNewKeyRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ec := signer(t, token.KeyEC, 0)
+	ec := tokentest.Signer(t, token.KeyEC, 0)
 	tests := []struct {
 		name  string
 		s     crypto.Signer
@@ -642,8 +561,8 @@ func TestNewKeyRefuses(t *testing.T) {
 	}{
 		{"P-384", p384, nil},
 		{"RSA 1024", rsa1024, nil},
-		{"certificate of another key", ec, []*x509.Certificate{selfSign(t, signer(t, token.KeyEC, 1))}},
-		{"certificate of another key type", ec, []*x509.Certificate{selfSign(t, signer(t, token.KeyEd25519, 0))}},
+		{"certificate of another key", ec, []*x509.Certificate{selfSign(t, tokentest.Signer(t, token.KeyEC, 1))}},
+		{"certificate of another key type", ec, []*x509.Certificate{selfSign(t, tokentest.Signer(t, token.KeyEd25519, 0))}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -656,8 +575,8 @@ func TestNewKeyRefuses(t *testing.T) {
 
 func TestJWKSHoldsOnlyPublicKeys(t *testing.T) {
 	var keys []*token.Key
-	for _, kt := range keyTypes {
-		keys = append(keys, newKey(t, signer(t, kt.typ, 0)))
+	for _, kt := range tokentest.KeyTypes {
+		keys = append(keys, tokentest.Key(t, kt.Type, 0))
 	}
 	raw, err := token.JWKS(keys...)
 	if err != nil {
@@ -683,8 +602,8 @@ func TestJWKSHoldsOnlyPublicKeys(t *testing.T) {
 			t.Errorf("key %d kid = %v, want %s", i, k["kid"], keys[i].ID())
 		}
 	}
-	// trustedKeys checks go-jose reads it.
-	trustedKeys(t, keys...)
+	// tokentest.TrustedKeys checks that go-jose reads it.
+	tokentest.TrustedKeys(t, keys...)
 }
 
 // FuzzParseKey: ParseKey never panics, and a refusal never quotes its input.

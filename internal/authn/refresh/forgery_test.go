@@ -12,27 +12,21 @@ import (
 
 	regtoken "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/go-jose/go-jose/v4"
+	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"git.sr.ht/~zozs/srht-registry/internal/access"
-	"git.sr.ht/~zozs/srht-registry/internal/authn/refresh"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/internal/token/tokentest"
 )
-
-var sampleGrant = []access.Scope{
-	{Resource: access.Resource{Type: "repository", Name: "alice/app"}, Actions: []string{"pull", "push"}},
-	{Resource: access.Resource{Type: "repository", Class: "plugin", Name: "library/x"}, Actions: []string{"pull"}},
-	{Resource: access.Resource{Type: "registry", Name: "catalog"}, Actions: []string{"*"}},
-}
 
 // TestRefreshTampered: any change to a refresh token, or a token we did not
 // sign, is refused.
 func TestRefreshTampered(t *testing.T) {
-	for _, kt := range keyTypes {
-		t.Run(string(kt.typ), func(t *testing.T) {
+	for _, kt := range tokentest.KeyTypes {
+		t.Run(string(kt.Type), func(t *testing.T) {
 			c := newClock()
-			s := signer(t, kt.typ, 0)
-			key := newKey(t, s)
+			s := tokentest.Signer(t, kt.Type, 0)
+			key := tokentest.NewKey(t, s)
 			r := newRefresher(key, hashes{"alice": aliceHash, "root": aliceHash}, c)
 			tok := issue(t, r, alice).Reveal()
 			parts := strings.Split(tok, ".")
@@ -53,7 +47,7 @@ func TestRefreshTampered(t *testing.T) {
 				}
 				return out
 			}
-			sig := mustDecode(t, parts[2])
+			sig := tokentest.DecodeSegment(t, parts[2])
 			sig[len(sig)/2] ^= 1
 			unsigned := parts[0] + "." + parts[1] + "."
 			noneHeader := reencode(map[string]any{"alg": "none", "kid": key.ID(), "typ": "refresh+jwt"})
@@ -78,8 +72,8 @@ func TestRefreshTampered(t *testing.T) {
 				{"unknown kid", reencode(with(header, "kid", "nope")) + "." + parts[1] + "." + parts[2], "no longer publishes"},
 				{"typ of an access token", reencode(with(header, "typ", "JWT")) + "." + parts[1] + "." + parts[2], "not a refresh token"},
 				{"crit header", reencode(with(header, "crit", []string{"exp"})) + "." + parts[1] + "." + parts[2], "not a refresh token"},
-				{"signed by another key under our kid", string(signAs(t, signer(t, kt.typ, 1), key.Algorithm(), header, claims)), "bad signature"},
-				{"HMAC with the kid as secret", string(signAsHMAC(t, hmacKey, hsHeader, claims)), "bad signature"},
+				{"signed by another key under our kid", string(signAs(t, tokentest.Signer(t, kt.Type, 1), key.Algorithm(), header, claims)), "bad signature"},
+				{"HMAC with the kid as secret", string(signAs(t, hmacKey, jwa.HS256, hsHeader, claims)), "bad signature"},
 			}
 			for _, tc := range cases {
 				id, err := r.Redeem(context.Background(), refreshCred(identity.Secret(tc.token)))
@@ -94,8 +88,8 @@ func TestRefreshTampered(t *testing.T) {
 // refused claim by claim.
 func TestRefreshClaimChecks(t *testing.T) {
 	c := newClock()
-	s := signer(t, token.KeyEC, 0)
-	key := newKey(t, s)
+	s := tokentest.Signer(t, token.KeyEC, 0)
+	key := tokentest.NewKey(t, s)
 	r := newRefresher(key, hashes{"alice": aliceHash}, c)
 	header, claims := decode(t, issue(t, r, alice).Reveal())
 	_, shClaims := decode(t, issue(t, r, sourcehutID("RW", c.Now().Add(time.Hour))).Reveal())
@@ -120,8 +114,8 @@ func TestRefreshClaimChecks(t *testing.T) {
 		claims map[string]any
 		why    string
 	}{
-		{"audience of the registry", with(claims, "aud", testAudience), "not a refresh token"},
-		{"audience as a list", with(claims, "aud", []string{testAudience + "#refresh"}), "malformed"},
+		{"audience of the registry", with(claims, "aud", tokentest.Audience), "not a refresh token"},
+		{"audience as a list", with(claims, "aud", []string{tokentest.Audience + "#refresh"}), "malformed"},
 		{"no token_use", with(claims, "token_use", nil), "not a refresh token"},
 		{"token_use access", with(claims, "token_use", "access"), "not a refresh token"},
 		{"service differs from audience", with(claims, "service", "registry.example.org"), "not a refresh token"},
@@ -157,13 +151,13 @@ func TestRefreshClaimChecks(t *testing.T) {
 // TestAccessTokenIsNotARefreshToken: neither kind of token passes for the
 // other, at our server or at a registry.
 func TestAccessTokenIsNotARefreshToken(t *testing.T) {
-	for _, kt := range keyTypes {
-		t.Run(string(kt.typ), func(t *testing.T) {
+	for _, kt := range tokentest.KeyTypes {
+		t.Run(string(kt.Type), func(t *testing.T) {
 			c := newClock()
-			key := newKey(t, signer(t, kt.typ, 0))
+			key := tokentest.Key(t, kt.Type, 0)
 			r := newRefresher(key, hashes{"alice": aliceHash}, c)
-			m := &token.Minter{Issuer: testIssuer, TTL: testTTL, Key: key, Now: c.Now}
-			minted, err := m.Mint("alice", testAudience, sampleGrant)
+			m := &token.Minter{Issuer: tokentest.Issuer, TTL: tokentest.TTL, Key: key, Now: c.Now}
+			minted, err := m.Mint("alice", tokentest.Audience, tokentest.Grant)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,14 +168,14 @@ func TestAccessTokenIsNotARefreshToken(t *testing.T) {
 			// The registry refuses a refresh token as an access token: its
 			// audience is not the service, and it grants nothing anyway.
 			refresh := issue(t, r, alice).Reveal()
-			tok, err := regtoken.NewToken(refresh, []jose.SignatureAlgorithm{kt.jose})
+			tok, err := regtoken.NewToken(refresh, []jose.SignatureAlgorithm{kt.JOSE})
 			if err != nil {
 				return // not even parsed: refused
 			}
 			claims, err := tok.Verify(regtoken.VerifyOptions{
-				TrustedIssuers:    []string{testIssuer},
-				AcceptedAudiences: []string{testAudience},
-				TrustedKeys:       trustedKeys(t, key),
+				TrustedIssuers:    []string{tokentest.Issuer},
+				AcceptedAudiences: []string{tokentest.Audience},
+				TrustedKeys:       tokentest.TrustedKeys(t, key),
 			})
 			if err == nil {
 				t.Errorf("the registry accepts a refresh token as an access token: %+v", claims)
@@ -196,17 +190,14 @@ func TestAccessTokenIsNotARefreshToken(t *testing.T) {
 // be the issued one, but its claims are).
 func FuzzRefreshRedeem(f *testing.F) {
 	c := newClock()
-	priv := mustGenerate(f)
-	key, err := token.NewKey(priv, nil)
+	priv := tokentest.Signer(f, token.KeyEC, 0)
+	key := tokentest.NewKey(f, priv)
+	r := newRefresher(key, hashes{"alice": aliceHash}, c)
+	pw, err := r.Issue(alice, tokentest.Audience, "docker")
 	if err != nil {
 		f.Fatal(err)
 	}
-	r := &refresh.Tokens{Issuer: testIssuer, TTL: refreshTTL, Keys: keyRing(key), Passwords: hashes{"alice": aliceHash}, Now: c.Now}
-	pw, err := r.Issue(alice, testAudience, "docker")
-	if err != nil {
-		f.Fatal(err)
-	}
-	sh, err := r.Issue(sourcehutID("RO", c.Now().Add(time.Hour)), testAudience, "docker")
+	sh, err := r.Issue(sourcehutID("RO", c.Now().Add(time.Hour)), tokentest.Audience, "docker")
 	if err != nil {
 		f.Fatal(err)
 	}

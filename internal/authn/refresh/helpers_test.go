@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/sirupsen/logrus"
@@ -24,6 +23,7 @@ import (
 	"git.sr.ht/~zozs/srht-registry/internal/authn/refresh"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/internal/token/tokentest"
 )
 
 // The real implementations of what Tokens uses, and of what uses Tokens.
@@ -37,94 +37,6 @@ var (
 // distribution logs every refused token through logrus; the refusals here
 // are intended.
 func init() { logrus.SetOutput(io.Discard) }
-
-const (
-	testIssuer   = "srht-registry-test"
-	testAudience = "registry.example.com"
-	testTTL      = 5 * time.Minute
-)
-
-var keyTypes = []struct {
-	typ  token.KeyType
-	alg  string
-	jose jose.SignatureAlgorithm
-}{
-	{token.KeyEC, "ES256", jose.ES256},
-	{token.KeyRSA, "RS256", jose.RS256},
-	{token.KeyEd25519, "EdDSA", jose.EdDSA},
-}
-
-// keyCache holds one generated signer per type: RSA generation is slow and
-// the tests only need distinct keys, not fresh ones per subtest.
-var keyCache = map[token.KeyType][]crypto.Signer{}
-
-// signer returns the i-th test key of type t, generating it on first use.
-func signer(t *testing.T, typ token.KeyType, i int) crypto.Signer {
-	t.Helper()
-	for len(keyCache[typ]) <= i {
-		s, err := token.Generate(typ)
-		if err != nil {
-			t.Fatalf("Generate(%s): %v", typ, err)
-		}
-		keyCache[typ] = append(keyCache[typ], s)
-	}
-	return keyCache[typ][i]
-}
-
-func newKey(t *testing.T, s crypto.Signer) *token.Key {
-	t.Helper()
-	k, err := token.NewKey(s, nil)
-	if err != nil {
-		t.Fatalf("NewKey: %v", err)
-	}
-	return k
-}
-
-func pkixPEM(t *testing.T, pub crypto.PublicKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
-func privatePEM(t *testing.T, s crypto.Signer) []byte {
-	t.Helper()
-	p, err := token.EncodePrivateKey(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func parsePublic(t *testing.T, data []byte) *token.PublicKey {
-	t.Helper()
-	p, err := token.ParsePublicKey(data)
-	if err != nil {
-		t.Fatalf("ParsePublicKey: %v", err)
-	}
-	return p
-}
-
-// trustedKeys builds the registry's TrustedKeys the way distribution does
-// from a `jwks` file: every key of the set under its kid.
-func trustedKeys(t *testing.T, keys ...*token.Key) map[string]crypto.PublicKey {
-	t.Helper()
-	raw, err := token.JWKS(keys...)
-	if err != nil {
-		t.Fatalf("JWKS: %v", err)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(raw, &set); err != nil {
-		t.Fatalf("go-jose cannot read our JWKS: %v\n%s", err, raw)
-	}
-	trusted := map[string]crypto.PublicKey{}
-	for _, k := range set.Keys {
-		trusted[k.KeyID] = k.Public().Key
-	}
-	return trusted
-}
 
 const refreshTTL = 30 * 24 * time.Hour
 
@@ -147,7 +59,7 @@ func (c *clock) Advance(d time.Duration) { c.t = c.t.Add(d) }
 func newClock() *clock                   { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
 
 func refreshCred(tok identity.Secret) identity.Credentials {
-	return refreshCredFor(tok, testAudience, "docker")
+	return refreshCredFor(tok, tokentest.Audience, "docker")
 }
 
 func refreshCredFor(tok identity.Secret, service, clientID string) identity.Credentials {
@@ -155,7 +67,7 @@ func refreshCredFor(tok identity.Secret, service, clientID string) identity.Cred
 }
 
 func newRefresher(k *token.Key, pw refresh.PasswordHashes, c *clock) *refresh.Tokens {
-	return &refresh.Tokens{Issuer: testIssuer, TTL: refreshTTL, Keys: keyRing(k), Passwords: pw, Now: c.Now}
+	return &refresh.Tokens{Issuer: tokentest.Issuer, TTL: refreshTTL, Keys: keyRing(k), Passwords: pw, Now: c.Now}
 }
 
 func keyRing(k *token.Key, published ...*token.PublicKey) *token.KeyRing {
@@ -176,7 +88,7 @@ func sourcehutID(access string, expires time.Time) identity.Identity {
 		Sourcehut: &identity.Sourcehut{
 			Username: "bob", ClientID: "builds.sr.ht", Expires: expires.UTC().Truncate(time.Second), Access: access,
 			Grants: []identity.Grant{
-				{Service: testAudience, Scope: "REGISTRY", Access: access},
+				{Service: tokentest.Audience, Scope: "REGISTRY", Access: access},
 				{Service: "meta.sr.ht", Scope: "PROFILE", Access: "RO"},
 			},
 		}}
@@ -184,7 +96,7 @@ func sourcehutID(access string, expires time.Time) identity.Identity {
 
 func issue(t *testing.T, r *refresh.Tokens, id identity.Identity) identity.Secret {
 	t.Helper()
-	tok, err := r.Issue(id, testAudience, "docker")
+	tok, err := r.Issue(id, tokentest.Audience, "docker")
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
 	}
@@ -230,10 +142,11 @@ func decode(t testing.TB, raw string) (header, claims map[string]any) {
 	return header, claims
 }
 
-// signAs signs claims with s under the given header fields: a token we
-// did not issue but that carries our signature, to test each check past the
-// signature on its own.
-func signAs(t testing.TB, s crypto.Signer, alg jwa.SignatureAlgorithm, header, claims map[string]any) identity.Secret {
+// signAs signs claims under the given header fields with key: a
+// crypto.Signer, or an HMAC secret ([]byte). Signed with our key, it is a
+// token we did not issue but that carries our signature, to test each check
+// past the signature on its own.
+func signAs(t testing.TB, key any, alg jwa.SignatureAlgorithm, header, claims map[string]any) identity.Secret {
 	t.Helper()
 	h := jws.NewHeaders()
 	for k, v := range header {
@@ -245,39 +158,11 @@ func signAs(t testing.TB, s crypto.Signer, alg jwa.SignatureAlgorithm, header, c
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed, err := jws.Sign(payload, jws.WithKey(alg, s, jws.WithProtectedHeaders(h)))
+	signed, err := jws.Sign(payload, jws.WithKey(alg, key, jws.WithProtectedHeaders(h)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return identity.Secret(signed)
-}
-
-func signAsHMAC(t *testing.T, secret []byte, header, claims map[string]any) identity.Secret {
-	t.Helper()
-	h := jws.NewHeaders()
-	for k, v := range header {
-		if err := h.Set(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := jws.Sign(payload, jws.WithKey(jwa.HS256, secret, jws.WithProtectedHeaders(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return identity.Secret(signed)
-}
-
-func mustDecode(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func mustMarshal(t *testing.T, v any) []byte {
@@ -292,7 +177,7 @@ func mustMarshal(t *testing.T, v any) []byte {
 // pemForms are the encodings a key file may come in.
 func pemForms(t *testing.T, s crypto.Signer) map[string][]byte {
 	t.Helper()
-	forms := map[string][]byte{"PKCS#8": privatePEM(t, s)}
+	forms := map[string][]byte{"PKCS#8": tokentest.PrivatePEM(t, s)}
 	switch k := s.(type) {
 	case *ecdsa.PrivateKey:
 		der, err := x509.MarshalECPrivateKey(k)
@@ -305,13 +190,4 @@ func pemForms(t *testing.T, s crypto.Signer) map[string][]byte {
 	case ed25519.PrivateKey:
 	}
 	return forms
-}
-
-func mustGenerate(f *testing.F) crypto.Signer {
-	f.Helper()
-	s, err := token.Generate(token.KeyEC)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return s
 }

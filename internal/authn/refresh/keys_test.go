@@ -17,17 +17,18 @@ import (
 	"git.sr.ht/~zozs/srht-registry/internal/authn/refresh"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/internal/token/tokentest"
 )
 
 // TestRefreshAcrossReplicas: every process that loads the same key file, in
 // any encoding, accepts the others' refresh tokens (the binding key is
 // derived from the key, not made up per process).
 func TestRefreshAcrossReplicas(t *testing.T) {
-	for _, kt := range keyTypes {
-		t.Run(string(kt.typ), func(t *testing.T) {
+	for _, kt := range tokentest.KeyTypes {
+		t.Run(string(kt.Type), func(t *testing.T) {
 			c := newClock()
 			table := hashes{"alice": aliceHash}
-			s := signer(t, kt.typ, 0)
+			s := tokentest.Signer(t, kt.Type, 0)
 			var replicas []*refresh.Tokens
 			for form, data := range pemForms(t, s) {
 				k, err := token.ParseKey(data, nil)
@@ -36,7 +37,7 @@ func TestRefreshAcrossReplicas(t *testing.T) {
 				}
 				replicas = append(replicas, newRefresher(k, table, c))
 			}
-			replicas = append(replicas, newRefresher(newKey(t, s), table, c))
+			replicas = append(replicas, newRefresher(tokentest.NewKey(t, s), table, c))
 			for i, a := range replicas {
 				tok := issue(t, a, alice)
 				for j, b := range replicas {
@@ -55,11 +56,11 @@ func TestRefreshAcrossReplicas(t *testing.T) {
 func TestRefreshKeyRotation(t *testing.T) {
 	c := newClock()
 	table := hashes{"alice": aliceHash}
-	oldSigner := signer(t, token.KeyEC, 0)
-	oldKey := newKey(t, oldSigner)
-	newK := newKey(t, signer(t, token.KeyEC, 1))
+	oldSigner := tokentest.Signer(t, token.KeyEC, 0)
+	oldKey := tokentest.NewKey(t, oldSigner)
+	newK := tokentest.Key(t, token.KeyEC, 1)
 	ring := keyRing(oldKey)
-	r := &refresh.Tokens{Issuer: testIssuer, TTL: refreshTTL, Keys: ring, Passwords: table, Now: c.Now}
+	r := &refresh.Tokens{Issuer: tokentest.Issuer, TTL: refreshTTL, Keys: ring, Passwords: table, Now: c.Now}
 	pw := issue(t, r, alice)
 	sh := issue(t, r, sourcehutID("RW", c.Now().Add(time.Hour)))
 	ctx := context.Background()
@@ -72,7 +73,7 @@ func TestRefreshKeyRotation(t *testing.T) {
 	}
 
 	// The documented rotation: the old key file listed in published_keys.
-	rotate(parsePublic(t, privatePEM(t, oldSigner)))
+	rotate(tokentest.ParsePublic(t, tokentest.PrivatePEM(t, oldSigner)))
 	for name, tok := range map[string]identity.Secret{"password": pw, "sourcehut": sh} {
 		if _, err := r.Redeem(ctx, refreshCred(tok)); err != nil {
 			t.Errorf("%s token after rotation with the old private key published: %v", name, err)
@@ -84,7 +85,7 @@ func TestRefreshKeyRotation(t *testing.T) {
 
 	// Only the old public key published: Sourcehut tokens still verify,
 	// password bindings cannot be checked.
-	rotate(parsePublic(t, pkixPEM(t, oldSigner.Public())))
+	rotate(tokentest.ParsePublic(t, tokentest.PKIXPEM(t, oldSigner.Public())))
 	if _, err := r.Redeem(ctx, refreshCred(sh)); err != nil {
 		t.Errorf("sourcehut token with the old public key published: %v", err)
 	}
@@ -108,12 +109,12 @@ func TestRefreshKeyRotation(t *testing.T) {
 // exponent) with the label "srht-registry refresh token htpasswd binding v1".
 // Issue binds exactly so, and a token made by hand to the recipe redeems.
 func TestRefreshWireFormat(t *testing.T) {
-	if got := refresh.Audience(testAudience); got != testAudience+"#refresh" {
+	if got := refresh.Audience(tokentest.Audience); got != tokentest.Audience+"#refresh" {
 		t.Errorf("Audience = %q", got)
 	}
-	for _, kt := range keyTypes {
-		t.Run(string(kt.typ), func(t *testing.T) {
-			s := signer(t, kt.typ, 0)
+	for _, kt := range tokentest.KeyTypes {
+		t.Run(string(kt.Type), func(t *testing.T) {
+			s := tokentest.Signer(t, kt.Type, 0)
 			var secret []byte
 			switch k := s.(type) {
 			case *ecdsa.PrivateKey:
@@ -140,7 +141,7 @@ func TestRefreshWireFormat(t *testing.T) {
 			binding := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 
 			c := newClock()
-			key := newKey(t, s)
+			key := tokentest.NewKey(t, s)
 			r := newRefresher(key, hashes{"alice": aliceHash}, c)
 			if _, claims := decode(t, issue(t, r, alice).Reveal()); claims["htpasswd_binding"] != binding {
 				t.Errorf("htpasswd_binding = %v, want %s", claims["htpasswd_binding"], binding)
@@ -148,10 +149,10 @@ func TestRefreshWireFormat(t *testing.T) {
 
 			now := c.Now().Unix()
 			byHand := signAs(t, s, key.Algorithm(),
-				map[string]any{"alg": kt.alg, "kid": key.ID(), "typ": "refresh+jwt"},
+				map[string]any{"alg": kt.Alg, "kid": key.ID(), "typ": "refresh+jwt"},
 				map[string]any{
-					"iss": testIssuer, "sub": "alice", "aud": testAudience + "#refresh", "token_use": "refresh",
-					"service": testAudience, "method": "password", "provider": "htpasswd", "client_id": "docker",
+					"iss": tokentest.Issuer, "sub": "alice", "aud": tokentest.Audience + "#refresh", "token_use": "refresh",
+					"service": tokentest.Audience, "method": "password", "provider": "htpasswd", "client_id": "docker",
 					"iat": now, "exp": now + 3600, "jti": "made-by-hand", "htpasswd_binding": binding,
 				})
 			id, err := r.Redeem(context.Background(), refreshCred(byHand))

@@ -11,25 +11,26 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/internal/token"
+	"git.sr.ht/~zozs/srht-registry/internal/token/tokentest"
 )
 
 func TestRefreshRoundTrip(t *testing.T) {
-	for _, kt := range keyTypes {
-		t.Run(string(kt.typ), func(t *testing.T) {
+	for _, kt := range tokentest.KeyTypes {
+		t.Run(string(kt.Type), func(t *testing.T) {
 			c := newClock()
-			key := newKey(t, signer(t, kt.typ, 0))
+			key := tokentest.Key(t, kt.Type, 0)
 			r := newRefresher(key, hashes{"alice": aliceHash}, c)
 
 			tok := issue(t, r, alice)
 			header, claims := decode(t, tok.Reveal())
-			wantHeader := map[string]any{"alg": kt.alg, "kid": key.ID(), "typ": "refresh+jwt"}
+			wantHeader := map[string]any{"alg": kt.Alg, "kid": key.ID(), "typ": "refresh+jwt"}
 			if !reflect.DeepEqual(header, wantHeader) {
 				t.Errorf("header = %v, want %v", header, wantHeader)
 			}
 			now := c.Now().Unix()
 			for k, want := range map[string]any{
-				"iss": testIssuer, "sub": "alice", "aud": testAudience + "#refresh", "token_use": "refresh",
-				"service": testAudience, "method": "password", "provider": "htpasswd", "client_id": "docker",
+				"iss": tokentest.Issuer, "sub": "alice", "aud": tokentest.Audience + "#refresh", "token_use": "refresh",
+				"service": tokentest.Audience, "method": "password", "provider": "htpasswd", "client_id": "docker",
 				"iat": float64(now), "exp": float64(now + int64(refreshTTL/time.Second)),
 			} {
 				if claims[k] != want {
@@ -51,7 +52,7 @@ func TestRefreshRoundTrip(t *testing.T) {
 				t.Errorf("htpasswd_binding = %q, want a base64url HMAC-SHA256", binding)
 			}
 			// The payload is readable by the client: no part of the hash in it.
-			if p := strings.Split(tok.Reveal(), ".")[1]; strings.Contains(string(mustDecode(t, p)), aliceHash[7:29]) {
+			if p := strings.Split(tok.Reveal(), ".")[1]; strings.Contains(string(tokentest.DecodeSegment(t, p)), aliceHash[7:29]) {
 				t.Error("the refresh token carries the bcrypt hash (or its salt)")
 			}
 			if other := issue(t, r, alice); other == tok {
@@ -71,7 +72,7 @@ func TestRefreshRoundTrip(t *testing.T) {
 				t.Errorf("EffectiveMethod() = %q", id.EffectiveMethod())
 			}
 			// Without a client_id the request is not held to one.
-			if _, err := r.Redeem(context.Background(), refreshCredFor(tok, testAudience, "")); err != nil {
+			if _, err := r.Redeem(context.Background(), refreshCredFor(tok, tokentest.Audience, "")); err != nil {
 				t.Errorf("Redeem without client_id: %v", err)
 			}
 
@@ -84,7 +85,7 @@ func TestRefreshRoundTrip(t *testing.T) {
 
 func TestRefreshSourcehut(t *testing.T) {
 	c := newClock()
-	key := newKey(t, signer(t, token.KeyEC, 0))
+	key := tokentest.Key(t, token.KeyEC, 0)
 	r := newRefresher(key, nil, c) // no password users: Sourcehut needs none
 
 	// A personal token living a year: the refresh token lives TTL.
@@ -134,14 +135,14 @@ func TestRefreshSourcehut(t *testing.T) {
 	wantRefused(t, tok, got, err, "expired")
 
 	// An already expired Sourcehut token gets no refresh token.
-	if _, err := r.Issue(sourcehutID("RW", c.Now()), testAudience, "docker"); err == nil {
+	if _, err := r.Issue(sourcehutID("RW", c.Now()), tokentest.Audience, "docker"); err == nil {
 		t.Error("a refresh token for an expired Sourcehut token")
 	}
 }
 
 func TestRefreshIssueRefuses(t *testing.T) {
 	c := newClock()
-	r := newRefresher(newKey(t, signer(t, token.KeyEC, 0)), hashes{"alice": aliceHash}, c)
+	r := newRefresher(tokentest.Key(t, token.KeyEC, 0), hashes{"alice": aliceHash}, c)
 	htpasswd, sourcehut := identity.ProviderHtpasswd, identity.ProviderSourcehut
 	shOfProvider := func(p string) identity.Identity {
 		id := sourcehutID("RW", c.Now().Add(time.Hour))
@@ -163,12 +164,12 @@ func TestRefreshIssueRefuses(t *testing.T) {
 		"Sourcehut of another":       shOfProvider("ldap"),
 		"Sourcehut without provider": shOfProvider(""),
 	} {
-		if tok, err := r.Issue(id, testAudience, "docker"); err == nil || tok != "" {
+		if tok, err := r.Issue(id, tokentest.Audience, "docker"); err == nil || tok != "" {
 			t.Errorf("%s: Issue = %q, %v; want an error", name, tok, err)
 		}
 	}
-	noPasswords := newRefresher(newKey(t, signer(t, token.KeyEC, 0)), nil, c)
-	if _, err := noPasswords.Issue(alice, testAudience, "docker"); err == nil {
+	noPasswords := newRefresher(tokentest.Key(t, token.KeyEC, 0), nil, c)
+	if _, err := noPasswords.Issue(alice, tokentest.Audience, "docker"); err == nil {
 		t.Error("a password refresh token without password users")
 	}
 }
@@ -178,7 +179,7 @@ func TestRefreshIssueRefuses(t *testing.T) {
 func TestRefreshBinding(t *testing.T) {
 	c := newClock()
 	table := hashes{"alice": aliceHash, "carol": aliceHash}
-	r := newRefresher(newKey(t, signer(t, token.KeyEC, 0)), table, c)
+	r := newRefresher(tokentest.Key(t, token.KeyEC, 0), table, c)
 	tok := issue(t, r, alice)
 	ctx := context.Background()
 
@@ -210,7 +211,7 @@ func TestRefreshBinding(t *testing.T) {
 	// is the signing key's, and only its holder can compute it.
 	table["alice"] = aliceHash
 	r.Passwords = table
-	other := newRefresher(newKey(t, signer(t, token.KeyEC, 1)), table, c)
+	other := newRefresher(tokentest.Key(t, token.KeyEC, 1), table, c)
 	_, a := decode(t, tok.Reveal())
 	_, b := decode(t, issue(t, other, alice).Reveal())
 	if a["htpasswd_binding"] == b["htpasswd_binding"] {
@@ -220,14 +221,14 @@ func TestRefreshBinding(t *testing.T) {
 
 func TestRefreshRequestMismatch(t *testing.T) {
 	c := newClock()
-	r := newRefresher(newKey(t, signer(t, token.KeyEC, 0)), hashes{"alice": aliceHash}, c)
+	r := newRefresher(tokentest.Key(t, token.KeyEC, 0), hashes{"alice": aliceHash}, c)
 	tok := issue(t, r, alice)
 	ctx := context.Background()
 	id, err := r.Redeem(ctx, refreshCredFor(tok, "registry.example.org", "docker"))
 	wantRefused(t, tok, id, err, "another service")
 	// Another client_id is accepted: docker stores the token for every
 	// tool that reads its config, and each refreshes under its own name.
-	if id, err = r.Redeem(ctx, refreshCredFor(tok, testAudience, "skopeo")); err != nil || id.Method != identity.MethodRefresh {
+	if id, err = r.Redeem(ctx, refreshCredFor(tok, tokentest.Audience, "skopeo")); err != nil || id.Method != identity.MethodRefresh {
 		t.Fatalf("refresh under another client_id: %+v, %v", id, err)
 	}
 	r.Issuer = "someone-else"
@@ -241,8 +242,8 @@ func TestRefreshRequestMismatch(t *testing.T) {
 // Sourcehut's), and otherwise exactly as a token that names it.
 func TestRefreshLegacyWithoutProvider(t *testing.T) {
 	c := newClock()
-	s := signer(t, token.KeyEC, 0)
-	key := newKey(t, s)
+	s := tokentest.Signer(t, token.KeyEC, 0)
+	key := tokentest.NewKey(t, s)
 	r := newRefresher(key, hashes{"alice": aliceHash}, c)
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -296,7 +297,7 @@ func TestRefreshLegacyWithoutProvider(t *testing.T) {
 // TestRefreshTokenNeverPrinted: the token is a Secret: formatting it, as a
 // log call or an error might, shows a placeholder.
 func TestRefreshTokenNeverPrinted(t *testing.T) {
-	r := newRefresher(newKey(t, signer(t, token.KeyEC, 0)), hashes{"alice": aliceHash}, newClock())
+	r := newRefresher(tokentest.Key(t, token.KeyEC, 0), hashes{"alice": aliceHash}, newClock())
 	tok := issue(t, r, alice)
 	sig := tok.Reveal()[strings.LastIndex(tok.Reveal(), ".")+1:]
 	for _, s := range []string{tok.String(), fmt.Sprintf("%v %+v %#v", tok, tok, tok), string(mustMarshal(t, tok))} {

@@ -1,0 +1,31 @@
+// Package testcheck holds the checks on text that the tests of several
+// packages share: on what a command printed, an error's message, a log. It
+// is imported only by _test.go files.
+package testcheck
+
+import (
+	"strings"
+	"testing"
+)
+
+// Contains fails t, and goes on, for each of wants that got lacks. what
+// names got in the failure ("stdout", "error").
+func Contains(t testing.TB, what, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, got)
+		}
+	}
+}
+
+// Lacks fails t, and goes on, for each of unwanted that got has. what
+// names got in the failure.
+func Lacks(t testing.TB, what, got string, unwanted ...string) {
+	t.Helper()
+	for _, w := range unwanted {
+		if strings.Contains(got, w) {
+			t.Errorf("%s has %q:\n%s", what, w, got)
+		}
+	}
+}
