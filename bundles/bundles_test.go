@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +24,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 
+	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/regotest"
 )
 
@@ -110,6 +115,7 @@ func TestBundles(t *testing.T) {
 			checkManifest(t, b)
 			checkLayout(t, b)
 			checkSchema(t, b)
+			checkDataSchema(t, dir, b)
 			runRegoTests(t, dir, b)
 		})
 	}
@@ -402,5 +408,212 @@ func TestSourcehutDefaultIsTheDefault(t *testing.T) {
 	}
 	if rules("sourcehut-default/authz.rego") != rules("../policy/authz.rego") {
 		t.Error("bundles/sourcehut-default/authz.rego differs from policy/authz.rego below its header comment; copy the rules over")
+	}
+}
+
+// checkDataSchema: every example bundle ships a data schema
+// (data.schema.json), its data.json matches it, and it allows exactly the
+// keys of data.registry the bundle's policy reads, in a closed object.
+func checkDataSchema(t *testing.T, dir string, b *bundle.Bundle) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, authz.BundleDataSchema))
+	if err != nil {
+		t.Errorf("no data schema: %v", err)
+		return
+	}
+	s, err := authz.CompileDataSchema(raw)
+	if err != nil {
+		t.Errorf("%s: %v", authz.BundleDataSchema, err)
+		return
+	}
+	if err := s.Check("data.json", b.Data); err != nil {
+		t.Errorf("data.json does not match %s: %v", authz.BundleDataSchema, err)
+	}
+	var schema struct {
+		Properties struct {
+			Registry struct {
+				AdditionalProperties *bool          `json:"additionalProperties"`
+				Properties           map[string]any `json:"properties"`
+			} `json:"registry"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	reg := schema.Properties.Registry
+	if reg.AdditionalProperties == nil || *reg.AdditionalProperties {
+		t.Errorf("%s: the registry object is not closed (additionalProperties: false)", authz.BundleDataSchema)
+	}
+	allowed := slices.Sorted(maps.Keys(reg.Properties))
+	if read := registryKeys(b); !slices.Equal(read, allowed) {
+		t.Errorf("the policy reads data.registry keys %v; %s allows %v", read, authz.BundleDataSchema, allowed)
+	}
+}
+
+// registryKeys lists the keys of data.registry that the bundle's policy
+// (not its tests) reads, other than its own packages under it.
+func registryKeys(b *bundle.Bundle) []string {
+	keys := map[string]bool{}
+	registry := ast.MustParseRef("data.registry")
+	var packages []string
+	for _, m := range b.Modules {
+		if isTestFile(m.Path) {
+			continue
+		}
+		if p := m.Parsed.Package.Path; len(p) > len(registry) && p.HasPrefix(registry) {
+			packages = append(packages, string(p[len(registry)].Value.(ast.String)))
+		}
+		ast.WalkRefs(m.Parsed, func(r ast.Ref) bool {
+			if len(r) > len(registry) && r.HasPrefix(registry) {
+				if s, ok := r[len(registry)].Value.(ast.String); ok {
+					keys[string(s)] = true
+				}
+			}
+			return false
+		})
+	}
+	for _, p := range packages {
+		delete(keys, p)
+	}
+	return slices.Sorted(maps.Keys(keys))
+}
+
+// TestSourcehutDefaultSchemaIsTheDefault: the sourcehut-default bundle's
+// data is the default policy's, and so is its schema.
+func TestSourcehutDefaultSchemaIsTheDefault(t *testing.T) {
+	bundled, err := os.ReadFile(filepath.Join("sourcehut-default", authz.BundleDataSchema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	embedded, err := os.ReadFile("../policy/data.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bundled, embedded) {
+		t.Error("bundles/sourcehut-default/data.schema.json differs from policy/data.schema.json; copy it over")
+	}
+}
+
+// copyBundle copies a bundle directory, replacing its data.json with data.
+func copyBundle(t *testing.T, dir string, data map[string]any) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "data.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// readData reads a bundle's data.json afresh (a copy to change).
+func readData(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "data.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// typo misspells a key the way fingers do: one letter dropped.
+func typo(key string) string {
+	i := len(key) - 2
+	return key[:i] + key[i+1:]
+}
+
+// firstString finds the first string inside a list in v, by sorted keys,
+// and returns the path to it (as the server's messages write it) and a
+// setter to replace it.
+func firstString(v any, path string) (string, func(any), bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			p := path + "." + k
+			if !identifierRE.MatchString(k) {
+				p = path + "[" + strconv.Quote(k) + "]"
+			}
+			if p, set, ok := firstString(x[k], p); ok {
+				return p, set, true
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if _, ok := e.(string); ok {
+				return fmt.Sprintf("%s[%d]", path, i), func(nv any) { x[i] = nv }, true
+			}
+			if p, set, ok := firstString(e, fmt.Sprintf("%s[%d]", path, i)); ok {
+				return p, set, true
+			}
+		}
+	}
+	return "", nil, false
+}
+
+var identifierRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// TestBundleDataTyposRefused: in every example bundle, a misspelt key of
+// data.json and a value of the wrong type are refused when the server
+// loads the bundle, naming the path.
+func TestBundleDataTyposRefused(t *testing.T) {
+	for _, dir := range bundleDirs(t) {
+		t.Run(dir, func(t *testing.T) {
+			t.Parallel()
+			// The bundle as it is loads.
+			if _, err := authz.Compile(context.Background(), authz.LocalPolicy(nil, []string{dir}, "", 0)); err != nil {
+				t.Fatalf("the bundle itself: %v", err)
+			}
+			keys := slices.Sorted(maps.Keys(readData(t, dir)["registry"].(map[string]any)))
+			for _, key := range keys {
+				data := readData(t, dir)
+				reg := data["registry"].(map[string]any)
+				reg[typo(key)] = reg[key]
+				delete(reg, key)
+				_, err := authz.LoadBundle(copyBundle(t, dir, data))
+				want := fmt.Sprintf("data: registry.%s: unknown key (did you mean %q?)", typo(key), key)
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("%s misspelt %s: error %v, want %s", key, typo(key), err, want)
+				}
+
+				data = readData(t, dir)
+				data["registry"].(map[string]any)[key] = 42
+				_, err = authz.LoadBundle(copyBundle(t, dir, data))
+				want = fmt.Sprintf("data: registry.%s: must be a ", key)
+				if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "not a number") {
+					t.Errorf("%s a number: error %v, want %s…, not a number", key, err, want)
+				}
+			}
+			// A string deep inside, replaced by a number.
+			data := readData(t, dir)
+			path, set, ok := firstString(data, "")
+			if !ok {
+				t.Fatal("data.json holds no string in a list")
+			}
+			set(42)
+			_, err := authz.Compile(context.Background(), authz.LocalPolicy(nil, []string{copyBundle(t, dir, data)}, "", 0))
+			want := fmt.Sprintf("data: %s: must be a string, not a number", strings.TrimPrefix(path, "."))
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s a number: error %v, want %s", path, err, want)
+			}
+		})
 	}
 }

@@ -25,7 +25,8 @@
 # it); absent when it owns none.
 #
 # Site settings come from data.registry, which may be absent entirely (then
-# only the own-namespace and admins rules grant anything):
+# only the own-namespace and admins rules grant anything). data.schema.json
+# gives their shapes; the server refuses data with any other key or shape:
 #
 #   public:     ["library/*", "mirror/**"]   glob patterns anyone may pull
 #   namespaces: {"team": {"pull": ["htpasswd:bob", "group:ci"], "push": ["sourcehut:alice"]}}

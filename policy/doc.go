@@ -8,7 +8,8 @@
 // file out, so test rules never become part of a running policy.
 //
 // It also holds what the rest of the server needs of the policy contract
-// (README.md), defined once: the input schema ([InputSchema]), the default
-// query path and its grammar ([DefaultQuery], [ValidQuery]), and the
-// evaluation deadline ([DefaultTimeout]).
+// (README.md), defined once: the input schema ([InputSchema]), the schema
+// of the default policy's data ([DataSchema]), the default query path and
+// its grammar ([DefaultQuery], [ValidQuery]), and the evaluation deadline
+// ([DefaultTimeout]).
 package policy

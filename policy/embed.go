@@ -88,7 +88,16 @@ func dropTests(entries []fs.DirEntry) []fs.DirEntry {
 //go:embed input.schema.json
 var inputSchema []byte
 
-// InputSchema returns the JSON schema of the input document (version 1).
+// InputSchema returns the JSON schema of the input document (version 2).
 // The server type-checks every local policy against it, so a policy that
 // reads a misspelt input field fails to load, naming file and line.
 func InputSchema() []byte { return inputSchema }
+
+//go:embed data.schema.json
+var dataSchema []byte
+
+// DataSchema returns the JSON schema of the default policy's data: the
+// whole data document, whose registry object is policy.data in the server
+// config. The server checks the data against it when it loads the embedded
+// policy, so a misspelt or mistyped key fails to load, naming its path.
+func DataSchema() []byte { return dataSchema }

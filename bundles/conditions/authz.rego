@@ -56,7 +56,8 @@
 # The time is input.request.time, never time.now_ns(): decisions are then
 # deterministic, testable, and cacheable per input.
 #
-# Data (data.json, under data.registry; every key optional):
+# Data (data.json, under data.registry; every key optional; data.schema.json
+# describes it, and the server refuses to load data that does not match it):
 #
 #   public:         ["library/*"]     glob patterns anyone may pull
 #   namespaces:     {"team": {"pull": ["*"], "push": ["htpasswd:alice", "group:ci"]}}
@@ -69,14 +70,16 @@
 #   push_networks:  ["10.0.0.0/8", "2001:db8::/32"]
 #                   CIDRs (IPv4 or IPv6) writes may come from; default none,
 #                   so that without it nobody writes: fail closed. Entries
-#                   that are not valid CIDRs match nothing.
+#                   that are not valid CIDRs match nothing (data.schema.json
+#                   refuses those not even shaped like one).
 #   freeze_windows: [{"start": "2025-12-19T17:00:00Z",
 #                     "end": "2026-01-05T08:00:00Z",
 #                     "reason": "year-end change freeze"}]
 #                   start inclusive, end exclusive, RFC 3339; reason optional.
-#                   A start or end that is not RFC 3339 makes evaluation fail,
-#                   and the server then grants nothing on any scope (fail
-#                   closed): run this bundle's tests after editing data.json.
+#                   The server refuses to load a start or end that is not
+#                   RFC 3339 (data.schema.json says so); should one reach
+#                   evaluation anyway, it fails, and the server then grants
+#                   nothing on any scope (fail closed).
 #
 # Groups come from the server (input.identity.groups, `groups:` in its config,
 # whose members are principals too).

@@ -45,7 +45,8 @@
 # on mirror/*, not even below what the mirror patterns reach. Repositories
 # in the mirror are governed by the mirror rules alone.
 #
-# Data (data.json, under data.registry; every key optional):
+# Data (data.json, under data.registry; every key optional; data.schema.json
+# describes it, and the server refuses to load data that does not match it):
 #
 #   mirror:         ["mirror/**"]    glob patterns of the mirror ("*" stays in
 #                                    one path segment, "**" spans any depth);

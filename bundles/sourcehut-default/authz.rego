@@ -43,7 +43,8 @@
 #   <service>/REGISTRY:RO          more; so do the refresh tokens made from it
 #   anything else                  nothing
 #
-# Data (data.json, under data.registry; every key optional):
+# Data (data.json, under data.registry; every key optional; data.schema.json
+# describes it, and the server refuses to load data that does not match it):
 #
 #   public:     ["library/*", "mirror/**"]   glob patterns anyone may pull;
 #                                            "*" stays within one path

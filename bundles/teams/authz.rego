@@ -41,7 +41,8 @@
 # repository inside any team namespace is governed by its ACL alone. So a
 # Sourcehut account named "backend" gets nothing on backend/* from its name.
 #
-# Data (data.json, under data.registry; every key optional):
+# Data (data.json, under data.registry; every key optional; data.schema.json
+# describes it, and the server refuses to load data that does not match it):
 #
 #   groups:     {"admins": ["htpasswd:root"], "backend": ["htpasswd:alice", "sourcehut:bob"]}
 #               group -> principals; a bare name ("bob") matches nobody

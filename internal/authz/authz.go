@@ -47,6 +47,11 @@ type Options struct {
 	// Data is stored under data.registry. Only with Modules: a bundle
 	// brings its own data.
 	Data map[string]any
+	// DataSchema is a JSON schema of the data document, {"registry":
+	// Data}; when set, Data that does not match it fails to compile,
+	// naming the key path of each mismatch. Only with Modules: a bundle
+	// brings its own schema (BundleDataSchema).
+	DataSchema []byte
 	// Bundles are paths of OPA bundles: directories or .tar.gz files.
 	Bundles []string
 	// Schema is a JSON schema of the input document; when set, a policy
@@ -61,10 +66,13 @@ type Options struct {
 }
 
 // LocalPolicy is the Options of a policy the server holds itself: the
-// embedded policy (with data under data.registry) or, when bundles are
-// given, those bundles, either type-checked against the input schema.
+// embedded policy (with data under data.registry, checked against the
+// default policy's data schema) or, when bundles are given, those bundles
+// (each checked against its own data schema, if it has one), either
+// type-checked against the input schema.
 func LocalPolicy(data map[string]any, bundles []string, query string, timeout time.Duration) Options {
-	return Options{Modules: policy.FS(), Data: data, Bundles: bundles, Schema: policy.InputSchema(), Query: query, Timeout: timeout}
+	return Options{Modules: policy.FS(), Data: data, DataSchema: policy.DataSchema(), Bundles: bundles, Schema: policy.InputSchema(),
+		Query: query, Timeout: timeout}
 }
 
 // Engine is one compiled policy with its prepared query. It never changes;
@@ -103,7 +111,8 @@ func timeoutOr(d time.Duration) time.Duration {
 
 // Compile loads and compiles the policy and prepares the query. A policy
 // that does not compile (or, with a schema, reads input the schema does not
-// define) is an error here, never at request time.
+// define), data that does not match its schema, and a policy that defines
+// no allow rule at the query path are errors here, never at request time.
 func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	q, err := queryFor(opts.Query)
 	if err != nil {
@@ -139,6 +148,11 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 		}
 		revision = strings.Join(revisions, ",")
 	} else {
+		if opts.DataSchema != nil {
+			if err := CheckData(opts.DataSchema, "policy data", map[string]any{"registry": dataOrEmpty(opts.Data)}); err != nil {
+				return nil, err
+			}
+		}
 		mods, err := readModules(opts.Modules)
 		if err != nil {
 			return nil, err
@@ -156,6 +170,9 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	pq, err := rego.New(regoOpts...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
+	}
+	if err := checkAllow(parsed, opts.Query); err != nil {
+		return nil, err
 	}
 	e := &Engine{query: pq, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
 	e.reads, _ = analyse(parsed)
@@ -196,6 +213,8 @@ func isTestFile(p string) bool { return strings.HasSuffix(p, "_test.rego") }
 
 // LoadBundle reads an OPA bundle from a directory or a .tar.gz file, without
 // its _test.rego files: tests are for `policy test`, not for evaluation.
+// A bundle with a data schema (BundleDataSchema at its root) whose data
+// does not match it is refused.
 func LoadBundle(p string) (*bundle.Bundle, error) {
 	b, err := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).AsBundle(p)
 	if err != nil {
@@ -204,6 +223,19 @@ func LoadBundle(p string) (*bundle.Bundle, error) {
 	b.Modules = slices.DeleteFunc(b.Modules, func(m bundle.ModuleFile) bool { return isTestFile(m.Path) })
 	if len(b.Modules) == 0 {
 		return nil, fmt.Errorf("bundle %s: no policy modules", p)
+	}
+	schema, err := ReadBundleDataSchema(p)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", p, err)
+	}
+	if schema != nil {
+		s, err := CompileDataSchema(schema)
+		if err != nil {
+			return nil, fmt.Errorf("bundle %s: %s: %w", p, BundleDataSchema, err)
+		}
+		if err := s.Check(fmt.Sprintf("bundle %s: data", p), dataOrEmpty(b.Data)); err != nil {
+			return nil, err
+		}
 	}
 	return b, nil
 }
@@ -230,13 +262,20 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	if err != nil {
 		return nil, err
 	}
-	revs := make([]string, len(bundles))
-	for i, b := range bundles {
-		revs[i] = b.Name + "@" + b.Revision
-	}
 	var parsed []*ast.Module
 	for _, m := range compiler.Modules {
 		parsed = append(parsed, m)
+	}
+	// Before the first bundle the manager's compiler is empty: that is no
+	// policy yet (the caller ignores it), not a policy without allow.
+	if len(bundles) > 0 {
+		if err := checkAllow(parsed, query); err != nil {
+			return nil, err
+		}
+	}
+	revs := make([]string, len(bundles))
+	for i, b := range bundles {
+		revs[i] = b.Name + "@" + b.Revision
 	}
 	reads, _ := analyse(parsed)
 	return &Engine{query: pq, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed), reads: reads}, nil

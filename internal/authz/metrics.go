@@ -52,7 +52,7 @@ func newAuthzMetrics(a *Authorizer) *authzMetrics {
 		}),
 		activationFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "srht_registry_policy_activation_failures_total",
-			Help: "Bundles that OPA activated but whose query could not be prepared; the previous policy stayed in force.",
+			Help: "Bundles that OPA activated but whose query could not be prepared, or that define no allow rule; the previous policy stayed in force.",
 		}),
 	}
 	m.grantedAll = m.decisions.WithLabelValues(OutcomeGrantedAll)

@@ -27,8 +27,8 @@ import (
 // (services, bundles with polling and signature keys, decision_logs), the
 // way an OPA control plane already ships policy to a fleet. Each bundle
 // activation compiles a new engine and swaps it in; a bundle that fails to
-// download, verify or compile is not activated, so the last good policy
-// stays in force.
+// download, verify or compile, or that defines no allow rule at the query
+// path, is not swapped in, so the last good policy stays in force.
 type Remote struct {
 	manager    *plugins.Manager
 	authorizer *Authorizer
@@ -80,7 +80,9 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 	m.RegisterCompilerTrigger(func(txn storage.Transaction) {
 		e, err := compileFromManager(ctx, m.GetCompiler(), m.Store, txn, o.Query, o.Timeout)
 		if err != nil {
-			o.Logger.Error("policy bundle activated but the query could not be prepared; keeping the previous policy", "error", err)
+			// The query could not be prepared, or the policy defines
+			// no allow rule (checkAllow).
+			o.Logger.Error("policy bundle activated but refused: the query could not be prepared, or nothing would be granted; keeping the previous policy", "error", err)
 			r.authorizer.metrics.activationFailures.Inc()
 			return
 		}

@@ -1,0 +1,161 @@
+package policy_test
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/tester"
+
+	"git.sr.ht/~zozs/srht-registry/internal/authz"
+	"git.sr.ht/~zozs/srht-registry/internal/regotest"
+	"git.sr.ht/~zozs/srht-registry/policy"
+)
+
+// registryKeys lists the keys of data.registry that modules read, other
+// than their own packages under it.
+func registryKeys(modules map[string]*ast.Module) []string {
+	keys := map[string]bool{}
+	packages := map[string]bool{}
+	registry := ast.MustParseRef("data.registry")
+	for _, m := range modules {
+		if p := m.Package.Path; len(p) > len(registry) && p.HasPrefix(registry) {
+			packages[string(p[len(registry)].Value.(ast.String))] = true
+		}
+		ast.WalkRefs(m, func(r ast.Ref) bool {
+			if len(r) > len(registry) && r.HasPrefix(registry) {
+				if s, ok := r[len(registry)].Value.(ast.String); ok {
+					keys[string(s)] = true
+				}
+			}
+			return false
+		})
+	}
+	for p := range packages {
+		delete(keys, p)
+	}
+	return slices.Sorted(maps.Keys(keys))
+}
+
+// schemaKeys lists the keys the data schema allows under registry.
+func schemaKeys(t *testing.T, raw []byte) []string {
+	t.Helper()
+	var schema struct {
+		Properties struct {
+			Registry struct {
+				AdditionalProperties *bool          `json:"additionalProperties"`
+				Properties           map[string]any `json:"properties"`
+			} `json:"registry"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	reg := schema.Properties.Registry
+	if reg.AdditionalProperties == nil || *reg.AdditionalProperties {
+		t.Error("the schema's registry object is not closed (additionalProperties: false)")
+	}
+	return slices.Sorted(maps.Keys(reg.Properties))
+}
+
+// TestDataSchemaCoversThePolicy: the schema allows exactly the keys of
+// data.registry the policy reads, so a key the policy reads is never
+// refused and a key it does not read is never silently accepted.
+func TestDataSchemaCoversThePolicy(t *testing.T) {
+	read := registryKeys(loadModules(t, policy.FS()))
+	allowed := schemaKeys(t, policy.DataSchema())
+	if !slices.Equal(read, allowed) {
+		t.Errorf("authz.rego reads data.registry keys %v; data.schema.json allows %v", read, allowed)
+	}
+	if len(read) == 0 {
+		t.Error("the policy reads no data.registry key")
+	}
+}
+
+// TestDataSchema: documents the default policy understands match it, near
+// misses do not, and each near miss is named by its path.
+func TestDataSchema(t *testing.T) {
+	s, err := authz.CompileDataSchema(policy.DataSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := []string{
+		`{}`,
+		`{"registry": {}}`,
+		`{"registry": {"public": ["library/*"]}}`,
+		`{"registry": {"public": [], "reserved": [], "namespaces": {}}}`,
+		`{"registry": {"public": ["library/*", "mirror/**"], "reserved": ["admin", "v2"],
+			"namespaces": {"team": {"pull": ["htpasswd:bob", "group:ci"], "push": ["sourcehut:alice"], "delete": [], "*": ["*"]},
+				"alice/shared": {"pull": ["*"]}, "ops": {}}}}`,
+	}
+	for _, doc := range valid {
+		if err := s.Check("policy data", decode(t, doc)); err != nil {
+			t.Errorf("%s: %v", doc, err)
+		}
+	}
+	invalid := map[string]string{
+		`{"registry": {"publc": []}}`:                                        `registry.publc: unknown key (did you mean "public"?)`,
+		`{"registry": {"public": "library/*"}}`:                              `registry.public: must be a list, not a string`,
+		`{"registry": {"public": [null]}}`:                                   `registry.public[0]: must be a string, not null`,
+		`{"registry": {"reserved": ["V2"]}}`:                                 `registry.reserved[0]: "V2" must be`,
+		`{"registry": {"namespaces": {"team": {"pul": []}}}}`:                `registry.namespaces.team.pul: unknown key (did you mean "pull"?)`,
+		`{"registry": {"namespaces": {"team": {"push": [1]}}}}`:              `registry.namespaces.team.push[0]: must be a string, not a number`,
+		`{"registry": {"namespaces": {"team": {"push": ["alice"]}}}}`:        `registry.namespaces.team.push[0]: "alice" must be a principal`,
+		`{"registry": {"namespaces": {"team/": {}}}}`:                        `registry.namespaces: key "team/" must be a repository namespace`,
+		`{"registry": {"namespaces": {"team": {"pull": {"x": 1}}}}}`:         `registry.namespaces.team.pull: must be a list, not a map`,
+		`{"registry": {"namespaces": {"a.b": {"pull": ["htpasswd:x", 2]}}}}`: `registry.namespaces["a.b"].pull[1]: must be a string`,
+		`{"registry": []}`: `registry: must be a map, not a list`,
+	}
+	for doc, want := range invalid {
+		err := s.Check("policy data", decode(t, doc))
+		if err == nil || !strings.Contains(err.Error(), "policy data: "+want) {
+			t.Errorf("%s: error %v, want %s", doc, err, want)
+		}
+	}
+}
+
+func decode(t *testing.T, doc string) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(doc), &v); err != nil {
+		t.Fatalf("%s: %v", doc, err)
+	}
+	return v
+}
+
+// TestStockOPATest loads this directory as stock `opa test policy/` does:
+// every .rego file as a module and every .json file (the schemas too) as
+// data, merged at the root. Two schemas with the same top-level scalar key
+// would not merge, and opa test would fail before running a test.
+func TestStockOPATest(t *testing.T) {
+	res, err := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).Filtered([]string{"."}, nil)
+	if err != nil {
+		t.Fatalf("loading the directory as opa test does: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store := inmem.NewFromObject(res.Documents)
+	txn, err := store.NewTransaction(ctx, storage.WriteParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Abort(ctx, txn)
+	ch, err := tester.NewRunner().
+		SetStore(store).
+		SetModules(res.ParsedModules()).
+		SetDefaultRegoVersion(ast.RegoV1).
+		SetTimeout(10*time.Second).
+		RunTests(ctx, txn)
+	if err != nil {
+		t.Fatalf("compiling policy and tests: %v", err)
+	}
+	regotest.RequireAllPass(t, ch)
+}
