@@ -8,6 +8,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"git.sr.ht/~zozs/srht-registry/internal/suggest"
 )
 
 // Exit codes.
@@ -25,6 +27,10 @@ type command struct {
 	aliases  []string // other spellings Run accepts
 	synopsis string   // what follows the name: the main flags and arguments, on one line
 	summary  string   // one line, lower case, no full stop
+	// about is what -h says after the synopsis: what the command does,
+	// what it reads and writes, its exit codes; examples follow the flags.
+	about    string
+	examples []string
 	run      func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	// group marks a word that only leads to other commands ("policy"):
 	// usage lists its commands instead of it.
@@ -37,24 +43,46 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "serve", synopsis: "[--config FILE]", summary: "run the token server",
+			about: `Runs the token server: the token endpoint (GET and POST /auth), the public key set at
+/.well-known/jwks.json, /healthz and /readyz, and metrics on their own listener when configured.
+Without --config it runs on the embedded defaults (anonymous pulls, an ephemeral key, the default
+policy). SIGHUP, or a change to a file the config names, reloads; a reload applies every changed
+setting or, when one needs a restart, none (the log says which). SIGTERM drains and stops.
+Exit 2: the config, or a key, htpasswd file, TLS pair or policy it names, is invalid.`,
+			examples: []string{`srht-registry serve --config /etc/srht-registry/config.yaml`},
 			run: func(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
 				return runServe(ctx, args, stderr)
 			}},
 		{name: "check-config", synopsis: "[--config FILE]", summary: "load the config, keys, htpasswd and policy as serve would, then exit",
+			about: `Loads the config and everything it names (signing keys, htpasswd file, TLS pair, policy) as serve
+would, each on its own, and reports every problem at once (exit 2). A valid config gets a summary of
+what serve would run with and the warnings serve would log (exit 0).`,
+			examples: []string{`srht-registry check-config --config /etc/srht-registry/config.yaml`},
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runCheckConfig(ctx, args, stdout, stderr)
 			}},
 		{name: "keys", synopsis: "--out DIR [--type ec|rsa|ed25519] [--registry v3|v2] [--config FILE] [--realm URL] [--previous FILE]... [--keep-existing | --force]",
 			summary: "write a signing key, its certificate and a JWKS; print the configs that use them",
+			about: `Writes a signing key (key.pem, mode 0600), a self-signed certificate (cert.pem) and the public key
+set a registry trusts (jwks.json, or bundle.pem for distribution 2.8) into DIR, and prints the
+srht-registry and registry config blocks that use them. With --previous, the new key's set also
+lists the previous keys and the output is the recipe of a key rotation.`,
+			examples: []string{`srht-registry keys --out /etc/srht-registry/keys --realm https://auth.example.com/auth`, `srht-registry keys --out keys-2 --previous keys/key.pem --config /etc/srht-registry/config.yaml`},
 			run: func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runKeys(args, stdout, stderr)
 			}},
 		{name: "hash-password", synopsis: "[--cost COST] USER", summary: "read a password on stdin and print an htpasswd line (bcrypt) for USER",
+			about: `Prints an htpasswd line (bcrypt) for USER. On a terminal it asks for the password twice without
+echoing it; otherwise it reads one line from stdin.`,
+			examples: []string{`srht-registry hash-password alice >> /etc/srht-registry/htpasswd`, `printf '%s\n' "$PASSWORD" | srht-registry hash-password alice`},
 			run: func(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 				return runHashPassword(args, stdin, stdout, stderr)
 			}},
 		{name: "healthcheck", synopsis: "[--config FILE | --url URL] [--timeout DURATION]",
 			summary: "exit 0 if the server is ready (GET /readyz), 1 if not: a probe for images without a shell",
+			about: `Asks a running server whether it is ready (GET /readyz) and exits 0 if so, 1 if not: a probe for
+container images without a shell or HTTP client.`,
+			examples: []string{`srht-registry healthcheck --config /etc/srht-registry/config.yaml`},
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runHealthcheck(ctx, args, stdout, stderr)
 			}},
@@ -64,11 +92,28 @@ func commands() []command {
 			}},
 		{name: "policy test", synopsis: "[-v] [--coverage] [--format pretty|json] [--run REGEX] [--schema FILE] [DIR]...",
 			summary: "run the Rego tests of the embedded policy, or of each policy or bundle DIR, like opa test",
+			about: `Runs Rego tests (rules named test_*) the way 'opa test' does, with the same
+output and exit codes: 0 when every test passed, 2 when any failed, errored or
+was skipped (todo_ prefix), 1 when the policy did not load or compile.
+
+Without DIR it tests the embedded default policy together with its
+_test.rego files; their names are shown as in the source tree (policy/...).
+Otherwise it tests each DIR: a directory holding a .manifest is loaded as an
+OPA bundle (like 'opa test -b DIR'), any other directory or file as plain
+policy and data files (like 'opa test DIR'). Each DIR is loaded and compiled
+on its own, with its own compiler and data, so two DIRs may both define
+package registry.authz without conflicting; their results are reported
+together and the exit code reflects every DIR. Policies are Rego v1 unless a
+bundle's manifest says otherwise.`,
+			examples: []string{`srht-registry policy test`, `srht-registry policy test -v bundles/teams`},
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runPolicyTest(ctx, args, stdout, stderr)
 			}},
 		{name: "policy eval", synopsis: "--scope SCOPE... [--config FILE] [--user U] [--provider P] [--method M] [--refreshed] [--groups G] [--grants S] [--explain[=full]] [--format text|json]",
 			summary: "show what a request would be granted, and why",
+			about: `Evaluates the policy of a config for one request and shows, per scope, what would be granted and
+which rules fired (--explain).`,
+			examples: []string{`srht-registry policy eval --config config.yaml --user alice --scope repository:alice/app:pull,push`, `srht-registry policy eval --method sourcehut --user carol --grants 'registry.example.com/REGISTRY:RO' --scope repository:carol/app:push --explain`},
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runPolicyEval(ctx, args, stdout, stderr)
 			}},
@@ -188,10 +233,29 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	c, rest, ok := findCommand(args)
 	if !ok {
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage())
+		fmt.Fprintf(stderr, "unknown command %q%s\n\n%s", args[0], didYouMean(args), usage())
 		return exitUsage
 	}
 	return report(c.run(ctx, rest, stdin, stdout, stderr), stderr)
+}
+
+// didYouMean is ` (did you mean "check-config"?)` for a mistyped command,
+// or "".
+func didYouMean(args []string) string {
+	var names []string
+	for _, c := range commands() {
+		if !c.group {
+			names = append(names, c.name)
+		}
+	}
+	typed := args[0]
+	if len(args) > 1 && args[0] == "policy" {
+		typed += " " + args[1]
+	}
+	if best, ok := suggest.Closest(typed, names); ok {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return ""
 }
 
 // usageError marks errors that exit with exitUsage.
@@ -222,11 +286,20 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 		if c.name == name {
 			fs.Usage = func() {
 				fmt.Fprintf(fs.Output(), "%s\n\n%s.\n", wrapSynopsis("usage: srht-registry "+c.name, c.synopsis, 8), upperFirst(c.summary))
+				if c.about != "" {
+					fmt.Fprintf(fs.Output(), "\n%s\n", c.about)
+				}
 				n := 0
 				fs.VisitAll(func(*flag.Flag) { n++ })
 				if n > 0 {
 					fmt.Fprint(fs.Output(), "\nflags:\n")
 					fs.PrintDefaults()
+				}
+				if len(c.examples) > 0 {
+					fmt.Fprint(fs.Output(), "\nexamples:\n")
+					for _, e := range c.examples {
+						fmt.Fprintf(fs.Output(), "  %s\n", e)
+					}
 				}
 			}
 		}

@@ -339,7 +339,9 @@ func buildPolicy(ctx context.Context, cfg config.Config, log *slog.Logger, check
 	ro := authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout.D(), Wait: cfg.Policy.StartupWait.D(), Logger: log,
 		NotReadyAfterWait: !checkOnly, OnActivate: p.check}
 	if cfg.Policy.FallbackToEmbedded {
-		if ro.Fallback, err = compilePolicy(ctx, config.Policy{Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout}); err != nil {
+		// The embedded policy answers at its own query, whatever
+		// policy.query names for the bundles.
+		if ro.Fallback, err = compilePolicy(ctx, config.Policy{Timeout: cfg.Policy.Timeout}); err != nil {
 			return nil, invalid(err)
 		}
 	}

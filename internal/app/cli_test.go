@@ -2,13 +2,17 @@ package app
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"git.sr.ht/~zozs/srht-registry/internal/config"
 )
 
 func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -231,5 +235,81 @@ func TestUsageListsEveryCommand(t *testing.T) {
 	}
 	if code, _, stderr := run(t, "", "help", "frobnicate"); code != 2 || !strings.Contains(stderr, `unknown command "frobnicate"`) {
 		t.Errorf("help frobnicate: exit %d: %s", code, stderr)
+	}
+}
+
+// TestPromptTwice: on a terminal hash-password asks twice; a mismatch or an
+// empty password is refused, and the prompts go to the prompt writer only.
+func TestPromptTwice(t *testing.T) {
+	t.Parallel()
+	reader := func(answers ...string) func() ([]byte, error) {
+		return func() ([]byte, error) {
+			a := answers[0]
+			answers = answers[1:]
+			return []byte(a), nil
+		}
+	}
+	var prompt strings.Builder
+	got, err := promptTwice(reader("s3cret", "s3cret"), &prompt)
+	if err != nil || string(got) != "s3cret" {
+		t.Fatalf("same twice: %q, %v", got, err)
+	}
+	if prompt.String() != "Password: \nAgain: \n" {
+		t.Errorf("prompts: %q", prompt.String())
+	}
+	if _, err := promptTwice(reader("s3cret", "s3cert"), io.Discard); err == nil || !strings.Contains(err.Error(), "differ") {
+		t.Errorf("two different passwords: %v", err)
+	}
+	if _, err := promptTwice(reader(""), io.Discard); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty password: %v", err)
+	}
+}
+
+// TestJSONLogDurations: JSON logs write durations as seconds, the unit in
+// the key; text logs keep Go's notation.
+func TestJSONLogDurations(t *testing.T) {
+	t.Parallel()
+	for format, want := range map[string]string{"json": `"duration_seconds":0.0015`, "text": "duration=1.5ms"} {
+		var out strings.Builder
+		log, _, err := newLogger(config.Log{Level: "info", Format: format}, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("request", "duration", 1500*time.Microsecond)
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("%s log %q lacks %q", format, out.String(), want)
+		}
+	}
+}
+
+// TestEveryCommandExplained: each command's -h says what it does and shows
+// an example, and a mistyped command gets the one it was meant to be.
+func TestEveryCommandExplained(t *testing.T) {
+	t.Parallel()
+	for _, c := range commands() {
+		if c.group || c.name == "version" || c.name == "help" {
+			continue
+		}
+		if c.about == "" || len(c.examples) == 0 {
+			t.Errorf("%s: no description or no example", c.name)
+			continue
+		}
+		code, stdout, _ := run(t, "", append([]string{"help"}, strings.Fields(c.name)...)...)
+		if code != 0 {
+			t.Errorf("help %s: exit %d", c.name, code)
+		}
+		wantContains(t, "help "+c.name, stdout, "usage: srht-registry "+c.name, strings.SplitN(c.about, "\n", 2)[0], "examples:", c.examples[0])
+	}
+	for typed, want := range map[string]string{
+		"chek-config":  "check-config",
+		"serv":         "serve",
+		"hash-pasword": "hash-password",
+		"policy tets":  "policy test",
+	} {
+		code, _, stderr := run(t, "", strings.Fields(typed)...)
+		if code != 2 {
+			t.Errorf("%s: exit %d, want 2", typed, code)
+		}
+		wantContains(t, typed, stderr, `(did you mean "`+want+`"?)`)
 	}
 }

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bufio"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"golang.org/x/crypto/bcrypt"
 
 	"git.sr.ht/~zozs/srht-registry/internal/config"
 	"git.sr.ht/~zozs/srht-registry/internal/token"
@@ -406,33 +404,6 @@ func (r keysReport) write(b *strings.Builder) {
 #    valid token of a previous key is left: drop published_keys, reload srht-registry,
 %[8]s#    Then destroy the previous private keys.
 `, tokenConfig, heading, trusts, registryConfig, r.key.ID(), x5c, r.cfg.Token.TTL, retire)
-}
-
-func runHashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("hash-password", stderr)
-	cost := fs.Int("cost", bcrypt.DefaultCost, "bcrypt `COST` (10 is what htpasswd -B uses)")
-	if err := parseFlags(fs, args, 1); err != nil {
-		return err
-	}
-	user := fs.Arg(0)
-	if user == "" || strings.ContainsAny(user, ":\n") {
-		return usageError{errors.New("hash-password: give a user name (without ':') as the argument; the password is read from stdin")}
-	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("read password: %w", err)
-	}
-	password := strings.TrimRight(line, "\r\n")
-	if password == "" {
-		return usageError{errors.New("hash-password: empty password on stdin")}
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), *cost)
-	if err != nil {
-		// bcrypt's errors name lengths and costs, never the password.
-		return usageError{fmt.Errorf("hash-password: %w", err)}
-	}
-	fmt.Fprintf(stdout, "%s:%s\n", user, hash)
-	return nil
 }
 
 // firstCertificate is the first CERTIFICATE block of PEM data, encoded,

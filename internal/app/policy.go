@@ -40,7 +40,7 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	default:
 		fmt.Fprint(stderr, policyUsage)
-		return usageError{fmt.Errorf("policy: unknown command %q", args[0])}
+		return usageError{fmt.Errorf("policy: unknown command %q%s", args[0], didYouMean(append([]string{"policy"}, args...)))}
 	}
 }
 
@@ -54,34 +54,11 @@ func policyError(err error) error {
 	return err
 }
 
-const policyTestHelp = `usage: srht-registry policy test [flags] [DIR...]
-
-Runs Rego tests (rules named test_*) the way 'opa test' does, with the same
-output and exit codes: 0 when every test passed, 2 when any failed, errored or
-was skipped (todo_ prefix), 1 when the policy did not load or compile.
-
-Without DIR it tests the embedded default policy together with its
-_test.rego files; their names are shown as in the source tree (policy/...).
-Otherwise it tests each DIR: a directory holding a .manifest is loaded as an
-OPA bundle (like 'opa test -b DIR'), any other directory or file as plain
-policy and data files (like 'opa test DIR'). Each DIR is loaded and compiled
-on its own, with its own compiler and data, so two DIRs may both define
-package registry.authz without conflicting; their results are reported
-together and the exit code reflects every DIR. Policies are Rego v1 unless a
-bundle's manifest says otherwise.
-
-flags:
-`
-
 // runPolicyTest parses the flags of policy test, named as in opa test,
 // and runs policycmd.Test.
 func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o policycmd.TestOptions
 	fs := newFlags("policy test", stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), policyTestHelp)
-		fs.PrintDefaults()
-	}
 	fs.BoolVar(&o.Verbose, "v", false, "shorthand for --verbose")
 	fs.BoolVar(&o.Verbose, "verbose", false, "list every test with its result, and print notes and the trace of failures")
 	fs.BoolVar(&o.Coverage, "coverage", false, "print a JSON coverage report (as opa test --coverage) instead of the test results;\nfailures are still listed")

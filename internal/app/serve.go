@@ -65,7 +65,18 @@ func newLogger(c config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar, error) 
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
+		opts.ReplaceAttr = durationInSeconds
 		return slog.New(slog.NewJSONHandler(w, opts)), level, nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), level, nil
+}
+
+// durationInSeconds writes a duration in JSON logs as seconds, with the
+// unit in the key ("duration_seconds": 0.0012): slog's default, a bare
+// integer of nanoseconds, reads as seconds in most log pipelines.
+func durationInSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key+"_seconds", a.Value.Duration().Seconds())
+	}
+	return a
 }
