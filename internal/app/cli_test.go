@@ -43,6 +43,16 @@ func TestCommandLine(t *testing.T) {
 	writeFile(t, teams, "policy:\n  bundles: [../../bundles/teams]\n")
 	missingKey := filepath.Join(dir, "missing-key.yaml")
 	writeFile(t, missingKey, "token:\n  key: "+filepath.Join(dir, "nope.pem")+"\n")
+	dataTypo := filepath.Join(dir, "data-typo.yaml")
+	writeFile(t, dataTypo, "policy:\n  data:\n    publc: [\"library/*\"]\n    namespaces:\n      team: {psuh: [htpasswd:alice]}\n")
+	noAllowBundle := filepath.Join(dir, "no-allow")
+	if err := os.MkdirAll(noAllowBundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(noAllowBundle, ".manifest"), `{"revision": "no-allow-1", "roots": ["registry"]}`)
+	writeFile(t, filepath.Join(noAllowBundle, "authz.rego"), "package registry.authz\n\nalow contains \"pull\" if input.identity.subject == \"alice\"\n")
+	noAllow := filepath.Join(dir, "no-allow.yaml")
+	writeFile(t, noAllow, "policy:\n  bundles: ["+noAllowBundle+"]\n")
 	// One problem in each part the config names: all are reported.
 	everywhere := filepath.Join(dir, "everywhere.yaml")
 	writeFile(t, everywhere, "listen: 0.0.0.0:5001\ntoken:\n  key: "+filepath.Join(dir, "nope.pem")+
@@ -73,6 +83,10 @@ func TestCommandLine(t *testing.T) {
 		{name: "summary", args: []string{"check-config", "--config", teams}, wantCode: 0,
 			wantStdout: []string{"listen:", "127.0.0.1:5001 (http)", "service:", "registry.example.com", "signing key:", "ephemeral",
 				"password users:", "none", "Sourcehut login:", "nobody", "refresh tokens:", "on", "policy:", "revision"}},
+		{name: "a typo in policy data", args: []string{"check-config", "--config", dataTypo}, wantCode: 2,
+			wantStderr: []string{`registry.publc: unknown key (did you mean "public"?)`, `registry.namespaces.team.psuh: unknown key (did you mean "push"?)`}},
+		{name: "a policy without allow", args: []string{"check-config", "--config", noAllow}, wantCode: 2,
+			wantStderr: []string{"no allow rule", `"alow"`}},
 		{name: "stray argument", args: []string{"serve", "extra"}, wantCode: 2, wantStderr: []string{"unexpected arguments: extra"}},
 		{name: "hash-password needs a user", args: []string{"hash-password"}, stdin: "pw\n", wantCode: 2, wantStderr: []string{"user name"}},
 		{name: "hash-password empty", args: []string{"hash-password", "alice"}, stdin: "\n", wantCode: 2, wantStderr: []string{"empty password"}},
