@@ -429,53 +429,22 @@ func checkDataSchema(t *testing.T, dir string, b *bundle.Bundle) {
 	if err := s.Check("data.json", b.Data); err != nil {
 		t.Errorf("data.json does not match %s: %v", authz.BundleDataSchema, err)
 	}
-	var schema struct {
-		Properties struct {
-			Registry struct {
-				AdditionalProperties *bool          `json:"additionalProperties"`
-				Properties           map[string]any `json:"properties"`
-			} `json:"registry"`
-		} `json:"properties"`
-	}
-	if err := json.Unmarshal(raw, &schema); err != nil {
-		t.Fatal(err)
-	}
-	reg := schema.Properties.Registry
-	if reg.AdditionalProperties == nil || *reg.AdditionalProperties {
-		t.Errorf("%s: the registry object is not closed (additionalProperties: false)", authz.BundleDataSchema)
-	}
-	allowed := slices.Sorted(maps.Keys(reg.Properties))
+	allowed := regotest.RegistryKeysAllowed(t, raw)
 	if read := registryKeys(b); !slices.Equal(read, allowed) {
 		t.Errorf("the policy reads data.registry keys %v; %s allows %v", read, authz.BundleDataSchema, allowed)
 	}
 }
 
 // registryKeys lists the keys of data.registry that the bundle's policy
-// (not its tests) reads, other than its own packages under it.
+// (not its tests) reads.
 func registryKeys(b *bundle.Bundle) []string {
-	keys := map[string]bool{}
-	registry := ast.MustParseRef("data.registry")
-	var packages []string
+	var modules []*ast.Module
 	for _, m := range b.Modules {
-		if isTestFile(m.Path) {
-			continue
+		if !isTestFile(m.Path) {
+			modules = append(modules, m.Parsed)
 		}
-		if p := m.Parsed.Package.Path; len(p) > len(registry) && p.HasPrefix(registry) {
-			packages = append(packages, string(p[len(registry)].Value.(ast.String)))
-		}
-		ast.WalkRefs(m.Parsed, func(r ast.Ref) bool {
-			if len(r) > len(registry) && r.HasPrefix(registry) {
-				if s, ok := r[len(registry)].Value.(ast.String); ok {
-					keys[string(s)] = true
-				}
-			}
-			return false
-		})
 	}
-	for _, p := range packages {
-		delete(keys, p)
-	}
-	return slices.Sorted(maps.Keys(keys))
+	return regotest.RegistryKeysRead(modules)
 }
 
 // TestSourcehutDefaultSchemaIsTheDefault: the sourcehut-default bundle's

@@ -20,58 +20,12 @@ import (
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
-// registryKeys lists the keys of data.registry that modules read, other
-// than their own packages under it.
-func registryKeys(modules map[string]*ast.Module) []string {
-	keys := map[string]bool{}
-	packages := map[string]bool{}
-	registry := ast.MustParseRef("data.registry")
-	for _, m := range modules {
-		if p := m.Package.Path; len(p) > len(registry) && p.HasPrefix(registry) {
-			packages[string(p[len(registry)].Value.(ast.String))] = true
-		}
-		ast.WalkRefs(m, func(r ast.Ref) bool {
-			if len(r) > len(registry) && r.HasPrefix(registry) {
-				if s, ok := r[len(registry)].Value.(ast.String); ok {
-					keys[string(s)] = true
-				}
-			}
-			return false
-		})
-	}
-	for p := range packages {
-		delete(keys, p)
-	}
-	return slices.Sorted(maps.Keys(keys))
-}
-
-// schemaKeys lists the keys the data schema allows under registry.
-func schemaKeys(t *testing.T, raw []byte) []string {
-	t.Helper()
-	var schema struct {
-		Properties struct {
-			Registry struct {
-				AdditionalProperties *bool          `json:"additionalProperties"`
-				Properties           map[string]any `json:"properties"`
-			} `json:"registry"`
-		} `json:"properties"`
-	}
-	if err := json.Unmarshal(raw, &schema); err != nil {
-		t.Fatal(err)
-	}
-	reg := schema.Properties.Registry
-	if reg.AdditionalProperties == nil || *reg.AdditionalProperties {
-		t.Error("the schema's registry object is not closed (additionalProperties: false)")
-	}
-	return slices.Sorted(maps.Keys(reg.Properties))
-}
-
 // TestDataSchemaCoversThePolicy: the schema allows exactly the keys of
 // data.registry the policy reads, so a key the policy reads is never
 // refused and a key it does not read is never silently accepted.
 func TestDataSchemaCoversThePolicy(t *testing.T) {
-	read := registryKeys(loadModules(t, policy.FS()))
-	allowed := schemaKeys(t, policy.DataSchema())
+	read := regotest.RegistryKeysRead(slices.Collect(maps.Values(loadModules(t, policy.FS()))))
+	allowed := regotest.RegistryKeysAllowed(t, policy.DataSchema())
 	if !slices.Equal(read, allowed) {
 		t.Errorf("authz.rego reads data.registry keys %v; data.schema.json allows %v", read, allowed)
 	}

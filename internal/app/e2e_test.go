@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authn/authntest"
+	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
 
 	// Registered by import, as the registry binary does.
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
@@ -33,22 +33,7 @@ import (
 )
 
 // syncBuffer is a log sink that tests can read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testcheck.LogBuffer
 
 // startServer starts the server of the config file at path (on the
 // address it names: tests use port 0) as serve would, and returns it with

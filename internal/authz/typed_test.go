@@ -20,6 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
+	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
@@ -350,24 +351,8 @@ func TestBundleWithoutAllowRefused(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the plugins' goroutines write while the test
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a log sink that tests can read while the server writes.
+type syncBuffer = testcheck.LogBuffer
 
 // TestRemoteRefusesNoAllow: a downloaded bundle without allow is not
 // swapped in; the previous policy stays in force.

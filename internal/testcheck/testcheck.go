@@ -1,10 +1,12 @@
 // Package testcheck holds the checks on text that the tests of several
-// packages share: on what a command printed, an error's message, a log. It
-// is imported only by _test.go files.
+// packages share: on what a command printed, an error's message, a log;
+// and LogBuffer, the log sink such a check reads. It is imported only by
+// _test.go files.
 package testcheck
 
 import (
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -28,4 +30,23 @@ func Lacks(t testing.TB, what, got string, unwanted ...string) {
 			t.Errorf("%s has %q:\n%s", what, w, got)
 		}
 	}
+}
+
+// LogBuffer is a log sink that a test reads while the server's goroutines
+// write to it.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
