@@ -692,3 +692,71 @@ func TestHtpasswdCostLimit(t *testing.T) {
 		t.Fatalf("an ordinary cost: %v", err)
 	}
 }
+
+// fakeIDTokens recognises strings starting with "eyJ-ours." as its ID
+// tokens and vouches for "eyJ-ours.good".
+type fakeIDTokens struct{ calls int }
+
+func (f *fakeIDTokens) Recognize(tok string) bool { return strings.HasPrefix(tok, "eyJ-ours.") }
+
+func (f *fakeIDTokens) Authenticate(_ context.Context, tok identity.Secret) (identity.Identity, error) {
+	f.calls++
+	if tok.Reveal() != "eyJ-ours.good" {
+		return identity.Identity{}, fmt.Errorf("%w: ID token signature does not verify", identity.ErrUnauthenticated)
+	}
+	return identity.Identity{Method: identity.MethodOIDC, Provider: "cluster", Subject: "system:serviceaccount:ci:builder",
+		OIDC: &identity.OIDC{Issuer: "https://cluster.example", Claims: map[string]any{"sub": "system:serviceaccount:ci:builder"}}}, nil
+}
+
+// TestChainIDTokens: an ID token of a configured issuer, as the password
+// or a Bearer token, goes to the OIDC checker and nowhere else (a bad one
+// never falls back to a password check); anything else goes on as before.
+func TestChainIDTokens(t *testing.T) {
+	t.Parallel()
+	const svc = "registry.example.com"
+	tests := []struct {
+		name         string
+		cred         identity.Credentials
+		wantMethod   identity.Method
+		wantGroups   []string
+		wantErr      bool
+		wantIDCalls  int
+		wantShCalls  int
+		wantPwdCalls bool
+	}{
+		{name: "Basic, ID token as password", cred: identity.Credentials{Kind: identity.CredentialBasic, Username: "oidc", Secret: "eyJ-ours.good", Service: svc},
+			wantMethod: identity.MethodOIDC, wantGroups: []string{"builders"}, wantIDCalls: 1},
+		{name: "Bearer ID token", cred: identity.Credentials{Kind: identity.CredentialBearer, Secret: "eyJ-ours.good", Service: svc},
+			wantMethod: identity.MethodOIDC, wantGroups: []string{"builders"}, wantIDCalls: 1},
+		{name: "bad ID token: refused, no password check", cred: identity.Credentials{Kind: identity.CredentialBasic, Username: "alice", Secret: "eyJ-ours.forged", Service: svc},
+			wantErr: true, wantIDCalls: 1},
+		{name: "not an ID token of ours: Sourcehut, then password", cred: identity.Credentials{Kind: identity.CredentialBasic, Username: "alice", Secret: alicePassword, Service: svc},
+			wantMethod: identity.MethodPassword, wantShCalls: 1, wantPwdCalls: true},
+		{name: "Bearer not ours: Sourcehut", cred: identity.Credentials{Kind: identity.CredentialBearer, Secret: goodToken, Service: svc},
+			wantMethod: identity.MethodSourcehut, wantShCalls: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ids := &fakeIDTokens{}
+			tokens := &fakeTokens{service: svc, err: fmt.Errorf("%w: not base64", sourcehut.ErrNotToken)}
+			pw := &fakePasswords{user: "alice", password: alicePassword}
+			c := &authn.Chain{IDTokens: ids, Tokens: tokens, Passwords: pw,
+				Groups: map[string][]string{"builders": {"cluster:system:serviceaccount:ci:builder"}}}
+			id, err := c.Authenticate(context.Background(), tt.cred)
+			switch {
+			case tt.wantErr && !errors.Is(err, identity.ErrUnauthenticated):
+				t.Errorf("error %v, want unauthenticated", err)
+			case !tt.wantErr && err != nil:
+				t.Fatalf("error %v", err)
+			case !tt.wantErr && (id.Method != tt.wantMethod || !slices.Equal(id.Groups, tt.wantGroups)):
+				t.Errorf("identity %+v, want method %s, groups %v", id, tt.wantMethod, tt.wantGroups)
+			}
+			if ids.calls != tt.wantIDCalls || tokens.calls != tt.wantShCalls || (pw.calls > 0) != tt.wantPwdCalls {
+				t.Errorf("calls: ID tokens %d (want %d), Sourcehut %d (want %d), passwords %d (want any: %t)", ids.calls, tt.wantIDCalls, tokens.calls, tt.wantShCalls, pw.calls, tt.wantPwdCalls)
+			}
+			if id.Namespace != "" && id.Method == identity.MethodOIDC {
+				t.Errorf("an OIDC identity owns namespace %q", id.Namespace)
+			}
+		})
+	}
+}

@@ -26,6 +26,15 @@ type TokenChecker interface {
 	Admits(user string) bool
 }
 
+// IDTokenChecker checks OIDC ID tokens of the configured issuers.
+// Recognize says, without any network call, whether a string is an ID token
+// of one of them (JWT-shaped, its iss a configured issuer): a token of any
+// other issuer is not, and is never sent anywhere.
+type IDTokenChecker interface {
+	Recognize(token string) bool
+	Authenticate(ctx context.Context, token identity.Secret) (identity.Identity, error)
+}
+
 // LocalAccounts says which names the local accounts (the htpasswd file)
 // hold; *Htpasswd is the real one.
 type LocalAccounts interface {
@@ -50,6 +59,9 @@ type Chain struct {
 	// Tokens checks Sourcehut tokens, sent as a Bearer token or as the
 	// password of Basic credentials (any user name); nil turns them off.
 	Tokens TokenChecker
+	// IDTokens checks OIDC ID tokens, sent as a Bearer token or as the
+	// password of Basic credentials (any user name); nil turns them off.
+	IDTokens IDTokenChecker
 	// Refresh redeems refresh tokens; nil refuses them.
 	Refresh RefreshChecker
 	// Local are the local accounts, whose names no other provider's
@@ -75,9 +87,12 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 		}
 		return identity.Anonymous, nil
 	case identity.CredentialBasic:
-		// `docker login -u sourcehut -p "$OAUTH2_TOKEN"` puts the token in
-		// the password; a password that does not decode as a token is
-		// checked as a password.
+		// `docker login -u oidc -p "$ID_TOKEN"` and `docker login -u
+		// sourcehut -p "$OAUTH2_TOKEN"` put the token in the password; a
+		// password that is neither kind of token is checked as a password.
+		if c.IDTokens != nil && c.IDTokens.Recognize(cred.Secret.Reveal()) {
+			return c.complete(c.IDTokens.Authenticate(ctx, cred.Secret))
+		}
 		if c.Tokens != nil {
 			id, err := c.Tokens.Authenticate(ctx, cred.Service, cred.Secret)
 			if !errors.Is(err, sourcehut.ErrNotToken) {
@@ -92,6 +107,9 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 		}
 		return c.complete(c.Passwords.Authenticate(ctx, cred.Username, cred.Secret))
 	case identity.CredentialBearer:
+		if c.IDTokens != nil && c.IDTokens.Recognize(cred.Secret.Reveal()) {
+			return c.complete(c.IDTokens.Authenticate(ctx, cred.Secret))
+		}
 		if c.Tokens == nil {
 			return identity.Identity{}, fmt.Errorf("%w: bearer tokens are not accepted", identity.ErrUnauthenticated)
 		}

@@ -15,8 +15,12 @@ const (
 	MethodAnonymous Method = "anonymous"
 	MethodPassword  Method = "password"
 	MethodSourcehut Method = "sourcehut"
+	// MethodOIDC is an OIDC ID token of a trusted issuer (a CI job's, a
+	// Kubernetes service account's); Provider names the authn.oidc entry.
+	MethodOIDC Method = "oidc"
 	// MethodRefresh is a refresh token this server issued at an earlier
-	// password or Sourcehut login; RefreshedFrom names that login's method.
+	// password, Sourcehut or OIDC login; RefreshedFrom names that login's
+	// method.
 	MethodRefresh Method = "refresh"
 )
 
@@ -38,8 +42,12 @@ type Identity struct {
 	// Sourcehut is what the Sourcehut token said: for MethodSourcehut, and
 	// for MethodRefresh when RefreshedFrom is MethodSourcehut.
 	Sourcehut *Sourcehut
+	// OIDC is what the ID token said: for MethodOIDC, and for
+	// MethodRefresh when RefreshedFrom is MethodOIDC.
+	OIDC *OIDC
 	// RefreshedFrom is, for MethodRefresh only, the method of the login the
-	// refresh token was issued at: MethodPassword or MethodSourcehut.
+	// refresh token was issued at: MethodPassword, MethodSourcehut or
+	// MethodOIDC.
 	RefreshedFrom Method
 }
 
@@ -79,6 +87,16 @@ type Sourcehut struct {
 	Grants    []Grant
 	// Access is the token's level on the requested registry: "RW" or "RO".
 	Access string
+}
+
+// OIDC holds what a verified OIDC ID token said about its holder.
+type OIDC struct {
+	// Issuer is the token's iss, exactly as configured.
+	Issuer string
+	// Claims are every claim of the token as sent (strings, booleans,
+	// numbers as float64 or json.Number, arrays, nested objects), for
+	// claim-based rules: repository_owner, ref, project_path, …
+	Claims map[string]any
 }
 
 // Grant is one "service/SCOPE:ACCESS" entry of a Sourcehut grant string.

@@ -141,7 +141,7 @@ func (s *Server) refreshToken(tr tokenRequest, id identity.Identity, service str
 		return "", nil
 	case tr.cred.Kind == identity.CredentialRefresh && id.Method == identity.MethodRefresh:
 		return tr.cred.Secret, nil
-	case tr.offline && (id.Method == identity.MethodPassword || id.Method == identity.MethodSourcehut):
+	case tr.offline && (id.Method == identity.MethodPassword || id.Method == identity.MethodSourcehut || id.Method == identity.MethodOIDC):
 		return refresher.Issue(id, service, tr.clientID)
 	default:
 		return "", nil

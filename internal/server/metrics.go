@@ -57,10 +57,10 @@ func newMetrics() *metrics {
 	}
 	// Every method exists from the start, so a rate() over a method that
 	// has not happened yet is 0, not absent.
-	for _, method := range []identity.Method{identity.MethodAnonymous, identity.MethodPassword, identity.MethodSourcehut, identity.MethodRefresh} {
+	for _, method := range []identity.Method{identity.MethodAnonymous, identity.MethodPassword, identity.MethodSourcehut, identity.MethodOIDC, identity.MethodRefresh} {
 		m.tokens.WithLabelValues(string(method))
 	}
-	for _, method := range []identity.Method{identity.MethodPassword, identity.MethodSourcehut} {
+	for _, method := range []identity.Method{identity.MethodPassword, identity.MethodSourcehut, identity.MethodOIDC} {
 		m.refreshTokens.WithLabelValues(string(method))
 	}
 	return m

@@ -84,8 +84,19 @@ type Tokens struct {
 	// Passwords gives the current htpasswd hashes; nil when there are no
 	// password users (then none gets a refresh token).
 	Passwords PasswordHashes
+	// OIDC are the configured OIDC issuers by provider name: the refresh
+	// token of a login with one of their ID tokens lives that issuer's
+	// session TTL (not TTL), and redeems only while the provider is
+	// configured with the same issuer.
+	OIDC map[string]OIDCSession
 	// Now is the clock; tests pass their own.
 	Now func() time.Time
+}
+
+// OIDCSession is how an OIDC issuer's logins are refreshed.
+type OIDCSession struct {
+	Issuer string        // the issuer's exact iss
+	TTL    time.Duration // a refresh token's lifetime (authn.oidc[].session_ttl)
 }
 
 // claims is a refresh token's claim set.
@@ -109,6 +120,14 @@ type claims struct {
 	// Sourcehut is, for a Sourcehut login, what the token said: enough to
 	// rebuild identity.sourcehut, never the token itself.
 	Sourcehut *sourcehutClaims `json:"sourcehut,omitempty"`
+	// OIDC is, for an OIDC login, the ID token's issuer and claims, so that
+	// claim rules keep deciding; never the token itself.
+	OIDC *oidcClaims `json:"oidc,omitempty"`
+}
+
+type oidcClaims struct {
+	Issuer string         `json:"issuer"`
+	Claims map[string]any `json:"claims"`
 }
 
 type sourcehutClaims struct {
@@ -127,9 +146,10 @@ type grantClaim struct {
 }
 
 // Issue signs a refresh token for an identity that just logged in with a
-// password or a Sourcehut token, for the registry named service and the
-// client named clientID. It expires after TTL, or with the Sourcehut token
-// if that comes first. Any other identity (anonymous, or a refresh token
+// password, a Sourcehut token or an OIDC ID token, for the registry named
+// service and the client named clientID. It expires after TTL, or with the
+// Sourcehut token if that comes first, or after the OIDC issuer's session
+// TTL. Any other identity (anonymous, or a refresh token
 // itself) gets an error: a refresh token is never made from a refresh token.
 func (r *Tokens) Issue(id identity.Identity, service, clientID string) (identity.Secret, error) {
 	if id.Subject == "" {
@@ -185,6 +205,18 @@ func (r *Tokens) Issue(id identity.Identity, service, clientID string) (identity
 			rs.Grants = append(rs.Grants, grantClaim(g))
 		}
 		c.Sourcehut = rs
+	case identity.MethodOIDC:
+		session, ok := r.OIDC[id.Provider]
+		switch {
+		case !ok:
+			return "", fmt.Errorf("refresh token: no OIDC issuer %q is configured", id.Provider)
+		case id.OIDC == nil || id.OIDC.Issuer != session.Issuer:
+			return "", errors.New("refresh token: an OIDC identity without its issuer's claims")
+		}
+		// A session, as cloud STS sessions are: longer than the ID
+		// token's minutes, so a long push after login does not fail.
+		exp = now.Add(min(r.TTL, session.TTL))
+		c.OIDC = &oidcClaims{Issuer: id.OIDC.Issuer, Claims: id.OIDC.Claims}
 	default:
 		return "", fmt.Errorf("refresh token: not issued for method %q", id.Method)
 	}
@@ -338,6 +370,16 @@ func (r *Tokens) Redeem(_ context.Context, cred identity.Credentials) (identity.
 		id.RefreshedFrom = identity.MethodSourcehut
 		id.Sourcehut = &identity.Sourcehut{Username: sh.Username, ClientID: sh.ClientID, Expires: expires,
 			AllGrants: sh.AllGrants, Grants: grants, Access: sh.Access}
+	case identity.MethodOIDC:
+		o := c.OIDC
+		if o == nil || c.PasswordBinding != "" || c.Sourcehut != nil {
+			return identity.Identity{}, invalid("malformed")
+		}
+		if session, ok := r.OIDC[provider]; !ok || session.Issuer != o.Issuer {
+			return identity.Identity{}, invalid("is for an OIDC issuer this server no longer trusts; log in again")
+		}
+		id.RefreshedFrom = identity.MethodOIDC
+		id.OIDC = &identity.OIDC{Issuer: o.Issuer, Claims: o.Claims}
 	default:
 		return identity.Identity{}, invalid("malformed")
 	}
@@ -355,6 +397,9 @@ func providerOf(c claims) (string, bool) {
 		want = identity.ProviderHtpasswd
 	case identity.MethodSourcehut:
 		want = identity.ProviderSourcehut
+	case identity.MethodOIDC:
+		// Named since OIDC logins began, and by the operator.
+		return c.Provider, c.Provider != ""
 	default:
 		return "", false
 	}
