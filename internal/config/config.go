@@ -26,16 +26,17 @@ import (
 // authn.DefaultPasswordCacheSize (authn.password_cache),
 // policy.DefaultQuery and policy.DefaultTimeout (policy).
 const (
-	defaultListen       = "127.0.0.1:5001"
-	defaultService      = "registry.example.com"
-	defaultIssuer       = "srht-registry"
-	defaultTTL          = 5 * time.Minute
-	defaultRefreshTTL   = 30 * 24 * time.Hour
-	maxRefreshTTL       = 365 * 24 * time.Hour
-	defaultLogLevel     = "info"
-	defaultLogFormat    = "text"
-	defaultMaxScopes    = 64
-	defaultMaxBodyBytes = 16384
+	defaultListen         = "127.0.0.1:5001"
+	defaultService        = "registry.example.com"
+	defaultIssuer         = "srht-registry"
+	defaultTTL            = 5 * time.Minute
+	defaultRefreshTTL     = 30 * 24 * time.Hour
+	defaultOIDCSessionTTL = time.Hour
+	maxRefreshTTL         = 365 * 24 * time.Hour
+	defaultLogLevel       = "info"
+	defaultLogFormat      = "text"
+	defaultMaxScopes      = 64
+	defaultMaxBodyBytes   = 16384
 
 	defaultMetaURL     = "https://meta.sr.ht"
 	defaultMetaTimeout = 5 * time.Second
@@ -178,8 +179,39 @@ type Authn struct {
 	Anonymous *bool     `yaml:"anonymous"` // nil = absent = enabled; see AnonymousEnabled
 	Htpasswd  string    `yaml:"htpasswd"`  // path to an htpasswd file of bcrypt lines; "" = no password users
 	Sourcehut Sourcehut `yaml:"sourcehut"`
+	// OIDC are the trusted issuers of OIDC ID tokens (CI jobs, Kubernetes
+	// service accounts), one provider each.
+	OIDC []OIDC `yaml:"oidc"`
 	// PasswordCache remembers successful bcrypt checks for a while.
 	PasswordCache PasswordCache `yaml:"password_cache"`
+}
+
+// OIDC is one trusted issuer of OIDC ID tokens: a CI (GitHub Actions,
+// GitLab CI, Forgejo, Buildkite, CircleCI) or a Kubernetes cluster. Its
+// tokens log in as the provider Name, and get what policy.data.oidc rules
+// (or a policy of your own) grant on their claims: nothing by default.
+type OIDC struct {
+	Name   string `yaml:"name"`   // the provider name (identity.provider); unique; required
+	Issuer string `yaml:"issuer"` // must equal the tokens' iss; https, or http on loopback; required
+	// Audience must be in the tokens' aud. Default: any of the services
+	// this server serves (ask the CI for a token with that audience).
+	Audience     string   `yaml:"audience"`
+	SubjectClaim string   `yaml:"subject_claim"` // the claim that becomes identity.subject; default sub
+	JWKSURL      string   `yaml:"jwks_url"`      // the key set, skipping discovery; default: from /.well-known/openid-configuration
+	Algorithms   []string `yaml:"algorithms"`    // accepted JWS algorithms; default every asymmetric one (never none or HS*)
+	MaxTokenAge  Duration `yaml:"max_token_age"` // a token issued longer ago is refused; 0 (default) = only exp counts
+	// SessionTTL is how long the refresh token of a login with one of its
+	// ID tokens lives (an ID token lives minutes; a push may take longer).
+	SessionTTL Duration `yaml:"session_ttl"` // default 1h; 1m..24h
+}
+
+// Audiences are the aud values its tokens may carry to log in to this
+// server.
+func (o OIDC) Audiences(services []string) []string {
+	if o.Audience != "" {
+		return []string{o.Audience}
+	}
+	return slices.Clone(services)
 }
 
 // PasswordCache configures the password verification cache.
@@ -392,6 +424,7 @@ func Parse(data []byte) (Config, error) {
 	for _, p := range found {
 		problems = append(problems, p.text)
 	}
+	cfg.oidcDefaults()
 	if err := cfg.Validate(); err != nil {
 		var ve *ValidationError
 		if !errors.As(err, &ve) {
@@ -408,6 +441,20 @@ func Parse(data []byte) (Config, error) {
 	}
 	cfg.Groups, cfg.Policy.Data, _ = resolvePrincipals(cfg)
 	return cfg, nil
+}
+
+// oidcDefaults fills in each OIDC issuer's unset keys; defaults of list
+// elements cannot be in Default.
+func (c *Config) oidcDefaults() {
+	for i := range c.Authn.OIDC {
+		o := &c.Authn.OIDC[i]
+		if o.SubjectClaim == "" {
+			o.SubjectClaim = "sub"
+		}
+		if o.SessionTTL == 0 {
+			o.SessionTTL = Duration(defaultOIDCSessionTTL)
+		}
+	}
 }
 
 // aboutUnreadValue reports whether the validation problem v (" key.path:

@@ -91,7 +91,10 @@ func TestLoadFull(t *testing.T) {
 			Enabled: ptr(true), MetaURL: "https://meta.example.org", Timeout: Duration(2 * time.Second),
 			CacheSize: 500, MaxCacheTTL: Duration(10 * time.Minute), NegativeCacheTTL: Duration(time.Minute),
 			Users: []string{"carol", "dave"},
-		}, PasswordCache: PasswordCache{TTL: 0, Size: 50}},
+		}, OIDC: []OIDC{{Name: "github", Issuer: "https://token.actions.githubusercontent.com", Audience: "registry.example.org",
+			SubjectClaim: "repository", JWKSURL: "https://token.actions.githubusercontent.com/.well-known/jwks", Algorithms: []string{"RS256"},
+			MaxTokenAge: Duration(10 * time.Minute), SessionTTL: Duration(2 * time.Hour)}},
+			PasswordCache: PasswordCache{TTL: 0, Size: 50}},
 		Groups: map[string][]string{"admins": {"htpasswd:alice"}, "ci": {"htpasswd:bob", "sourcehut:carol"}},
 		Policy: Policy{
 			Data: map[string]any{

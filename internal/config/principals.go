@@ -42,10 +42,12 @@ func checkAccountName(provider, name string) error {
 	return nil
 }
 
-// Providers returns the providers that can authenticate anyone under this
-// configuration, in the order they were introduced: htpasswd when a file is
-// configured, sourcehut when its login is on and authn.sourcehut.users lets
-// someone in. These are what a bare name could mean.
+// Providers returns the account providers that can authenticate anyone
+// under this configuration, in the order they were introduced: htpasswd
+// when a file is configured, sourcehut when its login is on and
+// authn.sourcehut.users lets someone in. These are what a bare name could
+// mean; an OIDC issuer's subjects are not account names, and are always
+// written with the issuer's name.
 func (c Config) Providers() []string {
 	var p []string
 	if c.Authn.Htpasswd != "" {
@@ -107,7 +109,7 @@ func walkNamespaceMembers(data map[string]any, f func(key, member string) string
 
 // resolveMember checks one member of a group (inGroup) or a namespace ACL
 // and returns it with a bare name written out as a principal.
-func resolveMember(m string, enabled []string, inGroup bool) (string, error) {
+func resolveMember(m string, enabled, issuers []string, inGroup bool) (string, error) {
 	switch {
 	case strings.TrimSpace(m) == "":
 		return m, fmt.Errorf("member must not be empty")
@@ -128,6 +130,12 @@ func resolveMember(m string, enabled []string, inGroup bool) (string, error) {
 		return m, nil
 	}
 	if provider, name, ok := identity.SplitPrincipal(m); ok {
+		if slices.Contains(issuers, provider) {
+			// An OIDC subject is whatever its issuer says
+			// (repo:org/app:ref:refs/heads/main,
+			// system:serviceaccount:ci:builder).
+			return m, nil
+		}
 		if !slices.Contains(builtinProviders, provider) {
 			return m, fmt.Errorf("%q: unknown provider %q; principals are written %s", m, provider, choices("NAME"))
 		}
@@ -174,6 +182,10 @@ func choices(name string) string {
 // policy.data.namespaces, and returns copies with bare names resolved.
 func resolvePrincipals(c Config) (groups map[string][]string, data map[string]any, problems []string) {
 	enabled := c.Providers()
+	var issuers []string
+	for _, o := range c.Authn.OIDC {
+		issuers = append(issuers, o.Name)
+	}
 	groups = make(map[string][]string, len(c.Groups))
 	for _, name := range slices.Sorted(maps.Keys(c.Groups)) {
 		switch {
@@ -186,7 +198,7 @@ func resolvePrincipals(c Config) (groups map[string][]string, data map[string]an
 		}
 		members := slices.Clone(c.Groups[name])
 		for i, m := range members {
-			r, err := resolveMember(m, enabled, true)
+			r, err := resolveMember(m, enabled, issuers, true)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("groups.%s[%d]: %v", name, i, err))
 			}
@@ -199,7 +211,7 @@ func resolvePrincipals(c Config) (groups map[string][]string, data map[string]an
 	}
 	data = cloneJSON(c.Policy.Data)
 	walkNamespaceMembers(data, func(key, m string) string {
-		r, err := resolveMember(m, enabled, false)
+		r, err := resolveMember(m, enabled, issuers, false)
 		if err != nil {
 			problems = append(problems, key+": "+err.Error())
 		}

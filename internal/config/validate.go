@@ -3,12 +3,14 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
 
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
@@ -141,6 +143,78 @@ func (a Authn) validate(p *problems) {
 		p.add("authn.password_cache.size", "must be between 1 and %d, got %d", maxCacheSize, pc.Size)
 	}
 	*p = append(*p, checkSourcehutUsers(sh.Users)...)
+	validateOIDC(a.OIDC, p)
+}
+
+// oidcAlgorithms are the JWS algorithms an ID token may be signed with:
+// asymmetric ones only. HMAC would let anyone holding the "secret" (for an
+// issuer, its public key) sign tokens, and none signs nothing.
+var oidcAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+func validateOIDC(issuers []OIDC, p *problems) {
+	names := map[string]int{}
+	for i, o := range issuers {
+		key := fmt.Sprintf("authn.oidc[%d]", i)
+		switch err := identity.ValidProviderName(o.Name); {
+		case o.Name == "":
+			p.add(key+".name", "is required: it names the provider of the identities its tokens log in as (identity.provider)")
+		case err != nil:
+			p.add(key+".name", "%v", err)
+		case slices.Contains(builtinProviders, o.Name):
+			p.add(key+".name", "%q is the name of a built-in provider; choose another (github, gitlab, cluster…)", o.Name)
+		default:
+			if j, dup := names[o.Name]; dup {
+				p.add(key+".name", "%q is also the name of authn.oidc[%d]: each issuer is its own provider", o.Name, j)
+			}
+			names[o.Name] = i
+		}
+		if o.Issuer == "" {
+			p.add(key+".issuer", "is required: the exact iss of its tokens, such as https://token.actions.githubusercontent.com")
+		} else if err := checkIssuerURL(o.Issuer); err != nil {
+			p.add(key+".issuer", "%v", err)
+		}
+		if o.JWKSURL != "" {
+			if err := checkIssuerURL(o.JWKSURL); err != nil {
+				p.add(key+".jwks_url", "%v", err)
+			}
+		}
+		if o.SubjectClaim == "" {
+			p.add(key+".subject_claim", "must name a claim, such as sub")
+		}
+		for j, alg := range o.Algorithms {
+			if !slices.Contains(oidcAlgorithms, alg) {
+				p.add(fmt.Sprintf("%s.algorithms[%d]", key, j), "%q is not accepted: use %s (asymmetric algorithms only: never none or HS256)", alg, strings.Join(oidcAlgorithms, ", "))
+			}
+		}
+		if o.MaxTokenAge < 0 {
+			p.add(key+".max_token_age", "must not be negative (0 means only exp counts), got %v", o.MaxTokenAge)
+		}
+		if o.SessionTTL.D() < time.Minute || o.SessionTTL.D() > 24*time.Hour {
+			p.add(key+".session_ttl", "must be between 1m and 24h, got %v", o.SessionTTL)
+		}
+	}
+}
+
+// checkIssuerURL refuses what an issuer (or its key set) must not be: not
+// https, unless on this machine (local development and tests), or with a
+// query or fragment, which an exact iss never carries.
+func checkIssuerURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("must be an https URL such as https://token.actions.githubusercontent.com, got %q", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip, err := netip.ParseAddr(host); (err == nil && ip.Unmap().IsLoopback()) || strings.EqualFold(host, "localhost") {
+			return nil
+		}
+		return fmt.Errorf("must be https (plain http only on loopback, for local tests), got %q", s)
+	default:
+		return fmt.Errorf("must be an https URL, got %q", s)
+	}
 }
 
 func (pol Policy) validate(p *problems) {
