@@ -90,7 +90,7 @@ container images without a shell or HTTP client.`,
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runPolicy(ctx, args, stdout, stderr)
 			}},
-		{name: "policy test", synopsis: "[-v] [--coverage] [--format pretty|json] [--run REGEX] [--schema FILE] [DIR]...",
+		{name: "policy test", synopsis: "[-v] [--coverage] [--format pretty|json] [--run REGEX] [--schema FILE | --no-schema] [DIR]...",
 			summary: "run the Rego tests of the embedded policy, or of each policy or bundle DIR, like opa test",
 			about: `Runs Rego tests (rules named test_*) the way 'opa test' does, with the same
 output and exit codes: 0 when every test passed, 2 when any failed, errored or
@@ -104,18 +104,47 @@ policy and data files (like 'opa test DIR'). Each DIR is loaded and compiled
 on its own, with its own compiler and data, so two DIRs may both define
 package registry.authz without conflicting; their results are reported
 together and the exit code reflects every DIR. Policies are Rego v1 unless a
-bundle's manifest says otherwise.`,
-			examples: []string{`srht-registry policy test`, `srht-registry policy test -v bundles/teams`},
+bundle's manifest says otherwise.
+
+Input is type-checked as serve checks it: every module against the embedded
+input schema (policy/input.schema.json, see 'policy schema'), or the one
+--schema names, as 'opa test --schema' does. A policy reading a misspelt field
+(input.identity.usrname) is a compile error (exit 1) naming file:line and the
+fields the schema has there. Values given with 'with input as {...}' are not checked, so
+tests may build any input. A bundle DIR with a data.schema.json at its root has
+its data checked against it, as serve does (exit 1 on a mismatch).`,
+			examples: []string{`srht-registry policy test`, `srht-registry policy test -v bundles/teams`,
+				`srht-registry policy test --schema my-input.schema.json policies/`},
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runPolicyTest(ctx, args, stdout, stderr)
 			}},
-		{name: "policy eval", synopsis: "--scope SCOPE... [--config FILE] [--user U] [--provider P] [--method M] [--refreshed] [--groups G] [--grants S] [--explain[=full]] [--format text|json]",
+		{name: "policy eval", synopsis: "--scope SCOPE... [--expect ACTIONS]... [--config FILE] [--user U] [--provider P] [--method M] [--refreshed] [--groups G] [--grants S] [--explain[=full]] [--format text|json]",
 			summary: "show what a request would be granted, and why",
 			about: `Evaluates the policy of a config for one request and shows, per scope, what would be granted and
-which rules fired (--explain).`,
-			examples: []string{`srht-registry policy eval --config config.yaml --user alice --scope repository:alice/app:pull,push`, `srht-registry policy eval --method sourcehut --user carol --grants 'registry.example.com/REGISTRY:RO' --scope repository:carol/app:push --explain`},
+which rules fired (--explain).
+
+With --expect it is a check for CI: each scope must be granted exactly the expected actions
+(none, or '', for nothing). One --expect applies to every scope; several pair with the scopes in
+order (scopes naming the same resource are merged first, as serve merges them).
+
+Exit 0 on success and when every scope is granted as expected; 2 when one is not, or its evaluation
+failed (after the usual table or JSON, stderr names the scope, the expected and the granted
+actions), and on usage errors, such as an --expect naming an action its scope does not request;
+1 when the config or policy does not load, or the server would refuse the login.`,
+			examples: []string{`srht-registry policy eval --config config.yaml --user alice --scope repository:alice/app:pull,push`, `srht-registry policy eval --method sourcehut --user carol --grants 'registry.example.com/REGISTRY:RO' --scope repository:carol/app:push --explain`,
+				`srht-registry policy eval --config config.yaml --user bob --scope repository:team/app:pull,push --expect pull`,
+				`srht-registry policy eval --config config.yaml --scope repository:library/base:pull --expect pull --scope repository:team/app:pull --expect none`},
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runPolicyEval(ctx, args, stdout, stderr)
+			}},
+		{name: "policy schema", synopsis: "[--data]", summary: "print the JSON schema of the policy's input, or of the default policy's data",
+			about: `Prints, as embedded, the JSON schema of the input document (policy/input.schema.json): the one serve
+type-checks every local policy against, and policy test by default. With --data it prints the data
+schema of the default policy (policy/data.schema.json), which policy.data is checked against; a
+bundle's own data.schema.json may start from it.`,
+			examples: []string{`srht-registry policy schema > input.schema.json && opa test --schema input.schema.json policy/`, `srht-registry policy schema --data`},
+			run: func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runPolicySchema(args, stdout, stderr)
 			}},
 		{name: "version", aliases: []string{"--version", "-version"}, summary: "print the version",
 			run: func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

@@ -13,8 +13,8 @@
 //     prepares every stage and commits only when all loaded;
 //   - the tools around the server: key generation and the printed
 //     configs (keys.go), the readiness probe (healthcheck.go), and the
-//     command line of policy test and policy eval (policy.go: their
-//     flags, the config, the exit codes), whose work is
+//     command line of policy test, policy eval and policy schema
+//     (policy.go: their flags, the config, the exit codes), whose work is
 //     internal/policycmd's;
 //   - exit codes: 0 for success, 1 for an error, 2 for bad usage or an
 //     invalid config.
@@ -32,7 +32,10 @@
 //     images without a shell or HTTP client.
 //   - policy test: run the Rego tests of the embedded policy or of policy
 //     and bundle directories, like opa test.
-//   - policy eval: show what a request would be granted, and why.
+//   - policy eval: show what a request would be granted, and why; with
+//     --expect, a check that exits 2 when a scope is not granted as expected.
+//   - policy schema: print the JSON schema of the policy's input (or, with
+//     --data, of the default policy's data).
 //   - version: print the version.
 //   - help: print the usage, or one command's help.
 //

@@ -12,8 +12,9 @@ import (
 	"git.sr.ht/~zozs/srht-registry/internal/policycmd"
 )
 
-// The command line of policy test and policy eval: their flags, the
-// config, and the exit codes of their errors. The work is policycmd's.
+// The command line of policy test, policy eval and policy schema: their
+// flags, the config, and the exit codes of their errors. The work is
+// policycmd's.
 
 // policyUsage lists the policy subcommands.
 const policyUsage = `usage: srht-registry policy <command> [flags]
@@ -22,6 +23,7 @@ commands:
   test [flags] [DIR...]   run the Rego tests of the embedded policy, or of each
                           policy or bundle DIR (see policy test -h)
   eval [flags]            evaluate the policy for a request (see policy eval -h)
+  schema [--data]         print the JSON schema of the policy's input (or data)
 `
 
 // runPolicy dispatches the policy subcommands on args[0].
@@ -35,6 +37,8 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return runPolicyTest(ctx, args[1:], stdout, stderr)
 	case "eval":
 		return runPolicyEval(ctx, args[1:], stdout, stderr)
+	case "schema":
+		return runPolicySchema(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, policyUsage)
 		return nil
@@ -45,8 +49,8 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // policyError gives the errors of policycmd their exit codes: the user's
-// mistakes, and tests that did not pass (as opa test), exit with
-// exitUsage.
+// mistakes, tests that did not pass (as opa test) and policy eval's
+// expectations not met exit with exitUsage.
 func policyError(err error) error {
 	if errors.Is(err, policycmd.ErrUsage) || errors.Is(err, policycmd.ErrNotPassed) {
 		return usageError{err}
@@ -67,7 +71,8 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&o.Run, "run", "", "run only tests whose name (data.pkg.test_name) matches `REGEX`")
 	fs.DurationVar(&o.Timeout, "timeout", policycmd.DefaultTestTimeout, "time limit for each test (0 means the default)")
 	fs.Float64Var(&o.Threshold, "threshold", 0, "with --coverage, fail (exit 2) if coverage is below `PERCENT` (0-100);\nsetting it implies --coverage")
-	fs.StringVar(&o.Schema, "schema", "", "JSON schema `FILE` for input (or a directory of schemas, as opa test --schema);\npolicies are type-checked against it")
+	fs.StringVar(&o.Schema, "schema", "", "JSON schema `FILE` for input (or a directory of schemas, as opa test --schema);\nthe modules are type-checked against it (default: the embedded input schema, as serve)")
+	fs.BoolVar(&o.NoSchema, "no-schema", false, "do not type-check input (as opa test without --schema)")
 	fs.BoolVar(&o.VarValues, "var-values", false, "show the failing expression and its local variable values")
 	fs.BoolVar(&o.FailOnEmpty, "fail-on-empty", false, "exit 1 when no test ran")
 	fs.BoolVar(&o.ExitZeroOnSkipped, "z", false, "shorthand for --exit-zero-on-skipped")
@@ -153,6 +158,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&o.Format, "format", "text", "output `FORMAT`: text or json")
 	fs.Var((*listFlag)(&o.Scopes), "scope", "requested `SCOPE`, e.g. repository:team/app:pull,push (repeatable)")
 	fs.Var((*explainFlag)(&o.Explain), "explain", "show the rules that fired (--explain=full: OPA's whole trace too)")
+	fs.Var((*listFlag)(&o.Expect), "expect", "`ACTIONS` (comma-separated; none or '' for nothing) every scope must be granted, exactly;\nrepeated, one per --scope in order. Exit 2 if a scope gets anything else")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -170,4 +176,15 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	return policyError(policycmd.Eval(ctx, cfg, o, stdout))
+}
+
+// runPolicySchema prints the embedded input schema, or with --data the
+// default policy's data schema.
+func runPolicySchema(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("policy schema", stderr)
+	data := fs.Bool("data", false, "print the default policy's data schema (policy/data.schema.json) instead")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	return policycmd.Schema(*data, stdout)
 }

@@ -9,9 +9,11 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/policycmd/policycmdtest"
 	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
+	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
-// The command line of policy test and policy eval: flags, exit codes, -h.
+// The command line of policy test, policy eval and policy schema: flags,
+// exit codes, -h.
 // What the commands do is tested in internal/policycmd.
 
 // runPolicyCLI runs srht-registry with args, as a user would.
@@ -56,12 +58,18 @@ func TestPolicyTestExitCodes(t *testing.T) {
 			[]string{"srht-registry: policy test: 1 test did not pass: data.registry.authz_test.test_failing_bob_pushes (FAIL)\n"}},
 		{"a test fails, json", []string{"--format", "json", policycmdtest.Fixture("failing")}, 2, []string{"test_failing_bob_pushes (FAIL)"}},
 		{"a test fails, coverage", []string{"--coverage", policycmdtest.Fixture("failing")}, 2, []string{"test_failing_bob_pushes (FAIL)"}},
-		{"below the threshold", []string{"--threshold", "100", policycmdtest.Fixture("typo")}, 2, []string{"Code coverage threshold not met"}},
+		{"below the threshold", []string{"--threshold", "100", "--no-schema", policycmdtest.Fixture("typo")}, 2, []string{"Code coverage threshold not met"}},
 		{"a test is skipped", []string{skip}, 2, []string{"todo_test_later (SKIPPED)"}},
 		{"a skipped test with -z", []string{"-z", skip}, 0, nil},
 		{"compile error", []string{policycmdtest.Fixture("compile_error")}, 1, []string{"compile_error/authz.rego:5:"}},
 		{"missing directory", []string{filepath.Join(dir, "absent")}, 1, []string{"absent"}},
 		{"type error against --schema", []string{"--schema", policycmdtest.Fixture("schemas", "input.json"), policycmdtest.Fixture("typo")}, 1, []string{"rego_type_error"}},
+		// The embedded input schema by default, as serve: a misspelt field
+		// is a compile error, named with its file and line.
+		{"type error against the embedded schema", []string{policycmdtest.Fixture("typo")}, 1,
+			[]string{"typo/authz.rego:4: rego_type_error: undefined ref: input.identity.subjet", `have: "subjet"`, "policy/input.schema.json", "--no-schema"}},
+		{"no type check with --no-schema", []string{"--no-schema", policycmdtest.Fixture("typo")}, 0, nil},
+		{"the example bundles", []string{"../../bundles/conditions", "../../bundles/public-mirror", "../../bundles/sourcehut-default", "../../bundles/teams"}, 0, nil},
 		{"no test ran", []string{"--run", "no_such_test"}, 0, []string{"no tests found"}},
 		{"no test ran, --fail-on-empty", []string{"--run", "no_such_test", "--fail-on-empty"}, 1, []string{"no tests were run"}},
 	}
@@ -110,10 +118,13 @@ func TestPolicyTestUsage(t *testing.T) {
 		{"bad threshold", []string{"policy", "test", "--threshold", "101"}, 2, "--threshold"},
 		{"negative timeout", []string{"policy", "test", "--timeout", "-1s"}, 2, "--timeout"},
 		{"unknown flag", []string{"policy", "test", "--bench"}, 2, "bench"},
+		{"--schema and --no-schema", []string{"policy", "test", "--schema", "s.json", "--no-schema"}, 2, "--schema and --no-schema contradict"},
 		{"help", []string{"policy", "test", "-h"}, 0, "on its own"},
+		{"help on the schema", []string{"policy", "test", "-h"}, 0, "input.identity.usrname"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			code, stdout, stderr := runPolicyCLI(t, tt.args...)
 			wantCode(t, code, tt.wantCode, stdout, stderr)
 			wantContains(t, "stderr", stderr, tt.wantStderr)
@@ -176,7 +187,23 @@ func TestPolicyEvalCommandLine(t *testing.T) {
 		{name: "bad format", args: []string{"--format", "yaml", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"--format must be text or json"}},
 		{name: "bad explain", args: []string{"--explain=some", "--scope", "repository:a/b:pull"}, wantCode: 2, wantStderr: []string{"want --explain or --explain=full"}},
 		{name: "stray argument", args: []string{"--scope", "repository:a/b:pull", "extra"}, wantCode: 2, wantStderr: []string{"unexpected arguments: extra"}},
-		{name: "help", args: []string{"-h"}, wantStderr: []string{"usage: srht-registry policy eval", "-scope SCOPE", "-explain"}},
+		{name: "help", args: []string{"-h"}, wantStderr: []string{"usage: srht-registry policy eval", "-scope SCOPE", "-explain", "-expect ACTIONS", "Exit 0"}},
+
+		// --expect: exit 0 when met, 2 when not, after the output.
+		{name: "expect met", args: []string{"--user", "bob", "--scope", "repository:team/app:pull,push", "--expect", "pull"},
+			wantRow: []string{"repository:team/app", "pull,push", "pull", "pull", "(ok)", "-"}},
+		{name: "expect per scope met", args: []string{"--user", "bob", "--scope", "repository:team/app:pull,push", "--expect", "pull",
+			"--scope", "repository:alice/app:pull", "--expect", "none"},
+			wantRow: []string{"repository:alice/app", "pull", "-", "-", "(ok)", "-"}},
+		{name: "expect not met", args: []string{"--user", "bob", "--scope", "repository:team/app:pull,push", "--expect", "pull,push"},
+			wantCode: 2, wantRow: []string{"repository:team/app", "pull,push", "pull", "pull,push", "(MISMATCH)", "-"},
+			wantStderr: []string{"srht-registry: policy eval: 1 of 1 scope not granted as expected: repository:team/app: expected pull,push, granted pull\n"}},
+		{name: "expect not met, json", args: []string{"--format", "json", "--user", "bob", "--scope", "repository:team/app:pull", "--expect", ""},
+			wantCode: 2, wantStdout: []string{`"as_expected": false`}, wantStderr: []string{"repository:team/app: expected nothing, granted pull"}},
+		{name: "expect an action not requested", args: []string{"--scope", "repository:a/b:pull", "--expect", "push"},
+			wantCode: 2, wantStderr: []string{"push is not requested on repository:a/b"}},
+		{name: "expect too many", args: []string{"--scope", "repository:a/b:pull", "--expect", "pull", "--expect", "pull"},
+			wantCode: 2, wantStderr: []string{"2 --expect for 1 scope"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,4 +250,37 @@ func TestPolicyEvalBundleConfig(t *testing.T) {
 	if out.Revision == "embedded" || out.Revision == "" {
 		t.Errorf("revision %q, want the bundle's", out.Revision)
 	}
+}
+
+// TestPolicySchema checks that policy schema prints the embedded schemas,
+// byte for byte.
+func TestPolicySchema(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want []byte
+	}{
+		{nil, policy.InputSchema()},
+		{[]string{"--data"}, policy.DataSchema()},
+	} {
+		code, stdout, stderr := runPolicyCLI(t, append([]string{"policy", "schema"}, tt.args...)...)
+		wantCode(t, code, 0, stdout, stderr)
+		if stdout != string(tt.want) {
+			t.Errorf("%v: not the embedded schema:\n%s", tt.args, stdout)
+		}
+		if !json.Valid([]byte(stdout)) {
+			t.Errorf("%v: not JSON", tt.args)
+		}
+		if stderr != "" {
+			t.Errorf("%v: stderr: %s", tt.args, stderr)
+		}
+	}
+	code, stdout, stderr := runPolicyCLI(t, "policy", "schema", "input")
+	wantCode(t, code, 2, stdout, stderr)
+	code, stdout, stderr = runPolicyCLI(t, "policy", "schema", "-h")
+	wantCode(t, code, 0, stdout, stderr)
+	wantContains(t, "stderr", stderr, "usage: srht-registry policy schema [--data]", "policy/input.schema.json")
+	code, stdout, stderr = runPolicyCLI(t, "policy", "help")
+	wantCode(t, code, 0, stdout, stderr)
+	wantContains(t, "stdout", stdout, "schema [--data]")
 }

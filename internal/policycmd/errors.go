@@ -8,7 +8,8 @@ var (
 	// each other or the config.
 	ErrUsage = errors.New("usage error")
 	// ErrNotPassed marks the error of Test when a test failed, errored or
-	// was skipped, or coverage fell below the threshold.
+	// was skipped, or coverage fell below the threshold, and that of Eval
+	// when a scope was not granted what EvalOptions.Expect says.
 	ErrNotPassed = errors.New("tests did not pass")
 )
 

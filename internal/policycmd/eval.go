@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -66,6 +67,14 @@ type EvalOptions struct {
 	// Explain says how much of the why to show (--explain).
 	Explain Explain
 
+	// Expect, when not nil, is what the scopes must be granted: one value
+	// for every scope, or one per scope in order (--expect, repeatable).
+	// A value lists actions, comma-separated; "" or "none" means nothing.
+	// A scope granted anything else than its expectation, or whose
+	// evaluation failed, makes Eval return an error marked ErrNotPassed,
+	// once it has written its output.
+	Expect []string
+
 	// Compile compiles the local policy (the embedded one with the
 	// config's data, or the local bundles) exactly as serve does. It is
 	// not called when the config names a remote OPA (policy.opa).
@@ -91,7 +100,75 @@ func (o EvalOptions) Validate() error {
 	if len(o.Scopes) == 0 {
 		return usage(errors.New("policy eval: give at least one --scope"))
 	}
+	if o.Expect != nil {
+		// Only the number of scopes matters here; Eval applies the
+		// config's limit.
+		parsed, err := access.ParseScopes(o.Scopes, math.MaxInt)
+		if err != nil {
+			return usage(err)
+		}
+		if _, err := o.expectations(parsed); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// expectations pairs Expect with the parsed scopes (scopes naming the
+// same resource merged, as serve merges them): the actions each must be
+// granted, sorted; nil when nothing is expected. An expectation that could
+// never be met, naming an action its scope does not request, is the
+// user's mistake.
+func (o EvalOptions) expectations(scopes []access.Scope) ([][]string, error) {
+	if o.Expect == nil {
+		return nil, nil
+	}
+	if len(o.Expect) != 1 && len(o.Expect) != len(scopes) {
+		merged := ""
+		if len(scopes) != len(o.Scopes) {
+			merged = " (scopes naming the same resource count once)"
+		}
+		return nil, usage(fmt.Errorf("policy eval: %d --expect for %d %s%s: give one for every scope, or one per scope in order",
+			len(o.Expect), len(scopes), scopesNoun(len(scopes)), merged))
+	}
+	out := make([][]string, len(scopes))
+	for i, sc := range scopes {
+		v := o.Expect[0]
+		if len(o.Expect) > 1 {
+			v = o.Expect[i]
+		}
+		want, err := parseExpect(v)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range want {
+			if !slices.Contains(sc.Actions, a) {
+				return nil, usage(fmt.Errorf("policy eval: --expect %q: %s is not requested on %s, and only requested actions are ever granted",
+					v, a, sc.Resource))
+			}
+		}
+		out[i] = want
+	}
+	return out, nil
+}
+
+// parseExpect parses a value of --expect: actions, comma-separated, each
+// once; "" or "none" is nothing.
+func parseExpect(v string) ([]string, error) {
+	want := []string{}
+	for a := range strings.SplitSeq(v, ",") {
+		switch a = strings.TrimSpace(a); {
+		case a == "":
+		case a == "none":
+			if strings.TrimSpace(v) != "none" {
+				return nil, usage(fmt.Errorf("policy eval: --expect %q: none stands alone, for nothing granted", v))
+			}
+		case !slices.Contains(want, a):
+			want = append(want, a)
+		}
+	}
+	slices.Sort(want)
+	return want, nil
 }
 
 // decision is one scope's answer, as printed by the json format.
@@ -102,6 +179,34 @@ type decision struct {
 	Deny      []string `json:"deny"`
 	Fired     []string `json:"fired,omitempty"`
 	Error     string   `json:"error,omitempty"`
+	// Expected and AsExpected are there with --expect only.
+	Expected   *[]string `json:"expected,omitempty"`
+	AsExpected *bool     `json:"as_expected,omitempty"`
+}
+
+// check compares the decision with the actions it is expected to grant,
+// sorted, and records the outcome. It returns why the expectation is not
+// met, or "".
+func (d *decision) check(want []string) string {
+	got := slices.Sorted(slices.Values(d.Granted))
+	ok := d.Error == "" && slices.Equal(got, want)
+	d.Expected, d.AsExpected = &want, &ok
+	switch {
+	case ok:
+		return ""
+	case d.Error != "":
+		return fmt.Sprintf("%s: expected %s, but the evaluation failed: %s", d.Scope, nothingIfEmpty(want), d.Error)
+	case len(d.Deny) > 0:
+		return fmt.Sprintf("%s: expected %s, granted %s (deny: %s)", d.Scope, nothingIfEmpty(want), nothingIfEmpty(got), strings.Join(d.Deny, "; "))
+	}
+	return fmt.Sprintf("%s: expected %s, granted %s", d.Scope, nothingIfEmpty(want), nothingIfEmpty(got))
+}
+
+func nothingIfEmpty(actions []string) string {
+	if len(actions) == 0 {
+		return "nothing"
+	}
+	return strings.Join(actions, ",")
 }
 
 // Eval writes to stdout what the request opts describes would be granted
@@ -115,6 +220,10 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 	parsed, err := access.ParseScopes(opts.Scopes, cfg.Limits.MaxScopes)
 	if err != nil {
 		return usage(err)
+	}
+	expected, err := opts.expectations(parsed)
+	if err != nil {
+		return err
 	}
 	req := identity.Request{Service: opts.Service, ClientIP: opts.ClientIP, ClientID: opts.ClientID, UserAgent: opts.UserAgent, Time: opts.Time}
 	if req.Service == "" {
@@ -143,7 +252,8 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 
 	var results []decision
 	var traces [][]*topdown.Event
-	for _, sc := range parsed {
+	var unmet []string
+	for i, sc := range parsed {
 		var evalOpts []rego.EvalOption
 		var buf *topdown.BufferTracer
 		if opts.Explain != ExplainNone {
@@ -159,6 +269,11 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 			res.Error = err.Error() + " (the server would answer 503 and grant nothing)"
 			res.Granted = []string{}
 		}
+		if expected != nil {
+			if why := res.check(expected[i]); why != "" {
+				unmet = append(unmet, why)
+			}
+		}
 		if buf != nil {
 			res.Fired = firedRules(*buf)
 			traces = append(traces, *buf)
@@ -170,12 +285,15 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		input := authz.Input(id, req, access.Scope{})
-		return enc.Encode(map[string]any{
+		if err := enc.Encode(map[string]any{
 			"revision":  engine.Revision(),
 			"identity":  input["identity"],
 			"request":   input["request"],
 			"decisions": results,
-		})
+		}); err != nil {
+			return err
+		}
+		return unmetError(unmet, len(results))
 	}
 	shown := string(id.Method)
 	if id.RefreshedFrom != "" {
@@ -184,13 +302,25 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 	fmt.Fprintf(stdout, "policy revision: %s\nidentity: method=%s provider=%s subject=%q namespace=%q groups=%v\n\n",
 		engine.Revision(), shown, orDashS(id.Provider), id.Subject, id.Namespace, id.Groups)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCOPE\tREQUESTED\tGRANTED\tDENY")
+	if expected != nil {
+		fmt.Fprintln(tw, "SCOPE\tREQUESTED\tGRANTED\tEXPECTED\tDENY")
+	} else {
+		fmt.Fprintln(tw, "SCOPE\tREQUESTED\tGRANTED\tDENY")
+	}
 	for _, r := range results {
 		deny := strings.Join(r.Deny, "; ")
 		if r.Error != "" {
 			deny = "ERROR: " + r.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Scope, orDash(r.Requested), orDash(r.Granted), orDashS(deny))
+		expect := ""
+		if r.Expected != nil {
+			mark := "(ok)"
+			if !*r.AsExpected {
+				mark = "(MISMATCH)"
+			}
+			expect = orDash(*r.Expected) + " " + mark + "\t"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", r.Scope, orDash(r.Requested), orDash(r.Granted), expect, orDashS(deny))
 	}
 	tw.Flush()
 	for i, r := range results {
@@ -206,7 +336,23 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 			topdown.PrettyTraceWithLocation(stdout, lineage.Full(traces[i]))
 		}
 	}
-	return nil
+	return unmetError(unmet, len(results))
+}
+
+// unmetError is the error, marked ErrNotPassed, of the expectations that
+// were not met (each saying why), out of n; nil when every one was.
+func unmetError(unmet []string, n int) error {
+	if len(unmet) == 0 {
+		return nil
+	}
+	return notPassed(fmt.Errorf("policy eval: %d of %d %s not granted as expected: %s", len(unmet), n, scopesNoun(n), strings.Join(unmet, "; ")))
+}
+
+func scopesNoun(n int) string {
+	if n == 1 {
+		return "scope"
+	}
+	return "scopes"
 }
 
 func orDash(s []string) string { return orDashS(strings.Join(s, ",")) }

@@ -3,6 +3,7 @@ package policycmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -279,3 +280,141 @@ func TestFiredRules(t *testing.T) {
 }
 
 var firedLine = regexp.MustCompile(`^  authz\.rego:\d+: \S.*\n$`)
+
+// TestEvalExpect checks --expect: one expectation for every scope, or one
+// per scope in order; met, not met (an error marked ErrNotPassed, after
+// the output), or impossible (the user's mistake).
+func TestEvalExpect(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := parseConfig(t, policycmdtest.EvalConfig(t, dir))
+	// A policy whose evaluation fails on a scope whose name is no number.
+	failing := filepath.Join(dir, "failing")
+	policycmdtest.WriteFile(t, failing, ".manifest", `{"roots": ["registry"]}`)
+	policycmdtest.WriteFile(t, failing, "authz.rego", "package registry.authz\n\nallow contains \"pull\" if to_number(input.scope.name) > 0\n")
+	failingCfg := parseConfig(t, "policy:\n  bundles: ["+failing+"]\n")
+	conditions, err := filepath.Abs("../../bundles/conditions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conditionsCfg := parseConfig(t, "policy:\n  bundles: ["+conditions+"]\n")
+	scopes := func(s ...string) []string { return s }
+	tests := []struct {
+		name       string
+		cfg        *config.Config // nil: EvalConfig's
+		opts       EvalOptions
+		wantErr    error
+		wantRows   [][]string
+		wantErrMsg []string
+	}{
+		{name: "one for every scope, met", opts: EvalOptions{User: "bob", Expect: []string{"pull"},
+			Scopes: scopes("repository:team/app:pull,push", "repository:library/base:pull")},
+			wantRows: [][]string{{"SCOPE", "REQUESTED", "GRANTED", "EXPECTED", "DENY"},
+				{"repository:team/app", "pull,push", "pull", "pull", "(ok)", "-"}, {"repository:library/base", "pull", "pull", "pull", "(ok)", "-"}}},
+		{name: "one per scope, met", opts: EvalOptions{User: "alice", Expect: []string{" push , pull", "none", ""},
+			Scopes: scopes("repository:alice/app:pull,push", "repository:bob/app:pull", "repository:carol/app:push")},
+			wantRows: [][]string{{"repository:alice/app", "pull,push", "pull,push", "pull,push", "(ok)", "-"},
+				{"repository:bob/app", "pull", "-", "-", "(ok)", "-"}, {"repository:carol/app", "push", "-", "-", "(ok)", "-"}}},
+		{name: "wildcard", opts: EvalOptions{User: "root", Groups: []string{"admins"}, Expect: []string{"*"}, Scopes: scopes("registry:catalog:*")},
+			wantRows: [][]string{{"registry:catalog", "*", "*", "*", "(ok)", "-"}}},
+		{name: "granted more", opts: EvalOptions{User: "alice", Expect: []string{"pull"}, Scopes: scopes("repository:alice/app:pull,push")},
+			wantErr:    ErrNotPassed,
+			wantRows:   [][]string{{"repository:alice/app", "pull,push", "pull,push", "pull", "(MISMATCH)", "-"}},
+			wantErrMsg: []string{"policy eval: 1 of 1 scope not granted as expected: repository:alice/app: expected pull, granted pull,push"}},
+		{name: "one of two per scope not met", opts: EvalOptions{User: "bob", Expect: []string{"pull", "pull,push"},
+			Scopes: scopes("repository:library/base:pull", "repository:team/app:pull,push")},
+			wantErr:    ErrNotPassed,
+			wantRows:   [][]string{{"repository:library/base", "pull", "pull", "pull", "(ok)", "-"}, {"repository:team/app", "pull,push", "pull", "pull,push", "(MISMATCH)", "-"}},
+			wantErrMsg: []string{"policy eval: 1 of 2 scopes not granted as expected: repository:team/app: expected pull,push, granted pull"}},
+		{name: "expected nothing", opts: EvalOptions{User: "alice", Expect: []string{"none"}, Scopes: scopes("repository:alice/app:pull")},
+			wantErr: ErrNotPassed, wantErrMsg: []string{"repository:alice/app: expected nothing, granted pull"}},
+		{name: "denied", cfg: &conditionsCfg, opts: EvalOptions{User: "alice", ClientIP: "203.0.113.9", Expect: []string{"pull,push"}, Scopes: scopes("repository:alice/app:pull,push")},
+			wantErr: ErrNotPassed, wantErrMsg: []string{"repository:alice/app: expected pull,push, granted nothing (deny: push refused: client IP 203.0.113.9"}},
+		// An evaluation that fails grants nothing, but is never as expected.
+		{name: "evaluation error", cfg: &failingCfg, opts: EvalOptions{Expect: []string{"none"}, Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrNotPassed, wantErrMsg: []string{"repository:a/b: expected nothing, but the evaluation failed: ", "to_number"}},
+		{name: "scopes merged", opts: EvalOptions{User: "alice", Expect: []string{"pull", "push"}, Scopes: scopes("repository:alice/app:pull", "repository:alice/app:push")},
+			wantErr: ErrUsage, wantErrMsg: []string{"policy eval: 2 --expect for 1 scope (scopes naming the same resource count once): give one for every scope, or one per scope in order"}},
+		{name: "too few", opts: EvalOptions{User: "alice", Expect: []string{"pull", "pull"}, Scopes: scopes("repository:a/b:pull", "repository:c/d:pull", "repository:e/f:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"policy eval: 2 --expect for 3 scopes: "}},
+		{name: "not requested", opts: EvalOptions{User: "alice", Expect: []string{"pull,push"}, Scopes: scopes("repository:alice/app:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{`policy eval: --expect "pull,push": push is not requested on repository:alice/app`}},
+		{name: "none and more", opts: EvalOptions{User: "alice", Expect: []string{"none,pull"}, Scopes: scopes("repository:alice/app:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{`--expect "none,pull": none stands alone`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := cfg
+			if tt.cfg != nil {
+				c = *tt.cfg
+			}
+			stdout, err := runEval(t, c, tt.opts)
+			wantErr(t, err, tt.wantErr, stdout)
+			for _, row := range tt.wantRows {
+				if !policycmdtest.HasRow(stdout, row) {
+					t.Errorf("no line %q in:\n%s", row, stdout)
+				}
+			}
+			testcheck.Contains(t, "error", errText(err), tt.wantErrMsg...)
+			if errors.Is(tt.wantErr, ErrNotPassed) && !strings.Contains(stdout, "SCOPE") {
+				t.Errorf("no table before the error:\n%s", stdout)
+			}
+			if errors.Is(tt.wantErr, ErrUsage) {
+				if stdout != "" {
+					t.Errorf("stdout: %s", stdout)
+				}
+				// Found before the config is needed.
+				if err := tt.opts.Validate(); !errors.Is(err, ErrUsage) {
+					t.Errorf("Validate: %v, want a usage error", err)
+				}
+			}
+		})
+	}
+}
+
+// TestEvalExpectJSON checks the expectations in the json format: there
+// with --expect only, and the output is whole when one is not met.
+func TestEvalExpectJSON(t *testing.T) {
+	t.Parallel()
+	cfg := parseConfig(t, policycmdtest.EvalConfig(t, t.TempDir()))
+	type out struct {
+		Decisions []decision `json:"decisions"`
+	}
+	decode := func(stdout string) out {
+		t.Helper()
+		var o out
+		if err := json.Unmarshal([]byte(stdout), &o); err != nil {
+			t.Fatalf("%v\n%s", err, stdout)
+		}
+		return o
+	}
+	scopes := []string{"repository:alice/app:pull,push", "repository:bob/app:pull"}
+
+	stdout, err := runEval(t, cfg, EvalOptions{Format: "json", User: "alice", Scopes: scopes})
+	wantErr(t, err, nil, stdout)
+	testcheck.Lacks(t, "stdout", stdout, `"expected"`, `"as_expected"`)
+
+	stdout, err = runEval(t, cfg, EvalOptions{Format: "json", User: "alice", Expect: []string{"push,pull", "none"}, Scopes: scopes})
+	wantErr(t, err, nil, stdout)
+	o := decode(stdout)
+	if len(o.Decisions) != 2 {
+		t.Fatalf("decisions: %+v", o.Decisions)
+	}
+	for i, want := range [][]string{{"pull", "push"}, {}} {
+		d := o.Decisions[i]
+		if d.Expected == nil || !slices.Equal(*d.Expected, want) || d.AsExpected == nil || !*d.AsExpected {
+			t.Errorf("%s: expected %v, as_expected %v; want %v, true", d.Scope, d.Expected, d.AsExpected, want)
+		}
+	}
+	// Nothing expected is [], not left out.
+	testcheck.Contains(t, "stdout", stdout, `"expected": []`)
+
+	stdout, err = runEval(t, cfg, EvalOptions{Format: "json", User: "alice", Expect: []string{"pull"}, Scopes: scopes})
+	wantErr(t, err, ErrNotPassed, stdout)
+	testcheck.Contains(t, "error", errText(err), "policy eval: 2 of 2 scopes not granted as expected: repository:alice/app: expected pull, granted pull,push; repository:bob/app: expected pull, granted nothing")
+	o = decode(stdout)
+	if len(o.Decisions) != 2 || *o.Decisions[0].AsExpected || *o.Decisions[1].AsExpected {
+		t.Errorf("decisions: %+v", o.Decisions)
+	}
+}

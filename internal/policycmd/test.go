@@ -2,6 +2,7 @@ package policycmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/topdown/lineage"
 
+	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
@@ -51,9 +54,14 @@ type TestOptions struct {
 	// Threshold, a percentage, fails the run when coverage is below it; a
 	// non-zero Threshold implies Coverage (--threshold).
 	Threshold float64
-	// Schema is a JSON schema file for input, or a directory of schemas;
-	// the policies are type-checked against it (--schema).
+	// Schema is a JSON schema file for input, or a directory of schemas
+	// (as opa test --schema); the modules are type-checked against it.
+	// Empty means the embedded input schema (policy.InputSchema), the one
+	// serve checks every local policy against (--schema).
 	Schema string
+	// NoSchema skips the input type check, as opa test without --schema
+	// does (--no-schema).
+	NoSchema bool
 	// VarValues shows the failing expression and its local variable values
 	// (--var-values).
 	VarValues bool
@@ -92,7 +100,48 @@ func (o *TestOptions) check() error {
 	if o.Threshold > 0 {
 		o.Coverage = true // as opa test does
 	}
+	if o.NoSchema && o.Schema != "" {
+		return usage(errors.New("policy test: --schema and --no-schema contradict each other"))
+	}
 	return nil
+}
+
+// schemas is the schema set the modules are type-checked against: the
+// file or directory Schema names, nil with NoSchema, otherwise the
+// embedded input schema, at the root (input) as serve puts it. It also
+// names the input schema for the errors.
+func (o TestOptions) schemas() (*ast.SchemaSet, string, error) {
+	switch {
+	case o.NoSchema:
+		return nil, "", nil
+	case o.Schema != "":
+		ss, err := loader.Schemas(o.Schema)
+		if err != nil {
+			return nil, "", fmt.Errorf("policy test: --schema: %w", err)
+		}
+		return ss, "--schema " + o.Schema, nil
+	}
+	var schema any
+	if err := json.Unmarshal(policy.InputSchema(), &schema); err != nil {
+		return nil, "", fmt.Errorf("embedded input schema: %w", err)
+	}
+	ss := ast.NewSchemaSet()
+	ss.Put(ast.SchemaRootRef, schema)
+	return ss, "the input schema that serve checks every local policy against (policy/input.schema.json, " +
+		"printed by 'srht-registry policy schema')", nil
+}
+
+// isInputTypeError reports whether err holds a type error about input,
+// such as "undefined ref: input.identity.usrname": one the input schema
+// found.
+func isInputTypeError(err error) bool {
+	var errs ast.Errors
+	if !errors.As(err, &errs) {
+		return false
+	}
+	return slices.ContainsFunc(errs, func(e *ast.Error) bool {
+		return e.Code == ast.TypeErr && strings.Contains(e.Message, "input.")
+	})
 }
 
 // Test runs the Rego tests of opts.Dirs, or of the embedded policy, the way
@@ -101,11 +150,17 @@ func (o *TestOptions) check() error {
 // DIR is loaded and compiled on its own, with its own compiler and data;
 // their results are reported together. It says on stderr why a report is
 // empty.
+//
+// Like serve, it type-checks the modules against the input schema (see
+// TestOptions.Schema; the _test.rego modules too, as opa test --schema
+// does, but not the inputs given with `with input as`), and a bundle DIR's
+// data against the bundle's data schema: a mismatch is an error like a
+// compile error, and no test runs.
 func Test(ctx context.Context, opts TestOptions, stdout, stderr io.Writer) error {
 	if err := opts.check(); err != nil {
 		return err
 	}
-	schemas, err := loader.Schemas(opts.Schema)
+	schemas, schemaName, err := opts.schemas()
 	if err != nil {
 		return err
 	}
@@ -199,6 +254,10 @@ func Test(ctx context.Context, opts TestOptions, stdout, stderr io.Writer) error
 		}
 	}
 	if len(errs) > 0 {
+		if schemas != nil && slices.ContainsFunc(errs, isInputTypeError) {
+			errs = append(errs, fmt.Errorf("policy test: input is type-checked against %s; "+
+				"--no-schema skips the check", schemaName))
+		}
 		cancel()
 		for _, t := range targets {
 			if t.results != nil {
@@ -321,10 +380,36 @@ func loadEmbeddedTestTarget() (*testTarget, error) {
 func loadTestTarget(dir string) *testTarget {
 	if isBundleDir(dir) {
 		bundles, store, err := tester.LoadBundlesWithParserOptions([]string{dir}, nil, regoParserOptions())
+		if err == nil {
+			err = checkBundleData(dir, bundles[dir])
+		}
 		return &testTarget{bundles: bundles, store: store, err: err}
 	}
 	modules, store, err := tester.LoadWithParserOptions([]string{dir}, nil, regoParserOptions())
 	return &testTarget{modules: modules, store: store, err: err}
+}
+
+// checkBundleData checks the data of the bundle b, loaded from dir,
+// against the bundle's data schema (authz.BundleDataSchema at its root)
+// if it has one, as serve does when it loads the bundle: with the same
+// errors, naming the key path of each mismatch.
+func checkBundleData(dir string, b *bundle.Bundle) error {
+	src, err := authz.ReadBundleDataSchema(dir)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	if src == nil {
+		return nil
+	}
+	schema, err := authz.CompileDataSchema(src)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %s: %w", dir, authz.BundleDataSchema, err)
+	}
+	data := b.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	return schema.Check(fmt.Sprintf("bundle %s: data", dir), data)
 }
 
 func isBundleDir(dir string) bool {

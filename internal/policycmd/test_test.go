@@ -97,7 +97,8 @@ func TestTestCoverage(t *testing.T) {
 
 	// typo/ never grants anything, so its rule head is never covered. A
 	// threshold implies Coverage.
-	stdout, _, err = runTest(t, TestOptions{Threshold: 100, Dirs: []string{policycmdtest.Fixture("typo")}})
+	// (It only compiles without the input type check.)
+	stdout, _, err = runTest(t, TestOptions{Threshold: 100, NoSchema: true, Dirs: []string{policycmdtest.Fixture("typo")}})
 	wantErr(t, err, ErrNotPassed, stdout)
 	testcheck.Contains(t, "error", errText(err), "Code coverage threshold not met")
 
@@ -266,18 +267,117 @@ func TestTestRun(t *testing.T) {
 	testcheck.Contains(t, "error", errText(err), "no tests were run")
 }
 
+// TestTestSchema checks the input type check: against the embedded input
+// schema by default, as serve checks every local policy, against
+// --schema instead, or none with --no-schema.
 func TestTestSchema(t *testing.T) {
 	t.Parallel()
-	stdout, _, err := runTest(t, TestOptions{Dirs: []string{policycmdtest.Fixture("typo")}})
+	dir := t.TempDir()
+	// A schema that has the typo: the override replaces the embedded one.
+	subjet := filepath.Join(dir, "subjet.json")
+	policycmdtest.WriteFile(t, dir, "subjet.json", `{"type": "object", "properties": {"identity": {"type": "object",
+		"properties": {"subjet": {"type": "string"}}, "additionalProperties": false}}}`)
+	// Tests build their inputs freely: with input as {…} is not checked,
+	// as in opa test --schema, so a test may try a field serve never sends.
+	withInput := filepath.Join(dir, "with_input")
+	policycmdtest.WriteFile(t, withInput, "p.rego", "package registry.authz\n\nallow contains \"pull\" if input.identity.subject == \"alice\"\n")
+	policycmdtest.WriteFile(t, withInput, "p_test.rego", "package registry.authz_test\n\nimport data.registry.authz\n\n"+
+		"test_odd_input if not \"pull\" in authz.allow with input as {\"identity\": {\"usrname\": \"alice\", \"subject\": 7}}\n")
+	// But a test module that reads input itself is checked like any other
+	// module, as opa test --schema checks it.
+	testReads := filepath.Join(dir, "test_reads")
+	policycmdtest.WriteFile(t, testReads, "p.rego", "package registry.authz\n\nallow contains \"pull\" if input.identity.subject == \"alice\"\n")
+	policycmdtest.WriteFile(t, testReads, "p_test.rego", "package registry.authz_test\n\n"+
+		"usrname := input.identity.usrname\n\ntest_reads if usrname == \"alice\" with input as {\"identity\": {\"usrname\": \"alice\"}}\n")
+	// A bundle is checked too, its files named by their path.
+	typoBundle := filepath.Join(dir, "typo_bundle")
+	policycmdtest.WriteFile(t, typoBundle, ".manifest", `{"roots": ["registry"]}`)
+	policycmdtest.WriteFile(t, typoBundle, "authz.rego", "package registry.authz\n\nallow contains \"pull\" if {\n\tinput.identity.usrname == \"alice\"\n}\n")
+
+	tests := []struct {
+		name    string
+		opts    TestOptions
+		wantErr error
+		wantMsg []string
+	}{
+		{"typo, embedded schema", TestOptions{Dirs: []string{policycmdtest.Fixture("typo")}}, errPlain,
+			[]string{"typo/authz.rego:4: rego_type_error: undefined ref: input.identity.subjet", `have: "subjet"`,
+				`want (one of): ["groups" "method" `, ` "subject"]`,
+				"policy test: input is type-checked against the input schema that serve checks every local policy against (policy/input.schema.json"}},
+		{"typo, no schema", TestOptions{NoSchema: true, Dirs: []string{policycmdtest.Fixture("typo")}}, nil, nil},
+		{"typo, --schema without it", TestOptions{Schema: policycmdtest.Fixture("schemas", "input.json"), Dirs: []string{policycmdtest.Fixture("typo")}}, errPlain,
+			[]string{"typo/authz.rego:4:", "rego_type_error", "input.identity.subjet", "checked against --schema " + policycmdtest.Fixture("schemas", "input.json")}},
+		{"typo, --schema with it", TestOptions{Schema: subjet, Dirs: []string{policycmdtest.Fixture("typo")}}, nil, nil},
+		{"the schema the others pass", TestOptions{Dirs: []string{policycmdtest.Fixture("plain"), policycmdtest.Fixture("bundle")}}, nil, nil},
+		{"with input as anything", TestOptions{Dirs: []string{withInput}}, nil, nil},
+		{"a test reads a misspelt field", TestOptions{Dirs: []string{testReads}}, errPlain,
+			[]string{"test_reads/p_test.rego:3: rego_type_error: undefined ref: input.identity.usrname"}},
+		{"a test reads a misspelt field, no schema", TestOptions{NoSchema: true, Dirs: []string{testReads}}, nil, nil},
+		{"bundle", TestOptions{Dirs: []string{typoBundle}}, errPlain,
+			[]string{"typo_bundle/authz.rego:4: rego_type_error: undefined ref: input.identity.usrname", `have: "usrname"`}},
+		{"absent --schema", TestOptions{Schema: policycmdtest.Fixture("absent.json")}, errPlain, []string{"--schema", "absent.json"}},
+		{"both --schema and --no-schema", TestOptions{Schema: subjet, NoSchema: true}, ErrUsage, []string{"--schema and --no-schema"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			stdout, _, err := runTest(t, tt.opts)
+			wantErr(t, err, tt.wantErr, stdout)
+			testcheck.Contains(t, "error", errText(err), tt.wantMsg...)
+			if tt.wantErr != nil {
+				testcheck.Lacks(t, "stdout", stdout, "PASS")
+			}
+		})
+	}
+}
+
+// TestTestBundleDataSchema checks that a bundle's data is checked against
+// its data schema, as serve checks it.
+func TestTestBundleDataSchema(t *testing.T) {
+	t.Parallel()
+	// The fixture's data matches its schema.
+	stdout, _, err := runTest(t, TestOptions{Dirs: []string{policycmdtest.Fixture("bundle")}})
 	wantErr(t, err, nil, stdout)
 
-	stdout, _, err = runTest(t, TestOptions{Schema: policycmdtest.Fixture("schemas", "input.json"), Dirs: []string{policycmdtest.Fixture("typo")}})
-	wantErr(t, err, errPlain, stdout)
-	testcheck.Contains(t, "error", errText(err), "typo/authz.rego:4:", "rego_type_error", "input.identity.subjet")
-
-	stdout, _, err = runTest(t, TestOptions{Schema: policycmdtest.Fixture("absent.json")})
-	wantErr(t, err, errPlain, stdout)
-	testcheck.Contains(t, "error", errText(err), "absent.json")
+	dir := t.TempDir()
+	bundle := func(name, data, schema string) string {
+		b := filepath.Join(dir, name)
+		policycmdtest.WriteFile(t, b, ".manifest", `{"roots": ["registry"]}`)
+		policycmdtest.WriteFile(t, b, "authz.rego", "package registry.authz\n\nallow contains \"pull\" if input.identity.subject in data.registry.admins\n")
+		policycmdtest.WriteFile(t, b, "authz_test.rego", "package registry.authz_test\n\ntest_ok if true\n")
+		policycmdtest.WriteFile(t, b, "data.json", data)
+		if schema != "" {
+			policycmdtest.WriteFile(t, b, "data.schema.json", schema)
+		}
+		return b
+	}
+	schema := `{"type": "object", "properties": {"registry": {"type": "object", "additionalProperties": false,
+		"properties": {"admins": {"type": "array", "items": {"type": "string"}}}}}}`
+	misspelt := bundle("misspelt", `{"registry": {"admns": ["root"]}}`, schema)
+	mistyped := bundle("mistyped", `{"registry": {"admins": "root"}}`, schema)
+	badSchema := bundle("bad_schema", `{"registry": {}}`, `{"type": 7}`)
+	noSchema := bundle("no_schema", `{"registry": {"admns": ["root"]}}`, "")
+	tests := []struct {
+		name    string
+		dirs    []string
+		wantErr error
+		wantMsg []string
+	}{
+		{"unknown key", []string{misspelt}, errPlain, []string{"bundle " + misspelt + `: data: registry.admns: unknown key (did you mean "admins"?)`}},
+		{"wrong type", []string{mistyped}, errPlain, []string{"bundle " + mistyped + ": data: registry.admins: must be a list, not a string"}},
+		{"invalid schema", []string{badSchema}, errPlain, []string{"bundle " + badSchema + ": data.schema.json: not a valid JSON schema"}},
+		{"no schema, no check", []string{noSchema}, nil, nil},
+		// Every DIR is checked, and nothing runs unless all pass.
+		{"one of several", []string{noSchema, misspelt, mistyped}, errPlain, []string{"registry.admns", "registry.admins"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			stdout, _, err := runTest(t, TestOptions{Dirs: tt.dirs})
+			wantErr(t, err, tt.wantErr, stdout)
+			testcheck.Contains(t, "error", errText(err), tt.wantMsg...)
+		})
+	}
 }
 
 func TestTestSkippedAndErrors(t *testing.T) {
@@ -296,7 +396,8 @@ func TestTestSkippedAndErrors(t *testing.T) {
 	stdout, _, err = runTest(t, TestOptions{ExitZeroOnSkipped: true, Dirs: []string{skip}})
 	wantErr(t, err, nil, stdout)
 
-	stdout, _, err = runTest(t, TestOptions{Dirs: []string{conflict}})
+	// (input.a is no field of the registry's input: no input type check.)
+	stdout, _, err = runTest(t, TestOptions{NoSchema: true, Dirs: []string{conflict}})
 	wantErr(t, err, ErrNotPassed, stdout)
 	testcheck.Contains(t, "stdout", stdout, "test_conflict: ERROR", "eval_conflict_error", "ERROR: 1/1")
 	testcheck.Contains(t, "error", errText(err), "test_conflict (ERROR)")
