@@ -19,7 +19,7 @@ authn:
     - name: cluster
       issuer: http://127.0.0.1:8443
       audience: registry
-      subject_claim: kubernetes.io
+      subject_claim: sub
       algorithms: [ES256]
       max_token_age: 10m
       session_ttl: 2h
@@ -69,6 +69,7 @@ func TestParseOIDCMistakes(t *testing.T) {
 		{"authn:\n  oidc:\n    - name: ci\n      issuer: https://gitlab.com\n      max_token_age: -1m\n", []string{"authn.oidc[0].max_token_age: must not be negative"}},
 		{"authn:\n  oidc:\n    - name: ci\n      issuer: https://gitlab.com\n      isuer: x\n", []string{`authn.oidc[0].isuer: unknown key (did you mean "issuer"?)`}},
 		{"groups:\n  g: [\"gitlab:project_path:a/b\"]\n", []string{`unknown provider "gitlab"`}},
+		{"authn:\n  oidc:\n    - name: a\n      issuer: https://gitlab.com\n    - name: b\n      issuer: https://gitlab.com\n", []string{"authn.oidc[1].issuer: is also the issuer of authn.oidc[0]"}},
 	}
 	for _, tt := range tests {
 		_, err := Parse([]byte(tt.yaml))

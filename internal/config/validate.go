@@ -153,6 +153,7 @@ var oidcAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 
 func validateOIDC(issuers []OIDC, p *problems) {
 	names := map[string]int{}
+	byIssuer := map[string]int{}
 	for i, o := range issuers {
 		key := fmt.Sprintf("authn.oidc[%d]", i)
 		switch err := identity.ValidProviderName(o.Name); {
@@ -172,6 +173,10 @@ func validateOIDC(issuers []OIDC, p *problems) {
 			p.add(key+".issuer", "is required: the exact iss of its tokens, such as https://token.actions.githubusercontent.com")
 		} else if err := checkIssuerURL(o.Issuer); err != nil {
 			p.add(key+".issuer", "%v", err)
+		} else if j, dup := byIssuer[o.Issuer]; dup {
+			p.add(key+".issuer", "is also the issuer of authn.oidc[%d]: a token's iss must pick one provider", j)
+		} else {
+			byIssuer[o.Issuer] = i
 		}
 		if o.JWKSURL != "" {
 			if err := checkIssuerURL(o.JWKSURL); err != nil {
