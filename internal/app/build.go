@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authn"
+	"git.sr.ht/~zozs/srht-registry/internal/authn/oidc"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/refresh"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
@@ -62,7 +63,7 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	if err != nil {
 		return nil, invalid(err)
 	}
-	users, err := buildAuthn(cfg, keys, log)
+	users, err := buildAuthn(ctx, cfg, keys, log)
 	if err != nil {
 		return nil, invalid(err)
 	}
@@ -75,7 +76,12 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	rt.stop = pol.stop
+	rt.stop = func(ctx context.Context) {
+		pol.stop(ctx)
+		if users.idTokens != nil {
+			users.idTokens.Close()
+		}
+	}
 	rt.collectors = append(rt.collectors, pol.collectors...)
 	current := cfg
 	rt.watch = watchedFiles(current, configPath)
@@ -177,6 +183,7 @@ func watchedFiles(cfg config.Config, configPath string) []string {
 type authnStage struct {
 	htpasswd  *authn.Htpasswd          // nil without authn.htpasswd at start
 	tokens    *sourcehut.Authenticator // nil with Sourcehut login off at start
+	idTokens  *oidc.Set                // nil without authn.oidc
 	refresher *refresh.Tokens          // nil with refresh tokens off at start
 	chain     atomic.Pointer[authn.Chain]
 	refreshOn atomic.Bool
@@ -187,7 +194,7 @@ type authnStage struct {
 	collectors []prometheus.Collector
 }
 
-func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnStage, error) {
+func buildAuthn(ctx context.Context, cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnStage, error) {
 	a := &authnStage{log: log}
 	if cfg.Authn.Htpasswd != "" {
 		htpasswd, err := authn.LoadHtpasswd(cfg.Authn.Htpasswd)
@@ -222,6 +229,14 @@ func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnS
 		log.Info("Sourcehut tokens accepted", "meta_url", sh.MetaURL, "cache_size", sh.CacheSize, "max_cache_ttl", sh.MaxCacheTTL.D())
 		logSourcehutUsers(log, sh)
 	}
+	if len(cfg.Authn.OIDC) > 0 {
+		set, err := buildOIDC(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		a.idTokens = set
+		a.collectors = append(a.collectors, set.Collectors()...)
+	}
 	// Refresh tokens are signed and checked with the key ring of the
 	// moment, and bound to the htpasswd lines of the moment: a reload of
 	// either applies to them at once.
@@ -229,6 +244,12 @@ func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnS
 		a.refresher = &refresh.Tokens{Issuer: cfg.Issuer, TTL: cfg.Token.Refresh.TTL.D(), Keys: keys.ring, Now: time.Now}
 		if a.htpasswd != nil {
 			a.refresher.Passwords = a.htpasswd
+		}
+		for _, o := range cfg.Authn.OIDC {
+			if a.refresher.OIDC == nil {
+				a.refresher.OIDC = map[string]refresh.OIDCSession{}
+			}
+			a.refresher.OIDC[o.Name] = refresh.OIDCSession{Issuer: o.Issuer, TTL: o.SessionTTL.D()}
 		}
 		log.Info("refresh tokens issued on offline logins", "ttl", cfg.Token.Refresh.TTL.D())
 	}
@@ -243,6 +264,37 @@ func buildAuthn(cfg config.Config, keys *signingKeys, log *slog.Logger) (*authnS
 		a.front = throttle
 	}
 	return a, nil
+}
+
+// buildOIDC makes the verifier of each trusted ID-token issuer. None is
+// asked anything here: their keys are fetched in the background, so an
+// issuer that is down does not keep the server from starting (its tokens
+// get 503 until its keys arrive).
+func buildOIDC(ctx context.Context, cfg config.Config, log *slog.Logger) (*oidc.Set, error) {
+	var issuers []*oidc.Authenticator
+	for _, o := range cfg.Authn.OIDC {
+		a, err := oidc.New(context.WithoutCancel(ctx), oidc.Options{
+			Name:         o.Name,
+			Issuer:       o.Issuer,
+			Audiences:    o.Audiences(cfg.Service),
+			SubjectClaim: o.SubjectClaim,
+			JWKSURL:      o.JWKSURL,
+			Algorithms:   o.Algorithms,
+			MaxTokenAge:  o.MaxTokenAge.D(),
+			Now:          time.Now,
+			Logger:       log.With("provider", o.Name),
+		})
+		if err != nil {
+			for _, prev := range issuers {
+				prev.Close()
+			}
+			return nil, fmt.Errorf("authn.oidc %s: %w", o.Name, err)
+		}
+		issuers = append(issuers, a)
+		log.Info("OIDC ID tokens accepted", "provider", o.Name, "issuer", o.Issuer, "audiences", o.Audiences(cfg.Service),
+			"subject_claim", o.SubjectClaim, "session_ttl", o.SessionTTL.D())
+	}
+	return oidc.NewSet(issuers...)
 }
 
 // authenticatorFunc is a function as a server.Authenticator.
@@ -263,6 +315,9 @@ func (a *authnStage) chainFor(cfg config.Config) *authn.Chain {
 	}
 	if a.tokens != nil {
 		c.Tokens = a.tokens
+	}
+	if a.idTokens != nil {
+		c.IDTokens = a.idTokens
 	}
 	if a.refresher != nil && cfg.Token.Refresh.IsEnabled() {
 		c.Refresh = a.refresher

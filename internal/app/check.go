@@ -125,6 +125,17 @@ func checkConfig(ctx context.Context, cfg config.Config) (configSummary, []error
 	default:
 		s.add("Sourcehut login", "%s (%s)", strings.Join(sh.Users, ", "), sh.MetaURL)
 	}
+	if len(cfg.Authn.OIDC) > 0 {
+		// Built as serve builds them (no issuer is asked anything yet).
+		if set, err := buildOIDC(ctx, cfg, quiet); err != nil {
+			problems = append(problems, err)
+		} else {
+			set.Close()
+			for _, o := range cfg.Authn.OIDC {
+				s.add("OIDC "+o.Name, "%s, audience %s, subject %s", o.Issuer, strings.Join(o.Audiences(cfg.Service), " or "), o.SubjectClaim)
+			}
+		}
+	}
 	if cfg.Token.Refresh.IsEnabled() {
 		s.add("refresh tokens", "on, valid %s", cfg.Token.Refresh.TTL.D())
 	} else {

@@ -234,6 +234,29 @@ func (a *Authenticator) refetch(ctx context.Context, seen *keySnapshot) (*keySna
 	return a.keys.Load(), nil
 }
 
+// initialFetch fetches the keys at start. Unlike a fetch for a token's
+// unknown kid, a successful one does not start the rate limit's interval:
+// a key the issuer rotates in just after the server started is picked up
+// by the first token that uses it. A failed one does (5 s), as any failed
+// fetch.
+func (a *Authenticator) initialFetch() error {
+	select {
+	case a.fetching <- struct{}{}:
+	case <-a.ctx.Done():
+		return a.ctx.Err()
+	}
+	defer func() { <-a.fetching }()
+	if err := a.fetch(a.ctx); err != nil {
+		a.mu.Lock()
+		a.lastAttempt = a.now()
+		a.mu.Unlock()
+		a.setFetchResult(err)
+		a.metrics.fetchError.Inc()
+		return err
+	}
+	return nil
+}
+
 // fetch discovers the key set's URL if need be, and has the cache fetch
 // the key set anew (postFetch takes it). It runs detached from ctx's
 // cancellation, so that a client giving up does not waste the fetch that

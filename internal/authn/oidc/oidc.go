@@ -126,7 +126,7 @@ type Authenticator struct {
 
 	mu          sync.Mutex
 	jwksURL     string    // "" until discovered
-	lastAttempt time.Time // of the last token-triggered (or startup) fetch
+	lastAttempt time.Time // of the last token-triggered fetch, or a failed startup fetch
 	lastErr     error     // of the last fetch, background ones included
 }
 
@@ -216,7 +216,7 @@ func New(ctx context.Context, opts Options) (*Authenticator, error) {
 	go func() {
 		defer a.wg.Done()
 		defer close(a.ready)
-		if _, err := a.refetch(a.ctx, nil); err != nil {
+		if err := a.initialFetch(); err != nil {
 			a.log.Warn("OIDC issuer keys could not be fetched at start; the next token of the issuer tries again", "error", err)
 		}
 	}()

@@ -498,8 +498,9 @@ func TestUnknownIssuer(t *testing.T) {
 }
 
 // TestKeyRotation: a token with a kid the authenticator does not hold
-// triggers one key fetch, no sooner than the refetch interval after the
-// last; the old key keeps working while published.
+// triggers one key fetch (the startup fetch does not count), and the next
+// one no sooner than the refetch interval after it; the old key keeps
+// working while published.
 func TestKeyRotation(t *testing.T) {
 	t.Parallel()
 	iss, a, clk := setup(t, nil)
@@ -512,14 +513,23 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("startup: %d key set and %d discovery calls, want 1 and 1", iss.JWKSCalls(), iss.DiscoveryCalls())
 	}
 
+	// A key rotated in right after the start is picked up at once.
+	iss.RotateKey(true)
+	if _, err := authenticate(a, iss.Mint(claims())); err != nil {
+		t.Fatalf("a key rotated in after the start: %v", err)
+	}
+	if iss.JWKSCalls() != 2 {
+		t.Fatalf("%d key set calls, want the startup one and one refetch", iss.JWKSCalls())
+	}
+
 	iss.RotateKey(true)
 	newTok := iss.Mint(claims())
-	// Right after the startup fetch: no refetch yet; the kid is unknown.
+	// Right after that refetch: no other yet; the kid is unknown.
 	_, err := authenticate(a, newTok)
 	if !errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), "unknown kid") {
 		t.Fatalf("err = %v", err)
 	}
-	if iss.JWKSCalls() != 1 {
+	if iss.JWKSCalls() != 2 {
 		t.Fatalf("%d key set calls within the refetch interval", iss.JWKSCalls())
 	}
 
@@ -530,15 +540,15 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := authenticate(a, oldTok); err != nil {
 		t.Fatalf("old key still published: %v", err)
 	}
-	if iss.JWKSCalls() != 2 || iss.DiscoveryCalls() != 1 {
-		t.Errorf("%d key set and %d discovery calls, want 2 and 1 (discovery once)", iss.JWKSCalls(), iss.DiscoveryCalls())
+	if iss.JWKSCalls() != 3 || iss.DiscoveryCalls() != 1 {
+		t.Errorf("%d key set and %d discovery calls, want 3 and 1 (discovery once)", iss.JWKSCalls(), iss.DiscoveryCalls())
 	}
 	for range 5 {
 		if _, err := authenticate(a, iss.Mint(claims())); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if iss.JWKSCalls() != 2 {
+	if iss.JWKSCalls() != 3 {
 		t.Errorf("%d key set calls for tokens of known keys", iss.JWKSCalls())
 	}
 
@@ -584,19 +594,20 @@ func TestRefetchRateLimited(t *testing.T) {
 			}
 		}
 	}
+	// The startup fetch, and one refetch for the whole flood.
 	flood()
-	if iss.JWKSCalls() != 1 {
-		t.Errorf("%d key set calls, want only the startup one", iss.JWKSCalls())
+	if iss.JWKSCalls() != 2 {
+		t.Errorf("%d key set calls, want the startup one and one refetch", iss.JWKSCalls())
 	}
 	clk.Advance(oidc.DefaultRefetchInterval)
 	flood()
-	if iss.JWKSCalls() != 2 {
-		t.Errorf("%d key set calls, want 2 (one per interval)", iss.JWKSCalls())
+	if iss.JWKSCalls() != 3 {
+		t.Errorf("%d key set calls, want 3 (one per interval)", iss.JWKSCalls())
 	}
 	clk.Advance(oidc.DefaultRefetchInterval / 2)
 	flood()
-	if iss.JWKSCalls() != 2 {
-		t.Errorf("%d key set calls half an interval on, want still 2", iss.JWKSCalls())
+	if iss.JWKSCalls() != 3 {
+		t.Errorf("%d key set calls half an interval on, want still 3", iss.JWKSCalls())
 	}
 }
 
@@ -939,7 +950,9 @@ func TestMetrics(t *testing.T) {
 	}
 	_, _ = authenticate(a, iss.MintNone(iss.GitHubClaims(fakeoidc.GitHubOptions{Audience: service})))
 	_, _ = authenticate(b, gl.Mint(gl.GitLabClaims(fakeoidc.GitLabOptions{Audience: service})))
+	// An unknown kid: one refetch; another right after: rate limited.
 	_, _ = authenticate(a, iss.MintForeign(iss.GitHubClaims(fakeoidc.GitHubOptions{Audience: service}), fakeoidc.HeaderKid("nope")))
+	_, _ = authenticate(a, iss.MintForeign(iss.GitHubClaims(fakeoidc.GitHubOptions{Audience: service}), fakeoidc.HeaderKid("nope-2")))
 
 	for _, c := range []struct {
 		name   string
@@ -947,9 +960,9 @@ func TestMetrics(t *testing.T) {
 		want   float64
 	}{
 		{"srht_registry_oidc_verifications_total", map[string]string{"provider": "github", "result": "ok"}, 3},
-		{"srht_registry_oidc_verifications_total", map[string]string{"provider": "github", "result": "rejected"}, 2},
+		{"srht_registry_oidc_verifications_total", map[string]string{"provider": "github", "result": "rejected"}, 3},
 		{"srht_registry_oidc_verifications_total", map[string]string{"provider": "gitlab", "result": "ok"}, 1},
-		{"srht_registry_oidc_key_fetches_total", map[string]string{"provider": "github", "result": "ok"}, 1},
+		{"srht_registry_oidc_key_fetches_total", map[string]string{"provider": "github", "result": "ok"}, 2},
 		{"srht_registry_oidc_key_fetches_rate_limited_total", map[string]string{"provider": "github"}, 1},
 		{"srht_registry_oidc_keys", map[string]string{"provider": "gitlab"}, 1},
 	} {
