@@ -85,6 +85,8 @@ var cellDefs = []cellDef{
 	{"catalog-refused", "catalog refused to a non-admin", cellCatalogRefused},
 	{"sourcehut-push", "push + pull with a Sourcehut token (-u sourcehut -p TOKEN, fake meta.sr.ht)", cellSourcehutPush},
 	{"identity-refresh", "`docker login` stores an identity token (refresh token), then the client pulls (and pushes) with it alone", cellIdentityRefresh},
+	{"oidc-push", "push + pull with an OIDC ID token (-u oidc -p ID_TOKEN) of a GitHub Actions job of " + oidcOwner + "/oidc-CLIENT, in its repository (fake issuer, claim rule)", cellOIDCPush},
+	{"oidc-foreign-refused", "push with that ID token to another owner's repository (" + oidcForeignOwner + "/…) refused", cellOIDCForeignPush},
 }
 
 func repoOf(repoTag string) string {
@@ -101,7 +103,7 @@ func cellAnonPull(ctx context.Context, s *session, c client) outcome {
 
 func cellLogin(ctx context.Context, s *session, c client) outcome {
 	if !c.loginChecks() {
-		return outcome{statusNA, c.name() + " auth login only writes config.json without asking the registry: push-pull and sourcehut-push use it"}
+		return outcome{statusNA, c.name() + " auth login only writes config.json without asking the registry: push-pull, sourcehut-push and oidc-push use it"}
 	}
 	if err := c.login(ctx, s, "bob", s.m.passwords["bob"]); err != nil {
 		return fromErr("login with the password", err)
@@ -242,6 +244,61 @@ func cellSourcehutPush(ctx context.Context, s *session, c client) outcome {
 		return fromErr("pull", err)
 	}
 	return passed("")
+}
+
+// oidcRepo is the repository of the OIDC cells' job: the claim rule grants
+// the job push on it ({repository}).
+func oidcRepo(c client) string { return "oidc-" + c.name() }
+
+// oidcLogin logs c in as a CI job does with the ID token it holds:
+// `login -u oidc -p "$ID_TOKEN"`, a fresh token of oidcOwner/oidcRepo(c).
+func oidcLogin(ctx context.Context, s *session, c client) error {
+	return c.login(ctx, s, "oidc", s.m.idToken(oidcOwner, oidcRepo(c)))
+}
+
+func cellOIDCPush(ctx context.Context, s *session, c client) outcome {
+	if err := oidcLogin(ctx, s, c); err != nil {
+		return fromErr("login with the ID token", err)
+	}
+	msg := ""
+	if _, ok := c.(docker); ok {
+		// docker login asks for an offline token: what it stores is the
+		// refresh token of the OIDC session, and docker manifest uses it.
+		a, err := readDockerAuth(s)
+		if err != nil {
+			return failed("after docker login: %v", err)
+		}
+		if a.IdentityToken == "" || a.password() != "" {
+			return failed("docker login with the ID token did not store an identitytoken alone (the OIDC session's refresh token)")
+		}
+		msg = "docker login stored the OIDC session's refresh token (identitytoken), which the push and pull used"
+	}
+	repoTag := oidcOwner + "/" + oidcRepo(c) + ":v1"
+	if err := c.push(ctx, s, repoTag); err != nil {
+		return fromErr("push", err)
+	}
+	if err := c.pull(ctx, s, repoTag); err != nil {
+		return fromErr("pull", err)
+	}
+	return passed(msg)
+}
+
+func cellOIDCForeignPush(ctx context.Context, s *session, c client) outcome {
+	if err := oidcLogin(ctx, s, c); err != nil {
+		return fromErr("login with the ID token", err)
+	}
+	repoTag := oidcForeignOwner + "/" + oidcRepo(c) + ":v1"
+	err := c.push(ctx, s, repoTag)
+	if err == nil {
+		return failed("the job of %s/%s pushed to %s", oidcOwner, oidcRepo(c), repoTag)
+	}
+	if na := (errNA{}); errors.As(err, &na) {
+		return fromErr("push", err)
+	}
+	if ok, herr := s.m.exists(ctx, s.reg.host, repoTag); herr != nil || ok {
+		return failed("the push failed (%v) but %s exists afterwards (%v)", err, repoTag, herr)
+	}
+	return refusedByPolicy(err)
 }
 
 // dockerAuth is an entry of docker's config.json "auths".

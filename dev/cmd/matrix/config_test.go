@@ -11,9 +11,10 @@ import (
 // server loads without a warning, lets the Sourcehut cells' user log in
 // (authn.sourcehut.users defaults to nobody), and makes alice, the
 // password user, the admin: with both logins on, group members are
-// principals.
+// principals. The fake OIDC issuer is trusted (plain http on loopback) for
+// the service's audience, and a claim rule names its provider.
 func TestTokenServerConfig(t *testing.T) {
-	m := &matrix{keys: "/keys", htpasswd: "/etc/htpasswd", metaURL: "http://127.0.0.1:9"}
+	m := &matrix{keys: "/keys", htpasswd: "/etc/htpasswd", metaURL: "http://127.0.0.1:9", oidcURL: "http://127.0.0.1:10"}
 	for _, withCert := range []bool{false, true} {
 		cfg, err := config.Parse([]byte(m.tokenServerConfig("127.0.0.1:5001", withCert)))
 		if err != nil {
@@ -24,6 +25,18 @@ func TestTokenServerConfig(t *testing.T) {
 		}
 		if got := cfg.Groups["admins"]; !slices.Equal(got, []string{"htpasswd:alice"}) {
 			t.Errorf("groups.admins %q, want [htpasswd:alice]", got)
+		}
+		if o := cfg.Authn.OIDC; len(o) != 1 || o[0].Name != oidcProvider || o[0].Issuer != m.oidcURL || o[0].Audience != service {
+			t.Errorf("authn.oidc %+v: want one entry %s, issuer %s, audience %s", o, oidcProvider, m.oidcURL, service)
+		}
+		rules, _ := cfg.Policy.Data["oidc"].([]any)
+		if len(rules) != 1 {
+			t.Fatalf("policy.data.oidc %v: want one claim rule", cfg.Policy.Data["oidc"])
+		}
+		rule, _ := rules[0].(map[string]any)
+		claims, _ := rule["claims"].(map[string]any)
+		if rule["provider"] != oidcProvider || claims["repository_owner"] != oidcOwner {
+			t.Errorf("claim rule %v: want provider %s, repository_owner %s", rule, oidcProvider, oidcOwner)
 		}
 		if w := cfg.Warnings(); len(w) > 0 {
 			t.Errorf("warnings: %q", w)

@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"git.sr.ht/~zozs/srht-registry/internal/fakemeta"
+	"git.sr.ht/~zozs/srht-registry/internal/fakeoidc"
 )
 
 const (
@@ -41,6 +42,13 @@ const (
 	// authn.sourcehut.users (the default lets nobody in), and not in
 	// htpasswd, so sourcehut:carol owns carol/*.
 	shUser = "carol"
+	// oidcProvider is the authn.oidc entry of the fake issuer (GitHub
+	// Actions' claims); the OIDC cells' jobs run for repositories of
+	// oidcOwner, which the claim rule of the token server's config lets
+	// push to their own repository, and try oidcForeignOwner's.
+	oidcProvider     = "github"
+	oidcOwner        = "octo-org"
+	oidcForeignOwner = "evil-org"
 )
 
 // tokenServer is a running srht-registry.
@@ -65,10 +73,12 @@ type matrix struct {
 	meta      *fakemeta.Server
 	metaURL   string
 	metaStop  func()
-	tokKID    *tokenServer // no certificate: tokens carry kid (jwks mode)
-	tokX5C    *tokenServer // token.certificate set: tokens carry x5c
-	tarball   string       // the test image as a docker-save tarball
-	layout    string       // the test image as an OCI layout, tag v1
+	oidc      *fakeoidc.Issuer // the fake OIDC issuer (GitHub Actions' claims)
+	oidcURL   string           // its issuer URL, http://127.0.0.1:PORT
+	tokKID    *tokenServer     // no certificate: tokens carry kid (jwks mode)
+	tokX5C    *tokenServer     // token.certificate set: tokens carry x5c
+	tarball   string           // the test image as a docker-save tarball
+	layout    string           // the test image as an OCI layout, tag v1
 	versions  versions
 	logDir    string
 }
@@ -155,6 +165,12 @@ func prepare(ctx context.Context, o options, tmp string) (*matrix, error) {
 		Expires: time.Now().Add(2 * time.Hour),
 	})
 
+	// Plain http on loopback: the server accepts it for a loopback issuer.
+	if m.oidc, err = fakeoidc.New(); err != nil {
+		return nil, fmt.Errorf("fake OIDC issuer: %w", err)
+	}
+	m.oidcURL = m.oidc.URL()
+
 	if err := m.makeImage(); err != nil {
 		return nil, fmt.Errorf("test image: %w", err)
 	}
@@ -176,6 +192,16 @@ func (m *matrix) close() {
 	if m.metaStop != nil {
 		m.metaStop()
 	}
+	if m.oidc != nil {
+		m.oidc.Close()
+	}
+}
+
+// idToken mints a GitHub Actions ID token of a job of owner/repo on main,
+// for the registry's service: what `-u oidc -p "$ID_TOKEN"` sends. GitHub's
+// tokens live 5 minutes, so each cell mints its own.
+func (m *matrix) idToken(owner, repo string) string {
+	return m.oidc.Mint(m.oidc.GitHubClaims(fakeoidc.GitHubOptions{Owner: owner, Repo: repo, Audience: service}))
 }
 
 // checkTools finds every tool and reads its version; a missing tool is an
@@ -296,16 +322,26 @@ token:
     enabled: true
     meta_url: %q
     users: [%s]   # the default lets nobody in
+  oidc:
+    - name: %s
+      issuer: %q   # the fake issuer: plain http, allowed on loopback
+      audience: %s
 groups:
   admins: ["htpasswd:alice"]   # a principal: sourcehut:alice would be someone else
 policy:
   data:
     public: ["library/*"]
+    oidc:   # OIDC identities get only what a claim rule grants
+      - provider: %s
+        claims: {repository_owner: %s, ref: ["refs/heads/main", "refs/tags/v*"]}
+        repositories: ["{repository}", "{repository}/*"]
+        actions: [pull, push]
 brute_force:
   threshold: 1000   # the login cells fail on purpose, all from 127.0.0.1
 log:
   level: info
-`, listen, service, issuer, filepath.Join(m.keys, "key.pem"), cert, m.htpasswd, m.metaURL, shUser)
+`, listen, service, issuer, filepath.Join(m.keys, "key.pem"), cert, m.htpasswd, m.metaURL, shUser,
+		oidcProvider, m.oidcURL, service, oidcProvider, oidcOwner)
 }
 
 func (m *matrix) startTokenServer(ctx context.Context, name string, withCert bool) (*tokenServer, error) {

@@ -20,6 +20,9 @@ var refusals = []refusal{
 	{"foreign-push-refused", "push outside the user's namespace",
 		"the policy granted no `push` on that repository: the token lacks it and the registry answers 401 `insufficient_scope`",
 		"push to `USER/…`, or grant it to the principal (`htpasswd:USER`) in `policy.data.namespaces`; ask `srht-registry policy eval --user U --scope repository:R:push --explain`"},
+	{"oidc-foreign-refused", "push with an OIDC ID token outside what the claim rules grant",
+		"OIDC identities get only what a rule of `policy.data.oidc` grants: no rule whose provider and claims match the token names that repository, so the token lacks `push` and the registry answers 401 `insufficient_scope`",
+		"push to the repository the job's rule names (here `{repository}`, the job's own `owner/repo`), or add a rule to `policy.data.oidc` for the job's claims (docs/policy.md); a token of a provider or audience not in `authn.oidc` is refused at login instead"},
 	{"catalog-refused", "catalog as a non-admin",
 		"only the `admins` group gets `registry:catalog:*` in the default policy",
 		"add the user's principal (`htpasswd:USER` or `sourcehut:USER`) to `groups.admins`, or grant `registry:catalog:*` in your own policy"},
@@ -66,7 +69,9 @@ func (m *matrix) markdown(specs []*registrySpec, results []result, broken []brok
 	w("Registries: **distribution %s** (from the Go module proxy; trusts `jwks.json`, tokens carry `kid`) and **Debian's docker-registry %s** (trusts `rootcertbundle` = `cert.pem`, tokens carry `x5c`). ", v.v3, v.v2)
 	w("Clients: crane %s, oras %s, regctl %s, skopeo %s (Debian), docker CLI %s. ", v.crane, v.oras, v.regctl, v.skopeo, v.docker)
 	w("No Docker daemon runs here: the docker CLI does `docker login` client-side, and its push and pull are `docker manifest create/push/inspect`, which talk to the registry themselves (a push is a manifest list of one image, whose blobs the CLI mounts from the source repository). ")
-	w("Users: `htpasswd:alice` (group `admins`), `htpasswd:bob`, `sourcehut:carol` (listed in `authn.sourcehut.users`; a token from a fake meta.sr.ht, grant `%s/REGISTRY:RW`); `library/*` is public.\n\n", service)
+	w("Users: `htpasswd:alice` (group `admins`), `htpasswd:bob`, `sourcehut:carol` (listed in `authn.sourcehut.users`; a token from a fake meta.sr.ht, grant `%s/REGISTRY:RW`); `library/*` is public. ", service)
+	w("OIDC: GitHub Actions jobs of `%s/oidc-CLIENT` log in with `-u oidc` and an ID token (GitHub's claims, audience `%s`) from a fake OIDC issuer on loopback, trusted as `authn.oidc` entry `%s`; ", oidcOwner, service, oidcProvider)
+	w("the claim rule in `policy.data.oidc` (provider `%s`, claims `repository_owner: %s` and `ref` main or a `v*` tag) grants pull and push on `{repository}` and `{repository}/*`.\n\n", oidcProvider, oidcOwner)
 
 	w("| client | cell |")
 	for _, s := range specs {
