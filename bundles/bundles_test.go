@@ -32,7 +32,7 @@ import (
 const schemaPath = "../policy/input.schema.json"
 
 // wantBundles must exist; more may.
-var wantBundles = []string{"sourcehut-default", "teams", "public-mirror", "conditions"}
+var wantBundles = []string{"sourcehut-default", "teams", "public-mirror", "conditions", "github-actions", "gitlab-ci", "kubernetes"}
 
 // bundleDirs lists the subdirectories of this directory: one bundle each.
 func bundleDirs(t *testing.T) []string {
@@ -253,6 +253,8 @@ func TestSchemaCatchesNestedTypos(t *testing.T) {
 	for _, ref := range []string{
 		"input.versoin",
 		"input.identity.sourcehut.acess",
+		"input.identity.oidc.isuer",
+		"input.identity.oidc.claim",
 		"input.identity.sourcehut.grants[0].servise",
 		"input.request.clientip",
 		"input.scope.klass",
@@ -269,6 +271,9 @@ func TestSchemaCatchesNestedTypos(t *testing.T) {
 		"input.version",
 		"input.identity.sourcehut.access",
 		"input.identity.sourcehut.grants[0].service",
+		"input.identity.oidc.issuer",
+		"input.identity.oidc.claims.anything",
+		`input.identity.oidc.claims["kubernetes.io"].namespace`,
 		"input.request.client_ip",
 		"input.scope.class",
 	} {
@@ -316,6 +321,8 @@ func TestSchemaValidatesInputs(t *testing.T) {
 	const scope = `"scope": {"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}`
 	const sourcehut = `"sourcehut": {"username": "alice", "client_id": "", "expires": "2026-11-30T12:45:00Z", "all_grants": false, "access": "RW",
 		"grants": [{"service": "registry.example.com", "scope": "REGISTRY", "access": "RW"}]}`
+	const oidc = `"oidc": {"issuer": "https://token.actions.githubusercontent.com", "claims": {"sub": "repo:octo-org/app:ref:refs/heads/main",
+		"repository": "octo-org/app", "ref": "refs/heads/main", "iat": 1764504000, "aud": ["registry.example.com"], "draft": false, "nested": {"a": null}}}`
 	doc := func(identity string, rest ...string) string {
 		parts := append([]string{`"version": 2`, `"identity": ` + identity}, rest...)
 		return "{" + strings.Join(parts, ", ") + "}"
@@ -328,6 +335,8 @@ func TestSchemaValidatesInputs(t *testing.T) {
 		"personal":      doc(`{"method": "sourcehut", "provider": "sourcehut", "subject": "alice", "namespace": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": true, "access": "RW", "grants": []}}`, request, scope),
 		"no namespace":  doc(`{"method": "sourcehut", "provider": "sourcehut", "subject": "alice", "groups": [], `+sourcehut+`}`, request, scope),
 		"refresh":       doc(`{"method": "refresh", "refreshed_from": "sourcehut", "provider": "sourcehut", "subject": "alice", "namespace": "alice", "groups": [], `+sourcehut+`}`, request, scope),
+		"oidc":          doc(`{"method": "oidc", "provider": "github", "subject": "repo:octo-org/app:ref:refs/heads/main", "groups": [], `+oidc+`}`, request, scope),
+		"oidc refresh":  doc(`{"method": "refresh", "refreshed_from": "oidc", "provider": "k8s", "subject": "system:serviceaccount:ci:builder", "groups": ["ci"], "oidc": {"issuer": "https://k8s.example.com", "claims": {"kubernetes.io": {"namespace": "ci", "serviceaccount": {"name": "builder"}}}}}`, request, scope),
 		"class":         doc(`{"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": "alice", "groups": []}`, request, `"scope": {"type": "repository", "class": "plugin", "name": "alice/app", "actions": ["pull"]}`),
 		"catalog":       doc(`{"method": "password", "provider": "htpasswd", "subject": "root", "namespace": "root", "groups": ["admins"]}`, request, `"scope": {"type": "registry", "name": "catalog", "actions": ["*"]}`),
 		"empty strings": doc(`{"method": "anonymous", "subject": "", "groups": []}`, `"request": {"service": "registry.example.com", "client_ip": "", "client_id": "", "user_agent": "", "time": "2026-11-30T12:00:00Z"}`, scope),
@@ -340,22 +349,26 @@ func TestSchemaValidatesInputs(t *testing.T) {
 
 	password := `{"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": "alice", "groups": []}`
 	invalid := map[string]string{
-		"version 1":          `{"version": 1, "identity": ` + password + `, ` + request + `, ` + scope + `}`,
-		"provider pattern":   doc(`{"method": "password", "provider": "HTpasswd", "subject": "alice", "groups": []}`, request, scope),
-		"provider empty":     doc(`{"method": "password", "provider": "", "subject": "alice", "groups": []}`, request, scope),
-		"namespace type":     doc(`{"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": 1, "groups": []}`, request, scope),
-		"no version":         `{"identity": ` + password + `, ` + request + `, ` + scope + `}`,
-		"extra top-level":    doc(password, request, scope, `"extra": true`),
-		"no scope":           doc(password, request),
-		"unknown method":     doc(`{"method": "oidc", "subject": "alice", "groups": []}`, request, scope),
-		"no groups":          doc(`{"method": "password", "subject": "alice"}`, request, scope),
-		"identity typo":      doc(`{"method": "password", "subjekt": "alice", "groups": []}`, request, scope),
-		"sourcehut access":   doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": true, "access": "ALL", "grants": []}}`, request, scope),
-		"sourcehut missing":  doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice"}}`, request, scope),
-		"grant extra":        doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": false, "access": "RW", "grants": [{"service": "s", "scope": "REGISTRY", "access": "RW", "x": 1}]}}`, request, scope),
-		"request extra":      doc(password, `"request": {"service": "s", "client_ip": "", "client_id": "", "user_agent": "", "time": "2026-11-30T12:00:00Z", "referer": ""}`, scope),
-		"request time":       doc(password, `"request": {"service": "s", "client_ip": "", "client_id": "", "user_agent": "", "time": "yesterday"}`, scope),
-		"actions not a list": doc(password, request, `"scope": {"type": "repository", "name": "alice/app", "actions": "pull"}`),
+		"version 1":              `{"version": 1, "identity": ` + password + `, ` + request + `, ` + scope + `}`,
+		"provider pattern":       doc(`{"method": "password", "provider": "HTpasswd", "subject": "alice", "groups": []}`, request, scope),
+		"provider empty":         doc(`{"method": "password", "provider": "", "subject": "alice", "groups": []}`, request, scope),
+		"namespace type":         doc(`{"method": "password", "provider": "htpasswd", "subject": "alice", "namespace": 1, "groups": []}`, request, scope),
+		"no version":             `{"identity": ` + password + `, ` + request + `, ` + scope + `}`,
+		"extra top-level":        doc(password, request, scope, `"extra": true`),
+		"no scope":               doc(password, request),
+		"unknown method":         doc(`{"method": "ldap", "subject": "alice", "groups": []}`, request, scope),
+		"refreshed from refresh": doc(`{"method": "refresh", "refreshed_from": "refresh", "provider": "htpasswd", "subject": "alice", "groups": []}`, request, scope),
+		"oidc without claims":    doc(`{"method": "oidc", "provider": "github", "subject": "repo:o/r:ref:refs/heads/main", "groups": [], "oidc": {"issuer": "https://token.actions.githubusercontent.com"}}`, request, scope),
+		"oidc claims a list":     doc(`{"method": "oidc", "provider": "github", "subject": "x", "groups": [], "oidc": {"issuer": "https://i", "claims": []}}`, request, scope),
+		"oidc extra":             doc(`{"method": "oidc", "provider": "github", "subject": "x", "groups": [], "oidc": {"issuer": "https://i", "claims": {}, "token": "x"}}`, request, scope),
+		"no groups":              doc(`{"method": "password", "subject": "alice"}`, request, scope),
+		"identity typo":          doc(`{"method": "password", "subjekt": "alice", "groups": []}`, request, scope),
+		"sourcehut access":       doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": true, "access": "ALL", "grants": []}}`, request, scope),
+		"sourcehut missing":      doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice"}}`, request, scope),
+		"grant extra":            doc(`{"method": "sourcehut", "subject": "alice", "groups": [], "sourcehut": {"username": "alice", "client_id": "", "expires": "2027-01-01T00:00:00Z", "all_grants": false, "access": "RW", "grants": [{"service": "s", "scope": "REGISTRY", "access": "RW", "x": 1}]}}`, request, scope),
+		"request extra":          doc(password, `"request": {"service": "s", "client_ip": "", "client_id": "", "user_agent": "", "time": "2026-11-30T12:00:00Z", "referer": ""}`, scope),
+		"request time":           doc(password, `"request": {"service": "s", "client_ip": "", "client_id": "", "user_agent": "", "time": "yesterday"}`, scope),
+		"actions not a list":     doc(password, request, `"scope": {"type": "repository", "name": "alice/app", "actions": "pull"}`),
 	}
 	for name, d := range invalid {
 		if ok, _ := match(d); ok {

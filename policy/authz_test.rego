@@ -1047,3 +1047,545 @@ test_provider_named_group_is_not_a_group if {
 	count(authz.allow) == 0 with input as repo({"method": "password", "provider": "group", "subject": "ci", "namespace": "ci", "groups": []}, "team/app")
 		with data.registry.namespaces as namespaces
 }
+
+# ---------------------------------------------------------------------------
+# OIDC identities and claim rules (data.registry.oidc).
+
+# An OIDC identity as the server sends it: the provider of its authn.oidc
+# entry, the subject claim as subject, no namespace, and every claim.
+oidc(provider, issuer, claims) := {
+	"method": "oidc",
+	"provider": provider,
+	"subject": claims.sub,
+	"groups": [],
+	"oidc": {"issuer": issuer, "claims": claims},
+}
+
+# Claims shaped as GitHub Actions sends them (every custom claim a string).
+github_claims := {
+	"iss": "https://token.actions.githubusercontent.com",
+	"aud": "registry.example.com",
+	"sub": "repo:octo-org/app:ref:refs/heads/main",
+	"jti": "6f4d1b1e-0000-4000-8000-000000000001",
+	"iat": 1764504000,
+	"exp": 1764504300,
+	"repository": "octo-org/app",
+	"repository_id": "690000001",
+	"repository_owner": "octo-org",
+	"repository_owner_id": "123456",
+	"repository_visibility": "private",
+	"ref": "refs/heads/main",
+	"ref_type": "branch",
+	"sha": "0123456789abcdef0123456789abcdef01234567",
+	"event_name": "push",
+	"actor": "octocat",
+	"workflow": "release",
+	"job_workflow_ref": "octo-org/app/.github/workflows/release.yml@refs/heads/main",
+	"runner_environment": "github-hosted",
+}
+
+github(claims) := oidc("github", "https://token.actions.githubusercontent.com", object.union(github_claims, claims))
+
+# Claims shaped as GitLab CI sends them (ref_protected is a string).
+gitlab(claims) := oidc("gitlab", "https://gitlab.com", object.union(
+	{
+		"sub": "project_path:group/app:ref_type:branch:ref:main",
+		"namespace_path": "group",
+		"project_path": "group/app",
+		"ref": "main",
+		"ref_type": "branch",
+		"ref_protected": "true",
+		"pipeline_source": "push",
+		"user_login": "alice",
+	},
+	claims,
+))
+
+# A projected Kubernetes service-account token.
+k8s(namespace, account) := oidc("k8s", "https://kubernetes.default.svc.cluster.local", {
+	"sub": concat(":", ["system:serviceaccount", namespace, account]),
+	"aud": ["registry.example.com"],
+	"kubernetes.io": {
+		"namespace": namespace,
+		"serviceaccount": {"name": account, "uid": "00000000-0000-4000-8000-000000000002"},
+		"pod": {"name": "builder-7d9f", "uid": "00000000-0000-4000-8000-000000000003"},
+	},
+})
+
+oidc_rules := [
+	{
+		"provider": "github",
+		"claims": {"repository_owner": "octo-org", "ref": ["refs/heads/main", "refs/tags/v*"]},
+		"repositories": ["{repository}", "{repository}/*"],
+		"actions": ["pull", "push"],
+	},
+	{
+		"provider": "gitlab",
+		"claims": {"project_path": "group/*", "ref_protected": "true"},
+		"repositories": ["gl/{project_path}/**"],
+		"actions": ["pull", "push"],
+	},
+	{
+		"provider": "k8s",
+		"claims": {"kubernetes.io": {"namespace": ["ci", "build-*"]}},
+		"repositories": ["apps/**"],
+		"actions": ["pull"],
+	},
+]
+
+# One rule for provider "github" with the given claims and patterns,
+# granting pull and push.
+github_rule(claims, repositories) := [{"provider": "github", "claims": claims, "repositories": repositories, "actions": ["pull", "push"]}]
+
+test_fixture_oidc if {
+	i := github({"ref": "refs/tags/v1"})
+	i.method == "oidc"
+	i.provider == "github"
+	i.subject == "repo:octo-org/app:ref:refs/heads/main"
+	i.oidc.claims.ref == "refs/tags/v1"
+	i.oidc.claims.repository == "octo-org/app"
+	not "namespace" in object.keys(i)
+	k8s("ci", "builder").subject == "system:serviceaccount:ci:builder"
+	refreshed(i).refreshed_from == "oidc"
+	refreshed(i).oidc == i.oidc
+}
+
+# Nothing by default: no rules, no personal namespace, no "*" membership.
+test_oidc_nothing_without_rules if {
+	count(authz.allow) == 0 with input as repo(github({}), "octo-org/app")
+	count(authz.allow) == 0 with input as repo(github({}), "octo-org/app")
+		with data.registry.namespaces as namespaces
+		with data.registry.reserved as reserved
+}
+
+test_oidc_no_personal_namespace if {
+	# Should the server ever send a namespace for an OIDC identity, it
+	# owns nothing by it.
+	identity := object.union(github({}), {"namespace": "octo-org"})
+	count(authz.allow) == 0 with input as repo(identity, "octo-org/app")
+	not authz.own_namespace with input as repo(identity, "octo-org/app")
+}
+
+test_oidc_star_member_is_not_oidc if {
+	count(authz.allow) == 0 with input as repo(github({}), "open/app")
+		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(k8s("ci", "builder"), "open/app")
+		with data.registry.namespaces as namespaces
+	count(authz.allow) == 0 with input as repo(refreshed(github({})), "open/app")
+		with data.registry.namespaces as namespaces
+
+	# accounts still are "*"
+	authz.allow == {"pull"} with input as repo(password("bob", []), "open/app")
+		with data.registry.namespaces as namespaces
+}
+
+# The site may still name an OIDC principal, or put it in a group.
+test_oidc_named_principal_and_group if {
+	acl := {"team": {"push": ["github:repo:octo-org/app:ref:refs/heads/main"], "pull": ["group:ci"]}}
+	authz.allow == {"push"} with input as repo(github({}), "team/app")
+		with data.registry.namespaces as acl
+	authz.allow == {"pull"} with input as repo(object.union(k8s("ci", "builder"), {"groups": ["ci"]}), "team/app")
+		with data.registry.namespaces as acl
+}
+
+test_oidc_public_pull if {
+	authz.allow == {"pull"} with input as repo(github({}), "library/alpine")
+		with data.registry.public as public
+}
+
+test_oidc_rule_match if {
+	authz.allow == {"pull", "push"} with input as repo(github({}), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	authz.allow == {"pull", "push"} with input as repo(github({}), "octo-org/app/cache")
+		with data.registry.oidc as oidc_rules
+}
+
+test_oidc_rule_only_its_repositories if {
+	# "{repository}/*" is one level below, and another repository of the
+	# owner is not the token's.
+	count(authz.allow) == 0 with input as repo(github({}), "octo-org/app/a/b")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(github({}), "octo-org/other")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(github({}), "octo-org/app2")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(github({}), "octo-org")
+		with data.registry.oidc as oidc_rules
+}
+
+test_oidc_rule_list_of_globs if {
+	authz.allow == {"pull", "push"} with input as repo(github({"ref": "refs/tags/v1.2.3"}), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+
+	# no delimiters: * spans "/" and "."
+	authz.allow == {"pull", "push"} with input as repo(github({"ref": "refs/tags/v2/rc.1"}), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(github({"ref": "refs/tags/release-1"}), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(github({"ref": "refs/heads/feature"}), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(github({"ref": "refs/pull/7/merge", "event_name": "pull_request"}), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+
+	# a glob matches the whole value
+	count(authz.allow) == 0 with input as repo(github({"ref": "refs/heads/main2"}), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+}
+
+test_oidc_rule_claim_mismatch if {
+	other := github({"repository_owner": "evil-org", "repository": "evil-org/app", "sub": "repo:evil-org/app:ref:refs/heads/main"})
+	count(authz.allow) == 0 with input as repo(other, "evil-org/app")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(other, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+}
+
+# The owner claim says octo-org, the repository claim names another owner:
+# the grant follows the repository claim, so the rule's owner pattern and
+# the substituted repository must be consistent in the rule itself.
+test_oidc_rule_substitution_uses_the_claim if {
+	identity := github({"repository": "octo-org/other"})
+	authz.allow == {"pull", "push"} with input as repo(identity, "octo-org/other")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(identity, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+}
+
+test_oidc_rule_missing_claim if {
+	identity := github({})
+	no_ref := oidc("github", "https://token.actions.githubusercontent.com", object.remove(github_claims, ["ref"]))
+	count(authz.allow) == 0 with input as repo(no_ref, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+
+	# "*" needs the claim to be there, and a string
+	count(authz.allow) == 0 with input as repo(no_ref, "ci/app")
+		with data.registry.oidc as github_rule({"ref": "*"}, ["ci/*"])
+	authz.allow == {"pull", "push"} with input as repo(identity, "ci/app")
+		with data.registry.oidc as github_rule({"ref": "*"}, ["ci/*"])
+	count(authz.allow) == 0 with input as repo(github({"ref": 7}), "ci/app")
+		with data.registry.oidc as github_rule({"ref": "*"}, ["ci/*"])
+}
+
+test_oidc_rule_provider_mismatch if {
+	# GitHub's claims, another provider's token (another issuer whose
+	# users may pick any claim values)
+	other := object.union(github({}), {"provider": "forgejo"})
+	count(authz.allow) == 0 with input as repo(other, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(object.remove(github({}), ["provider"]), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+}
+
+test_oidc_rule_nested_object if {
+	authz.allow == {"pull"} with input as repo(k8s("ci", "builder"), "apps/web/frontend")
+		with data.registry.oidc as oidc_rules
+	authz.allow == {"pull"} with input as repo(k8s("build-42", "default"), "apps/web")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(k8s("prod", "builder"), "apps/web")
+		with data.registry.oidc as oidc_rules
+	not "push" in authz.allow with input as input_for(k8s("ci", "builder"), "repository", "apps/web", ["push"])
+		with data.registry.oidc as oidc_rules
+}
+
+test_oidc_rule_nested_object_deeper if {
+	rules := [{"provider": "k8s", "claims": {"kubernetes.io": {"namespace": "ci", "serviceaccount": {"name": "pusher"}}}, "repositories": ["apps/**"], "actions": ["pull", "push"]}]
+	authz.allow == {"pull", "push"} with input as repo(k8s("ci", "pusher"), "apps/web")
+		with data.registry.oidc as rules
+	count(authz.allow) == 0 with input as repo(k8s("ci", "builder"), "apps/web")
+		with data.registry.oidc as rules
+	count(authz.allow) == 0 with input as repo(k8s("prod", "pusher"), "apps/web")
+		with data.registry.oidc as rules
+}
+
+test_oidc_rule_nested_claim_not_an_object if {
+	flat := oidc("k8s", "https://k8s", {"sub": "system:serviceaccount:ci:builder", "kubernetes.io": "ci"})
+	count(authz.allow) == 0 with input as repo(flat, "apps/web")
+		with data.registry.oidc as oidc_rules
+
+	# a claim named with a dot is not a path
+	dotted := oidc("k8s", "https://k8s", {"sub": "system:serviceaccount:ci:builder", "kubernetes.io.namespace": "ci"})
+	count(authz.allow) == 0 with input as repo(dotted, "apps/web")
+		with data.registry.oidc as oidc_rules
+}
+
+test_oidc_rule_booleans_and_numbers if {
+	rules := [{"provider": "ci", "claims": {"protected": true, "project_id": 42}, "repositories": ["ci/*"], "actions": ["push"]}]
+	ok := oidc("ci", "https://ci", {"sub": "x", "protected": true, "project_id": 42})
+	authz.allow == {"push"} with input as repo(ok, "ci/app")
+		with data.registry.oidc as rules
+	authz.allow == {"push"} with input as repo(oidc("ci", "https://ci", {"sub": "x", "protected": true, "project_id": 42.0}), "ci/app")
+		with data.registry.oidc as rules
+
+	# of their type: not the strings, nor the other boolean
+	count(authz.allow) == 0 with input as repo(oidc("ci", "https://ci", {"sub": "x", "protected": "true", "project_id": 42}), "ci/app")
+		with data.registry.oidc as rules
+	count(authz.allow) == 0 with input as repo(oidc("ci", "https://ci", {"sub": "x", "protected": true, "project_id": "42"}), "ci/app")
+		with data.registry.oidc as rules
+	count(authz.allow) == 0 with input as repo(oidc("ci", "https://ci", {"sub": "x", "protected": false, "project_id": 42}), "ci/app")
+		with data.registry.oidc as rules
+
+	# and a string pattern matches no boolean
+	count(authz.allow) == 0 with input as repo(oidc("ci", "https://ci", {"sub": "x", "protected": true, "project_id": 42}), "ci/app")
+		with data.registry.oidc as [{"provider": "ci", "claims": {"protected": "true"}, "repositories": ["ci/*"], "actions": ["push"]}]
+}
+
+test_oidc_rule_gitlab_ref_protected_string if {
+	authz.allow == {"pull", "push"} with input as repo(gitlab({}), "gl/group/app/image")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(gitlab({"ref_protected": "false"}), "gl/group/app/image")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(gitlab({"ref_protected": true}), "gl/group/app/image")
+		with data.registry.oidc as oidc_rules
+}
+
+test_oidc_rule_array_claim_matches_nothing if {
+	rules := github_rule({"aud": "registry.example.com"}, ["ci/*"])
+	count(authz.allow) == 0 with input as repo(github({"aud": ["registry.example.com"]}), "ci/app")
+		with data.registry.oidc as rules
+	authz.allow == {"pull", "push"} with input as repo(github({}), "ci/app")
+		with data.registry.oidc as rules
+}
+
+test_oidc_rule_actions if {
+	star := [{"provider": "github", "claims": {"repository_owner": "octo-org"}, "repositories": ["{repository}"], "actions": ["*"]}]
+	authz.allow == {"*"} with input as repo(github({}), "octo-org/app")
+		with data.registry.oidc as star
+
+	# no catalog, whatever the rule says
+	count(authz.allow) == 0 with input as catalog(github({}))
+		with data.registry.oidc as star
+	delete_only := [{"provider": "github", "claims": {"repository_owner": "octo-org"}, "repositories": ["{repository}"], "actions": ["delete"]}]
+	authz.allow == {"delete"} with input as repo(github({}), "octo-org/app")
+		with data.registry.oidc as delete_only
+}
+
+test_oidc_rules_add_up if {
+	rules := [
+		{"provider": "github", "claims": {"repository_owner": "octo-org"}, "repositories": ["shared/*"], "actions": ["pull"]},
+		{"provider": "github", "claims": {"repository": "octo-org/app"}, "repositories": ["shared/*"], "actions": ["push"]},
+	]
+	authz.allow == {"pull", "push"} with input as repo(github({}), "shared/base")
+		with data.registry.oidc as rules
+	authz.allow == {"pull"} with input as repo(github({"repository": "octo-org/lib"}), "shared/base")
+		with data.registry.oidc as rules
+}
+
+test_oidc_rule_without_claims_matches_nothing if {
+	count(authz.allow) == 0 with input as repo(github({}), "ci/app")
+		with data.registry.oidc as github_rule({}, ["ci/*"])
+	count(authz.allow) == 0 with input as repo(k8s("ci", "builder"), "apps/x")
+		with data.registry.oidc as [{"provider": "k8s", "claims": {"kubernetes.io": {}}, "repositories": ["apps/**"], "actions": ["pull"]}]
+	count(authz.allow) == 0 with input as repo(k8s("ci", "builder"), "apps/x")
+		with data.registry.oidc as [{"provider": "k8s", "claims": {"kubernetes.io": {"namespace": "ci", "pod": {}}}, "repositories": ["apps/**"], "actions": ["pull"]}]
+}
+
+# Only OIDC logins: an account's identity never matches a claim rule, not
+# even with claims of its own.
+test_oidc_rules_not_for_accounts if {
+	rules := [{"provider": "htpasswd", "claims": {"repository_owner": "*"}, "repositories": ["**"], "actions": ["*"]}]
+	with_claims := object.union(password("alice", []), {"oidc": {"issuer": "x", "claims": {"repository_owner": "octo-org"}}})
+	count(authz.allow) == 0 with input as repo(with_claims, "bob/app")
+		with data.registry.oidc as rules
+
+	# and identity.oidc alone makes it an OIDC identity: no namespace
+	count(authz.allow) == 0 with input as repo(with_claims, "alice/app")
+		with data.registry.oidc as rules
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+		with data.registry.oidc as rules
+}
+
+test_oidc_rules_need_the_claims if {
+	identity := object.remove(github({}), ["oidc"])
+	count(authz.allow) == 0 with input as repo(identity, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	bad := object.union(github({}), {"oidc": {"issuer": "x", "claims": "repository_owner=octo-org"}})
+	count(authz.allow) == 0 with input as repo(bad, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	anonymous_with_claims := object.union(anonymous, {"oidc": github({}).oidc})
+	count(authz.allow) == 0 with input as repo(anonymous_with_claims, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	no_subject := object.union(github({}), {"subject": ""})
+	count(authz.allow) == 0 with input as repo(no_subject, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+}
+
+# A refresh token of an OIDC login carries the claims: the rules keep
+# deciding, with no read-only cap, and no more than at the login.
+test_oidc_refresh if {
+	authz.allow == {"pull", "push"} with input as repo(refreshed(github({})), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(refreshed(github({"ref": "refs/heads/dev"})), "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	authz.allow == {"pull"} with input as repo(refreshed(k8s("ci", "builder")), "apps/web")
+		with data.registry.oidc as oidc_rules
+	not authz.read_only with input as repo(refreshed(github({})), "octo-org/app")
+	authz.effective_method == "oidc" with input as repo(refreshed(github({})), "octo-org/app")
+}
+
+# A refresh identity that says oidc but is no OIDC login of the provider
+# the rule names gets nothing from the rules.
+test_oidc_refresh_of_another_login if {
+	pw := object.union(refreshed(password("alice", [])), {"oidc": github({}).oidc})
+	count(authz.allow) == 0 with input as repo(pw, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	liar := object.union(refreshed(password("alice", [])), {"refreshed_from": "oidc"})
+	count(authz.allow) == 0 with input as repo(liar, "alice/app")
+		with data.registry.oidc as oidc_rules
+}
+
+# The Sourcehut read-only cap is untouched by the rules.
+test_oidc_rules_and_sourcehut_cap if {
+	authz.allow == {"pull"} with input as repo(sourcehut("alice", [], ro), "alice/app")
+		with data.registry.oidc as oidc_rules
+	authz.allow == {"pull"} with input as repo(refreshed(sourcehut("alice", [], ro)), "alice/app")
+		with data.registry.oidc as oidc_rules
+}
+
+# {claim}: the value is lowercased, and must be a repository path.
+test_oidc_substitution_lowercased if {
+	identity := github({"repository": "Octo-Org/My_App", "repository_owner": "Octo-Org"})
+	rules := github_rule({"repository_owner": "Octo-Org"}, ["{repository}"])
+	authz.allow == {"pull", "push"} with input as repo(identity, "octo-org/my_app")
+		with data.registry.oidc as rules
+}
+
+test_claim_value if {
+	authz.claim_value("repository") == "octo-org/app" with input as repo(github({}), "x/y")
+	authz.claim_value("repository") == "a.b/c__d/e--f/g_h/1" with input as repo(github({"repository": "A.b/C__d/e--f/g_h/1"}), "x/y")
+	authz.claim_value("ref_type") == "branch" with input as repo(github({}), "x/y")
+	authz.claim_value("ref") == "refs/heads/main" with input as repo(github({}), "x/y")
+	not authz.claim_value("sub") with input as repo(github({}), "x/y")
+	not authz.claim_value("job_workflow_ref") with input as repo(github({}), "x/y")
+	not authz.claim_value("iat") with input as repo(github({}), "x/y")
+	not authz.claim_value("missing") with input as repo(github({}), "x/y")
+	not authz.claim_value("kubernetes.io") with input as repo(k8s("ci", "b"), "x/y")
+	not authz.claim_value("sub") with input as repo(k8s("ci", "b"), "x/y")
+	every bad in injections {
+		not authz.claim_value("repository") with input as repo(github({"repository": bad}), "x/y")
+	}
+}
+
+# Claim values that must never become (part of) a pattern.
+injections := [
+	"*", "**", "?", "octo-org/*", "octo-org/**", "*/*", "octo-org/[a-z]*", "octo-org/{app,other}",
+	"{repository}", "octo-org/app/../victim", "../victim", "octo-org//app", "/octo-org/app", "octo-org/app/",
+	"", " ", "octo-org/app ", "octo-org\\app", "host:5000/octo-org/app", "octo-org/app:latest",
+	"octo-org/app@sha256", "-octo", "octo-", "octo..org", "octo_/app", "\u212aorg/app", "ünïcode/app",
+	"octo-org/app\n", "octo-org\u0000/app",
+]
+
+test_oidc_substitution_injection_never_widens if {
+	patterns := ["{repository}", "{repository}/*", "ci/{repository}/*", "{repository_owner}/{repository}"]
+
+	# no pattern is made of any of them
+	every bad in injections {
+		every pattern in patterns {
+			not authz.expand(pattern) with input as repo(github({"repository": bad}), "x/y")
+		}
+	}
+
+	# and end to end, for the widest of them
+	rules := github_rule({"repository_owner": "octo-org"}, patterns)
+	every bad in ["*", "**", "octo-org/*", "octo-org/**", "\u212aorg/app", "octo-org/app/../victim"] {
+		every victim in ["octo-org/victim", "korg/app", "ci/octo-org/victim/x", "octo-org/octo-org/victim"] {
+			count(authz.allow) == 0 with input as repo(github({"repository": bad}), victim)
+				with data.registry.oidc as rules
+		}
+	}
+}
+
+test_oidc_substitution_missing_or_not_a_string if {
+	rules := github_rule({"repository_owner": "octo-org"}, ["ci/{repository_id}/*", "{nope}/*"])
+	count(authz.allow) == 0 with input as repo(github({"repository_id": 690000001}), "ci/690000001/app")
+		with data.registry.oidc as rules
+	count(authz.allow) == 0 with input as repo(github({"repository_id": ["a"]}), "ci/a/app")
+		with data.registry.oidc as rules
+	count(authz.allow) == 0 with input as repo(github({"repository_id": {"a": "b"}}), "ci/a/app")
+		with data.registry.oidc as rules
+	authz.allow == {"pull", "push"} with input as repo(github({}), "ci/690000001/app")
+		with data.registry.oidc as rules
+}
+
+# A pattern with braces that are no claim reference matches nothing (the
+# schema refuses it too).
+test_oidc_substitution_stray_braces if {
+	every pattern in ["{repository", "repository}", "{}/x", "{a,b}/x", "{{repository}}"] {
+		count(authz.allow) == 0 with input as repo(github({"a,b": "x"}), "octo-org/app")
+			with data.registry.oidc as github_rule({"repository_owner": "octo-org"}, [pattern])
+	}
+}
+
+test_expand if {
+	authz.expand("{repository}/*") == "octo-org/app/*" with input as repo(github({}), "x/y")
+	authz.expand("gh/{repository_owner}/{ref_type}") == "gh/octo-org/branch" with input as repo(github({}), "x/y")
+	authz.expand("static/*") == "static/*" with input as repo(github({}), "x/y")
+	not authz.expand("{sub}") with input as repo(github({}), "x/y")
+	not authz.expand("{repository}/{sub}") with input as repo(github({}), "x/y")
+	not authz.expand("{repository}/{iat}") with input as repo(github({}), "x/y")
+}
+
+# Site configuration beats claims: a claim that names the first segment
+# never lands in a namespace the site took, nor any claim inside a shared
+# namespace. A pattern without a claim is the site's word.
+test_oidc_substitution_site_namespaces if {
+	rules := github_rule({"repository_owner": "*"}, ["{repository}", "{repository_owner}/*"])
+
+	# a public pattern's namespace: what anyone gets, no more
+	authz.allow == {"pull"} with input as repo(github({"repository": "library/alpine", "repository_owner": "library"}), "library/alpine")
+		with data.registry.oidc as rules
+		with data.registry.public as public
+	count(authz.allow) == 0 with input as repo(github({"repository": "library/alpine", "repository_owner": "library"}), "library/x/y")
+		with data.registry.oidc as rules
+		with data.registry.public as public
+
+	# a shared namespace
+	count(authz.allow) == 0 with input as repo(github({"repository": "team/app", "repository_owner": "team"}), "team/app")
+		with data.registry.oidc as rules
+		with data.registry.namespaces as namespaces
+
+	# a reserved name
+	count(authz.allow) == 0 with input as repo(github({"repository": "admin/app", "repository_owner": "admin"}), "admin/app")
+		with data.registry.oidc as rules
+		with data.registry.reserved as reserved
+
+	# elsewhere the same rule applies
+	authz.allow == {"pull", "push"} with input as repo(github({"repository": "someone/app", "repository_owner": "someone"}), "someone/app")
+		with data.registry.oidc as rules
+		with data.registry.namespaces as namespaces
+		with data.registry.reserved as reserved
+		with data.registry.public as public
+}
+
+test_oidc_substitution_after_a_site_prefix if {
+	rules := github_rule({"repository_owner": "*"}, ["gh/{repository}"])
+
+	# the site reserved "gh" for this: the claim names what is below it
+	authz.allow == {"pull", "push"} with input as repo(github({"repository": "admin/app"}), "gh/admin/app")
+		with data.registry.oidc as rules
+		with data.registry.reserved as ["gh", "admin"]
+
+	# but never a repository inside a shared namespace
+	count(authz.allow) == 0 with input as repo(github({"repository": "team/app"}), "gh/team/app")
+		with data.registry.oidc as rules
+		with data.registry.namespaces as {"gh/team": {"pull": ["htpasswd:bob"]}}
+}
+
+test_oidc_static_pattern_is_the_sites_word if {
+	rules := github_rule({"repository_owner": "octo-org"}, ["team/*", "library/*"])
+	authz.allow == {"pull", "push"} with input as repo(github({}), "team/app")
+		with data.registry.oidc as rules
+		with data.registry.namespaces as namespaces
+	authz.allow == {"pull", "push"} with input as repo(github({}), "library/alpine")
+		with data.registry.oidc as rules
+		with data.registry.public as public
+}
+
+# Anyone else's requests are decided as before with rules in the data.
+test_oidc_rules_leave_others_alone if {
+	authz.allow == all_actions with input as repo(password("alice", []), "alice/app")
+		with data.registry.oidc as oidc_rules
+	count(authz.allow) == 0 with input as repo(anonymous, "octo-org/app")
+		with data.registry.oidc as oidc_rules
+	authz.allow == {"*"} with input as catalog(password("root", ["admins"]))
+		with data.registry.oidc as oidc_rules
+}

@@ -49,6 +49,15 @@ func TestDataSchema(t *testing.T) {
 		`{"registry": {"public": ["library/*", "mirror/**"], "reserved": ["admin", "v2"],
 			"namespaces": {"team": {"pull": ["htpasswd:bob", "group:ci"], "push": ["sourcehut:alice"], "delete": [], "*": ["*"]},
 				"alice/shared": {"pull": ["*"]}, "ops": {}}}}`,
+		`{"registry": {"oidc": []}}`,
+		`{"registry": {"oidc": [
+			{"provider": "github", "claims": {"repository_owner": "octo-org", "repository_owner_id": "123456", "ref": ["refs/heads/main", "refs/tags/v*"]},
+				"repositories": ["{repository}", "{repository}/*", "gh/{repository_owner}/**"], "actions": ["pull", "push"]},
+			{"provider": "gitlab", "claims": {"project_path": "my-group/*", "ref_protected": "true", "project_id": 42, "draft": false, "any": "*", "empty": ""},
+				"repositories": ["gl/{project_path}"], "actions": ["*"]},
+			{"provider": "k8s-prod", "claims": {"kubernetes.io": {"namespace": ["ci", "build-*"], "serviceaccount": {"name": "builder"}}},
+				"repositories": ["base/*", "library/**"], "actions": ["pull", "delete"]},
+			{"provider": "ci_2", "claims": {"https://example.com/roles": [true, 1, "x?"]}, "repositories": ["{https://example.com/team}/x"], "actions": ["pull"]}]}}`,
 	}
 	for _, doc := range valid {
 		if err := s.Check("policy data", decode(t, doc)); err != nil {
@@ -66,7 +75,26 @@ func TestDataSchema(t *testing.T) {
 		`{"registry": {"namespaces": {"team/": {}}}}`:                        `registry.namespaces: key "team/" must be a repository namespace`,
 		`{"registry": {"namespaces": {"team": {"pull": {"x": 1}}}}}`:         `registry.namespaces.team.pull: must be a list, not a map`,
 		`{"registry": {"namespaces": {"a.b": {"pull": ["htpasswd:x", 2]}}}}`: `registry.namespaces["a.b"].pull[1]: must be a string`,
-		`{"registry": []}`: `registry: must be a map, not a list`,
+		`{"registry": []}`:                       `registry: must be a map, not a list`,
+		`{"registry": {"oidc": {"github": {}}}}`: `registry.oidc: must be a list, not a map`,
+		`{"registry": {"oidc": [{}]}}`:           `registry.oidc[0]: missing "provider", "claims", "repositories" and "actions"`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"a": "b"}, "repositories": ["x"], "actions": ["pull"], "issuer": "x"}]}}`:            `registry.oidc[0].issuer: unknown key`,
+		`{"registry": {"oidc": [{"provider": "GitHub", "claims": {"a": "b"}, "repositories": ["x"], "actions": ["pull"]}]}}`:                           `registry.oidc[0].provider: "GitHub" must be the name of an authn.oidc entry`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {}, "repositories": ["x"], "actions": ["pull"]}]}}`:                                   `registry.oidc[0].claims: must not be empty`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"a": "b"}, "repositories": [], "actions": ["pull"]}]}}`:                              `registry.oidc[0].repositories: must not be empty`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"a": "b"}, "repositories": ["x"], "actions": []}]}}`:                                 `registry.oidc[0].actions: must not be empty`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"a": "b"}, "repositories": ["x"], "actions": ["psuh"]}]}}`:                           `registry.oidc[0].actions[0]: "psuh" is not one of "pull", "push", "delete", "*" (did you mean "push"?)`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"ref": "refs/{heads,tags}/*"}, "repositories": ["x"], "actions": ["pull"]}]}}`:       `registry.oidc[0].claims.ref: "refs/{heads,tags}/*" must be a glob of the claim's value`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"ref": "refs/[a]"}, "repositories": ["x"], "actions": ["pull"]}]}}`:                  `registry.oidc[0].claims.ref: "refs/[a]" must be a glob`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"ref": null}, "repositories": ["x"], "actions": ["pull"]}]}}`:                        `registry.oidc[0].claims.ref: must be a glob ("refs/tags/v*"), true or false, a number, a non-empty list of those (any one matches), or a map matching a nested claim object key by key, not null`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"ref": []}, "repositories": ["x"], "actions": ["pull"]}]}}`:                          `registry.oidc[0].claims.ref: must not be empty`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"ref": [["a"]]}, "repositories": ["x"], "actions": ["pull"]}]}}`:                     `registry.oidc[0].claims.ref[0]: must be a glob, true or false, or a number, not a list`,
+		`{"registry": {"oidc": [{"provider": "k8s", "claims": {"kubernetes.io": {}}, "repositories": ["x"], "actions": ["pull"]}]}}`:                   `registry.oidc[0].claims["kubernetes.io"]: must not be empty`,
+		`{"registry": {"oidc": [{"provider": "k8s", "claims": {"kubernetes.io": {"namespace": "c{i"}}, "repositories": ["x"], "actions": ["pull"]}]}}`: `registry.oidc[0].claims["kubernetes.io"].namespace: "c{i" must be a glob`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"a": "b"}, "repositories": ["{a,b}/x"], "actions": ["pull"]}]}}`:                     `registry.oidc[0].repositories[0]: "{a,b}/x" must be a glob pattern of repository names`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"a": "b"}, "repositories": ["{repository"], "actions": ["pull"]}]}}`:                 `registry.oidc[0].repositories[0]: "{repository" must be`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"a": "b"}, "repositories": ["{}/x"], "actions": ["pull"]}]}}`:                        `registry.oidc[0].repositories[0]: "{}/x" must be`,
+		`{"registry": {"oidc": [{"provider": "github", "claims": {"a": "b"}, "repositories": ["x/[ab]"], "actions": ["pull"]}]}}`:                      `registry.oidc[0].repositories[0]: "x/[ab]" must be`,
 	}
 	for doc, want := range invalid {
 		err := s.Check("policy data", decode(t, doc))

@@ -10,6 +10,11 @@
 # gives the identity (an htpasswd user's name; a Sourcehut user's name
 # unless an htpasswd user has it); absent when it owns none. A refresh
 # token keeps the provider and namespace of its login.
+# OIDC identities (method "oidc": CI jobs' and Kubernetes service accounts'
+# ID tokens, and their refresh tokens) own no namespace and are not members
+# of "*"; this bundle has no claim rules, so they get only public pulls and
+# what names their principal. For claim rules see the default policy's
+# oidc data, or the github-actions, gitlab-ci and kubernetes bundles.
 #
 # Who may do what is decided as in srht-registry's default policy
 # (policy/authz.rego):
@@ -64,7 +69,8 @@
 #                   action -> members granted it on team/* (conditions
 #                   permitting); a member is a principal ("htpasswd:bob",
 #                   "sourcehut:carol"), "group:<g>" (a group of
-#                   identity.groups), or "*" (every authenticated identity);
+#                   identity.groups), or "*" (every authenticated identity
+#                   of an account provider; not an OIDC identity);
 #                   a bare name ("bob") matches nobody
 #   reserved:       ["admin"]         names nobody owns as a personal namespace
 #   push_networks:  ["10.0.0.0/8", "2001:db8::/32"]
@@ -144,6 +150,15 @@ effective_method := input.identity.refreshed_from if {
 	input.identity.method == "refresh"
 } else := input.identity.method
 
+# An OIDC identity: a CI job's or a Kubernetes service account's ID token,
+# or a refresh token of such a login. Anyone the issuer vouches for has one
+# (every workflow of every repository, for a public CI), so it gets nothing
+# here that accounts get: no personal namespace, no "*". Only what names its
+# principal (or a group the site puts it in) applies to it.
+oidc_identity if effective_method == "oidc"
+
+oidc_identity if is_object(input.identity.oidc)
+
 admin if {
 	authenticated
 	"admins" in groups
@@ -189,6 +204,7 @@ in_shared_namespace(name) if {
 # the site took that name.
 own_namespace := ns if {
 	authenticated
+	not oidc_identity
 	ns := input.identity.namespace
 	is_string(ns)
 	ns != ""
@@ -197,11 +213,14 @@ own_namespace := ns if {
 
 # is_member(members): the caller is listed in a namespace's member list,
 # by principal ("htpasswd:bob"), by "group:<g>", or by "*" (any
-# authenticated identity). A bare name ("bob") matches nobody. Only ever
+# authenticated identity but an OIDC one). A bare name ("bob") matches nobody. Only ever
 # asked about authenticated callers.
 is_member(members) if principal in members
 
-is_member(members) if "*" in members
+is_member(members) if {
+	"*" in members
+	not oidc_identity
+}
 
 is_member(members) if {
 	some m in members
@@ -290,14 +309,14 @@ read_only if {
 	not input.identity.sourcehut.access == "RW"
 }
 
-# Fail closed: a refresh identity that does not say it came from a password
-# or Sourcehut login is capped too (the server never sends one).
+# Fail closed: a refresh identity that does not say it came from a password,
+# Sourcehut or OIDC login is capped too (the server never sends one).
 read_only if {
 	input.identity.method == "refresh"
 	not refreshed_from_login
 }
 
-refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut"}
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut", "oidc"}
 
 permitted contains action if {
 	not read_only

@@ -523,3 +523,28 @@ test_deny_other_versions if {
 	authz.deny == {"unsupported input version"} with input as object.union(pull(anonymous, "library/alpine", inside, normal_day), {"version": 3})
 	authz.deny == {"unsupported input version"} with input as object.remove(pull(anonymous, "library/alpine", inside, normal_day), ["version"])
 }
+
+# ---------------------------------------------------------------------------
+# OIDC identities: no namespace, not in "*".
+
+ci_job := {
+	"method": "oidc",
+	"provider": "github",
+	"subject": "repo:octo-org/app:ref:refs/heads/main",
+	"groups": [],
+	"oidc": {"issuer": "https://token.actions.githubusercontent.com", "claims": {"sub": "repo:octo-org/app:ref:refs/heads/main"}},
+}
+
+test_oidc_not_a_member_of_star if {
+	count(authz.allow) == 0 with input as pull(ci_job, "team/app", inside, normal_day)
+	count(authz.allow) == 0 with input as pull(refreshed(ci_job), "team/app", inside, normal_day)
+	authz.allow == {"pull"} with input as pull(password("dave", []), "team/app", inside, normal_day)
+}
+
+test_oidc_owns_no_namespace if {
+	count(authz.allow) == 0 with input as push(object.union(ci_job, {"namespace": "octo-org"}), "octo-org/app", inside, normal_day)
+}
+
+test_oidc_public_pull if {
+	authz.allow == {"pull"} with input as pull(ci_job, "library/alpine", outside, christmas)
+}

@@ -10,6 +10,12 @@
 # gives the identity (an htpasswd user's name; a Sourcehut user's name
 # unless an htpasswd user has it); absent when it owns none. A refresh
 # token keeps the provider and namespace of its login.
+# OIDC identities (method "oidc": CI jobs' and Kubernetes service accounts'
+# ID tokens, and their refresh tokens) own no namespace and are never CI
+# identities here; this bundle has no claim rules, so they get only the
+# mirror's pulls (and admins' rights, should the server's groups: put their
+# principal in admins). For claim rules see the default policy's oidc data,
+# or the github-actions, gitlab-ci and kubernetes bundles.
 #
 # Repositories matching a pattern in data.registry.mirror (say mirror/**)
 # form the mirror:
@@ -109,6 +115,15 @@ effective_method := input.identity.refreshed_from if {
 	input.identity.method == "refresh"
 } else := input.identity.method
 
+# An OIDC identity: a CI job's or a Kubernetes service account's ID token,
+# or a refresh token of such a login. Anyone the issuer vouches for has one
+# (every workflow of every repository, for a public CI), so it gets nothing
+# here that accounts get: no personal namespace, no "*". Only what names its
+# principal (or a group the site puts it in) applies to it.
+oidc_identity if effective_method == "oidc"
+
+oidc_identity if is_object(input.identity.oidc)
+
 admin if {
 	authenticated
 	"admins" in input.identity.groups
@@ -174,6 +189,7 @@ pattern_namespace(pattern) := parts[0] if {
 # the site took that name.
 own_namespace := ns if {
 	authenticated
+	not oidc_identity
 	ns := input.identity.namespace
 	is_string(ns)
 	ns != ""
@@ -231,14 +247,14 @@ read_only if {
 	not input.identity.sourcehut.access == "RW"
 }
 
-# Fail closed: a refresh identity that does not say it came from a password
-# or Sourcehut login is capped too (the server never sends one).
+# Fail closed: a refresh identity that does not say it came from a password,
+# Sourcehut or OIDC login is capped too (the server never sends one).
 read_only if {
 	input.identity.method == "refresh"
 	not refreshed_from_login
 }
 
-refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut"}
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut", "oidc"}
 
 # ---------------------------------------------------------------------------
 # The rules the server reads.

@@ -409,3 +409,26 @@ test_deny_other_versions if {
 	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, mirrored), {"version": 3})
 	authz.deny == {"unsupported input version"} with input as object.remove(repo(anonymous, mirrored), ["version"])
 }
+
+# ---------------------------------------------------------------------------
+# OIDC identities: never CI here, no namespace; the mirror's pulls only.
+
+ci_job := {
+	"method": "oidc",
+	"provider": "github",
+	"subject": "repo:octo-org/app:ref:refs/heads/main",
+	"groups": [],
+	"oidc": {"issuer": "https://token.actions.githubusercontent.com", "claims": {"sub": "repo:octo-org/app:ref:refs/heads/main"}},
+}
+
+test_oidc_pulls_the_mirror_only if {
+	authz.allow == {"pull"} with input as repo(ci_job, mirrored)
+	authz.allow == {"pull"} with input as repo(ci_job, mirrored)
+		with data.registry.mirror_pushers as ["*", "github:repo:octo-org/app:ref:refs/heads/main"]
+	authz.allow == {"pull"} with input as repo(refreshed(ci_job), mirrored)
+	not authz.ci with input as repo(ci_job, mirrored)
+}
+
+test_oidc_owns_no_namespace if {
+	count(authz.allow) == 0 with input as repo(object.union(ci_job, {"namespace": "octo-org"}), "octo-org/app")
+}

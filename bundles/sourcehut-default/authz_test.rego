@@ -8,6 +8,10 @@
 #                     delete ["htpasswd:alice"]
 #               ops:  "*" ["group:ops"]
 #   reserved:   ["admin", "v2"]
+#   oidc:       github, repository_owner octo-org, ref refs/heads/main or
+#               refs/tags/v*: pull, push on {repository} and {repository}/*;
+#               github, repository_owner octo-org, event_name pull_request:
+#               pull there
 #
 # Where a test needs other data it mocks one key at a time
 # (with data.registry.public as ...): data.registry also holds this package,
@@ -105,6 +109,7 @@ test_data_json_loaded if {
 	data.registry.public == ["library/*"]
 	data.registry.namespaces.team.push == ["htpasswd:alice", "sourcehut:carol", "group:ci"]
 	data.registry.reserved == ["admin", "v2"]
+	count(data.registry.oidc) == 2
 }
 
 # Every member in data.json is a principal, "group:<g>" or "*": a bare name
@@ -529,4 +534,66 @@ test_deny_other_versions if {
 	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, "library/alpine"), {"version": 3})
 	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, "library/alpine"), {"version": "2"})
 	authz.deny == {"unsupported input version"} with input as object.remove(repo(anonymous, "library/alpine"), ["version"])
+}
+
+# ---------------------------------------------------------------------------
+# OIDC identities: data.json's oidc rules, and nothing else.
+
+# A GitHub Actions job's identity, with the claims GitHub sends (changed
+# by claims).
+github(claims) := {
+	"method": "oidc",
+	"provider": "github",
+	"subject": c.sub,
+	"groups": [],
+	"oidc": {"issuer": "https://token.actions.githubusercontent.com", "claims": c},
+} if {
+	c := object.union(
+		{
+			"sub": "repo:octo-org/app:ref:refs/heads/main",
+			"repository": "octo-org/app",
+			"repository_owner": "octo-org",
+			"repository_owner_id": "123456",
+			"ref": "refs/heads/main",
+			"ref_type": "branch",
+			"event_name": "push",
+		},
+		claims,
+	)
+}
+
+test_oidc_push_from_main_and_version_tags if {
+	authz.allow == {"pull", "push"} with input as repo(github({}), "octo-org/app")
+	authz.allow == {"pull", "push"} with input as repo(github({"ref": "refs/tags/v1.0.0", "ref_type": "tag"}), "octo-org/app/debug")
+	authz.allow == {"pull", "push"} with input as repo(refreshed(github({})), "octo-org/app")
+}
+
+test_oidc_pull_request_pulls_only if {
+	authz.allow == {"pull"} with input as repo(github({"ref": "refs/pull/1/merge", "event_name": "pull_request"}), "octo-org/app")
+}
+
+test_oidc_other_refs_and_owners_nothing if {
+	count(authz.allow) == 0 with input as repo(github({"ref": "refs/heads/dev"}), "octo-org/app")
+	count(authz.allow) == 0 with input as repo(github({"repository_owner": "evil", "repository": "evil/app"}), "evil/app")
+	count(authz.allow) == 0 with input as repo(github({}), "octo-org/other")
+	count(authz.allow) == 0 with input as repo(object.union(github({}), {"provider": "gitea"}), "octo-org/app")
+}
+
+test_oidc_not_a_member_of_star if {
+	count(authz.allow) == 0 with input as repo(github({}), "team/app")
+	authz.allow == {"pull"} with input as repo(password("bob", []), "team/app")
+}
+
+test_oidc_public_pull if {
+	authz.allow == {"pull"} with input as repo(github({}), "library/alpine")
+}
+
+test_oidc_claim_never_widens if {
+	every bad in ["*", "octo-org/*", "octo-org/**", "**", "team/*", "octo-org/app/../x"] {
+		count(authz.allow) == 0 with input as repo(github({"repository": bad}), "octo-org/x")
+	}
+}
+
+test_oidc_no_catalog if {
+	count(authz.allow) == 0 with input as catalog(github({}))
 }

@@ -15,6 +15,11 @@
 # gives the identity (an htpasswd user's name; a Sourcehut user's name
 # unless an htpasswd user has it); absent when it owns none. A refresh
 # token keeps the provider and namespace of its login.
+# OIDC identities (method "oidc": CI jobs' and Kubernetes service accounts'
+# ID tokens, and their refresh tokens) own no namespace and are not members
+# of "*"; this bundle has no claim rules, so they get only public pulls and
+# what names their principal. For claim rules see the default policy's
+# oidc data, or the github-actions, gitlab-ci and kubernetes bundles.
 #
 # What it grants, evaluated once per requested scope:
 #
@@ -49,7 +54,8 @@
 #   namespaces: {"backend": {"pull": ["group:backend"], "push": ["htpasswd:alice"]}}
 #               action -> members granted it on backend/*; a member is a
 #               principal, "group:<g>", or "*" (every authenticated
-#               identity, any provider); a bare name matches nobody; an
+#               identity of an account provider, htpasswd or Sourcehut; not
+#               an OIDC identity); a bare name matches nobody; an
 #               action "*" grants every action
 #   public:     ["releases/*"]   glob patterns anyone may pull ("*" stays in
 #                                one path segment, "**" spans any depth)
@@ -107,6 +113,15 @@ principal := concat(":", [input.identity.provider, input.identity.subject]) if {
 effective_method := input.identity.refreshed_from if {
 	input.identity.method == "refresh"
 } else := input.identity.method
+
+# An OIDC identity: a CI job's or a Kubernetes service account's ID token,
+# or a refresh token of such a login. Anyone the issuer vouches for has one
+# (every workflow of every repository, for a public CI), so it gets nothing
+# here that accounts get: no personal namespace, no "*". Only what names its
+# principal (or a group the site puts it in) applies to it.
+oidc_identity if effective_method == "oidc"
+
+oidc_identity if is_object(input.identity.oidc)
 
 # The caller's groups, from the server ...
 groups contains g if {
@@ -170,6 +185,7 @@ in_shared_namespace(name) if {
 # the site took that name.
 own_namespace := ns if {
 	authenticated
+	not oidc_identity
 	ns := input.identity.namespace
 	is_string(ns)
 	ns != ""
@@ -177,11 +193,15 @@ own_namespace := ns if {
 }
 
 # is_member(members): the caller is in a namespace's member list, by
-# principal ("htpasswd:bob"), by "group:<g>", or through "*". A bare name
-# matches nobody. Asked about authenticated callers only.
+# principal ("htpasswd:bob"), by "group:<g>", or through "*" (not an OIDC
+# identity: see oidc_identity). A bare name matches nobody. Asked about
+# authenticated callers only.
 is_member(members) if principal in members
 
-is_member(members) if "*" in members
+is_member(members) if {
+	"*" in members
+	not oidc_identity
+}
 
 is_member(members) if {
 	some m in members
@@ -240,14 +260,14 @@ read_only if {
 	not input.identity.sourcehut.access == "RW"
 }
 
-# Fail closed: a refresh identity that does not say it came from a password
-# or Sourcehut login is capped too (the server never sends one).
+# Fail closed: a refresh identity that does not say it came from a password,
+# Sourcehut or OIDC login is capped too (the server never sends one).
 read_only if {
 	input.identity.method == "refresh"
 	not refreshed_from_login
 }
 
-refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut"}
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut", "oidc"}
 
 # ---------------------------------------------------------------------------
 # The rules the server reads.

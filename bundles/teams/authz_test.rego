@@ -506,3 +506,40 @@ test_deny_other_versions if {
 	authz.deny == {"unsupported input version"} with input as object.union(repo(anonymous, "releases/app"), {"version": 3})
 	count(authz.deny) > 0 with input as object.remove(repo(anonymous, "releases/app"), ["version"])
 }
+
+# ---------------------------------------------------------------------------
+# OIDC identities: no namespace, not in "*", only what names them.
+
+ci_job := {
+	"method": "oidc",
+	"provider": "github",
+	"subject": "repo:octo-org/app:ref:refs/heads/main",
+	"groups": [],
+	"oidc": {"issuer": "https://token.actions.githubusercontent.com", "claims": {"sub": "repo:octo-org/app:ref:refs/heads/main", "repository": "octo-org/app"}},
+}
+
+test_oidc_not_a_member_of_star if {
+	count(authz.allow) == 0 with input as repo(ci_job, "frontend/web")
+	count(authz.allow) == 0 with input as repo(refreshed(ci_job), "frontend/web")
+	authz.allow == {"pull"} with input as repo(password("dave", []), "frontend/web")
+}
+
+test_oidc_owns_no_namespace if {
+	count(authz.allow) == 0 with input as repo(object.union(ci_job, {"namespace": "octo-org"}), "octo-org/app")
+}
+
+# frontend's pull is "*": its members who are OIDC identities must be given
+# pull by name (here they are not).
+test_oidc_by_principal_in_a_group if {
+	authz.allow == {"push", "delete"} with input as repo(ci_job, "frontend/web")
+		with data.registry.groups as {"frontend": ["github:repo:octo-org/app:ref:refs/heads/main"]}
+}
+
+test_oidc_public_pull if {
+	authz.allow == {"pull"} with input as repo(ci_job, "releases/v1")
+}
+
+test_oidc_refresh_not_capped if {
+	authz.allow == {"pull", "push"} with input as repo(refreshed(ci_job), "backend/api")
+		with data.registry.groups as {"backend": ["github:repo:octo-org/app:ref:refs/heads/main"]}
+}

@@ -26,7 +26,10 @@ import (
 
 // InputVersion is input.version: bumped only on an incompatible change of
 // the input document. Version 2 named each identity's provider, and made
-// every principal the pair (provider, subject).
+// every principal the pair (provider, subject). OIDC logins (method and
+// refreshed_from "oidc", identity.oidc) were added to version 2 without a
+// bump: new fields and values, present only where authn.oidc is configured
+// (see policy/README.md, "Input version notes").
 const InputVersion = 2
 
 // DefaultQuery is the package whose allow and deny rules are read.
@@ -175,7 +178,7 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{query: pq, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
-	e.reads, _ = analyse(parsed)
+	e.reads = analyse(parsed).read
 	if !opts.NoMemo {
 		e.memo = newMemo(parsed)
 	}
@@ -277,7 +280,7 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	for i, b := range bundles {
 		revs[i] = b.Name + "@" + b.Revision
 	}
-	reads, _ := analyse(parsed)
+	reads := analyse(parsed).read
 	return &Engine{query: pq, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed), reads: reads}, nil
 }
 
@@ -385,14 +388,22 @@ func (e *Engine) decision(sc access.Scope, m memoEntry, start time.Time) access.
 }
 
 // Memoised reports whether decisions of this engine are remembered, and
-// the input fields that key them.
+// the input fields that key them. OIDC claims read by name are listed one
+// by one (input.identity.oidc.claims.ref, …["kubernetes.io"]); all of them
+// are keyed when the policy reads them whole or by a computed name.
 func (e *Engine) Memoised() (bool, []string) {
 	if e.memo == nil {
 		return false, nil
 	}
 	var paths []string
 	for _, l := range e.memo.leaves {
-		paths = append(paths, l.path)
+		if l.path != claimsLeaf || e.memo.claims == nil {
+			paths = append(paths, l.path)
+			continue
+		}
+		for _, c := range e.memo.claims {
+			paths = append(paths, ast.MustParseRef(claimsLeaf).Append(ast.StringTerm(c)).String())
+		}
 	}
 	return true, paths
 }
@@ -405,6 +416,16 @@ func (e *Engine) Memoised() (bool, []string) {
 // is most likely a hole (see policy/README.md).
 func (e *Engine) RefreshBlind() bool {
 	return e.reads["input.identity.method"] && !e.reads["input.identity.refreshed_from"]
+}
+
+// OIDCBlind reports whether the policy never reads input.identity.oidc.
+// Such a policy cannot grant anything by an ID token's claims; with
+// authn.oidc configured, an OIDC identity (anyone the issuer vouches for:
+// every workflow of every repository, for a public CI) is an authenticated
+// identity to it like any other, wherever it does not check
+// identity.method, e.g. as a member of "*".
+func (e *Engine) OIDCBlind() bool {
+	return !e.reads["input.identity.oidc.issuer"] && !e.reads[claimsLeaf]
 }
 
 // ProviderBlind reports whether the policy reads input.identity.subject but
@@ -563,6 +584,9 @@ func Input(id identity.Identity, req identity.Request, sc access.Scope) map[stri
 			"access":     sh.Access,
 		}
 	}
+	if o := id.OIDC; o != nil {
+		ident["oidc"] = map[string]any{"issuer": o.Issuer, "claims": claimsOrEmpty(o.Claims)}
+	}
 	actions := make([]any, len(sc.Actions))
 	for i, a := range sc.Actions {
 		actions[i] = a
@@ -583,4 +607,14 @@ func Input(id identity.Identity, req identity.Request, sc access.Scope) map[stri
 		},
 		"scope": scope,
 	}
+}
+
+// claimsOrEmpty is an OIDC token's claims as the policy sees them: an
+// object, {} when there are none. The map is shared, not copied: OPA copies
+// the input when it converts it, and nothing here writes to it.
+func claimsOrEmpty(claims map[string]any) map[string]any {
+	if claims == nil {
+		return map[string]any{}
+	}
+	return claims
 }

@@ -411,12 +411,44 @@ allow contains "pull" if {
 	input.request.time == "2030-01-02T03:04:05Z"
 	input.scope == {"type": "repository", "name": "a/b", "actions": ["pull", "push"]}
 	not input.identity.sourcehut
+	not input.identity.oidc
 }`
 	a := newAuthorizer(t, authz.Options{Modules: modules(map[string]string{"p.rego": src})})
 	id := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice", Groups: []string{"ci"}}
 	d, err := decide(t, a, id, scope(t, "repository:a/b:pull,push"))
 	if err != nil || !slices.Equal(d.Granted, []string{"pull"}) {
 		t.Fatalf("granted %+v, %v; the policy did not see the expected input", d, err)
+	}
+}
+
+// TestInputSeenByPolicyOIDC: an OIDC identity's claims reach the policy with
+// their JSON types, whatever Go types authn decoded them as.
+func TestInputSeenByPolicyOIDC(t *testing.T) {
+	src := `package registry.authz
+
+allow contains "push" if {
+	input.identity.method == "oidc"
+	input.identity.oidc.issuer == "https://gitlab.example.com"
+	input.identity.oidc.claims.project_path == "group/app"
+	input.identity.oidc.claims.ref_protected == "true"
+	input.identity.oidc.claims.project_id == 42
+	input.identity.oidc.claims.ratio == 0.5
+	input.identity.oidc.claims.draft == false
+	input.identity.oidc.claims.groups == ["a", "b"]
+	input.identity.oidc.claims["kubernetes.io"].serviceaccount.name == "builder"
+	not input.identity.sourcehut
+	not input.identity.namespace
+}`
+	a := newAuthorizer(t, authz.Options{Modules: modules(map[string]string{"p.rego": src}), Schema: policy.InputSchema()})
+	id := identity.Identity{Method: identity.MethodOIDC, Provider: "gitlab", Subject: "project_path:group/app:ref_type:branch:ref:main",
+		OIDC: &identity.OIDC{Issuer: "https://gitlab.example.com", Claims: map[string]any{
+			"project_path": "group/app", "ref_protected": "true", "project_id": json.Number("42"), "ratio": 0.5, "draft": false,
+			"groups":        []any{"a", "b"},
+			"kubernetes.io": map[string]any{"serviceaccount": map[string]any{"name": "builder"}},
+		}}}
+	d, err := decide(t, a, id, scope(t, "repository:group/app:pull,push"))
+	if err != nil || !slices.Equal(d.Granted, []string{"push"}) {
+		t.Fatalf("granted %+v, %v; the policy did not see the expected claims", d, err)
 	}
 }
 
@@ -462,6 +494,21 @@ func TestInputShape(t *testing.T) {
 			Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"}, "repository:alice/app:pull",
 			`{"version":2,"identity":{"method":"refresh","refreshed_from":"password","provider":"htpasswd","subject":"alice","namespace":"alice","groups":[]},"request":` +
 				wantRequest + `,"scope":{"type":"repository","name":"alice/app","actions":["pull"]}}`},
+		// Claims as authn decodes them: numbers as json.Number, nested
+		// objects, arrays.
+		{"oidc", identity.Identity{Method: identity.MethodOIDC, Provider: "github", Subject: "repo:octo-org/app:ref:refs/heads/main",
+			OIDC: &identity.OIDC{Issuer: "https://token.actions.githubusercontent.com", Claims: map[string]any{
+				"sub": "repo:octo-org/app:ref:refs/heads/main", "repository": "octo-org/app", "ref": "refs/heads/main",
+				"iat": json.Number("1700000000"), "aud": []any{"registry.example.com"}, "kubernetes.io": map[string]any{"namespace": "ci"}, "flag": true,
+			}}}, "repository:octo-org/app:pull,push",
+			`{"version":2,"identity":{"method":"oidc","provider":"github","subject":"repo:octo-org/app:ref:refs/heads/main","groups":[],` +
+				`"oidc":{"issuer":"https://token.actions.githubusercontent.com","claims":{"sub":"repo:octo-org/app:ref:refs/heads/main",` +
+				`"repository":"octo-org/app","ref":"refs/heads/main","iat":1700000000,"aud":["registry.example.com"],"kubernetes.io":{"namespace":"ci"},"flag":true}}},` +
+				`"request":` + wantRequest + `,"scope":{"type":"repository","name":"octo-org/app","actions":["pull","push"]}}`},
+		{"refresh of an oidc login without claims", identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodOIDC, Provider: "k8s", Subject: "system:serviceaccount:ci:builder",
+			OIDC: &identity.OIDC{Issuer: "https://kubernetes.default.svc"}}, "repository:apps/x:pull",
+			`{"version":2,"identity":{"method":"refresh","refreshed_from":"oidc","provider":"k8s","subject":"system:serviceaccount:ci:builder","groups":[],` +
+				`"oidc":{"issuer":"https://kubernetes.default.svc","claims":{}}},"request":` + wantRequest + `,"scope":{"type":"repository","name":"apps/x","actions":["pull"]}}`},
 		{"class", identity.Anonymous, "repository(plugin):library/x:pull",
 			`{"version":2,"identity":{"method":"anonymous","subject":"","groups":[]},"request":` + wantRequest +
 				`,"scope":{"type":"repository","class":"plugin","name":"library/x","actions":["pull"]}}`},
@@ -514,6 +561,8 @@ func TestInputProviderNamespace(t *testing.T) {
 		{"htpasswd", alice, "htpasswd", "alice"},
 		{"sourcehut without a namespace", shAlice, "sourcehut", nil},
 		{"sourcehut with a namespace", shCarol, "sourcehut", "carol"},
+		{"oidc", identity.Identity{Method: identity.MethodOIDC, Provider: "github", Subject: "repo:o/r:ref:refs/heads/main",
+			OIDC: &identity.OIDC{Issuer: "https://token.actions.githubusercontent.com"}}, "github", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ func benchmarkDecision(b *testing.B, noMemo bool) {
 		Data: map[string]any{
 			"public":     []any{"library/*"},
 			"namespaces": map[string]any{"team": map[string]any{"pull": []any{"group:ci"}, "push": []any{"htpasswd:alice"}}},
+			"oidc": []any{map[string]any{"provider": "github",
+				"claims":       map[string]any{"repository_owner": "octo-org", "ref": []any{"refs/heads/main", "refs/tags/v*"}},
+				"repositories": []any{"{repository}", "{repository}/*"}, "actions": []any{"pull", "push"}}},
 		},
 	})
 	if err != nil {
@@ -56,6 +60,20 @@ func benchmarkDecision(b *testing.B, noMemo bool) {
 			Sourcehut: &identity.Sourcehut{Username: "bob", Expires: time.Now().Add(time.Hour), Access: "RO",
 				Grants: []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: "RO"}}}},
 			access.Scope{Resource: access.Resource{Type: "repository", Name: "team/app"}, Actions: []string{"pull", "push"}}},
+		// A GitHub Actions token's claims, as many as GitHub sends.
+		{"oidc-github-rule", identity.Identity{Method: identity.MethodOIDC, Provider: "github", Subject: "repo:octo-org/app:ref:refs/heads/main",
+			OIDC: &identity.OIDC{Issuer: "https://token.actions.githubusercontent.com", Claims: map[string]any{
+				"iss": "https://token.actions.githubusercontent.com", "aud": "registry.example.com", "sub": "repo:octo-org/app:ref:refs/heads/main",
+				"jti": "6f4d1b1e-0000-4000-8000-000000000001", "iat": json.Number("1764504000"), "nbf": json.Number("1764503700"), "exp": json.Number("1764504300"),
+				"repository": "octo-org/app", "repository_id": "690000001", "repository_owner": "octo-org", "repository_owner_id": "123456",
+				"repository_visibility": "private", "ref": "refs/heads/main", "ref_type": "branch", "ref_protected": "true",
+				"sha": "0123456789abcdef0123456789abcdef01234567", "event_name": "push", "actor": "octocat", "actor_id": "1",
+				"workflow": "release", "workflow_ref": "octo-org/app/.github/workflows/release.yml@refs/heads/main",
+				"workflow_sha": "0123456789abcdef0123456789abcdef01234567", "job_workflow_ref": "octo-org/app/.github/workflows/release.yml@refs/heads/main",
+				"job_workflow_sha": "0123456789abcdef0123456789abcdef01234567", "run_id": "1", "run_number": "1", "run_attempt": "1",
+				"runner_environment": "github-hosted", "head_ref": "", "base_ref": "",
+			}}},
+			access.Scope{Resource: access.Resource{Type: "repository", Name: "octo-org/app"}, Actions: []string{"pull", "push"}}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

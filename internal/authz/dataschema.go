@@ -197,6 +197,19 @@ func (s *DataSchema) problems(doc any, e *jsonschema.ValidationError) []DataProb
 			ps = append(ps, DataProblem{dataPath(doc, append(slices.Clone(e.InstanceLocation), prop)), msg})
 		}
 		return ps
+	case *kind.AnyOf:
+		// When the value's type suits one of the allowed forms only, that
+		// form says best what is wrong with it (a glob that is not
+		// one, a list that is empty), at the place it is wrong.
+		var suited []*jsonschema.ValidationError
+		for _, c := range e.Causes {
+			if len(c.InstanceLocation) != len(e.InstanceLocation) || !typeMismatch(c) {
+				suited = append(suited, c)
+			}
+		}
+		if len(suited) == 1 {
+			return s.problems(doc, suited[0])
+		}
 	case *kind.PropertyNames:
 		var msgs []string
 		for _, c := range e.Causes {
@@ -274,7 +287,15 @@ func (s *DataSchema) message(doc any, e *jsonschema.ValidationError) string {
 		}
 		return fmt.Sprintf("must be at least %d characters long", k.Want)
 	case *kind.MinItems:
+		if k.Want == 1 {
+			return "must not be empty"
+		}
 		return fmt.Sprintf("must have at least %d entries", k.Want)
+	case *kind.MinProperties:
+		if k.Want == 1 {
+			return "must not be empty"
+		}
+		return fmt.Sprintf("must have at least %d keys", k.Want)
 	case *kind.MaxItems:
 		return fmt.Sprintf("must have at most %d entries", k.Want)
 	case *kind.FalseSchema:
@@ -283,12 +304,53 @@ func (s *DataSchema) message(doc any, e *jsonschema.ValidationError) string {
 		if o, ok := k.(*kind.OneOf); ok && len(o.Subschemas) > 1 {
 			return "matches more than one of the allowed forms"
 		}
+		msg := "matches none of the allowed forms"
 		if d := s.description(e.SchemaURL); d != "" {
-			return "must be " + d
+			msg = "must be " + d
 		}
-		return "matches none of the allowed forms"
+		if typeMismatch(e) {
+			msg += ", not " + typeName(jsonType(valueAt(doc, e.InstanceLocation)))
+		}
+		return msg
 	}
 	return e.ErrorKind.LocalizedString(printer)
+}
+
+// typeMismatch reports whether e says only that the value is of the wrong
+// type, at the value itself: the value suits none of its schema's forms.
+func typeMismatch(e *jsonschema.ValidationError) bool {
+	switch e.ErrorKind.(type) {
+	case *kind.Type:
+		return true
+	case *kind.Schema, *kind.Group, *kind.AllOf, *kind.Reference, *kind.AnyOf, *kind.OneOf:
+		if len(e.Causes) == 0 {
+			return false
+		}
+		for _, c := range e.Causes {
+			if len(c.InstanceLocation) != len(e.InstanceLocation) || !typeMismatch(c) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// jsonType is the JSON type of a decoded value.
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return "number"
 }
 
 // subschema finds the part of the schema document a SchemaURL points at

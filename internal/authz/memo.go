@@ -1,6 +1,9 @@
 package authz
 
 import (
+	"bytes"
+	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +30,10 @@ const memoSize = 10000
 // answers cannot be reused.
 type memo struct {
 	leaves []leaf // the input fields the key is made of
+	// claims are the OIDC claims the key is made of when the policy reads
+	// identity.oidc.claims only by name (claims.ref), sorted; nil when it
+	// reads them whole or by a computed key: then every claim is in the key.
+	claims []string
 	cache  *lru.Cache[string, memoEntry]
 }
 
@@ -58,11 +65,103 @@ func writeStrings(b *strings.Builder, ss []string) {
 	}
 }
 
+// writeJSON writes a JSON value as the policy sees it, so that two values
+// share an encoding only if the policy cannot tell them apart: a type tag,
+// strings length-prefixed (byte for byte, as OPA keeps them), numbers as
+// their JSON text, object keys sorted. Numbers equal in Rego but written
+// differently (1 and 1.0) get different keys: a missed memo entry, never a
+// shared one. Other Go values are converted through JSON first, as OPA
+// converts its input.
+func writeJSON(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case nil:
+		b.WriteByte('n')
+	case bool:
+		if x {
+			b.WriteByte('t')
+		} else {
+			b.WriteByte('f')
+		}
+	case string:
+		b.WriteByte('s')
+		writeString(b, x)
+	case json.Number:
+		b.WriteByte('d')
+		writeString(b, string(x))
+	case []any:
+		b.WriteByte('[')
+		b.WriteString(strconv.Itoa(len(x)))
+		b.WriteByte(':')
+		for _, e := range x {
+			writeJSON(b, e)
+		}
+	case map[string]any:
+		b.WriteByte('{')
+		b.WriteString(strconv.Itoa(len(x)))
+		b.WriteByte(':')
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			writeString(b, k)
+			writeJSON(b, x[k])
+		}
+	default:
+		raw, err := json.Marshal(x)
+		var y any
+		if err == nil {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			err = dec.Decode(&y)
+		}
+		if err != nil {
+			// Not JSON: the policy's evaluation fails on it too, and a
+			// failed decision is never remembered, so no entry has
+			// this key.
+			b.WriteByte('!')
+			return
+		}
+		writeJSON(b, y)
+	}
+}
+
 func sourcehutOf(id identity.Identity) identity.Sourcehut {
 	if id.Sourcehut == nil {
 		return identity.Sourcehut{}
 	}
 	return *id.Sourcehut
+}
+
+func oidcOf(id identity.Identity) identity.OIDC {
+	if id.OIDC == nil {
+		return identity.OIDC{}
+	}
+	return *id.OIDC
+}
+
+// claimsLeaf is the leaf of the OIDC claims: free-form, keyed by every
+// claim, or (see memo.claims) by the claims the policy reads by name.
+const claimsLeaf = "input.identity.oidc.claims"
+
+// writeClaims writes every claim (names nil) or the named claims, each
+// with whether the token has it.
+func writeClaims(b *strings.Builder, id identity.Identity, names []string) {
+	if id.OIDC == nil {
+		b.WriteString("false")
+		return
+	}
+	b.WriteString("true")
+	claims := id.OIDC.Claims
+	if names == nil {
+		// A token's claims are a few dozen short strings: room for them
+		// at once, rather than growing the key many times.
+		b.Grow(64 * len(claims))
+		writeJSON(b, claimsOrEmpty(claims))
+		return
+	}
+	for _, n := range names {
+		v, ok := claims[n]
+		writeString(b, n)
+		b.WriteString(strconv.FormatBool(ok))
+		writeJSON(b, v)
+	}
 }
 
 // inputLeaves are every field of input version 2. A read of a field below a
@@ -118,6 +217,13 @@ var inputLeaves = []leaf{
 			writeString(b, g.Access)
 		}
 	}},
+	{"input.identity.oidc.issuer", func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
+		b.WriteString(strconv.FormatBool(id.OIDC != nil))
+		writeString(b, oidcOf(id).Issuer)
+	}},
+	{claimsLeaf, func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
+		writeClaims(b, id, nil)
+	}},
 	{"input.request.service", func(b *strings.Builder, _ identity.Identity, req identity.Request, _ access.Scope) {
 		writeString(b, req.Service)
 	}},
@@ -149,32 +255,57 @@ var inputLeaves = []leaf{
 // by the input fields they read, or nil when their answers must not be
 // reused.
 func newMemo(modules []*ast.Module) *memo {
-	read, nondeterministic := analyse(modules)
-	if nondeterministic || read["input.request.time"] {
+	a := analyse(modules)
+	if a.nondeterministic || a.read["input.request.time"] {
 		return nil
 	}
 	m := &memo{}
 	for _, l := range inputLeaves {
-		if read[l.path] && l.write != nil {
+		if a.read[l.path] && l.write != nil {
 			m.leaves = append(m.leaves, l)
+		}
+	}
+	if a.read[claimsLeaf] && !a.allClaims {
+		m.claims = slices.Sorted(maps.Keys(a.claims))
+		names := m.claims
+		for i, l := range m.leaves {
+			if l.path == claimsLeaf {
+				m.leaves[i].write = func(b *strings.Builder, id identity.Identity, _ identity.Request, _ access.Scope) {
+					writeClaims(b, id, names)
+				}
+			}
 		}
 	}
 	m.cache, _ = lru.New[string, memoEntry](memoSize)
 	return m
 }
 
-// analyse returns the input leaves the modules may read, and whether they
-// call a non-deterministic built-in.
-func analyse(modules []*ast.Module) (read map[string]bool, nondeterministic bool) {
-	read = map[string]bool{}
+// analysis is what a policy may read of its input.
+type analysis struct {
+	// read are the input leaves it may read.
+	read map[string]bool
+	// claims are the OIDC claims it reads by name
+	// (input.identity.oidc.claims.ref reads "ref"); allClaims: it reads
+	// the claims whole (input.identity.oidc, a function of the claims
+	// object) or by a key not known before evaluation (claims[name]).
+	claims    map[string]bool
+	allClaims bool
+	// nondeterministic: it calls a non-deterministic built-in.
+	nondeterministic bool
+}
+
+// analyse finds the input the modules may read, and whether they call a
+// non-deterministic built-in.
+func analyse(modules []*ast.Module) analysis {
+	a := analysis{read: map[string]bool{}, claims: map[string]bool{}}
 	for _, m := range modules {
 		for _, imp := range m.Imports {
 			if ref, ok := imp.Path.Value.(ast.Ref); ok {
-				markRead(read, ref)
+				a.markRead(ref)
 			}
 		}
 		ast.WalkRefs(m, func(ref ast.Ref) bool {
-			markRead(read, ref)
+			a.markRead(ref)
 			return false
 		})
 		// A call is an expression (f(x)) or, nested, a term (f(g(x))).
@@ -184,42 +315,55 @@ func analyse(modules []*ast.Module) (read map[string]bool, nondeterministic bool
 		}
 		ast.WalkExprs(m, func(e *ast.Expr) bool {
 			if e.IsCall() && isNondeterministic(e.Operator()) {
-				nondeterministic = true
+				a.nondeterministic = true
 			}
 			return false
 		})
 		ast.WalkTerms(m, func(t *ast.Term) bool {
 			if call, ok := t.Value.(ast.Call); ok && len(call) > 0 {
 				if op, ok := call[0].Value.(ast.Ref); ok && isNondeterministic(op) {
-					nondeterministic = true
+					a.nondeterministic = true
 				}
 			}
 			return false
 		})
 	}
-	return read, nondeterministic
+	return a
 }
 
+var claimsPath = strings.Split(claimsLeaf, ".")
+
+// isPrefix reports whether p is a prefix of (or equal to) q.
+func isPrefix(p, q []string) bool { return len(p) <= len(q) && slices.Equal(p, q[:len(p)]) }
+
 // markRead records the input leaves a reference may read.
-func markRead(read map[string]bool, ref ast.Ref) {
+func (a *analysis) markRead(ref ast.Ref) {
 	if len(ref) == 0 || !ref[0].Equal(ast.InputRootDocument) {
 		return
 	}
-	// The static prefix: input.a.b up to the first non-string term.
-	path := "input"
+	// The static prefix: input.a.b up to the first non-string term. Kept
+	// as segments: a claim's name may hold a dot ("kubernetes.io").
+	path := []string{"input"}
 	for _, t := range ref[1:] {
 		s, ok := t.Value.(ast.String)
 		if !ok {
 			break
 		}
-		path += "." + string(s)
+		path = append(path, string(s))
 	}
 	for _, l := range inputLeaves {
 		// The leaf is below the path read (input.identity reads them
 		// all), or the path reads below the leaf.
-		if l.path == path || strings.HasPrefix(l.path, path+".") || strings.HasPrefix(path, l.path+".") {
-			read[l.path] = true
+		leaf := strings.Split(l.path, ".")
+		if isPrefix(path, leaf) || isPrefix(leaf, path) {
+			a.read[l.path] = true
 		}
+	}
+	switch {
+	case len(path) > len(claimsPath) && isPrefix(claimsPath, path):
+		a.claims[path[len(claimsPath)]] = true
+	case isPrefix(path, claimsPath):
+		a.allClaims = true
 	}
 }
 

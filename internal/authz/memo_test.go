@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -31,7 +32,17 @@ allow contains "push" if count(input.identity) > 0`, true,
 			[]string{"input.identity.method", "input.identity.refreshed_from", "input.identity.provider", "input.identity.subject",
 				"input.identity.namespace", "input.identity.groups",
 				"input.identity.sourcehut.username", "input.identity.sourcehut.client_id", "input.identity.sourcehut.expires",
-				"input.identity.sourcehut.all_grants", "input.identity.sourcehut.access", "input.identity.sourcehut.grants", "input.scope.type"}},
+				"input.identity.sourcehut.all_grants", "input.identity.sourcehut.access", "input.identity.sourcehut.grants",
+				"input.identity.oidc.issuer", "input.identity.oidc.claims", "input.scope.type"}},
+		{"claims by name", `package registry.authz
+allow contains "push" if { input.identity.oidc.claims.ref == "refs/heads/main"; input.identity.oidc.claims["kubernetes.io"].namespace == "ci" }`, true,
+			[]string{"input.identity.oidc.claims"}},
+		{"claims by a computed name", `package registry.authz
+allow contains "push" if { some name in ["ref"]; input.identity.oidc.claims[name] == "refs/heads/main" }`, true,
+			[]string{"input.identity.oidc.claims"}},
+		{"the oidc object", `package registry.authz
+allow contains "pull" if is_object(input.identity.oidc)`, true,
+			[]string{"input.identity.oidc.issuer", "input.identity.oidc.claims"}},
 		{"provider and namespace", `package registry.authz
 allow contains "pull" if { input.identity.provider == "htpasswd"; startswith(input.scope.name, input.identity.namespace) }`, true,
 			[]string{"input.identity.provider", "input.identity.namespace", "input.scope.name"}},
@@ -75,8 +86,19 @@ allow contains "push" if rand.intn("x", 2) == 0`, false, nil},
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("leaves = %q\nwant %q", got, tt.want)
 			}
+			if wantClaims, ok := memoClaims[tt.name]; ok && !slices.Equal(memo.claims, wantClaims) {
+				t.Errorf("claims = %q, want %q", memo.claims, wantClaims)
+			}
 		})
 	}
+}
+
+// memoClaims are the claims TestMemoAnalysis's policies key on by name;
+// nil: every claim.
+var memoClaims = map[string][]string{
+	"claims by name":            {"kubernetes.io", "ref"},
+	"claims by a computed name": nil,
+	"the oidc object":           nil,
 }
 
 // TestMemoMatchesEvaluation compares, over many inputs, every decision of a
@@ -405,5 +427,328 @@ allow contains "pull" if input.scope.name == "library/x"`, false},
 	}
 	if e.ProviderBlind() {
 		t.Error("the default policy is reported as blind to providers")
+	}
+}
+
+// oidcIdentity is an OIDC login of provider with the given claims (the
+// subject is the sub claim, as authn makes it).
+func oidcIdentity(provider string, claims map[string]any) identity.Identity {
+	sub, _ := claims["sub"].(string)
+	return identity.Identity{Method: identity.MethodOIDC, Provider: provider, Subject: sub,
+		OIDC: &identity.OIDC{Issuer: "https://issuer.example.com/" + provider, Claims: claims}}
+}
+
+// githubClaims are a GitHub Actions token's claims, with changes.
+func githubClaims(changes map[string]any) map[string]any {
+	c := map[string]any{
+		"sub": "repo:octo-org/app:ref:refs/heads/main", "jti": "1", "iat": json.Number("1764504000"),
+		"repository": "octo-org/app", "repository_owner": "octo-org", "repository_owner_id": "123456",
+		"ref": "refs/heads/main", "event_name": "push", "aud": "registry.example.com",
+	}
+	for k, v := range changes {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+// oidcPolicies read the claims in each way the memo tells apart.
+var oidcPolicies = map[string]Options{
+	// Reads input.identity.oidc and the claims by computed names.
+	"default": {Modules: policy.FS(), Schema: policy.InputSchema(), Data: map[string]any{
+		"public":     []any{"library/*"},
+		"namespaces": map[string]any{"open": map[string]any{"pull": []any{"*"}}},
+		"oidc": []any{
+			map[string]any{"provider": "github", "claims": map[string]any{"repository_owner": "octo-org", "ref": []any{"refs/heads/main", "refs/tags/v*"}},
+				"repositories": []any{"{repository}", "{repository}/*"}, "actions": []any{"pull", "push"}},
+			map[string]any{"provider": "github", "claims": map[string]any{"repository_owner_id": "123456", "iat": 1764504000},
+				"repositories": []any{"ids/*"}, "actions": []any{"pull"}},
+			map[string]any{"provider": "k8s", "claims": map[string]any{"kubernetes.io": map[string]any{"namespace": "ci"}},
+				"repositories": []any{"apps/**"}, "actions": []any{"pull"}},
+		},
+	}},
+	// Reads claims by name only: the key holds those claims, not jti.
+	"by name": {Modules: fstest.MapFS{"p.rego": {Data: []byte(`package registry.authz
+allow contains "push" if {
+	input.identity.oidc.claims.ref == "refs/heads/main"
+	input.identity.oidc.claims.repository == input.scope.name
+}
+allow contains "pull" if input.identity.oidc.claims["kubernetes.io"].namespace == "ci"
+allow contains "delete" if input.identity.oidc.claims.iat == 1764504000
+`)}}, Schema: policy.InputSchema()},
+}
+
+// TestMemoOIDCClaims is the memo's security property for OIDC: two
+// identities of the same provider and subject whose claims differ in one
+// the policy reads (ref: main, which may push, and a feature branch,
+// which may not) never share a memoised decision, in either order.
+func TestMemoOIDCClaims(t *testing.T) {
+	ctx := context.Background()
+	req := identity.Request{Service: "registry.example.com", ClientIP: "192.0.2.1", Time: time.Unix(1e9, 0)}
+	sc := access.Scope{Resource: access.Resource{Type: "repository", Name: "octo-org/app"}, Actions: []string{"pull", "push"}}
+	main := oidcIdentity("github", githubClaims(nil))
+	branch := oidcIdentity("github", githubClaims(map[string]any{"ref": "refs/heads/evil"}))
+	if main.Subject != branch.Subject || main.Provider != branch.Provider {
+		t.Fatal("the two identities must differ in their ref claim only")
+	}
+	for name, opts := range oidcPolicies {
+		t.Run(name, func(t *testing.T) {
+			for _, order := range [][]identity.Identity{{main, branch}, {branch, main}} {
+				e, err := Compile(ctx, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok, _ := e.Memoised(); !ok {
+					t.Fatal("this policy should be memoised")
+				}
+				if e.memo.key(main, req, sc) == e.memo.key(branch, req, sc) {
+					t.Fatal("main and the feature branch share a memo key")
+				}
+				for round := range 3 {
+					for _, id := range order {
+						d, err := e.Decide(ctx, id, req, sc)
+						if err != nil {
+							t.Fatal(err)
+						}
+						want := []string{}
+						if id.OIDC.Claims["ref"] == "refs/heads/main" {
+							want = []string{"push"}
+							if name == "default" {
+								want = []string{"pull", "push"}
+							}
+						}
+						if !slices.Equal(d.Granted, want) {
+							t.Fatalf("round %d, ref %v: granted %v (memoised %v), want %v", round, id.OIDC.Claims["ref"], d.Granted, d.Memoised, want)
+						}
+						if round > 0 && !d.Memoised {
+							t.Errorf("round %d, ref %v: not memoised", round, id.OIDC.Claims["ref"])
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestMemoOIDCKeys: which claim differences make different keys. A policy
+// reading the claims by computed name keys on every claim; one reading
+// them by name keys on those claims only, so tokens of different jobs
+// (another jti, sha, run) share its decisions.
+func TestMemoOIDCKeys(t *testing.T) {
+	req := identity.Request{Service: "registry.example.com"}
+	sc := access.Scope{Resource: access.Resource{Type: "repository", Name: "octo-org/app"}, Actions: []string{"push"}}
+	base := oidcIdentity("github", githubClaims(nil))
+	refreshedID := base
+	refreshedID.Method, refreshedID.RefreshedFrom = identity.MethodRefresh, identity.MethodOIDC
+	otherIssuer := base
+	otherIssuer.OIDC = &identity.OIDC{Issuer: "https://other.example.com", Claims: base.OIDC.Claims}
+	noOIDC := base
+	noOIDC.OIDC = nil
+	emptyClaims := base
+	emptyClaims.OIDC = &identity.OIDC{Issuer: base.OIDC.Issuer}
+	variants := map[string]struct {
+		id                 identity.Identity
+		sameDefault, sameN bool // shares the key of base: default policy, by-name policy
+	}{
+		"same claims, new map":      {oidcIdentity("github", githubClaims(nil)), true, true},
+		"iat as a float":            {oidcIdentity("github", githubClaims(map[string]any{"iat": 1764504000.0})), true, true},
+		"another jti":               {oidcIdentity("github", githubClaims(map[string]any{"jti": "2"})), false, true},
+		"a claim more":              {oidcIdentity("github", githubClaims(map[string]any{"sha": "abc"})), false, true},
+		"another ref":               {oidcIdentity("github", githubClaims(map[string]any{"ref": "refs/heads/dev"})), false, false},
+		"ref missing":               {oidcIdentity("github", githubClaims(map[string]any{"ref": ""})), false, false},
+		"ref null":                  {oidcIdentity("github", githubClaims(map[string]any{"ref": nil})), false, false},
+		"another repository":        {oidcIdentity("github", githubClaims(map[string]any{"repository": "octo-org/other"})), false, false},
+		"repository as a list":      {oidcIdentity("github", githubClaims(map[string]any{"repository": []any{"octo-org/app"}})), false, false},
+		"iat as a string":           {oidcIdentity("github", githubClaims(map[string]any{"iat": "1764504000"})), false, false},
+		"iat another number":        {oidcIdentity("github", githubClaims(map[string]any{"iat": json.Number("1764504001")})), false, false},
+		"owner id as a number":      {oidcIdentity("github", githubClaims(map[string]any{"repository_owner_id": json.Number("123456")})), false, true},
+		"nested namespace":          {oidcIdentity("github", githubClaims(map[string]any{"kubernetes.io": map[string]any{"namespace": "ci"}})), false, false},
+		"another provider":          {oidcIdentity("gitlab", githubClaims(nil)), false, false},
+		"refreshed":                 {refreshedID, false, false},
+		"another issuer":            {otherIssuer, false, false},
+		"no identity.oidc":          {noOIDC, false, false},
+		"identity.oidc without any": {emptyClaims, false, false},
+	}
+	// "ref missing" stands for a deleted claim.
+	delete(variants["ref missing"].id.OIDC.Claims, "ref")
+	keys := map[string]*memo{}
+	for name, opts := range oidcPolicies {
+		e, err := Compile(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[name] = e.memo
+	}
+	if got := keys["by name"].claims; !slices.Equal(got, []string{"iat", "kubernetes.io", "ref", "repository"}) {
+		t.Fatalf("the by-name policy keys on claims %q", got)
+	}
+	if keys["default"].claims != nil {
+		t.Fatalf("the default policy keys on claims %q, want all of them", keys["default"].claims)
+	}
+	for name, v := range variants {
+		for policyName, same := range map[string]bool{"default": v.sameDefault, "by name": v.sameN} {
+			m := keys[policyName]
+			// The by-name policy reads no issuer, method or provider:
+			// those differences are not its business.
+			if policyName == "by name" && (name == "another provider" || name == "refreshed" || name == "another issuer") {
+				same = true
+			}
+			if got := m.key(v.id, req, sc) == m.key(base, req, sc); got != same {
+				t.Errorf("%s, %s policy: shares the key of the base identity: %v, want %v", name, policyName, got, same)
+			}
+		}
+	}
+}
+
+// TestWriteJSON: values the policy tells apart are written apart, values
+// it sees as one (a float64 and the json.Number of its text) alike.
+func TestWriteJSON(t *testing.T) {
+	enc := func(v any) string {
+		var b strings.Builder
+		writeJSON(&b, v)
+		return b.String()
+	}
+	distinct := []any{nil, true, false, "", "1", json.Number("1"), json.Number("1.0"), "true", []any{}, map[string]any{},
+		[]any{"a"}, []any{"a", "b"}, []any{[]any{"a"}, "b"}, map[string]any{"a": "b"}, map[string]any{"a": []any{"b"}},
+		map[string]any{"a": "b", "c": "d"}, map[string]any{"a": "b:c"}, map[string]any{"a:b": "c"}, "s1:a", []any{"s1:a"},
+		"\xff", "\xfe", "\ufffd", map[string]any{"": ""}, []any{nil}}
+	seen := map[string]any{}
+	for _, v := range distinct {
+		k := enc(v)
+		if prev, ok := seen[k]; ok {
+			t.Errorf("%#v and %#v share the encoding %q", prev, v, k)
+		}
+		seen[k] = v
+	}
+	same := [][2]any{
+		{1.0, json.Number("1")},
+		{int64(42), json.Number("42")},
+		{0.5, json.Number("0.5")},
+		{[]string{"a", "b"}, []any{"a", "b"}},
+		{map[string]string{"b": "c", "a": "d"}, map[string]any{"a": "d", "b": "c"}},
+		{map[string]any{"x": 1, "y": []int{2}}, map[string]any{"y": []any{json.Number("2")}, "x": json.Number("1")}},
+	}
+	for _, p := range same {
+		if enc(p[0]) != enc(p[1]) {
+			t.Errorf("%#v (%q) and %#v (%q) are the same to the policy", p[0], enc(p[0]), p[1], enc(p[1]))
+		}
+	}
+	if k := enc(map[string]any{"f": func() {}}); !strings.Contains(k, "!") {
+		t.Errorf("a value that is no JSON is written %q", k)
+	}
+}
+
+// TestMemoMatchesEvaluationOIDC compares memoised and evaluated decisions
+// over OIDC identities whose claims vary in every way the policies read.
+func TestMemoMatchesEvaluationOIDC(t *testing.T) {
+	ctx := context.Background()
+	var ids []identity.Identity
+	for _, provider := range []string{"github", "k8s"} {
+		for _, change := range []map[string]any{
+			nil, {"ref": "refs/tags/v1.0"}, {"ref": "refs/heads/dev"}, {"ref": nil}, {"ref": 1},
+			{"repository": "octo-org/other"}, {"repository": "Octo-Org/App"}, {"repository": "octo-org/*"}, {"repository_owner": "evil"},
+			{"iat": 1764504000.0}, {"iat": "1764504000"}, {"jti": "2"}, {"repository_owner_id": json.Number("123456")},
+			{"kubernetes.io": map[string]any{"namespace": "ci"}}, {"kubernetes.io": map[string]any{"namespace": "prod"}}, {"kubernetes.io": "ci"},
+		} {
+			for _, refreshed := range []bool{false, true} {
+				id := oidcIdentity(provider, githubClaims(change))
+				if refreshed {
+					id.Method, id.RefreshedFrom = identity.MethodRefresh, identity.MethodOIDC
+				}
+				ids = append(ids, id)
+			}
+		}
+	}
+	names := []string{"octo-org/app", "octo-org/other", "octo-org/app/x", "ids/x", "apps/web", "open/x", "library/base", "evil/app"}
+	actionSets := [][]string{{"pull"}, {"pull", "push"}, {"delete"}, {"*"}}
+	for name, opts := range oidcPolicies {
+		t.Run(name, func(t *testing.T) {
+			opts.Timeout = 10 * time.Second
+			evalOpts := opts
+			evalOpts.NoMemo = true
+			withMemo, err := Compile(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			without, err := Compile(ctx, evalOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, granted := 0, 0
+			for round := range 2 {
+				for _, id := range ids {
+					for _, repo := range names {
+						for _, actions := range actionSets {
+							req := identity.Request{Service: "registry.example.com", Time: time.Unix(int64(n), 0)}
+							sc := access.Scope{Resource: access.Resource{Type: "repository", Name: repo}, Actions: actions}
+							a, errA := withMemo.Decide(ctx, id, req, sc)
+							b, errB := without.Decide(ctx, id, req, sc)
+							if (errA != nil) != (errB != nil) || !slices.Equal(a.Granted, b.Granted) || !slices.Equal(a.Reasons, b.Reasons) {
+								t.Fatalf("round %d: %+v %s: memo %v %v %v (memoised %v), eval %v %v %v",
+									round, id, sc, a.Granted, a.Reasons, errA, a.Memoised, b.Granted, b.Reasons, errB)
+							}
+							if len(b.Granted) > 0 {
+								granted++
+							}
+							n++
+						}
+					}
+				}
+			}
+			if granted == 0 {
+				t.Fatal("nothing was granted: the comparison proves little")
+			}
+			t.Logf("%d decisions compared (%d granting), %d memo entries", n, granted, withMemo.memo.cache.Len())
+		})
+	}
+}
+
+func TestOIDCBlind(t *testing.T) {
+	for _, tt := range []struct {
+		name, src string
+		blind     bool
+	}{
+		{"reads no claims", `package registry.authz
+allow contains "pull" if input.identity.method != "anonymous"`, true},
+		{"reads a claim", `package registry.authz
+allow contains "push" if input.identity.oidc.claims.ref == "refs/heads/main"`, false},
+		{"reads the issuer", `package registry.authz
+allow contains "push" if input.identity.oidc.issuer == "https://gitlab.com"`, false},
+		{"reads the identity whole", `package registry.authz
+allow contains "push" if count(input.identity) > 0`, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := Compile(context.Background(), Options{Modules: fstest.MapFS{"p.rego": {Data: []byte(tt.src)}}, Schema: policy.InputSchema()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.OIDCBlind(); got != tt.blind {
+				t.Errorf("OIDCBlind() = %v, want %v", got, tt.blind)
+			}
+		})
+	}
+	e, err := Compile(context.Background(), Options{Modules: policy.FS(), Schema: policy.InputSchema()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.OIDCBlind() {
+		t.Error("the default policy is reported as blind to OIDC claims")
+	}
+	ok, leaves := e.Memoised()
+	if !ok || !slices.Contains(leaves, "input.identity.oidc.claims") || !slices.Contains(leaves, "input.identity.oidc.issuer") {
+		t.Errorf("the default policy's memo keys on %q, want the OIDC issuer and every claim", leaves)
+	}
+	e, err = Compile(context.Background(), oidcPolicies["by name"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, leaves = e.Memoised()
+	want := []string{"input.identity.oidc.claims.iat", `input.identity.oidc.claims["kubernetes.io"]`, "input.identity.oidc.claims.ref",
+		"input.identity.oidc.claims.repository", "input.scope.name"}
+	if !slices.Equal(leaves, want) {
+		t.Errorf("Memoised() leaves = %q, want %q", leaves, want)
 	}
 }
