@@ -443,6 +443,12 @@ func policyWarnings(cfg config.Config, e *authz.Engine, warn func(msg string, ar
 			"(see policy/README.md, input version 2)",
 			"revision", e.Revision(), "providers", providers)
 	}
+	if len(cfg.Authn.OIDC) > 0 && e.OIDCBlind() {
+		warn("the policy never reads input.identity.oidc, yet authn.oidc trusts ID tokens: every workflow the issuer vouches for "+
+			"(every repository's jobs, for a public CI) is an authenticated identity to it; grant OIDC identities by their claims "+
+			"(policy.data.oidc rules, see docs/oidc.md), or check identity.oidc in your policy",
+			"revision", e.Revision())
+	}
 	if cfg.Token.Refresh.IsEnabled() && e.RefreshBlind() {
 		warn("the policy tells identities apart by input.identity.method but never reads input.identity.refreshed_from: "+
 			"an identity from a refresh token has method \"refresh\" and escapes rules meant for \"password\" or \"sourcehut\" "+

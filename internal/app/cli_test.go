@@ -53,6 +53,14 @@ func TestCommandLine(t *testing.T) {
 	writeFile(t, filepath.Join(noAllowBundle, "authz.rego"), "package registry.authz\n\nalow contains \"pull\" if input.identity.subject == \"alice\"\n")
 	noAllow := filepath.Join(dir, "no-allow.yaml")
 	writeFile(t, noAllow, "policy:\n  bundles: ["+noAllowBundle+"]\n")
+	oidcBlindBundle := filepath.Join(dir, "oidc-blind")
+	if err := os.MkdirAll(oidcBlindBundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(oidcBlindBundle, ".manifest"), `{"revision": "blind-1", "roots": ["registry"]}`)
+	writeFile(t, filepath.Join(oidcBlindBundle, "authz.rego"), "package registry.authz\n\nallow contains \"pull\" if input.identity.provider == \"github\"\n")
+	oidcBlind := filepath.Join(dir, "oidc-blind.yaml")
+	writeFile(t, oidcBlind, "authn:\n  oidc:\n    - name: github\n      issuer: https://token.actions.githubusercontent.com\npolicy:\n  bundles: ["+oidcBlindBundle+"]\n")
 	// One problem in each part the config names: all are reported.
 	everywhere := filepath.Join(dir, "everywhere.yaml")
 	writeFile(t, everywhere, "listen: 0.0.0.0:5001\ntoken:\n  key: "+filepath.Join(dir, "nope.pem")+
@@ -87,6 +95,8 @@ func TestCommandLine(t *testing.T) {
 			wantStderr: []string{`registry.publc: unknown key (did you mean "public"?)`, `registry.namespaces.team.psuh: unknown key (did you mean "push"?)`}},
 		{name: "a policy without allow", args: []string{"check-config", "--config", noAllow}, wantCode: 2,
 			wantStderr: []string{"no allow rule", `"alow"`}},
+		{name: "a policy blind to OIDC claims", args: []string{"check-config", "--config", oidcBlind}, wantCode: 0,
+			wantStdout: []string{"OIDC github:", "https://token.actions.githubusercontent.com"}, wantStderr: []string{"warning: the policy never reads input.identity.oidc"}},
 		{name: "stray argument", args: []string{"serve", "extra"}, wantCode: 2, wantStderr: []string{"unexpected arguments: extra"}},
 		{name: "hash-password needs a user", args: []string{"hash-password"}, stdin: "pw\n", wantCode: 2, wantStderr: []string{"user name"}},
 		{name: "hash-password empty", args: []string{"hash-password", "alice"}, stdin: "\n", wantCode: 2, wantStderr: []string{"empty password"}},
