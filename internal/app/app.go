@@ -118,10 +118,19 @@ its data checked against it, as serve does (exit 1 on a mismatch).`,
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runPolicyTest(ctx, args, stdout, stderr)
 			}},
-		{name: "policy eval", synopsis: "--scope SCOPE... [--expect ACTIONS]... [--config FILE] [--user U] [--provider P] [--method M] [--refreshed] [--groups G] [--grants S] [--explain[=full]] [--format text|json]",
+		{name: "policy eval", synopsis: "--scope SCOPE... [--expect ACTIONS]... [--config FILE] [--user U] [--provider P] [--method M] [--claims FILE.json] [--refreshed] [--groups G] [--grants S] [--explain[=full]] [--format text|json]",
 			summary: "show what a request would be granted, and why",
 			about: `Evaluates the policy of a config for one request and shows, per scope, what would be granted and
 which rules fired (--explain).
+
+The identity is built as serve would build it, without credentials: --user alone is an htpasswd
+user; --method sourcehut (with --grants) a Sourcehut token; --claims FILE.json an OIDC ID token of
+the authn.oidc entry --provider names (a CI job's, a Kubernetes service account's), whose claims are
+the file's JSON object (the token's decoded payload). Its subject is the claim the entry's
+subject_claim names (sub by default) unless --user names one, and the policy sees
+identity.oidc.issuer (the entry's issuer) and identity.oidc.claims; an iss in the file must be that
+issuer. The token's signature, aud and exp are not checked. --refreshed judges the refresh token of
+that login instead.
 
 With --expect it is a check for CI: each scope must be granted exactly the expected actions
 (none, or '', for nothing). One --expect applies to every scope; several pair with the scopes in
@@ -133,7 +142,8 @@ actions), and on usage errors, such as an --expect naming an action its scope do
 1 when the config or policy does not load, or the server would refuse the login.`,
 			examples: []string{`srht-registry policy eval --config config.yaml --user alice --scope repository:alice/app:pull,push`, `srht-registry policy eval --method sourcehut --user carol --grants 'registry.example.com/REGISTRY:RO' --scope repository:carol/app:push --explain`,
 				`srht-registry policy eval --config config.yaml --user bob --scope repository:team/app:pull,push --expect pull`,
-				`srht-registry policy eval --config config.yaml --scope repository:library/base:pull --expect pull --scope repository:team/app:pull --expect none`},
+				`srht-registry policy eval --config config.yaml --scope repository:library/base:pull --expect pull --scope repository:team/app:pull --expect none`,
+				`srht-registry policy eval --config config.yaml --provider github --claims claims.json --scope repository:octo-org/app:pull,push --expect pull,push`},
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runPolicyEval(ctx, args, stdout, stderr)
 			}},

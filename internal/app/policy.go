@@ -136,10 +136,11 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	o := policycmd.EvalOptions{Compile: compilePolicy}
 	fs := newFlags("policy eval", stderr)
 	configPath := fs.String("config", "", "config `FILE`: the policy, data, bundles and groups that serve would use")
-	fs.StringVar(&o.User, "user", "", "the subject (user name); empty for anonymous")
-	fs.StringVar(&o.Method, "method", "", "how the user authenticated: password, sourcehut or anonymous (default: from --provider; password with --user, else anonymous)")
-	fs.StringVar(&o.Provider, "provider", "", "the provider of --user: htpasswd or sourcehut (default: htpasswd for --method password, sourcehut for --method sourcehut)")
-	fs.BoolVar(&o.Refreshed, "refreshed", false, "as the refresh token of that login would be judged: method refresh, refreshed_from the --method (password or sourcehut)")
+	fs.StringVar(&o.User, "user", "", "the subject (user name); empty for anonymous. With --claims: instead of the subject the claims give")
+	fs.StringVar(&o.Method, "method", "", "how the user authenticated: password, sourcehut, oidc or anonymous\n(default: oidc with --claims; else from --provider; password with --user, else anonymous)")
+	fs.StringVar(&o.Provider, "provider", "", "the provider of --user: htpasswd, sourcehut, or the name of an authn.oidc entry of the config\n(default: htpasswd for --method password, sourcehut for --method sourcehut, the only authn.oidc entry for --method oidc)")
+	fs.StringVar(&o.ClaimsFile, "claims", "", "`FILE.json` holding an OIDC ID token's claims (its decoded payload, a JSON object): judge an OIDC login of\n--provider with them (method oidc; the subject is the claim the entry's subject_claim names, default sub)")
+	fs.BoolVar(&o.Refreshed, "refreshed", false, "as the refresh token of that login would be judged: method refresh, refreshed_from the --method (password, sourcehut or oidc)")
 	fs.Func("groups", "comma-separated `GROUPS` (default: the user's groups from the config)", func(v string) error {
 		o.Groups = []string{} // given, if only as "": not the config's
 		for g := range strings.SplitSeq(v, ",") {

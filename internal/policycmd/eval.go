@@ -1,13 +1,16 @@
 package policycmd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -33,15 +36,23 @@ type EvalOptions struct {
 	// (repository:team/app:pull,push); at least one (--scope).
 	Scopes []string
 
-	// User is the subject; empty for anonymous (--user).
+	// User is the subject; empty for anonymous (--user). For an OIDC
+	// login it overrides the subject the claims give.
 	User string
-	// Method is how User authenticated: password, sourcehut or anonymous;
-	// empty means Provider's, else password with a User and anonymous
-	// without (--method).
+	// Method is how User authenticated: password, sourcehut, oidc or
+	// anonymous; empty means oidc with ClaimsFile or a Provider that is an
+	// authn.oidc entry, else Provider's, else password with a User and
+	// anonymous without (--method).
 	Method string
-	// Provider is User's provider, htpasswd or sourcehut; empty means
-	// Method's (--provider).
+	// Provider is User's provider: htpasswd, sourcehut, or the name of an
+	// authn.oidc entry of the config; empty means Method's (for oidc: the
+	// config's only authn.oidc entry) (--provider).
 	Provider string
+	// ClaimsFile names a JSON file holding an object: the claims of an
+	// OIDC ID token (its decoded payload), with which the request is
+	// judged as an OIDC login of Provider. The subject is the claim the
+	// entry's subject_claim names, unless User is given (--claims).
+	ClaimsFile string
 	// Refreshed judges the request as the refresh token of that login
 	// would be: method refresh, refreshed_from Method (--refreshed).
 	Refreshed bool
@@ -99,6 +110,9 @@ func (o EvalOptions) Validate() error {
 	}
 	if len(o.Scopes) == 0 {
 		return usage(errors.New("policy eval: give at least one --scope"))
+	}
+	if o.ClaimsFile != "" && o.Method != "" && o.Method != string(identity.MethodOIDC) {
+		return usage(fmt.Errorf("--claims is for --method oidc, not --method %s", o.Method))
 	}
 	if o.Expect != nil {
 		// Only the number of scopes matters here; Eval applies the
@@ -239,8 +253,8 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 		return err
 	}
 	if opts.Refreshed {
-		if id.Method != identity.MethodPassword && id.Method != identity.MethodSourcehut {
-			return usage(errors.New("--refreshed needs a password or sourcehut login (--user, and --method sourcehut for a Sourcehut token)"))
+		if id.Method != identity.MethodPassword && id.Method != identity.MethodSourcehut && id.Method != identity.MethodOIDC {
+			return usage(errors.New("--refreshed needs a password, sourcehut or oidc login (--user; --method sourcehut for a Sourcehut token; --claims for an OIDC ID token)"))
 		}
 		id.RefreshedFrom, id.Method = id.Method, identity.MethodRefresh
 	}
@@ -299,8 +313,12 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 	if id.RefreshedFrom != "" {
 		shown += " refreshed_from=" + string(id.RefreshedFrom)
 	}
-	fmt.Fprintf(stdout, "policy revision: %s\nidentity: method=%s provider=%s subject=%q namespace=%q groups=%v\n\n",
+	fmt.Fprintf(stdout, "policy revision: %s\nidentity: method=%s provider=%s subject=%q namespace=%q groups=%v\n",
 		engine.Revision(), shown, orDashS(id.Provider), id.Subject, id.Namespace, id.Groups)
+	if id.OIDC != nil {
+		fmt.Fprintf(stdout, "oidc: issuer=%s claims=%s\n", id.OIDC.Issuer, strings.Join(slices.Sorted(maps.Keys(id.OIDC.Claims)), ","))
+	}
+	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	if expected != nil {
 		fmt.Fprintln(tw, "SCOPE\tREQUESTED\tGRANTED\tEXPECTED\tDENY")
@@ -402,10 +420,10 @@ var methodProviders = map[identity.Method]string{
 }
 
 // evalIdentity builds the identity serve would have built for opts' User,
-// Method, Provider, Groups and Grants, without checking credentials: the
-// groups of the principal and the namespace it owns as serve computes them
-// (the htpasswd file decides whether a Sourcehut user's name is held by a
-// local account).
+// Method, Provider, ClaimsFile, Groups and Grants, without checking
+// credentials: the groups of the principal and the namespace it owns as
+// serve computes them (the htpasswd file decides whether a Sourcehut
+// user's name is held by a local account).
 func evalIdentity(cfg config.Config, opts EvalOptions, req identity.Request) (identity.Identity, error) {
 	method, user, grants := opts.Method, opts.User, opts.Grants
 	if method == "" {
@@ -415,27 +433,41 @@ func evalIdentity(cfg config.Config, opts EvalOptions, req identity.Request) (id
 				method = string(m)
 			}
 		}
-		if user != "" && opts.Provider == "" {
+		_, isOIDC := oidcEntryNamed(cfg, opts.Provider)
+		switch {
+		case opts.ClaimsFile != "" || isOIDC:
+			method = string(identity.MethodOIDC)
+		case opts.Provider != "" && method == string(identity.MethodAnonymous):
+			return identity.Identity{}, usage(fmt.Errorf("--provider %s is neither htpasswd, sourcehut nor an authn.oidc entry of the config%s",
+				opts.Provider, oidcNames(cfg)))
+		case user != "" && opts.Provider == "":
 			method = string(identity.MethodPassword)
 		}
 	}
 	id := identity.Identity{Method: identity.Method(method), Subject: user}
 	switch id.Method {
 	case identity.MethodAnonymous:
-		if user != "" || opts.Groups != nil || opts.Provider != "" {
-			return id, usage(errors.New("--method anonymous takes no --user, --provider or --groups"))
+		if user != "" || opts.Groups != nil || opts.Provider != "" || opts.ClaimsFile != "" {
+			return id, usage(errors.New("--method anonymous takes no --user, --provider, --claims or --groups"))
 		}
 		return identity.Anonymous, nil
 	case identity.MethodPassword, identity.MethodSourcehut:
 		if user == "" {
 			return id, usage(fmt.Errorf("--method %s needs --user", method))
 		}
+		if opts.ClaimsFile != "" {
+			return id, usage(fmt.Errorf("--claims is for --method oidc, not --method %s", method))
+		}
+		id.Provider = methodProviders[id.Method]
+		if opts.Provider != "" && opts.Provider != id.Provider {
+			return id, usage(fmt.Errorf("--provider %s does not log in with --method %s (that is %s's)", opts.Provider, method, id.Provider))
+		}
+	case identity.MethodOIDC:
+		if err := oidcLogin(cfg, opts, &id); err != nil {
+			return id, err
+		}
 	default:
-		return id, usage(fmt.Errorf("--method must be password, sourcehut or anonymous, got %q", method))
-	}
-	id.Provider = methodProviders[id.Method]
-	if opts.Provider != "" && opts.Provider != id.Provider {
-		return id, usage(fmt.Errorf("--provider %s does not log in with --method %s (that is %s's)", opts.Provider, method, id.Provider))
+		return id, usage(fmt.Errorf("--method must be password, sourcehut, oidc or anonymous, got %q", method))
 	}
 	if id.Provider == identity.ProviderSourcehut && !sourcehut.NewAllowList(cfg.Authn.Sourcehut.LoginUsers()).Admits(user) {
 		return id, fmt.Errorf("the server would refuse this login (401): authn.sourcehut.users does not let %q in", user)
@@ -477,6 +509,140 @@ func evalIdentity(cfg config.Config, opts EvalOptions, req identity.Request) (id
 		return id, usage(errors.New("--grants is for --method sourcehut"))
 	}
 	return id, nil
+}
+
+// oidcLogin completes id, an OIDC login, as serve would have built it
+// from an ID token with the claims of opts.ClaimsFile: the provider and
+// issuer of the authn.oidc entry opts.Provider names, the subject its
+// subject_claim names (or opts.User), and the claims. A claims file whose
+// token serve would refuse (another issuer, no subject) is an error.
+func oidcLogin(cfg config.Config, opts EvalOptions, id *identity.Identity) error {
+	entry, err := oidcEntry(cfg, opts.Provider)
+	if err != nil {
+		return err
+	}
+	if opts.ClaimsFile == "" {
+		return usage(fmt.Errorf("--method oidc needs --claims FILE.json: the claims of an ID token of authn.oidc entry %s", entry.Name))
+	}
+	claims, err := readClaims(opts.ClaimsFile)
+	if err != nil {
+		return err
+	}
+	if iss, ok := claims["iss"]; ok && iss != entry.Issuer {
+		return fmt.Errorf("the server would refuse this token as one of authn.oidc entry %s (401): its iss %s is not that entry's issuer %s",
+			entry.Name, jsonText(iss), entry.Issuer)
+	}
+	subjectClaim := entry.SubjectClaim
+	if subjectClaim == "" {
+		subjectClaim = "sub"
+	}
+	if id.Subject == "" {
+		subject, ok := claims[subjectClaim].(string)
+		if !ok || subject == "" {
+			return fmt.Errorf("the server would refuse this token (401): %s has no claim %q (the subject claim of authn.oidc entry %s) that is a non-empty string; add it, or name a subject with --user",
+				opts.ClaimsFile, subjectClaim, entry.Name)
+		}
+		id.Subject = subject
+	}
+	id.Provider = entry.Name
+	id.OIDC = &identity.OIDC{Issuer: entry.Issuer, Claims: claims}
+	return nil
+}
+
+// oidcEntry is the authn.oidc entry named name, or, for an empty name,
+// the config's only one; a usage error when there is no such entry.
+func oidcEntry(cfg config.Config, name string) (config.OIDC, error) {
+	if name == "" {
+		switch len(cfg.Authn.OIDC) {
+		case 0:
+			return config.OIDC{}, usage(errors.New("--method oidc: the config has no authn.oidc entry (a trusted issuer) whose tokens could log in"))
+		case 1:
+			return cfg.Authn.OIDC[0], nil
+		}
+		return config.OIDC{}, usage(fmt.Errorf("--method oidc needs --provider: the config trusts several issuers%s", oidcNames(cfg)))
+	}
+	if o, ok := oidcEntryNamed(cfg, name); ok {
+		return o, nil
+	}
+	return config.OIDC{}, usage(fmt.Errorf("--provider %s is not an authn.oidc entry of the config%s", name, oidcNames(cfg)))
+}
+
+// oidcEntryNamed is the authn.oidc entry named name, if there is one.
+func oidcEntryNamed(cfg config.Config, name string) (config.OIDC, bool) {
+	for _, o := range cfg.Authn.OIDC {
+		if name != "" && o.Name == name {
+			return o, true
+		}
+	}
+	return config.OIDC{}, false
+}
+
+// oidcNames lists the names of the config's authn.oidc entries, for an
+// error: " (it has github, gitlab)", or " (it has none)".
+func oidcNames(cfg config.Config) string {
+	if len(cfg.Authn.OIDC) == 0 {
+		return " (it has none)"
+	}
+	names := make([]string, len(cfg.Authn.OIDC))
+	for i, o := range cfg.Authn.OIDC {
+		names[i] = o.Name
+	}
+	return " (it has " + strings.Join(names, ", ") + ")"
+}
+
+// readClaims reads a claims file: one JSON object, numbers kept as
+// json.Number as serve keeps a token's.
+func readClaims(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usage(fmt.Errorf("--claims: %w", err))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err = dec.Decode(&v); err == nil {
+		// Nothing may follow the value.
+		switch _, err = dec.Token(); {
+		case errors.Is(err, io.EOF):
+			err = nil
+		case err == nil:
+			err = errors.New("more than one JSON value")
+		}
+	}
+	claims, ok := v.(map[string]any)
+	switch {
+	case err != nil:
+		return nil, usage(fmt.Errorf("--claims %s: not a JSON object of claims (as an ID token's payload decodes to): %w", path, err))
+	case !ok:
+		return nil, usage(fmt.Errorf("--claims %s: not a JSON object of claims (as an ID token's payload decodes to), but %s", path, jsonKind(v)))
+	}
+	return claims, nil
+}
+
+// jsonKind names the JSON type of a decoded value, for an error.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number"
+	}
+	return "an object"
+}
+
+// jsonText is v as JSON, for an error naming a claim's value.
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }
 
 // evalEngine starts the policy exactly as serve would: a remote OPA when

@@ -111,7 +111,7 @@ func TestEval(t *testing.T) {
 			wantStdout: []string{"method=refresh refreshed_from=sourcehut provider=sourcehut"}, wantRow: []string{"repository:carol/app", "pull,push", "pull", "-"}},
 		{name: "refreshed anonymous", opts: EvalOptions{Refreshed: true, Scopes: scopes("repository:library/base:pull")}, wantErr: ErrUsage, wantErrMsg: []string{"--refreshed"}},
 		{name: "anonymous with groups", opts: EvalOptions{Groups: []string{}, Scopes: scopes("repository:library/base:pull")},
-			wantErr: ErrUsage, wantErrMsg: []string{"--method anonymous takes no --user, --provider or --groups"}},
+			wantErr: ErrUsage, wantErrMsg: []string{"--method anonymous takes no --user, --provider, --claims or --groups"}},
 		{name: "password without a user", opts: EvalOptions{Method: "password", Scopes: scopes("repository:a/b:pull")}, wantErr: ErrUsage, wantErrMsg: []string{"--method password needs --user"}},
 		{name: "no scope", opts: EvalOptions{User: "alice"}, wantErr: ErrUsage, wantErrMsg: []string{"--scope"}},
 		{name: "bad scope", opts: EvalOptions{User: "alice", Scopes: scopes("repository:alice")}, wantErr: ErrUsage, wantErrMsg: []string{"invalid scope"}},
@@ -416,5 +416,234 @@ func TestEvalExpectJSON(t *testing.T) {
 	o = decode(stdout)
 	if len(o.Decisions) != 2 || *o.Decisions[0].AsExpected || *o.Decisions[1].AsExpected {
 		t.Errorf("decisions: %+v", o.Decisions)
+	}
+}
+
+// oidcEvalConfig is a config with two trusted issuers, github (GitHub
+// Actions) and k8s (a cluster), a claim rule for each, and a group and a
+// namespace ACL naming an OIDC principal.
+const oidcEvalConfig = `authn:
+  oidc:
+    - {name: github, issuer: "https://token.actions.githubusercontent.com"}
+    - {name: k8s, issuer: "https://k8s.example.com", subject_claim: sub}
+groups:
+  ci: ["github:repo:octo-org/tools:ref:refs/heads/main"]
+policy:
+  data:
+    namespaces:
+      shared: {push: ["group:ci"]}
+    oidc:
+      - provider: github
+        claims: {repository_owner: octo-org, repository_owner_id: "123456", ref: ["refs/heads/main", "refs/tags/v*"]}
+        repositories: ["{repository}", "{repository}/*"]
+        actions: [pull, push]
+      - provider: k8s
+        claims:
+          kubernetes.io: {namespace: ci, serviceaccount: {name: builder}}
+        repositories: ["base/*"]
+        actions: [pull]
+`
+
+// githubClaims is the claims file of a GitHub Actions job of repo (owner
+// id ownerID) on ref, with the changes given (a nil value drops a claim).
+func githubClaims(t *testing.T, repo, ownerID, ref string, changes map[string]any) string {
+	t.Helper()
+	owner, _, _ := strings.Cut(repo, "/")
+	claims := map[string]any{
+		"iss": "https://token.actions.githubusercontent.com", "aud": "registry.example.com",
+		"sub": "repo:" + repo + ":ref:" + ref, "repository": repo, "repository_owner": owner,
+		"repository_owner_id": ownerID, "repository_id": "42", "ref": ref, "ref_type": "branch",
+		"event_name": "push", "runner_environment": "github-hosted", "iat": 1764504000, "exp": 1764504300,
+	}
+	for k, v := range changes {
+		if v == nil {
+			delete(claims, k)
+		} else {
+			claims[k] = v
+		}
+	}
+	b, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeClaims(t, string(b))
+}
+
+// writeClaims writes a claims file of the given content.
+func writeClaims(t *testing.T, content string) string {
+	t.Helper()
+	dir := t.TempDir()
+	policycmdtest.WriteFile(t, dir, "claims.json", content)
+	return filepath.Join(dir, "claims.json")
+}
+
+// TestEvalOIDC checks --claims: the request is judged as an OIDC login of
+// the provider, its subject and claims from the file, its issuer from the
+// config, and what claim rules, groups and ACLs say of it.
+func TestEvalOIDC(t *testing.T) {
+	t.Parallel()
+	cfg := parseConfig(t, oidcEvalConfig)
+	main := githubClaims(t, "octo-org/app", "123456", "refs/heads/main", nil)
+	scopes := func(s ...string) []string { return s }
+	tests := []struct {
+		name       string
+		cfg        *config.Config // nil: oidcEvalConfig
+		opts       EvalOptions
+		wantErr    error
+		wantStdout []string
+		wantRows   [][]string
+		wantErrMsg []string
+	}{
+		{name: "a claim rule grants push", opts: EvalOptions{Provider: "github", ClaimsFile: main,
+			Scopes: scopes("repository:octo-org/app:pull,push", "repository:octo-org/app/cache:push", "repository:octo-org/other:pull")},
+			wantStdout: []string{`identity: method=oidc provider=github subject="repo:octo-org/app:ref:refs/heads/main" namespace="" groups=[]`,
+				"oidc: issuer=https://token.actions.githubusercontent.com claims=aud,event_name,exp,iat,iss,ref,ref_type,repository,"},
+			wantRows: [][]string{{"repository:octo-org/app", "pull,push", "pull,push", "-"}, {"repository:octo-org/app/cache", "push", "push", "-"},
+				{"repository:octo-org/other", "pull", "-", "-"}}},
+		{name: "method given", opts: EvalOptions{Method: "oidc", Provider: "github", ClaimsFile: main, Expect: []string{"pull,push"},
+			Scopes: scopes("repository:octo-org/app:pull,push")}},
+		{name: "another owner's claims grant nothing", opts: EvalOptions{Provider: "github",
+			ClaimsFile: githubClaims(t, "evil-org/app", "666", "refs/heads/main", nil), Expect: []string{"none"},
+			Scopes: scopes("repository:evil-org/app:pull,push", "repository:octo-org/app:pull,push", "repository:evil-org/x:pull")}},
+		// The owner's name recycled by someone else: its id differs.
+		{name: "another owner id", opts: EvalOptions{Provider: "github", ClaimsFile: githubClaims(t, "octo-org/app", "999", "refs/heads/main", nil),
+			Expect: []string{"none"}, Scopes: scopes("repository:octo-org/app:pull,push")}},
+		{name: "a ref the rule does not list", opts: EvalOptions{Provider: "github",
+			ClaimsFile: githubClaims(t, "octo-org/app", "123456", "refs/heads/feature", nil), Expect: []string{"none"},
+			Scopes: scopes("repository:octo-org/app:pull,push")}},
+		{name: "a version tag", opts: EvalOptions{Provider: "github",
+			ClaimsFile: githubClaims(t, "octo-org/app", "123456", "refs/tags/v1.2.0", nil), Expect: []string{"pull,push"},
+			Scopes: scopes("repository:octo-org/app:pull,push")}},
+		// The principal github:<sub> is a member of group ci, which may
+		// push to shared/*: the site names it.
+		{name: "groups by principal", opts: EvalOptions{Provider: "github",
+			ClaimsFile: githubClaims(t, "octo-org/tools", "123456", "refs/heads/main", nil),
+			Scopes:     scopes("repository:shared/app:push")},
+			wantStdout: []string{"groups=[ci]"}, wantRows: [][]string{{"repository:shared/app", "push", "push", "-"}}},
+		{name: "groups given", opts: EvalOptions{Provider: "github", ClaimsFile: main, Groups: []string{},
+			Scopes: scopes("repository:shared/app:push")},
+			wantStdout: []string{"groups=[]"}, wantRows: [][]string{{"repository:shared/app", "push", "-", "-"}}},
+		{name: "user overrides the subject", opts: EvalOptions{Provider: "github", User: "repo:octo-org/tools:ref:refs/heads/main",
+			ClaimsFile: main, Scopes: scopes("repository:shared/app:push")},
+			wantStdout: []string{`subject="repo:octo-org/tools:ref:refs/heads/main"`, "groups=[ci]"}},
+		{name: "refreshed", opts: EvalOptions{Provider: "github", ClaimsFile: main, Refreshed: true, Scopes: scopes("repository:octo-org/app:pull,push")},
+			wantStdout: []string{"identity: method=refresh refreshed_from=oidc provider=github"},
+			wantRows:   [][]string{{"repository:octo-org/app", "pull,push", "pull,push", "-"}}},
+		// A nested claim object, matched key by key; aud an array.
+		{name: "nested claims", opts: EvalOptions{Provider: "k8s", ClaimsFile: writeClaims(t, `{"iss": "https://k8s.example.com",
+			"sub": "system:serviceaccount:ci:builder", "aud": ["registry.example.com"], "exp": 1764504300,
+			"kubernetes.io": {"namespace": "ci", "serviceaccount": {"name": "builder", "uid": "u1"}, "pod": {"name": "p", "uid": "u2"}}}`),
+			Scopes: scopes("repository:base/alpine:pull,push")},
+			wantStdout: []string{`method=oidc provider=k8s subject="system:serviceaccount:ci:builder"`},
+			wantRows:   [][]string{{"repository:base/alpine", "pull,push", "pull", "-"}}},
+		{name: "the only entry", cfg: ptr(parseConfig(t, "authn:\n  oidc:\n    - {name: gitlab, issuer: \"https://gitlab.com\"}\n")),
+			opts:       EvalOptions{ClaimsFile: writeClaims(t, `{"sub": "project_path:g/p:ref_type:branch:ref:main", "project_path": "g/p"}`), Scopes: scopes("repository:g/p:pull")},
+			wantStdout: []string{"method=oidc provider=gitlab", "oidc: issuer=https://gitlab.com claims=project_path,sub"}},
+
+		{name: "unknown provider", opts: EvalOptions{Provider: "gitlab", ClaimsFile: main, Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--provider gitlab is not an authn.oidc entry of the config (it has github, k8s)"}},
+		{name: "unknown provider without claims", opts: EvalOptions{Provider: "gitlab", User: "x", Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--provider gitlab is neither htpasswd, sourcehut nor an authn.oidc entry of the config (it has github, k8s)"}},
+		{name: "an account provider", opts: EvalOptions{Provider: "htpasswd", Method: "oidc", ClaimsFile: main, Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--provider htpasswd is not an authn.oidc entry"}},
+		{name: "no provider of several", opts: EvalOptions{ClaimsFile: main, Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--method oidc needs --provider: the config trusts several issuers (it has github, k8s)"}},
+		{name: "no issuer configured", cfg: ptr(config.Default()), opts: EvalOptions{ClaimsFile: main, Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"the config has no authn.oidc entry"}},
+		{name: "no claims", opts: EvalOptions{Provider: "github", Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--method oidc needs --claims FILE.json"}},
+		{name: "claims of another method", opts: EvalOptions{Method: "password", User: "alice", ClaimsFile: main, Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--claims is for --method oidc, not --method password"}},
+		{name: "claims for anonymous", opts: EvalOptions{Method: "anonymous", ClaimsFile: main, Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--claims is for --method oidc, not --method anonymous"}},
+		{name: "grants", opts: EvalOptions{Provider: "github", ClaimsFile: main, Grants: "all", Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--grants is for --method sourcehut"}},
+		{name: "an array", opts: EvalOptions{Provider: "github", ClaimsFile: writeClaims(t, `[{"sub": "x"}]`), Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"not a JSON object of claims", "but an array"}},
+		{name: "null", opts: EvalOptions{Provider: "github", ClaimsFile: writeClaims(t, "null\n"), Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"but null"}},
+		{name: "a JWT", opts: EvalOptions{Provider: "github", ClaimsFile: writeClaims(t, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln\n"), Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"not a JSON object of claims"}},
+		{name: "two objects", opts: EvalOptions{Provider: "github", ClaimsFile: writeClaims(t, `{"sub": "x"} {"sub": "y"}`), Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"more than one JSON value"}},
+		{name: "trailing garbage", opts: EvalOptions{Provider: "github", ClaimsFile: writeClaims(t, `{"sub": "x"}}`), Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"not a JSON object of claims"}},
+		{name: "no file", opts: EvalOptions{Provider: "github", ClaimsFile: filepath.Join(t.TempDir(), "missing.json"), Scopes: scopes("repository:a/b:pull")},
+			wantErr: ErrUsage, wantErrMsg: []string{"--claims: ", "missing.json"}},
+		// Tokens serve would refuse.
+		{name: "no subject", opts: EvalOptions{Provider: "github", ClaimsFile: githubClaims(t, "octo-org/app", "123456", "refs/heads/main", map[string]any{"sub": nil}),
+			Scopes: scopes("repository:a/b:pull")},
+			wantErr: errPlain, wantErrMsg: []string{`would refuse this token (401)`, `no claim "sub" (the subject claim of authn.oidc entry github)`}},
+		{name: "another issuer", opts: EvalOptions{Provider: "k8s", ClaimsFile: main, Scopes: scopes("repository:a/b:pull")},
+			wantErr: errPlain, wantErrMsg: []string{`its iss "https://token.actions.githubusercontent.com" is not that entry's issuer https://k8s.example.com`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := cfg
+			if tt.cfg != nil {
+				c = *tt.cfg
+			}
+			stdout, err := runEval(t, c, tt.opts)
+			wantErr(t, err, tt.wantErr, stdout)
+			testcheck.Contains(t, "stdout", stdout, tt.wantStdout...)
+			for _, row := range tt.wantRows {
+				if !policycmdtest.HasRow(stdout, row) {
+					t.Errorf("no line %q in:\n%s", row, stdout)
+				}
+			}
+			testcheck.Contains(t, "error", errText(err), tt.wantErrMsg...)
+			if tt.wantErr != nil && stdout != "" {
+				t.Errorf("stdout: %s", stdout)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestEvalOIDCJSON checks the json format of an OIDC login: the identity
+// as the policy sees it, with the issuer of the config and the claims as
+// sent, numbers and all.
+func TestEvalOIDCJSON(t *testing.T) {
+	t.Parallel()
+	cfg := parseConfig(t, oidcEvalConfig)
+	claims := githubClaims(t, "octo-org/app", "123456", "refs/heads/main", map[string]any{"iss": nil, "run_attempt": 12345678901234})
+	stdout, err := runEval(t, cfg, EvalOptions{Format: "json", Provider: "github", ClaimsFile: claims,
+		Scopes: []string{"repository:octo-org/app:pull,push", "repository:evil/app:pull"}})
+	wantErr(t, err, nil, stdout)
+	var out struct {
+		Identity struct {
+			Method    string  `json:"method"`
+			Provider  string  `json:"provider"`
+			Subject   string  `json:"subject"`
+			Namespace *string `json:"namespace"`
+			OIDC      struct {
+				Issuer string         `json:"issuer"`
+				Claims map[string]any `json:"claims"`
+			} `json:"oidc"`
+		} `json:"identity"`
+		Decisions []decision `json:"decisions"`
+	}
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.UseNumber()
+	if err := dec.Decode(&out); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	id := out.Identity
+	if id.Method != "oidc" || id.Provider != "github" || id.Subject != "repo:octo-org/app:ref:refs/heads/main" || id.Namespace != nil {
+		t.Errorf("identity: %+v", id)
+	}
+	// The issuer is the config's; the claims are the file's (no iss was
+	// added), big integers exact.
+	if id.OIDC.Issuer != "https://token.actions.githubusercontent.com" {
+		t.Errorf("issuer %q", id.OIDC.Issuer)
+	}
+	if _, ok := id.OIDC.Claims["iss"]; ok || id.OIDC.Claims["repository_owner_id"] != "123456" ||
+		id.OIDC.Claims["run_attempt"] != json.Number("12345678901234") || id.OIDC.Claims["iat"] != json.Number("1764504000") {
+		t.Errorf("claims: %v", id.OIDC.Claims)
+	}
+	if len(out.Decisions) != 2 || !slices.Equal(out.Decisions[0].Granted, []string{"pull", "push"}) || len(out.Decisions[1].Granted) != 0 {
+		t.Errorf("decisions: %+v", out.Decisions)
 	}
 }
