@@ -3,13 +3,13 @@ package config
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
 
+	"git.sr.ht/~zozs/srht-registry/internal/authn/oidc"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
@@ -171,7 +171,7 @@ func validateOIDC(issuers []OIDC, p *problems) {
 		}
 		if o.Issuer == "" {
 			p.add(key+".issuer", "is required: the exact iss of its tokens, such as https://token.actions.githubusercontent.com")
-		} else if err := checkIssuerURL(o.Issuer); err != nil {
+		} else if err := oidc.CheckURL(o.Issuer); err != nil {
 			p.add(key+".issuer", "%v", err)
 		} else if j, dup := byIssuer[o.Issuer]; dup {
 			p.add(key+".issuer", "is also the issuer of authn.oidc[%d]: a token's iss must pick one provider", j)
@@ -179,7 +179,7 @@ func validateOIDC(issuers []OIDC, p *problems) {
 			byIssuer[o.Issuer] = i
 		}
 		if o.JWKSURL != "" {
-			if err := checkIssuerURL(o.JWKSURL); err != nil {
+			if err := oidc.CheckURL(o.JWKSURL); err != nil {
 				p.add(key+".jwks_url", "%v", err)
 			}
 		}
@@ -197,28 +197,6 @@ func validateOIDC(issuers []OIDC, p *problems) {
 		if o.SessionTTL.D() < time.Minute || o.SessionTTL.D() > 24*time.Hour {
 			p.add(key+".session_ttl", "must be between 1m and 24h, got %v", o.SessionTTL)
 		}
-	}
-}
-
-// checkIssuerURL refuses what an issuer (or its key set) must not be: not
-// https, unless on this machine (local development and tests), or with a
-// query or fragment, which an exact iss never carries.
-func checkIssuerURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("must be an https URL such as https://token.actions.githubusercontent.com, got %q", s)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		host := u.Hostname()
-		if ip, err := netip.ParseAddr(host); (err == nil && ip.Unmap().IsLoopback()) || strings.EqualFold(host, "localhost") {
-			return nil
-		}
-		return fmt.Errorf("must be https (plain http only on loopback, for local tests), got %q", s)
-	default:
-		return fmt.Errorf("must be an https URL, got %q", s)
 	}
 }
 

@@ -348,7 +348,7 @@ func (a *Authenticator) discover(ctx context.Context) (string, error) {
 	case doc.JWKSURI == nil || *doc.JWKSURI == "":
 		return "", fmt.Errorf("discovery document %s names no jwks_uri", u)
 	}
-	if err := checkURL(*doc.JWKSURI); err != nil {
+	if err := CheckURL(*doc.JWKSURI); err != nil {
 		return "", fmt.Errorf("discovery document %s: jwks_uri %w", u, err)
 	}
 	return *doc.JWKSURI, nil
@@ -379,7 +379,7 @@ func newClient(base *http.Client, timeout time.Duration) *http.Client {
 	c.Transport = limitTransport{base: rt, limit: maxDocumentSize}
 	next := c.CheckRedirect
 	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if err := checkURL(req.URL.String()); err != nil {
+		if err := CheckURL(req.URL.String()); err != nil {
 			return fmt.Errorf("redirect refused: %w", err)
 		}
 		if len(via) >= 5 {

@@ -142,11 +142,11 @@ func New(ctx context.Context, opts Options) (*Authenticator, error) {
 		// Their principals own namespaces and are admitted by other rules.
 		return nil, fmt.Errorf("oidc: provider name %q is a built-in provider's", opts.Name)
 	}
-	if err := checkURL(opts.Issuer); err != nil {
+	if err := CheckURL(opts.Issuer); err != nil {
 		return nil, fmt.Errorf("oidc %s: issuer: %w", opts.Name, err)
 	}
 	if opts.JWKSURL != "" {
-		if err := checkURL(opts.JWKSURL); err != nil {
+		if err := CheckURL(opts.JWKSURL); err != nil {
 			return nil, fmt.Errorf("oidc %s: JWKS URL: %w", opts.Name, err)
 		}
 	}
@@ -447,9 +447,11 @@ func algorithms(configured []string) (map[string]bool, error) {
 	return algs, nil
 }
 
-// checkURL accepts an https URL, or an http one on a loopback host (local
-// development and tests), without user info, query or fragment.
-func checkURL(s string) error {
+// CheckURL accepts an https URL, or an http one on a loopback host (local
+// development and tests), without user info, query or fragment: what an
+// issuer, its discovery document's jwks_uri or a configured key set URL
+// may be.
+func CheckURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return fmt.Errorf("%q is not an https URL without query or fragment", s)
