@@ -153,6 +153,9 @@ type deployOptions struct {
 	x5c     bool   // tokens carry x5c; the registry has only rootcertbundle
 	authn   string // extra YAML under authn:, indented by two spaces
 	data    string // extra YAML under policy.data:, indented by four spaces
+	// threshold is brute_force.threshold; 0 (off) unless set: these tests
+	// fail logins on purpose, and the throttle has its own.
+	threshold int
 }
 
 func deploy(t *testing.T, o deployOptions) deployment {
@@ -191,8 +194,8 @@ policy:
 log:
   level: debug # so the no-secret-in-logs checks see every line
 brute_force:
-  threshold: 0 # these tests fail logins on purpose; the throttle has its own
-`, filepath.Join(keysDir, "key.pem"), certLine, htpasswd, o.authn, o.data))
+  threshold: %d
+`, filepath.Join(keysDir, "key.pem"), certLine, htpasswd, o.authn, o.data, o.threshold))
 	srv, logs := startServer(t, configPath)
 	addr := srv.Addr()
 	_, port, _ := strings.Cut(addr, ":")

@@ -62,6 +62,7 @@ const (
 type throttleMetrics struct {
 	rejections       *prometheus.CounterVec
 	byIP, byUser     prometheus.Counter
+	dropped          prometheus.Counter
 	trackedCollector prometheus.Collector
 }
 
@@ -72,6 +73,10 @@ func newThrottleMetrics(t *Throttle) *throttleMetrics {
 			Help: "Logins refused with 429 before any credential check, by the limit that refused them: client_ip or user (failed password logins per user name).",
 		}, []string{"limit"}),
 	}
+	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "srht_registry_rate_limit_blocks_dropped_total",
+		Help: "Offenders not blocked because brute_force.tracked blocks were already active (none is evicted before it ends).",
+	})
 	m.byIP = m.rejections.WithLabelValues(limitClientIP)
 	m.byUser = m.rejections.WithLabelValues(limitUser)
 	m.trackedCollector = trackedCollector{t: t, desc: prometheus.NewDesc("srht_registry_rate_limit_tracked",
@@ -96,12 +101,12 @@ type trackedCollector struct {
 func (c trackedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c trackedCollector) Collect(ch chan<- prometheus.Metric) {
-	// lru.Cache.Len takes the cache's own lock; t.mu is not needed.
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.t.byIP.Len()), limitClientIP)
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.t.byUse.Len()), limitUser)
+	addresses, users := c.t.trackedLen()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(addresses), limitClientIP)
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(users), limitUser)
 }
 
 // Collectors returns the throttle's metrics, for a Prometheus registry.
 func (t *Throttle) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{t.metrics.rejections, t.metrics.trackedCollector}
+	return []prometheus.Collector{t.metrics.rejections, t.metrics.dropped, t.metrics.trackedCollector}
 }

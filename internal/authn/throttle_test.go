@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 )
 
@@ -122,8 +124,8 @@ func TestThrottleBounded(t *testing.T) {
 	for i := range 1000 {
 		_, _ = th.Authenticate(context.Background(), basicFrom(fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprintf("u%d", i), "x"))
 	}
-	if th.byIP.Len() > 50 || th.byUse.Len() > 50 {
-		t.Errorf("tables grew to %d and %d entries, want at most 50", th.byIP.Len(), th.byUse.Len())
+	if addresses, users := th.trackedLen(); addresses > 50 || users > 50 {
+		t.Errorf("tables grew to %d and %d entries, want at most 50", addresses, users)
 	}
 }
 
@@ -174,28 +176,157 @@ func forgedToken(user string) string {
 	return base64.RawStdEncoding.EncodeToString(append(payload, make([]byte, 32)...))
 }
 
-// TestThrottleRefreshPerAddress: failed refresh grants count against the
-// client's address only. A refresh token names no user until it verifies,
-// and its signature cannot be guessed, so no user can be locked out with
-// forged ones.
-func TestThrottleRefreshPerAddress(t *testing.T) {
+// TestThrottleRefreshNeverBlocked: a refresh token's signature is ours to
+// check, cheaply, and cannot be guessed: forged ones fail one by one and
+// never block the address, so a neighbour's valid refresh token still
+// works.
+func TestThrottleRefreshNeverBlocked(t *testing.T) {
 	ctx := context.Background()
 	clock := &testClock{now: time.Unix(1e9, 0)}
 	th := NewThrottle(&countingAuth{}, 3, time.Minute, 100, clock.Now)
 	if got := userKey(identity.Credentials{Kind: identity.CredentialRefresh, Username: "alice", Secret: "x"}); got != "" {
 		t.Errorf("userKey of a refresh grant = %q, want none", got)
 	}
-	for range 3 {
+	for range 10 {
 		_, err := th.Authenticate(ctx, identity.Credentials{Kind: identity.CredentialRefresh, Secret: "forged", ClientIP: "198.51.100.1"})
 		if !errors.Is(err, identity.ErrUnauthenticated) {
-			t.Fatalf("want a plain failure, got %v", err)
+			t.Fatalf("want a plain failure, never a block: %v", err)
 		}
 	}
-	var te *identity.ThrottledError
-	if _, err := th.Authenticate(ctx, identity.Credentials{Kind: identity.CredentialRefresh, Secret: "forged", ClientIP: "198.51.100.1"}); !errors.As(err, &te) {
-		t.Errorf("the forging address is not throttled: %v", err)
+	if _, err := th.Authenticate(ctx, basicFrom("198.51.100.1", "alice", "right")); err != nil {
+		t.Errorf("a password login from that address: %v", err)
 	}
-	if _, err := th.Authenticate(ctx, basicFrom("203.0.113.5", "alice", "right")); err != nil {
-		t.Errorf("alice from elsewhere: %v", err)
+}
+
+// TestThrottlePerKind: failed passwords from an address block its
+// passwords, not its tokens or anonymous requests; forged tokens block its
+// tokens, not its passwords.
+func TestThrottlePerKind(t *testing.T) {
+	ctx := context.Background()
+	clock := &testClock{now: time.Unix(1e9, 0)}
+	const forgedID = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln" // JWT-shaped: an ID token
+	next := authFunc(func(_ context.Context, c identity.Credentials) (identity.Identity, error) {
+		switch {
+		case c.Kind == identity.CredentialNone:
+			return identity.Anonymous, nil
+		case c.Secret.Reveal() == "right" || c.Secret.Reveal() == "good-token":
+			return identity.Identity{Method: identity.MethodPassword, Subject: c.Username}, nil
+		}
+		return identity.Identity{}, fmt.Errorf("%w: wrong", identity.ErrUnauthenticated)
+	})
+	th := NewThrottle(next, 3, time.Minute, 100, clock.Now)
+	const nat = "198.51.100.7"
+	for range 3 {
+		_, _ = th.Authenticate(ctx, basicFrom(nat, "mallory", "guess"))
+	}
+	var te *identity.ThrottledError
+	if _, err := th.Authenticate(ctx, basicFrom(nat, "bob", "right")); !errors.As(err, &te) {
+		t.Fatalf("passwords from the attacking address: %v, want blocked", err)
+	}
+	if _, err := th.Authenticate(ctx, identity.Credentials{ClientIP: nat}); err != nil {
+		t.Errorf("anonymous from that address: %v", err)
+	}
+	if _, err := th.Authenticate(ctx, identity.Credentials{Kind: identity.CredentialBearer, Secret: "good-token", ClientIP: nat}); err != nil {
+		t.Errorf("a token from that address: %v", err)
+	}
+	// Forged ID tokens as passwords count per address as tokens, never
+	// per the user name "oidc" every CI job logs in with.
+	if got := userKey(identity.Credentials{Kind: identity.CredentialBasic, Username: "oidc", Secret: forgedID}); got != "" {
+		t.Errorf("userKey of an ID-token login = %q, want none", got)
+	}
+	const forger = "203.0.113.66"
+	for range 3 {
+		_, _ = th.Authenticate(ctx, identity.Credentials{Kind: identity.CredentialBasic, Username: "oidc", Secret: forgedID, ClientIP: forger})
+	}
+	if _, err := th.Authenticate(ctx, identity.Credentials{Kind: identity.CredentialBearer, Secret: "good-token", ClientIP: forger}); !errors.As(err, &te) {
+		t.Errorf("tokens from the forging address: %v, want blocked", err)
+	}
+	if _, err := th.Authenticate(ctx, basicFrom(forger, "bob", "right")); err != nil {
+		t.Errorf("a password from the forging address: %v", err)
+	}
+	// Exempt credentials (a Sourcehut token already verified) pass a block.
+	th.Exempt = func(c identity.Credentials) bool { return c.Secret.Reveal() == "good-token" }
+	if _, err := th.Authenticate(ctx, identity.Credentials{Kind: identity.CredentialBearer, Secret: "good-token", ClientIP: forger}); err != nil {
+		t.Errorf("an exempt token from the forging address: %v", err)
+	}
+}
+
+// TestThrottleRecentLoginKeepsUserIn: failures for alice from elsewhere do
+// not lock her out where she logged in within the window.
+func TestThrottleRecentLoginKeepsUserIn(t *testing.T) {
+	ctx := context.Background()
+	clock := &testClock{now: time.Unix(1e9, 0)}
+	th := NewThrottle(&countingAuth{}, 3, time.Minute, 100, clock.Now)
+	if _, err := th.Authenticate(ctx, basicFrom("192.0.2.10", "alice", "right")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		_, _ = th.Authenticate(ctx, basicFrom(fmt.Sprintf("203.0.113.%d", i), "alice", "guess"))
+	}
+	var te *identity.ThrottledError
+	if _, err := th.Authenticate(ctx, basicFrom("192.0.2.99", "alice", "right")); !errors.As(err, &te) {
+		t.Errorf("alice from a new address: %v, want blocked", err)
+	}
+	if _, err := th.Authenticate(ctx, basicFrom("192.0.2.10", "alice", "right")); err != nil {
+		t.Errorf("alice where she logged in: %v", err)
+	}
+}
+
+// TestThrottleIPv6Prefix: an IPv6 host's /64 is one client.
+func TestThrottleIPv6Prefix(t *testing.T) {
+	ctx := context.Background()
+	clock := &testClock{now: time.Unix(1e9, 0)}
+	th := NewThrottle(&countingAuth{}, 3, time.Minute, 100, clock.Now)
+	for i := range 3 {
+		_, _ = th.Authenticate(ctx, basicFrom(fmt.Sprintf("2001:db8:1:2::%x", i+1), fmt.Sprintf("u%d", i), "guess"))
+	}
+	var te *identity.ThrottledError
+	if _, err := th.Authenticate(ctx, basicFrom("2001:db8:1:2:ffff::1", "bob", "right")); !errors.As(err, &te) {
+		t.Errorf("another address of the /64: %v, want blocked", err)
+	}
+	if _, err := th.Authenticate(ctx, basicFrom("2001:db8:1:3::1", "bob", "right")); err != nil {
+		t.Errorf("the next /64: %v", err)
+	}
+	if got := addressKey("::ffff:192.0.2.1"); got != "192.0.2.1" {
+		t.Errorf("addressKey of an IPv4-mapped address = %q", got)
+	}
+}
+
+// TestThrottleBlocksNotEvicted: failures under many other names and
+// addresses (an IPv6 /64's worth) do not evict an active block; when the
+// table of blocks is full, new offenders are counted as dropped.
+func TestThrottleBlocksNotEvicted(t *testing.T) {
+	ctx := context.Background()
+	clock := &testClock{now: time.Unix(1e9, 0)}
+	th := NewThrottle(&countingAuth{}, 2, time.Minute, 3, clock.Now)
+	for range 2 {
+		_, _ = th.Authenticate(ctx, basicFrom("192.0.2.1", "alice", "guess"))
+	}
+	// 500 offenders, each failing twice: enough for a block each.
+	for i := range 1000 {
+		j := i / 2
+		_, _ = th.Authenticate(ctx, basicFrom(fmt.Sprintf("10.1.%d.%d", j/256, j%256), fmt.Sprintf("n%d", j), "guess"))
+	}
+	var te *identity.ThrottledError
+	if _, err := th.Authenticate(ctx, basicFrom("198.51.100.1", "alice", "right")); !errors.As(err, &te) {
+		t.Errorf("alice's block was evicted: %v", err)
+	}
+	if _, err := th.Authenticate(ctx, basicFrom("192.0.2.1", "bob", "right")); !errors.As(err, &te) {
+		t.Errorf("the address's block was evicted: %v", err)
+	}
+	if addresses, users := th.trackedLen(); addresses+users > 3*3 {
+		t.Errorf("%d entries tracked, want the tables bounded", addresses+users)
+	}
+	var dropped dto.Metric
+	if err := th.metrics.dropped.Write(&dropped); err != nil {
+		t.Fatal(err)
+	}
+	if dropped.GetCounter().GetValue() == 0 {
+		t.Error("no offender was counted as dropped though the table of blocks was full")
+	}
+	// Blocks end with their window, and make room.
+	clock.now = clock.now.Add(time.Minute)
+	if _, err := th.Authenticate(ctx, basicFrom("198.51.100.1", "alice", "right")); err != nil {
+		t.Errorf("after the window: %v", err)
 	}
 }

@@ -129,6 +129,14 @@ func (a *Authenticator) Admits(user string) bool { return a.allowed.Load().Admit
 // Len returns the number of validated tokens cached.
 func (a *Authenticator) Len() int { return a.valid.Len() }
 
+// Verified reports whether token is one meta.sr.ht vouched for and the
+// cache still trusts: answering it costs no upstream call. It neither
+// counts as a cache hit nor changes the cache's order.
+func (a *Authenticator) Verified(token string) bool {
+	until, ok := a.valid.Peek(tokenKey(sha256.Sum256([]byte(token))))
+	return ok && a.now().Before(until)
+}
+
 // Authenticate returns the identity a token proves for the registry named
 // service. A string that does not decode as a token gives an error wrapping
 // ErrNotToken, so the caller may try it as a password; every other failure
