@@ -99,6 +99,7 @@ func TestCommandLine(t *testing.T) {
 			wantStdout: []string{"OIDC github:", "https://token.actions.githubusercontent.com"}, wantStderr: []string{"warning: the policy never reads input.identity.oidc"}},
 		{name: "stray argument", args: []string{"serve", "extra"}, wantCode: 2, wantStderr: []string{"unexpected arguments: extra"}},
 		{name: "hash-password needs a user", args: []string{"hash-password"}, stdin: "pw\n", wantCode: 2, wantStderr: []string{"user name"}},
+		{name: "hash-password cost out of range", args: []string{"hash-password", "--cost", "3", "alice"}, stdin: "pw\n", wantCode: 2, wantStderr: []string{"--cost must be between 4 and 17"}},
 		{name: "hash-password empty", args: []string{"hash-password", "alice"}, stdin: "\n", wantCode: 2, wantStderr: []string{"empty password"}},
 		{name: "keys needs --out", args: []string{"keys"}, wantCode: 2, wantStderr: []string{"--out"}},
 		{name: "keys bad type", args: []string{"keys", "--out", filepath.Join(dir, "k"), "--type", "dsa"}, wantCode: 2, wantStderr: []string{`unknown key type "dsa"`}},

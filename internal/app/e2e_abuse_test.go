@@ -387,8 +387,8 @@ authn:
 	// Attackers: wrong passwords, two workers per address. Answers are
 	// 401 until the address passes the threshold, then 429.
 	// An address not yet throttled at the deadline (a slow machine, -race:
-	// the unknown-user check costs a bcrypt at cost 10) keeps going until
-	// it is, within a hard limit.
+	// a failed check costs a bcrypt at the file's highest cost) keeps going
+	// until it is, within a hard limit.
 	var attackSeq atomic.Int64
 	hardDeadline := deadline.Add(30 * time.Second)
 	for n, ip := range attackers {

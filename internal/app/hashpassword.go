@@ -18,9 +18,14 @@ import (
 // otherwise (a pipe, a file) it reads one line from stdin.
 func runHashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("hash-password", stderr)
-	cost := fs.Int("cost", bcrypt.DefaultCost, "bcrypt `COST` (10 is what htpasswd -B uses)")
+	cost := fs.Int("cost", bcrypt.DefaultCost, "bcrypt `COST`, 4 to 17; each step doubles the work (htpasswd -B uses 5)")
 	if err := parseFlags(fs, args, 1); err != nil {
 		return err
+	}
+	if *cost < bcrypt.MinCost || *cost > 17 {
+		// bcrypt quietly takes 10 for a cost below 4, and the server
+		// refuses lines above 17 (htpasswd -B's range).
+		return usageError{fmt.Errorf("hash-password: --cost must be between %d and 17, got %d", bcrypt.MinCost, *cost)}
 	}
 	user := fs.Arg(0)
 	if user == "" || strings.ContainsAny(user, ":\n") {
