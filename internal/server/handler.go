@@ -142,7 +142,7 @@ func (s *Server) refreshToken(tr tokenRequest, id identity.Identity, service str
 	case tr.cred.Kind == identity.CredentialRefresh && id.Method == identity.MethodRefresh:
 		return tr.cred.Secret, nil
 	case tr.offline && (id.Method == identity.MethodPassword || id.Method == identity.MethodSourcehut || id.Method == identity.MethodOIDC):
-		return refresher.Issue(id, service, tr.clientID)
+		return refresher.Issue(id, service, tr.clientID, tr.cred.Secret)
 	default:
 		return "", nil
 	}

@@ -49,10 +49,15 @@ func TestTrustedProxies(t *testing.T) {
 		{"trusted proxy, one hop", "10.1.1.1:1234", "198.51.100.1", "", "198.51.100.1"},
 		{"trusted chain, forged left part ignored", "10.1.1.1:1234", "6.6.6.6, 198.51.100.1, 10.2.2.2", "", "198.51.100.1"},
 		{"all hops trusted", "10.1.1.1:1234", "10.3.3.3, 10.2.2.2", "", "10.3.3.3"},
-		{"garbage hop stops the walk", "10.1.1.1:1234", "198.51.100.1, not-an-ip", "", "10.1.1.1"},
+		// A garbage hop stops the walk, and is the client's key: never the
+		// proxy's address (forwarded.go).
+		{"garbage hop stops the walk", "10.1.1.1:1234", "198.51.100.1, not-an-ip", "", "forwarded:not-an-ip"},
 		{"X-Real-IP from a trusted proxy", "192.0.2.10:80", "", "198.51.100.9", "198.51.100.9"},
-		{"X-Real-IP garbage", "192.0.2.10:80", "", "<script>", "192.0.2.10"},
+		{"X-Real-IP garbage", "192.0.2.10:80", "", "<script>", "forwarded:%3Cscript%3E"},
 		{"IPv6 client", "10.1.1.1:1234", "2001:db8::1", "", "2001:db8::1"},
+		{"address with a port", "10.1.1.1:1234", "203.0.113.9:4444, 10.2.2.2", "", "203.0.113.9"},
+		{"IPv6 with a port", "10.1.1.1:1234", "[2001:db8::9]:4444", "", "2001:db8::9"},
+		{"trusted proxy, no header", "10.1.1.1:1234", "", "", "10.1.1.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
@@ -36,7 +35,9 @@ type Minter interface {
 // password or a Sourcehut token. Redeeming one is the Authenticator's job
 // (credentials of kind identity.CredentialRefresh).
 type Refresher interface {
-	Issue(id identity.Identity, service, clientID string) (identity.Secret, error)
+	// Issue is given the credential of the login (the Sourcehut token),
+	// which a refresh token may carry sealed to have it checked again.
+	Issue(id identity.Identity, service, clientID string, login identity.Secret) (identity.Secret, error)
 }
 
 // JWKSSource gives the public key set published at the moment.
@@ -60,8 +61,9 @@ type Options struct {
 	// MaxConcurrent bounds requests in flight (health checks excepted);
 	// past it clients get 503 at once. 0 means no bound.
 	MaxConcurrent int
-	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
-	// name the client; for anyone else the socket address does.
+	// TrustedProxies are the peers whose X-Forwarded-For, X-Real-IP or
+	// Forwarded names the client (forwarded.go); for anyone else the
+	// socket address does.
 	TrustedProxies []netip.Prefix
 	// Ready reports whether the server can issue tokens (policy and keys
 	// loaded); nil means always ready.
@@ -98,6 +100,9 @@ type Server struct {
 	mux      *http.ServeMux
 	inFlight chan struct{} // a slot per request in flight; nil = unbounded
 	metrics  *metrics
+	// forwardedWarn spaces the warnings about forwarding headers that
+	// name no client address.
+	forwardedWarn warnLimit
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -139,7 +144,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", id)
 	// The client address is worked out once (headers of trusted proxies
 	// included) for the throttle, the policy and the log line.
-	client := s.clientIP(r)
+	client := s.clientIP(r, log)
 	respond := func(out outcome) { s.respond(w, r, log, client, start, out) }
 	switch {
 	case s.opts.MaxQueryBytes > 0 && len(r.URL.RawQuery) > s.opts.MaxQueryBytes:
@@ -188,11 +193,16 @@ func newRequestID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// clientIP is the socket peer, unless the peer is a trusted proxy: then the
-// address it names. In X-Forwarded-For each proxy appends the address it
-// got the request from, so the client is the rightmost address that is not
-// itself a trusted proxy; anything left of it could be forged.
-func (s *Server) clientIP(r *http.Request) string {
+// clientIP is the socket peer, unless the peer is a trusted proxy: then
+// the client its forwarding headers name (forwardedClient: X-Forwarded-For,
+// else X-Real-IP, else Forwarded; each proxy appends the address it got the
+// request from, so the client is the rightmost address that is not itself a
+// trusted proxy, and anything left of it could be forged). A trusted peer
+// that sends none of them is the client. Where the client should be, an
+// entry that is no address (unknown, obfuscated, garbage) gives a
+// "forwarded:" key of its own, logged through log: never the proxy's
+// address, which would make one client's failed logins everyone's.
+func (s *Server) clientIP(r *http.Request, log *slog.Logger) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -200,34 +210,23 @@ func (s *Server) clientIP(r *http.Request) string {
 	if !s.trusted(host) {
 		return host
 	}
-	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-		hops := strings.Split(strings.Join(xff, ","), ",")
-		for i := len(hops) - 1; i >= 0; i-- {
-			hop := strings.TrimSpace(hops[i])
-			if _, err := netip.ParseAddr(hop); err != nil {
-				break // garbage: trust nothing further left
-			}
-			if !s.trusted(hop) {
-				return hop
-			}
-			host = hop
-		}
+	client, bad, ok := forwardedClient(r.Header, s.trustedAddr)
+	if !ok {
 		return host
 	}
-	if real := strings.TrimSpace(r.Header.Get("X-Real-IP")); real != "" {
-		if _, err := netip.ParseAddr(real); err == nil {
-			return real
-		}
+	if bad != nil {
+		s.warnUnusableForwarded(log, r.Header, host, client, bad)
 	}
-	return host
+	return client
 }
 
 func (s *Server) trusted(ip string) bool {
 	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		return false
-	}
-	addr = addr.Unmap()
+	return err == nil && s.trustedAddr(addr)
+}
+
+func (s *Server) trustedAddr(addr netip.Addr) bool {
+	addr = addr.Unmap().WithZone("")
 	for _, p := range s.opts.TrustedProxies {
 		if p.Contains(addr) {
 			return true
