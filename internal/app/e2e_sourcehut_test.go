@@ -247,6 +247,11 @@ func TestEndToEndSourcehutRevocation(t *testing.T) {
 	if res := requestToken(t, d.addr, "sourcehut", tok, "repository:carol/app:push"); res.status != http.StatusOK {
 		t.Fatalf("first login: %d %q", res.status, res.message)
 	}
+	// `docker login` with the token: the refresh token it stores works.
+	rt := offlineLogin(t, d.addr, "sourcehut", tok, "docker")
+	if res := refreshGrant(t, d.addr, rt, "docker", "repository:carol/app:push"); res.status != http.StatusOK {
+		t.Fatalf("refresh grant before the revocation: %d %q", res.status, res.message)
+	}
 	meta.Revoke(tok)
 	// Still cached: revocation is not seen yet.
 	if res := requestToken(t, d.addr, "sourcehut", tok, "repository:carol/app:push"); res.status != http.StatusOK {
@@ -258,6 +263,14 @@ func TestEndToEndSourcehutRevocation(t *testing.T) {
 		t.Fatalf("after max_cache_ttl: %d %q, want 401", res.status, res.message)
 	}
 	wantDenied(t, pushImage(t, d.registry, "carol/app:revoked", sourcehutLogin(tok)))
+	// The refresh token made from it ends with it: it carries the token
+	// sealed, and its redemption has it checked again.
+	if res := refreshGrant(t, d.addr, rt, "docker", "repository:carol/app:push"); res.status != http.StatusUnauthorized || !strings.Contains(res.message, "revoked") {
+		t.Errorf("refresh grant after the revocation: %d %q, want 401", res.status, res.message)
+	}
+	if strings.Contains(rt, tok) {
+		t.Error("the Sourcehut token is readable in the refresh token")
+	}
 }
 
 func flipByte(t *testing.T, token string) string {

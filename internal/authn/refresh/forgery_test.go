@@ -193,11 +193,11 @@ func FuzzRefreshRedeem(f *testing.F) {
 	priv := tokentest.Signer(f, token.KeyEC, 0)
 	key := tokentest.NewKey(f, priv)
 	r := newRefresher(key, hashes{"alice": aliceHash}, c)
-	pw, err := r.Issue(alice, tokentest.Audience, "docker")
+	pw, err := r.Issue(alice, tokentest.Audience, "docker", "")
 	if err != nil {
 		f.Fatal(err)
 	}
-	sh, err := r.Issue(sourcehutID("RO", c.Now().Add(time.Hour)), tokentest.Audience, "docker")
+	sh, err := r.Issue(sourcehutID("RO", c.Now().Add(time.Hour)), tokentest.Audience, "docker", "")
 	if err != nil {
 		f.Fatal(err)
 	}

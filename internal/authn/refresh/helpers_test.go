@@ -96,7 +96,7 @@ func sourcehutID(access string, expires time.Time) identity.Identity {
 
 func issue(t *testing.T, r *refresh.Tokens, id identity.Identity) identity.Secret {
 	t.Helper()
-	tok, err := r.Issue(id, tokentest.Audience, "docker")
+	tok, err := r.Issue(id, tokentest.Audience, "docker", "")
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
 	}

@@ -92,7 +92,7 @@ func TestRefreshOIDCIssueRefused(t *testing.T) {
 	wrongIssuer := githubJob
 	wrongIssuer.OIDC = &identity.OIDC{Issuer: "https://gitlab.com", Claims: map[string]any{}}
 	for name, id := range map[string]identity.Identity{"unconfigured provider": other, "no claims": noClaims, "another issuer": wrongIssuer} {
-		if _, err := r.Issue(id, tokentest.Audience, "docker"); err == nil {
+		if _, err := r.Issue(id, tokentest.Audience, "docker", ""); err == nil {
 			t.Errorf("%s: issued", name)
 		}
 	}

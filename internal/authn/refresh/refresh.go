@@ -3,6 +3,9 @@ package refresh
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -85,6 +88,13 @@ type Tokens struct {
 	// Passwords gives the current htpasswd hashes; nil when there are no
 	// password users (then none gets a refresh token).
 	Passwords PasswordHashes
+	// Recheck, when set, checks the Sourcehut token a refresh token was
+	// made from again at every redemption, through the Sourcehut
+	// authenticator's cache: a token revoked on meta.sr.ht ends its refresh
+	// tokens within authn.sourcehut.max_cache_ttl. It returns an error
+	// wrapping identity.ErrUnauthenticated or identity.ErrUnavailable, or
+	// the user the token belongs to.
+	Recheck func(ctx context.Context, service string, token identity.Secret) (user string, err error)
 	// OIDC are the configured OIDC issuers by provider name: the refresh
 	// token of a login with one of their ID tokens lives that issuer's
 	// session TTL (not TTL), and redeems only while the provider is
@@ -132,6 +142,10 @@ type oidcClaims struct {
 }
 
 type sourcehutClaims struct {
+	// Sealed is the Sourcehut token itself, encrypted (AES-256-GCM) under a
+	// key derived from the signing key's binding key, so that a redemption
+	// can have meta.sr.ht check it again; only this server can open it.
+	Sealed    string       `json:"sealed,omitempty"`
 	Username  string       `json:"username"`
 	ClientID  string       `json:"client_id"`
 	Expires   int64        `json:"expires"` // Unix seconds
@@ -152,7 +166,7 @@ type grantClaim struct {
 // Sourcehut token if that comes first, or after the OIDC issuer's session
 // TTL. Any other identity (anonymous, or a refresh token
 // itself) gets an error: a refresh token is never made from a refresh token.
-func (r *Tokens) Issue(id identity.Identity, service, clientID string) (identity.Secret, error) {
+func (r *Tokens) Issue(id identity.Identity, service, clientID string, login identity.Secret) (identity.Secret, error) {
 	if id.Subject == "" {
 		return "", errors.New("refresh token: no subject")
 	}
@@ -205,6 +219,9 @@ func (r *Tokens) Issue(id identity.Identity, service, clientID string) (identity
 		for _, g := range sh.Grants {
 			rs.Grants = append(rs.Grants, grantClaim(g))
 		}
+		if r.Recheck != nil && login == "" {
+			return "", errors.New("refresh token: a Sourcehut login without its token, which redemptions check again")
+		}
 		c.Sourcehut = rs
 	case identity.MethodOIDC:
 		session, ok := r.OIDC[id.Provider]
@@ -228,12 +245,108 @@ func (r *Tokens) Issue(id identity.Identity, service, clientID string) (identity
 		if passwordHash != nil {
 			c.PasswordBinding = base64.RawURLEncoding.EncodeToString(passwordBinding(bindingKey, id.Subject, passwordHash))
 		}
+		if c.Sourcehut != nil && r.Recheck != nil {
+			sealed, err := seal(bindingKey, c.JWTID, login.Reveal())
+			if err != nil {
+				return nil, err
+			}
+			c.Sourcehut.Sealed = sealed
+		}
 		return json.Marshal(c)
 	})
 	if err != nil {
 		return "", fmt.Errorf("sign refresh token: %w", err)
 	}
 	return identity.Secret(raw), nil
+}
+
+// recheck has the Sourcehut token a refresh token was made from checked
+// again (meta.sr.ht, through the authenticator's cache). A refresh token
+// without one, from before tokens were sealed, is refused: it could not be
+// revoked.
+func (r *Tokens) recheck(ctx context.Context, c claims, bindingKey []byte) error {
+	if c.Sourcehut.Sealed == "" {
+		return invalid("was made before Sourcehut logins could be revoked; log in again")
+	}
+	if bindingKey == nil {
+		return invalid("was signed by a key whose private half this server no longer has; log in again")
+	}
+	token, err := unseal(bindingKey, c.JWTID, c.Sourcehut.Sealed)
+	if err != nil {
+		return invalid("malformed")
+	}
+	user, err := r.Recheck(ctx, c.Service, identity.Secret(token))
+	switch {
+	case errors.Is(err, identity.ErrUnavailable):
+		return err
+	case err != nil:
+		return invalid("is no longer valid: the Sourcehut token it was made from was refused (revoked?); log in again")
+	case user != c.Subject:
+		return invalid("malformed")
+	}
+	return nil
+}
+
+// sealInfo is the HKDF context of the key that seals Sourcehut tokens.
+const sealInfo = "srht-registry refresh token sourcehut seal v1"
+
+// sealKey derives the AES-256 key that seals Sourcehut tokens from a
+// binding key.
+func sealKey(bindingKey []byte) ([]byte, error) {
+	if bindingKey == nil {
+		return nil, errors.New("no binding key")
+	}
+	return hkdf.Key(sha256.New, bindingKey, nil, sealInfo, 32)
+}
+
+// seal encrypts a Sourcehut token for a refresh token whose jti is jti
+// (bound as additional data: a sealed token cannot be moved to another).
+func seal(bindingKey []byte, jti, token string) (string, error) {
+	key, err := sealKey(bindingKey)
+	if err != nil {
+		return "", err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return "", err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, []byte(token), []byte(jti))), nil
+}
+
+// unseal opens what seal made.
+func unseal(bindingKey []byte, jti, sealed string) (string, error) {
+	key, err := sealKey(bindingKey)
+	if err != nil {
+		return "", err
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(sealed)
+	if err != nil {
+		return "", err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return "", err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return "", err
+	}
+	if len(raw) < aead.NonceSize() {
+		return "", errors.New("short")
+	}
+	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(jti))
+	if err != nil {
+		return "", err
+	}
+	return string(plain), nil
 }
 
 // passwordBinding is the HMAC of a user's htpasswd line (user name and
@@ -275,7 +388,7 @@ func invalid(why string) error {
 // them refreshes under its own client_id; the compatibility matrix showed
 // enforcing it breaks them all, and a client_id proves nothing anyway. Every failure wraps
 // identity.ErrUnauthenticated.
-func (r *Tokens) Redeem(_ context.Context, cred identity.Credentials) (identity.Identity, error) {
+func (r *Tokens) Redeem(ctx context.Context, cred identity.Credentials) (identity.Identity, error) {
 	raw := cred.Secret.Reveal()
 	if raw == "" {
 		return identity.Identity{}, invalid("missing")
@@ -360,6 +473,11 @@ func (r *Tokens) Redeem(_ context.Context, cred identity.Credentials) (identity.
 		expires := time.Unix(sh.Expires, 0).UTC()
 		if !now.Before(expires) {
 			return identity.Identity{}, invalid("has expired with its Sourcehut token; log in again")
+		}
+		if r.Recheck != nil {
+			if err := r.recheck(ctx, c, bindingKey); err != nil {
+				return identity.Identity{}, err
+			}
 		}
 		grants := make([]identity.Grant, 0, len(sh.Grants))
 		for _, g := range sh.Grants {

@@ -135,7 +135,7 @@ func TestRefreshSourcehut(t *testing.T) {
 	wantRefused(t, tok, got, err, "expired")
 
 	// An already expired Sourcehut token gets no refresh token.
-	if _, err := r.Issue(sourcehutID("RW", c.Now()), tokentest.Audience, "docker"); err == nil {
+	if _, err := r.Issue(sourcehutID("RW", c.Now()), tokentest.Audience, "docker", ""); err == nil {
 		t.Error("a refresh token for an expired Sourcehut token")
 	}
 }
@@ -164,12 +164,12 @@ func TestRefreshIssueRefuses(t *testing.T) {
 		"Sourcehut of another":       shOfProvider("ldap"),
 		"Sourcehut without provider": shOfProvider(""),
 	} {
-		if tok, err := r.Issue(id, tokentest.Audience, "docker"); err == nil || tok != "" {
+		if tok, err := r.Issue(id, tokentest.Audience, "docker", ""); err == nil || tok != "" {
 			t.Errorf("%s: Issue = %q, %v; want an error", name, tok, err)
 		}
 	}
 	noPasswords := newRefresher(tokentest.Key(t, token.KeyEC, 0), nil, c)
-	if _, err := noPasswords.Issue(alice, tokentest.Audience, "docker"); err == nil {
+	if _, err := noPasswords.Issue(alice, tokentest.Audience, "docker", ""); err == nil {
 		t.Error("a password refresh token without password users")
 	}
 }

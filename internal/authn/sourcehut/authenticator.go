@@ -25,6 +25,9 @@ var _ Validator = (*MetaClient)(nil)
 const (
 	DefaultCacheSize   = 10000
 	DefaultNegativeTTL = 30 * time.Second
+	// DefaultMaxCacheTTL is the configuration's default revocation delay:
+	// how long a validation is trusted before meta.sr.ht is asked again.
+	DefaultMaxCacheTTL = 10 * time.Minute
 )
 
 // Options configure an Authenticator.
