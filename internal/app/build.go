@@ -245,6 +245,15 @@ func buildAuthn(ctx context.Context, cfg config.Config, keys *signingKeys, log *
 		if a.htpasswd != nil {
 			a.refresher.Passwords = a.htpasswd
 		}
+		if a.tokens != nil {
+			// A Sourcehut login's refresh token is only as good as the
+			// token it was made from: revoked on meta.sr.ht, it ends within
+			// authn.sourcehut.max_cache_ttl.
+			a.refresher.Recheck = func(ctx context.Context, service string, token identity.Secret) (string, error) {
+				id, err := a.tokens.Authenticate(ctx, service, token)
+				return id.Subject, err
+			}
+		}
 		for _, o := range cfg.Authn.OIDC {
 			if a.refresher.OIDC == nil {
 				a.refresher.OIDC = map[string]refresh.OIDCSession{}
@@ -400,7 +409,7 @@ func buildPolicy(ctx context.Context, cfg config.Config, log *slog.Logger, check
 		return nil, usageError{fmt.Errorf("policy.opa: %w", err)}
 	}
 	ro := authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout.D(), Wait: cfg.Policy.StartupWait.D(), Logger: log,
-		NotReadyAfterWait: !checkOnly, OnActivate: p.check}
+		NotReadyAfterWait: !checkOnly, OnActivate: p.check, AllowBuiltins: cfg.Policy.Capabilities.AllowBuiltins}
 	if cfg.Policy.FallbackToEmbedded {
 		// The embedded policy answers at its own query, whatever
 		// policy.query names for the bundles.
@@ -507,9 +516,12 @@ func buildHandler(cfg config.Config, log *slog.Logger, keys *signingKeys, users 
 }
 
 // compilePolicy compiles the embedded policy (with the config's data) or
-// the local bundles, type-checked against the input schema.
+// the local bundles, type-checked against the input schema, with the
+// built-ins policy.capabilities allows.
 func compilePolicy(ctx context.Context, p config.Policy) (*authz.Engine, error) {
-	return authz.Compile(ctx, authz.LocalPolicy(p.Data, p.Bundles, p.Query, p.Timeout.D()))
+	o := authz.LocalPolicy(p.Data, p.Bundles, p.Query, p.Timeout.D())
+	o.AllowBuiltins = p.Capabilities.AllowBuiltins
+	return authz.Compile(ctx, o)
 }
 
 // parsePrefixes reads CIDRs and single addresses.

@@ -21,6 +21,7 @@ import (
 var reloadable = []string{
 	"groups",
 	"policy.data", "policy.bundles", "policy.query", "policy.timeout",
+	"policy.capabilities", // for a local policy; with policy.opa it needs a restart
 	"authn.anonymous",
 	"authn.htpasswd", // changed or removed; added needs a restart (see reloadRefusals)
 	"authn.sourcehut.users",
@@ -110,6 +111,8 @@ func refusal(old config.Config, key string) string {
 		return "turning password login on needs a restart"
 	case key == "authn.sourcehut.enabled" && !old.Authn.Sourcehut.IsEnabled():
 		return "turning Sourcehut login on needs a restart"
+	case strings.HasPrefix(key, "policy.capabilities") && len(old.Policy.OPA) > 0:
+		return "the built-ins of policy.opa's bundles are set at start"
 	case key == "token.refresh.enabled" && !old.Token.Refresh.IsEnabled():
 		return "turning refresh tokens on needs a restart"
 	}

@@ -75,13 +75,28 @@ func isLoopbackListen(listen string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
-// config is the server's TLS configuration: TLS 1.2 and 1.3 with Go's
-// default cipher suites and key exchanges, HTTP/2 and HTTP/1.1 by ALPN, and
-// the current certificate at every handshake.
+// tls12CipherSuites are the TLS 1.2 suites served: forward secret (ECDHE)
+// and authenticated encryption (AES-GCM, ChaCha20-Poly1305) only, for ECDSA
+// and RSA certificates. Go's defaults would add CBC suites with SHA-1 and
+// SHA-256 MACs. TLS 1.3 suites are not configurable, and all AEAD.
+var tls12CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// config is the server's TLS configuration: TLS 1.2 (ECDHE with AEAD
+// suites only, tls12CipherSuites) and 1.3, Go's default key exchanges,
+// HTTP/2 and HTTP/1.1 by ALPN, and the current certificate at every
+// handshake.
 func (s *serveTLS) config() *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"h2", "http/1.1"},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: tls12CipherSuites,
+		NextProtos:   []string{"h2", "http/1.1"},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.cert.Load(), nil
 		},

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +197,62 @@ func TestTLSServe(t *testing.T) {
 			t.Errorf("plain HTTP to the HTTPS port: %d", resp.StatusCode)
 		}
 	}
+}
+
+// TestTLSCipherSuites: TLS 1.2 is served with ECDHE and AEAD suites only.
+// A client offering only a CBC suite (SHA-1 or SHA-256 MAC) cannot
+// connect; one offering AES-GCM or ChaCha20-Poly1305 can; TLS 1.3 works.
+// Every TLS 1.2 suite Go knows is tried alone.
+func TestTLSCipherSuites(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	cfg, _ := writeTLSConfig(t, ca, 1, "127.0.0.1:0")
+	srv, _ := startServer(t, cfg)
+	addr := srv.Addr()
+	dial := func(suite uint16) (uint16, error) {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		return conn.ConnectionState().CipherSuite, nil
+	}
+	if _, err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA); err == nil {
+		t.Error("a client offering only TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA connected")
+	} else if !strings.Contains(err.Error(), "handshake failure") {
+		t.Errorf("CBC-SHA1 client: %v, want a handshake failure alert", err)
+	}
+	for _, suite := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256} {
+		if got, err := dial(suite); err != nil || got != suite {
+			t.Errorf("a client offering only %s: %s, %v", tls.CipherSuiteName(suite), tls.CipherSuiteName(got), err)
+		}
+	}
+	// The certificate is ECDSA: of Go's TLS 1.2 suites, exactly the
+	// ECDHE_ECDSA AEAD ones connect.
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if !slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+			continue
+		}
+		aead := strings.Contains(cs.Name, "_GCM_") || strings.Contains(cs.Name, "_CHACHA20_POLY1305")
+		want := aead && strings.HasPrefix(cs.Name, "TLS_ECDHE_ECDSA_")
+		if _, err := dial(cs.ID); (err == nil) != want {
+			t.Errorf("a TLS 1.2 client offering only %s: connected %v, want %v (%v)", cs.Name, err == nil, want, err)
+		}
+	}
+	// The list itself: ECDHE and AEAD only, for ECDSA and RSA keys.
+	for _, id := range tls12CipherSuites {
+		name := tls.CipherSuiteName(id)
+		aead := strings.Contains(name, "_GCM_") || strings.Contains(name, "_CHACHA20_POLY1305")
+		if !strings.HasPrefix(name, "TLS_ECDHE_") || !aead {
+			t.Errorf("tls12CipherSuites has %s", name)
+		}
+	}
+	// TLS 1.3 (its suites are all AEAD) is untouched.
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		t.Fatalf("TLS 1.3 client: %v", err)
+	}
+	conn.Close()
 }
 
 // TestTLSReload replaces the certificate and key under a running server:

@@ -14,7 +14,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -66,6 +65,10 @@ type Options struct {
 	Timeout time.Duration
 	// NoMemo evaluates every decision (for benchmarks and comparisons).
 	NoMemo bool
+	// AllowBuiltins lists built-ins denied by default (DeniedBuiltins)
+	// that the policy may call; a policy calling another one fails to
+	// compile.
+	AllowBuiltins []string
 }
 
 // LocalPolicy is the Options of a policy the server holds itself: the
@@ -121,7 +124,10 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	regoOpts := []func(*rego.Rego){rego.Query(q), rego.StrictBuiltinErrors(true)}
+	if err := checkAllowBuiltins(opts.AllowBuiltins); err != nil {
+		return nil, err
+	}
+	regoOpts := []func(*rego.Rego){rego.Query(q), rego.StrictBuiltinErrors(true), rego.Capabilities(capabilities(opts.AllowBuiltins))}
 	if opts.Schema != nil {
 		var schema any
 		if err := json.Unmarshal(opts.Schema, &schema); err != nil {
@@ -141,6 +147,13 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 			b, err := LoadBundle(p)
 			if err != nil {
 				return nil, err
+			}
+			var mods []*ast.Module
+			for _, m := range b.Modules {
+				mods = append(mods, m.Parsed)
+			}
+			if err := checkBuiltins(mods, opts.AllowBuiltins); err != nil {
+				return nil, fmt.Errorf("bundle %s: %w", p, err)
 			}
 			regoOpts = append(regoOpts, rego.ParsedBundle(p, b))
 			revisions = append(revisions, b.Manifest.Revision)
@@ -167,6 +180,9 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 			}
 			regoOpts = append(regoOpts, rego.ParsedModule(pm))
 			parsed = append(parsed, pm)
+		}
+		if err := checkBuiltins(parsed, opts.AllowBuiltins); err != nil {
+			return nil, fmt.Errorf("compile policy: %w", err)
 		}
 		regoOpts = append(regoOpts, rego.Store(inmem.NewFromObject(map[string]any{"registry": dataOrEmpty(opts.Data)})))
 	}
@@ -219,7 +235,7 @@ func isTestFile(p string) bool { return strings.HasSuffix(p, "_test.rego") }
 // A bundle with a data schema (BundleDataSchema at its root) whose data
 // does not match it is refused.
 func LoadBundle(p string) (*bundle.Bundle, error) {
-	b, err := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).AsBundle(p)
+	b, err := readBundle(p)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", p, err)
 	}
@@ -246,7 +262,7 @@ func LoadBundle(p string) (*bundle.Bundle, error) {
 // compileFromManager prepares the query against an OPA plugin manager's
 // compiler and store, inside the transaction that activates a bundle, so the
 // new engine is in place when the transaction commits.
-func compileFromManager(ctx context.Context, compiler *ast.Compiler, store storage.Store, txn storage.Transaction, query string, timeout time.Duration) (*Engine, error) {
+func compileFromManager(ctx context.Context, compiler *ast.Compiler, store storage.Store, txn storage.Transaction, query string, timeout time.Duration, allow []string) (*Engine, error) {
 	q, err := queryFor(query)
 	if err != nil {
 		return nil, err
@@ -275,6 +291,11 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 		if err := checkAllow(parsed, query); err != nil {
 			return nil, err
 		}
+	}
+	// OPA's bundle plugin compiles with every built-in: the denied ones
+	// are refused here, before the engine is swapped in.
+	if err := checkBuiltins(parsed, allow); err != nil {
+		return nil, err
 	}
 	revs := make([]string, len(bundles))
 	for i, b := range bundles {

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
@@ -540,14 +539,14 @@ func ReadBundleDataSchema(p string) ([]byte, error) {
 	defer f.Close()
 	// The tarball reader OPA reads bundles with, so a file is found at the
 	// root under the same names ("data.schema.json", "/…", "./…").
-	tl := bundle.NewTarballLoaderWithBaseURL(f, p)
+	tl := limitedTarball(f, p)
 	for {
 		d, err := tl.NextFile()
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, tarballSizeError(err)
 		}
 		if strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(d.Path())), "/") != BundleDataSchema {
 			_ = d.Close()

@@ -2,12 +2,14 @@ package authz
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/hooks"
 	"github.com/open-policy-agent/opa/v1/plugins"
 	bundleplugin "github.com/open-policy-agent/opa/v1/plugins/bundle"
 	"github.com/open-policy-agent/opa/v1/plugins/discovery"
@@ -31,6 +33,7 @@ import (
 // path, is not swapped in, so the last good policy stays in force.
 type Remote struct {
 	manager    *plugins.Manager
+	instanceID string
 	authorizer *Authorizer
 	activated  chan struct{}
 	bundles    *bundleStatusCollector
@@ -57,6 +60,10 @@ type RemoteOptions struct {
 	// OnActivate, if set, is called with each engine a bundle activation
 	// swaps in.
 	OnActivate func(e *Engine)
+	// AllowBuiltins lists built-ins denied by default (DeniedBuiltins)
+	// that the bundles may call; a bundle calling another one is not
+	// activated.
+	AllowBuiltins []string
 }
 
 // StartRemote starts the plugins and waits until a bundle is active: a
@@ -65,24 +72,40 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 	if _, err := queryFor(o.Query); err != nil {
 		return nil, err
 	}
+	if err := checkAllowBuiltins(o.AllowBuiltins); err != nil {
+		return nil, err
+	}
+	// Size limits: see opaLimits.
+	limits := newOPALimits()
+	raw, err := limits.rewriteConfig(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("policy.opa: %w", err)
+	}
 	var boot map[string]any
-	if err := util.Unmarshal(o.Config, &boot); err != nil {
+	if err := util.Unmarshal(raw, &boot); err != nil {
 		return nil, fmt.Errorf("policy.opa: %w", err)
 	}
 	if boot["bundles"] == nil {
 		return nil, errors.New("policy.opa: no bundles configured")
 	}
-	m, err := plugins.New(o.Config, "srht-registry", inmem.New(), plugins.Logger(newOPALogger(o.Logger)))
+	// The instance ID is OPA's labels.id, in status reports and uploaded
+	// decision logs: one per start, so that replicas can be told apart.
+	id := newInstanceID()
+	hs := hooks.New(limits)
+	m, err := plugins.New(raw, id, inmem.New(), plugins.Logger(newOPALogger(o.Logger)), plugins.WithHooks(hs))
 	if err != nil {
 		return nil, fmt.Errorf("policy.opa: %w", err)
 	}
-	r := &Remote{manager: m, authorizer: newAuthorizer(), activated: make(chan struct{}), bundles: newBundleStatusCollector()}
+	limits.setManager(m)
+	o.Logger.Info("starting OPA plugins", "instance_id", id, "bundle_size_limit_bytes", limits.limit.Load())
+	r := &Remote{manager: m, instanceID: id, authorizer: newAuthorizer(), activated: make(chan struct{}), bundles: newBundleStatusCollector()}
 	m.RegisterCompilerTrigger(func(txn storage.Transaction) {
-		e, err := compileFromManager(ctx, m.GetCompiler(), m.Store, txn, o.Query, o.Timeout)
+		e, err := compileFromManager(ctx, m.GetCompiler(), m.Store, txn, o.Query, o.Timeout, o.AllowBuiltins)
 		if err != nil {
-			// The query could not be prepared, or the policy defines
-			// no allow rule (checkAllow).
-			o.Logger.Error("policy bundle activated but refused: the query could not be prepared, or nothing would be granted; keeping the previous policy", "error", err)
+			// The query could not be prepared, the policy defines no
+			// allow rule (checkAllow) or calls a denied built-in
+			// (checkBuiltins).
+			o.Logger.Error("policy bundle activated but refused: the query could not be prepared, nothing would be granted, or it calls a built-in that is denied; keeping the previous policy", "error", err)
 			r.authorizer.metrics.activationFailures.Inc()
 			return
 		}
@@ -104,7 +127,7 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 	// The discovery plugin with a boot config is how OPA itself (and its
 	// SDK) turns a configuration into bundle, status and decision-log
 	// plugins.
-	d, err := discovery.New(m, discovery.BootConfig(boot))
+	d, err := discovery.New(m, discovery.BootConfig(boot), discovery.Hooks(hs))
 	if err != nil {
 		return nil, fmt.Errorf("policy.opa: %w", err)
 	}
@@ -164,6 +187,19 @@ func (r *Remote) enableDecisionLogs(m *plugins.Manager, query string) {
 		}
 		r.authorizer.uploads = &opaDecisionLogs{plugin: p, path: strings.ReplaceAll(strings.TrimPrefix(query, "data."), ".", "/")}
 	}
+}
+
+// InstanceID is the OPA instance ID of these plugins (labels.id in status
+// reports and decision logs), made at random when they started.
+func (r *Remote) InstanceID() string { return r.instanceID }
+
+// newInstanceID returns a random UUID (version 4).
+func newInstanceID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // Authorizer returns the authorizer whose engine follows bundle activations.

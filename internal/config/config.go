@@ -226,7 +226,7 @@ type Sourcehut struct {
 	MetaURL          string   `yaml:"meta_url"`           // default https://meta.sr.ht
 	Timeout          Duration `yaml:"timeout"`            // one meta.sr.ht call; default 5s
 	CacheSize        int      `yaml:"cache_size"`         // validated tokens cached; default 10000
-	MaxCacheTTL      Duration `yaml:"max_cache_ttl"`      // 0 = up to each token's expiry
+	MaxCacheTTL      Duration `yaml:"max_cache_ttl"`      // default 10m: the revocation delay; 0 = up to each token's expiry
 	NegativeCacheTTL Duration `yaml:"negative_cache_ttl"` // rejected tokens remembered; default 30s
 	// Users are the Sourcehut user names that may log in, or ["*"] for
 	// every account of the meta.sr.ht instance. Default: nobody.
@@ -278,7 +278,25 @@ type Policy struct {
 	// decision_logs) for bundles from a bundle server, run by OPA's own
 	// plugins. Exclusive with Bundles and Data.
 	OPA map[string]any `yaml:"opa"`
+	// Capabilities says what the policy may do beyond computing a
+	// decision.
+	Capabilities Capabilities `yaml:"capabilities"`
 }
+
+// Capabilities of the policy: every policy (embedded, local bundles,
+// remote bundles) is compiled without the built-ins denied by default
+// (DeniableBuiltins) but those listed here.
+type Capabilities struct {
+	// AllowBuiltins lists the built-ins denied by default that the
+	// policy may call.
+	AllowBuiltins []string `yaml:"allow_builtins"`
+}
+
+// DeniableBuiltins are the built-ins a policy may not call unless
+// policy.capabilities.allow_builtins lists them: each token request
+// evaluates the policy, so any client could make the server do what they
+// do (authz.DeniedBuiltins, which a test holds this to).
+var DeniableBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
 
 // Log configures logging.
 type Log struct {
@@ -320,6 +338,7 @@ func Default() Config {
 				MetaURL:          defaultMetaURL,
 				Timeout:          Duration(defaultMetaTimeout),
 				CacheSize:        sourcehut.DefaultCacheSize,
+				MaxCacheTTL:      Duration(sourcehut.DefaultMaxCacheTTL),
 				NegativeCacheTTL: Duration(sourcehut.DefaultNegativeTTL),
 			},
 			PasswordCache: PasswordCache{TTL: Duration(authn.DefaultPasswordCacheTTL), Size: authn.DefaultPasswordCacheSize},

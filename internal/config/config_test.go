@@ -33,7 +33,7 @@ func TestDefault(t *testing.T) {
 		Token:   Token{KidFormat: "auto", TTL: Duration(5 * time.Minute), Refresh: Refresh{TTL: Duration(720 * time.Hour)}},
 		Authn: Authn{
 			Sourcehut: Sourcehut{
-				MetaURL: "https://meta.sr.ht", Timeout: Duration(5 * time.Second), CacheSize: 10000, NegativeCacheTTL: Duration(30 * time.Second),
+				MetaURL: "https://meta.sr.ht", Timeout: Duration(5 * time.Second), CacheSize: 10000, MaxCacheTTL: Duration(10 * time.Minute), NegativeCacheTTL: Duration(30 * time.Second),
 			},
 			PasswordCache: PasswordCache{TTL: Duration(5 * time.Minute), Size: 10000},
 		},
@@ -89,7 +89,7 @@ func TestLoadFull(t *testing.T) {
 			Refresh: Refresh{Enabled: ptr(false), TTL: Duration(168 * time.Hour)}},
 		Authn: Authn{Anonymous: ptr(false), Htpasswd: "htpasswd", Sourcehut: Sourcehut{
 			Enabled: ptr(true), MetaURL: "https://meta.example.org", Timeout: Duration(2 * time.Second),
-			CacheSize: 500, MaxCacheTTL: Duration(10 * time.Minute), NegativeCacheTTL: Duration(time.Minute),
+			CacheSize: 500, MaxCacheTTL: Duration(2 * time.Minute), NegativeCacheTTL: Duration(time.Minute),
 			Users: []string{"carol", "dave"},
 		}, OIDC: []OIDC{{Name: "github", Issuer: "https://token.actions.githubusercontent.com", Audience: "registry.example.org",
 			SubjectClaim: "repository", JWKSURL: "https://token.actions.githubusercontent.com/.well-known/jwks", Algorithms: []string{"RS256"},
@@ -110,6 +110,7 @@ func TestLoadFull(t *testing.T) {
 			},
 			Query:   "data.registry.authz_v2",
 			Timeout: Duration(250 * time.Millisecond), StartupWait: Duration(time.Minute), FallbackToEmbedded: true,
+			Capabilities: Capabilities{AllowBuiltins: []string{"net.lookup_ip_addr"}},
 		},
 		Log: Log{Level: "debug", Format: "json"},
 		Limits: Limits{MaxScopes: 128, MaxBodyBytes: 32768, MaxQueryBytes: 4096, MaxHeaderBytes: 8192, MaxConcurrent: 100,

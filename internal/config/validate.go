@@ -11,6 +11,7 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/authn/oidc"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
+	"git.sr.ht/~zozs/srht-registry/internal/suggest"
 	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
@@ -225,6 +226,16 @@ func (pol Policy) validate(p *problems) {
 	}
 	if pol.StartupWait <= 0 || pol.StartupWait.D() > time.Hour {
 		p.add("policy.startup_wait", "must be above 0 and at most 1h, got %v", pol.StartupWait)
+	}
+	for i, b := range pol.Capabilities.AllowBuiltins {
+		if slices.Contains(DeniableBuiltins, b) {
+			continue
+		}
+		msg := fmt.Sprintf("%q is not a built-in denied by default (those are %s; every other one is allowed)", b, strings.Join(DeniableBuiltins, ", "))
+		if s, ok := suggest.Closest(b, DeniableBuiltins); ok {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		}
+		p.add(fmt.Sprintf("policy.capabilities.allow_builtins[%d]", i), "%s", msg)
 	}
 }
 

@@ -655,7 +655,7 @@ func evalEngine(ctx context.Context, cfg config.Config, compile func(context.Con
 			return nil, nil, usage(fmt.Errorf("policy.opa: %w", err))
 		}
 		remote, err := authz.StartRemote(ctx, authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout.D(),
-			Wait: cfg.Policy.StartupWait.D(), Logger: slog.New(slog.DiscardHandler)})
+			Wait: cfg.Policy.StartupWait.D(), Logger: slog.New(slog.DiscardHandler), AllowBuiltins: cfg.Policy.Capabilities.AllowBuiltins})
 		if err != nil {
 			return nil, nil, err
 		}
