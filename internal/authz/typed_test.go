@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
@@ -390,17 +389,9 @@ func TestRemoteRefusesNoAllow(t *testing.T) {
 	var mu sync.Mutex
 	var body []byte
 	set := func(revision, rego string) {
-		b := bundle.Bundle{
-			Manifest: bundle.Manifest{Revision: revision, Roots: &[]string{"registry"}},
-			Data:     map[string]any{},
-			Modules:  []bundle.ModuleFile{{URL: "/authz.rego", Path: "/authz.rego", Raw: []byte(rego)}},
-		}
-		var buf bytes.Buffer
-		if err := bundle.NewWriter(&buf).Write(b); err != nil {
-			t.Fatal(err)
-		}
+		b := bundleBytes(t, revision, rego)
 		mu.Lock()
-		body = buf.Bytes()
+		body = b
 		mu.Unlock()
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

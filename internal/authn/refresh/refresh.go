@@ -290,27 +290,27 @@ func (r *Tokens) recheck(ctx context.Context, c claims, bindingKey []byte) error
 // sealInfo is the HKDF context of the key that seals Sourcehut tokens.
 const sealInfo = "srht-registry refresh token sourcehut seal v1"
 
-// sealKey derives the AES-256 key that seals Sourcehut tokens from a
+// sealAEAD is the AES-256-GCM that seals Sourcehut tokens, keyed from a
 // binding key.
-func sealKey(bindingKey []byte) ([]byte, error) {
+func sealAEAD(bindingKey []byte) (cipher.AEAD, error) {
 	if bindingKey == nil {
 		return nil, errors.New("no binding key")
 	}
-	return hkdf.Key(sha256.New, bindingKey, nil, sealInfo, 32)
+	key, err := hkdf.Key(sha256.New, bindingKey, nil, sealInfo, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // seal encrypts a Sourcehut token for a refresh token whose jti is jti
 // (bound as additional data: a sealed token cannot be moved to another).
 func seal(bindingKey []byte, jti, token string) (string, error) {
-	key, err := sealKey(bindingKey)
-	if err != nil {
-		return "", err
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return "", err
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := sealAEAD(bindingKey)
 	if err != nil {
 		return "", err
 	}
@@ -323,19 +323,11 @@ func seal(bindingKey []byte, jti, token string) (string, error) {
 
 // unseal opens what seal made.
 func unseal(bindingKey []byte, jti, sealed string) (string, error) {
-	key, err := sealKey(bindingKey)
+	aead, err := sealAEAD(bindingKey)
 	if err != nil {
 		return "", err
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(sealed)
-	if err != nil {
-		return "", err
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return "", err
-	}
-	aead, err := cipher.NewGCM(block)
 	if err != nil {
 		return "", err
 	}
