@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-
 	"git.sr.ht/~zozs/srht-registry/internal/authz"
 	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
 	"git.sr.ht/~zozs/srht-registry/policy"
