@@ -48,7 +48,7 @@ func newMetrics() *metrics {
 		}, []string{"method"}),
 		overload: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "srht_registry_http_overload_rejections_total",
-			Help: "Requests answered 503 at once because limits.max_concurrent requests were already in flight.",
+			Help: "Requests answered 503 at once because limits.max_concurrent requests were already in flight, or their client address already had its share in flight (or its share of bodies being read).",
 		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "srht_registry_http_requests_in_flight",

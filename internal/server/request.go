@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -53,9 +54,12 @@ func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
 		}
 	case http.MethodPost:
 		tr.post = true
-		params, err = s.parseForm(r)
-		if err != nil {
-			return tr, err
+		// ServeHTTP has read the form (readForm), before taking a slot.
+		params = r.PostForm
+		if params == nil {
+			if params, err = s.parseForm(nil, r); err != nil {
+				return tr, err
+			}
 		}
 		tr.offline = params.Get("access_type") == "offline"
 		switch gt := params.Get("grant_type"); gt {
@@ -96,18 +100,25 @@ func (s *Server) parseRequest(r *http.Request) (tokenRequest, error) {
 	return tr, nil
 }
 
-// parseForm reads a POST body of at most MaxBodyBytes as a form.
-func (s *Server) parseForm(r *http.Request) (url.Values, error) {
+// parseForm reads a POST body of at most MaxBodyBytes as a form. w, if not
+// nil, is told when the body is too large (the connection is then closed
+// after the answer). A body that stops coming in on its read deadline
+// (readForm sets it) is a 408.
+func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/x-www-form-urlencoded" {
 			return nil, &requestError{status: http.StatusUnsupportedMediaType, code: "UNSUPPORTED", oauth: "invalid_request",
 				msg: "POST body must be application/x-www-form-urlencoded"}
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.opts.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
 			return nil, err
+		}
+		if isTimeout(err) {
+			return nil, &requestError{status: http.StatusRequestTimeout, code: "REQUEST_TIMEOUT", oauth: "invalid_request",
+				msg: fmt.Sprintf("the request body did not arrive within %v", s.bodyTimeout())}
 		}
 		// The client went away or sent a broken body: its fault, not ours.
 		return nil, badRequest("could not read the request body")

@@ -59,8 +59,19 @@ type Options struct {
 	// MaxQueryBytes bounds the query string; 0 means no bound.
 	MaxQueryBytes int
 	// MaxConcurrent bounds requests in flight (health checks excepted);
-	// past it clients get 503 at once. 0 means no bound.
+	// past it clients get 503 at once. 0 means no bound. A request holds
+	// its slot from after its body is read (admission.go) to its answer.
 	MaxConcurrent int
+	// MaxConcurrentPerClient, optional, bounds the requests in flight
+	// from one client address (an IPv6 one by its /64), and apart from
+	// them its POST bodies being read; past it the client gets 503 at
+	// once. 0 derives it from MaxConcurrent (perClientLimit: an eighth,
+	// at least 4; none when MaxConcurrent is 0); negative means no bound.
+	MaxConcurrentPerClient int
+	// BodyTimeout, optional, bounds the time a POST body takes to arrive
+	// once the server starts reading it; past it the client gets 408.
+	// 0 means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For, X-Real-IP or
 	// Forwarded names the client (forwarded.go); for anyone else the
 	// socket address does.
@@ -99,7 +110,10 @@ type Server struct {
 	// mux routes a request to its endpoint.
 	mux      *http.ServeMux
 	inFlight chan struct{} // a slot per request in flight; nil = unbounded
-	metrics  *metrics
+	// working and reading count, per client, the requests holding a slot
+	// and the POST bodies being read; nil = unbounded.
+	working, reading *clientCounts
+	metrics          *metrics
 	// forwardedWarn spaces the warnings about forwarding headers that
 	// name no client address.
 	forwardedWarn warnLimit
@@ -113,6 +127,8 @@ func New(opts Options) *Server {
 	if opts.MaxConcurrent > 0 {
 		s.inFlight = make(chan struct{}, opts.MaxConcurrent)
 	}
+	s.working = newClientCounts(perClientLimit(opts))
+	s.reading = newClientCounts(perClientLimit(opts))
 	s.mux.Handle("GET /auth", endpointFunc(s.handleToken))
 	s.mux.Handle("POST /auth", endpointFunc(s.handleToken))
 	s.mux.Handle("GET /.well-known/jwks.json", endpointFunc(s.handleJWKS))
@@ -135,8 +151,10 @@ func (e endpointFunc) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 }
 
 // ServeHTTP gives every request an ID, a logger carrying it, its endpoint's
-// outcome (within the bound on requests in flight) and, through respond,
-// its response and one access log line.
+// outcome and, through respond, its response and one access log line. What
+// the headers alone refuse is refused first; the form of a POST /auth is
+// read next, outside the slots; then the request takes its client's slot
+// and the server's (admission.go) for the rest, health checks excepted.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.opts.Now()
 	id := newRequestID()
@@ -145,33 +163,39 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The client address is worked out once (headers of trusted proxies
 	// included) for the throttle, the policy and the log line.
 	client := s.clientIP(r, log)
-	respond := func(out outcome) { s.respond(w, r, log, client, start, out) }
-	switch {
-	case s.opts.MaxQueryBytes > 0 && len(r.URL.RawQuery) > s.opts.MaxQueryBytes:
-		respond(outcome{err: &requestError{status: http.StatusRequestURITooLong, code: "INVALID_REQUEST", oauth: "invalid_request",
+	respond := func(r *http.Request, out outcome) { s.respond(w, r, log, client, start, out) }
+	if s.opts.MaxQueryBytes > 0 && len(r.URL.RawQuery) > s.opts.MaxQueryBytes {
+		respond(r, outcome{err: &requestError{status: http.StatusRequestURITooLong, code: "INVALID_REQUEST", oauth: "invalid_request",
 			msg: fmt.Sprintf("query string longer than %d bytes", s.opts.MaxQueryBytes)}})
-	case s.inFlight != nil && r.URL.Path != "/healthz" && r.URL.Path != "/readyz":
-		select {
-		case s.inFlight <- struct{}{}:
-			s.metrics.inFlight.Inc()
-			respond(s.answer(r, log, client))
-			s.metrics.inFlight.Dec()
-			<-s.inFlight
-		default:
-			// Shed load at once rather than queue: a client retries, a
-			// queue only grows.
-			s.metrics.overload.Inc()
-			respond(outcome{
-				err: &requestError{status: http.StatusServiceUnavailable, code: "UNAVAILABLE", oauth: "temporarily_unavailable",
-					msg: "too many requests in flight; retry shortly"},
-				header: http.Header{"Retry-After": {"1"}},
-			})
-		}
-	default:
-		s.metrics.inFlight.Inc()
-		respond(s.answer(r, log, client))
-		s.metrics.inFlight.Dec()
+		return
 	}
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		// Refused before the body is read, so before any 100 Continue;
+		// the connection is closed after, for the body may be coming.
+		respond(r, outcome{err: &http.MaxBytesError{Limit: s.opts.MaxBodyBytes}, header: closeAfter(r)})
+		return
+	}
+	key := holderKey(client)
+	if s.takesForm(r) {
+		var out outcome
+		var ok bool
+		if r, out, ok = s.readForm(w, r, key); !ok {
+			respond(r, out)
+			return
+		}
+	}
+	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		release, out, ok := s.admit(key)
+		if !ok {
+			s.metrics.overload.Inc()
+			respond(r, out)
+			return
+		}
+		defer release()
+	}
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
+	respond(r, s.answer(r, log, client))
 }
 
 // answer is the outcome of the request's endpoint, which the mux finds.
