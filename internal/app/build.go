@@ -488,12 +488,14 @@ func buildHandler(cfg config.Config, log *slog.Logger, keys *signingKeys, users 
 	}
 	refreshOn := users.refreshOn.Load
 	return server.New(server.Options{
-		Services:       cfg.Service,
-		Realm:          cfg.Issuer,
-		MaxScopes:      cfg.Limits.MaxScopes,
-		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
-		MaxQueryBytes:  cfg.Limits.MaxQueryBytes,
-		MaxConcurrent:  cfg.Limits.MaxConcurrent,
+		Services:      cfg.Service,
+		Realm:         cfg.Issuer,
+		MaxScopes:     cfg.Limits.MaxScopes,
+		MaxBodyBytes:  cfg.Limits.MaxBodyBytes,
+		MaxQueryBytes: cfg.Limits.MaxQueryBytes,
+		MaxConcurrent: cfg.Limits.MaxConcurrent,
+		// A POST body gets as long to arrive as the headers did.
+		BodyTimeout:    cfg.Limits.ReadHeaderTimeout.D(),
 		TrustedProxies: trusted,
 		Ready: func() error {
 			if draining() {

@@ -21,7 +21,8 @@ import (
 // of them holds one: a password login (GET with Basic, as docker sends it)
 // from the stallers' address and a POST password grant from another both
 // get tokens while they stall. The stallers are then cut off with 408 at
-// the body deadline (2 s), well before read_timeout (30 s here); of those
+// the body deadline (read_header_timeout, 2 s here), well before
+// read_timeout (30 s); of those
 // from one address, past its share of bodies being read, the rest are
 // refused at once with 503.
 func TestSlowBodiesDoNotStarve(t *testing.T) {
@@ -38,6 +39,7 @@ func TestSlowBodiesDoNotStarve(t *testing.T) {
 trusted_proxies: [127.0.0.1/32]
 limits:
   max_concurrent: %d
+  read_header_timeout: 2s # also the body's deadline
   read_timeout: 30s
 authn:
   htpasswd: %s
