@@ -81,6 +81,9 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		if users.idTokens != nil {
 			users.idTokens.Close()
 		}
+		if users.shared != nil {
+			_ = users.shared.Close()
+		}
 	}
 	rt.collectors = append(rt.collectors, pol.collectors...)
 	current := cfg
@@ -189,7 +192,9 @@ type authnStage struct {
 	refreshOn atomic.Bool
 	// front is what the handler calls: the chain of the moment, behind
 	// the throttle.
-	front      server.Authenticator
+	front server.Authenticator
+	// shared holds the throttle's counts with brute_force.store, else nil.
+	shared     *authn.RedisStore
 	log        *slog.Logger
 	collectors []prometheus.Collector
 }
@@ -276,6 +281,18 @@ func buildAuthn(ctx context.Context, cfg config.Config, keys *signingKeys, log *
 		throttle.Exempt = func(cred identity.Credentials) bool {
 			secret := cred.Secret.Reveal()
 			return (a.idTokens != nil && a.idTokens.Recognize(secret)) || (a.tokens != nil && a.tokens.Verified(secret))
+		}
+		if bf.Store != "" {
+			// Connected on first use: a Redis that is down at start does
+			// not keep the server from starting (each replica limits on
+			// its own until it is up).
+			shared, err := authn.NewRedisStore(bf.Store, bf.Threshold, bf.Window.D())
+			if err != nil {
+				return nil, err
+			}
+			throttle.Share(shared, log)
+			a.shared = shared
+			log.Info("brute-force limits shared by the replicas", "store", shared.String())
 		}
 		a.collectors = append(a.collectors, throttle.Collectors()...)
 		a.front = throttle

@@ -63,6 +63,7 @@ type throttleMetrics struct {
 	rejections       *prometheus.CounterVec
 	byIP, byUser     prometheus.Counter
 	dropped          prometheus.Counter
+	storeErrors      prometheus.Counter
 	trackedCollector prometheus.Collector
 }
 
@@ -76,6 +77,10 @@ func newThrottleMetrics(t *Throttle) *throttleMetrics {
 	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "srht_registry_rate_limit_blocks_dropped_total",
 		Help: "Offenders not blocked because brute_force.tracked blocks were already active (none is evicted before it ends).",
+	})
+	m.storeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "srht_registry_rate_limit_store_errors_total",
+		Help: "Calls to the shared brute-force store (brute_force.store) that failed; this replica limits logins on its own meanwhile.",
 	})
 	m.byIP = m.rejections.WithLabelValues(limitClientIP)
 	m.byUser = m.rejections.WithLabelValues(limitUser)
@@ -108,5 +113,9 @@ func (c trackedCollector) Collect(ch chan<- prometheus.Metric) {
 
 // Collectors returns the throttle's metrics, for a Prometheus registry.
 func (t *Throttle) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{t.metrics.rejections, t.metrics.dropped, t.metrics.trackedCollector}
+	cs := []prometheus.Collector{t.metrics.rejections, t.metrics.dropped, t.metrics.trackedCollector}
+	if t.shared != nil {
+		cs = append(cs, t.metrics.storeErrors)
+	}
+	return cs
 }

@@ -46,23 +46,66 @@ var _ Authenticator = (*Chain)(nil)
 // that table is full (Tracked active blocks, each earned with Threshold
 // failures), a new offender is not blocked until an old block ends, and
 // srht_registry_rate_limit_blocks_dropped_total counts it.
+//
+// The counts live in this process (memStore) unless Share gives the
+// throttle a store the replicas share (RedisStore); while that store
+// fails, the process's own memory serves (see use).
 type Throttle struct {
 	next      Authenticator
 	threshold int
 	window    time.Duration
-	tracked   int
 	now       func() time.Time
 	// Exempt, when set, says which credentials are cheap to check and
 	// need no limit (a Sourcehut token already verified). Refresh
 	// credentials are always exempt.
 	Exempt func(cred identity.Credentials) bool
 
-	mu     sync.Mutex
-	counts *lru.Cache[string, failures]  // "ip|<kind>|<addr>" or "user|<name>": failures in the window
-	blocks map[string]time.Time          // the same keys: blocked until
-	okFrom *lru.Cache[string, time.Time] // "<name>|<addr>": last successful login
+	mem    *memStore    // this replica's own counts and blocks
+	shared *sharedStore // when set (brute_force.store): the fleet's, with mem as the fallback
 
 	metrics *throttleMetrics
+}
+
+// throttleStore holds the throttle's state: failure counts and blocks per
+// key ("ip|<kind>|<addr>" or "user|<name>"), and the last successful login
+// per user and address ("<name>|<addr>"). The policy (which keys, when a
+// recent login exempts a user) is the Throttle's; a store only counts,
+// blocks and forgets, everything within the window it was made with.
+type throttleStore interface {
+	// Blocked returns when the active block of key ends, or the zero time.
+	Blocked(key string, now time.Time) (until time.Time, err error)
+	// Fail counts a failure for key; the threshold-th within the window
+	// (which starts at the first) blocks key until that window ends.
+	Fail(key string, now time.Time) error
+	// Clear forgets the failures and the block of key.
+	Clear(key string) error
+	// Succeeded records a successful login for key (user and address).
+	Succeeded(key string, now time.Time) error
+	// RecentSuccess reports whether key logged in successfully within the
+	// window before now.
+	RecentSuccess(key string, now time.Time) (bool, error)
+}
+
+// NewThrottle wraps next.
+func NewThrottle(next Authenticator, threshold int, window time.Duration, tracked int, now func() time.Time) *Throttle {
+	t := &Throttle{next: next, threshold: threshold, window: window, now: now}
+	t.metrics = newThrottleMetrics(t)
+	t.mem = newMemStore(threshold, window, tracked, t.metrics.dropped)
+	return t
+}
+
+// memStore is the in-memory throttleStore, bounded by tracked entries per
+// table.
+type memStore struct {
+	threshold int
+	window    time.Duration
+	tracked   int
+	dropped   interface{ Inc() }
+
+	mu     sync.Mutex
+	counts *lru.Cache[string, failures]  // failures in the window
+	blocks map[string]time.Time          // blocked until
+	okFrom *lru.Cache[string, time.Time] // last successful login
 }
 
 type failures struct {
@@ -70,15 +113,104 @@ type failures struct {
 	since time.Time // the window starts at the first failure
 }
 
-// NewThrottle wraps next.
-func NewThrottle(next Authenticator, threshold int, window time.Duration, tracked int, now func() time.Time) *Throttle {
+var _ throttleStore = (*memStore)(nil)
+
+func newMemStore(threshold int, window time.Duration, tracked int, dropped interface{ Inc() }) *memStore {
 	tracked = max(tracked, 1)
 	counts, _ := lru.New[string, failures](2 * tracked) // addresses and user names
 	okFrom, _ := lru.New[string, time.Time](tracked)
-	t := &Throttle{next: next, threshold: threshold, window: window, tracked: tracked, now: now,
+	return &memStore{threshold: threshold, window: window, tracked: tracked, dropped: dropped,
 		counts: counts, blocks: map[string]time.Time{}, okFrom: okFrom}
-	t.metrics = newThrottleMetrics(t)
-	return t
+}
+
+func (m *memStore) Blocked(key string, now time.Time) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	until, ok := m.blocks[key]
+	switch {
+	case !ok:
+		return time.Time{}, nil
+	case !now.Before(until):
+		delete(m.blocks, key)
+		return time.Time{}, nil
+	}
+	return until, nil
+}
+
+func (m *memStore) Fail(key string, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.counts.Get(key)
+	if !ok || now.Sub(f.since) >= m.window {
+		f = failures{since: now}
+	}
+	f.count++
+	if f.count < m.threshold {
+		m.counts.Add(key, f)
+		return nil
+	}
+	m.counts.Remove(key)
+	m.block(key, f.since.Add(m.window), now)
+	return nil
+}
+
+// block records an active block, never evicting another before it ends.
+func (m *memStore) block(key string, until, now time.Time) {
+	if _, ok := m.blocks[key]; !ok && len(m.blocks) >= m.tracked {
+		for k, u := range m.blocks {
+			if !now.Before(u) {
+				delete(m.blocks, k)
+			}
+		}
+		if len(m.blocks) >= m.tracked {
+			m.dropped.Inc()
+			return
+		}
+	}
+	m.blocks[key] = until
+}
+
+func (m *memStore) Clear(key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counts.Remove(key)
+	delete(m.blocks, key)
+	return nil
+}
+
+func (m *memStore) Succeeded(key string, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.okFrom.Add(key, now)
+	return nil
+}
+
+func (m *memStore) RecentSuccess(key string, now time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	last, ok := m.okFrom.Peek(key)
+	return ok && now.Sub(last) < m.window, nil
+}
+
+// trackedLen are the addresses and user names counted or blocked.
+func (m *memStore) trackedLen() (addresses, users int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range m.counts.Keys() {
+		if strings.HasPrefix(k, "user|") {
+			users++
+		} else {
+			addresses++
+		}
+	}
+	for k := range m.blocks {
+		if strings.HasPrefix(k, "user|") {
+			users++
+		} else {
+			addresses++
+		}
+	}
+	return addresses, users
 }
 
 // Kinds of credentials, counted apart.
@@ -165,11 +297,13 @@ func (t *Throttle) Authenticate(ctx context.Context, cred identity.Credentials) 
 	switch {
 	case err == nil:
 		if user != "" {
-			t.mu.Lock()
-			t.counts.Remove("user|" + user)
-			delete(t.blocks, "user|"+user)
-			t.okFrom.Add(user+"|"+addr, t.now())
-			t.mu.Unlock()
+			now := t.now()
+			t.use(func(s throttleStore) error {
+				if err := s.Clear("user|" + user); err != nil {
+					return err
+				}
+				return s.Succeeded(user+"|"+addr, now)
+			})
 		}
 	case errors.Is(err, identity.ErrUnauthenticated):
 		// Only wrong credentials count: upstream outages are not guesses.
@@ -181,85 +315,61 @@ func (t *Throttle) Authenticate(ctx context.Context, cred identity.Credentials) 
 // blocked returns how long the client must wait, or 0, and which limit
 // (limitClientIP or limitUser) sets the wait.
 func (t *Throttle) blocked(kind, addr, user string) (wait time.Duration, limit string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	now := t.now()
-	check := func(key, l string) {
-		until, ok := t.blocks[key]
-		switch {
-		case !ok:
-		case !now.Before(until):
-			delete(t.blocks, key)
-		case until.Sub(now) > wait:
-			wait, limit = until.Sub(now), l
+	t.use(func(s throttleStore) error {
+		wait, limit = 0, ""
+		check := func(key, l string) error {
+			until, err := s.Blocked(key, now)
+			if err == nil && until.Sub(now) > wait {
+				wait, limit = until.Sub(now), l
+			}
+			return err
 		}
-	}
-	check("ip|"+kind+"|"+addr, limitClientIP)
-	if user != "" {
-		if last, ok := t.okFrom.Peek(user + "|" + addr); !ok || now.Sub(last) >= t.window {
-			check("user|"+user, limitUser)
+		if err := check("ip|"+kind+"|"+addr, limitClientIP); err != nil || user == "" {
+			return err
 		}
-	}
+		recent, err := s.RecentSuccess(user+"|"+addr, now)
+		if err != nil || recent {
+			return err
+		}
+		return check("user|"+user, limitUser)
+	})
 	return wait, limit
 }
 
 func (t *Throttle) fail(kind, addr, user string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	now := t.now()
 	keys := []string{"ip|" + kind + "|" + addr}
 	if user != "" {
 		keys = append(keys, "user|"+user)
 	}
-	for _, key := range keys {
-		f, ok := t.counts.Get(key)
-		if !ok || now.Sub(f.since) >= t.window {
-			f = failures{since: now}
-		}
-		f.count++
-		if f.count < t.threshold {
-			t.counts.Add(key, f)
-			continue
-		}
-		t.counts.Remove(key)
-		t.block(key, f.since.Add(t.window), now)
-	}
-}
-
-// block records an active block, never evicting another before it ends.
-func (t *Throttle) block(key string, until, now time.Time) {
-	if _, ok := t.blocks[key]; !ok && len(t.blocks) >= t.tracked {
-		for k, u := range t.blocks {
-			if !now.Before(u) {
-				delete(t.blocks, k)
+	t.use(func(s throttleStore) error {
+		for _, key := range keys {
+			if err := s.Fail(key, now); err != nil {
+				return err
 			}
 		}
-		if len(t.blocks) >= t.tracked {
-			t.metrics.dropped.Inc()
-			return
-		}
-	}
-	t.blocks[key] = until
+		return nil
+	})
 }
 
-// trackedLen are the addresses and user names counted or blocked, for
-// the tracked gauge.
+// use runs f on the shared store when there is one, and on this
+// replica's own when there is none or the shared store fails: an
+// unreachable Redis neither blocks everyone nor lets everyone guess
+// freely; each replica limits on its own until it is back.
+func (t *Throttle) use(f func(throttleStore) error) {
+	if t.shared != nil && t.shared.up() {
+		err := f(t.shared.store)
+		if err == nil {
+			return
+		}
+		t.shared.failed(err)
+	}
+	_ = f(t.mem) // the memory store does not fail
+}
+
+// trackedLen are the addresses and user names counted or blocked in this
+// replica's memory, for the tracked gauge.
 func (t *Throttle) trackedLen() (addresses, users int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, k := range t.counts.Keys() {
-		if strings.HasPrefix(k, "user|") {
-			users++
-		} else {
-			addresses++
-		}
-	}
-	for k := range t.blocks {
-		if strings.HasPrefix(k, "user|") {
-			users++
-		} else {
-			addresses++
-		}
-	}
-	return addresses, users
+	return t.mem.trackedLen()
 }

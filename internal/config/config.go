@@ -103,6 +103,11 @@ type BruteForce struct {
 	Window    Duration `yaml:"window"`    // default 5m
 	// Tracked bounds the IPs and user names remembered (each).
 	Tracked int `yaml:"tracked"` // default 100000
+	// Store, when set, is a Redis or Valkey URL (redis://[:password@]host:port/db,
+	// or rediss:// for TLS) where the replicas share their counts and blocks,
+	// so that Threshold holds for the whole fleet; "" keeps them in each
+	// replica's memory. Restart-only. It may hold a password: never logged.
+	Store string `yaml:"store"`
 }
 
 // ServiceList is the set of registry service names this server issues tokens

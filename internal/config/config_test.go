@@ -119,7 +119,7 @@ func TestLoadFull(t *testing.T) {
 		TLS:            TLS{Certificate: "tls.crt", Key: "tls.key"},
 		InsecureHTTP:   true,
 		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.1"},
-		BruteForce:     BruteForce{Threshold: 5, Window: Duration(time.Minute), Tracked: 1000},
+		BruteForce:     BruteForce{Threshold: 5, Window: Duration(time.Minute), Tracked: 1000, Store: "redis://valkey.internal:6379/2"},
 		Metrics:        Metrics{Listen: "127.0.0.1:9464", Path: "/internal/metrics"},
 	}
 	if !reflect.DeepEqual(got, want) {

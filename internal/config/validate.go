@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -288,6 +289,24 @@ func (bf BruteForce) validate(p *problems) {
 		}
 		if bf.Tracked < 1 {
 			p.add("brute_force.tracked", "must be at least 1 while brute_force.threshold is on, got %d", bf.Tracked)
+		}
+	}
+	if bf.Store != "" {
+		// The URL may hold a password: no message repeats it.
+		u, err := url.Parse(bf.Store)
+		switch {
+		case err != nil:
+			p.add("brute_force.store", "must be a URL like redis://host:6379/0")
+		case u.Scheme != "redis" && u.Scheme != "rediss":
+			p.add("brute_force.store", "must be a redis:// or rediss:// URL, not %s://", u.Scheme)
+		case u.Hostname() == "":
+			p.add("brute_force.store", "must name a host, like redis://host:6379/0")
+		case u.RawQuery != "" || u.Fragment != "":
+			p.add("brute_force.store", "must have no query or fragment: timeouts are set by the server")
+		case strings.Trim(u.Path, "/") != "":
+			if db, err := strconv.Atoi(strings.Trim(u.Path, "/")); err != nil || db < 0 {
+				p.add("brute_force.store", "the path must be a database number, like /0")
+			}
 		}
 	}
 }
