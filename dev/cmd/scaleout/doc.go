@@ -8,6 +8,12 @@
 // a few seconds later, another is killed with SIGKILL and restarted. Then
 // the bundle's data changes and every replica is asked, directly, until it
 // gives the new decision, and the balancer is asked a few times more.
+// Last, the replicas share their brute-force counts through a
+// redis-server (Debian's; brute_force.store, threshold 5): wrong passwords
+// for an unused user, from an address no other client uses (127.0.0.4),
+// go straight to the replicas in turn, 5 of them over the 3 (2+2+1), and
+// then every replica must answer 429: the threshold holds for the fleet,
+// where each replica alone would still allow them.
 //
 // It lives in the dev module (dev/cmd/scaleout); .ci/scaleout builds and
 // runs it, with the tools .ci/tools installs (-tools DIR, by default the
@@ -24,12 +30,13 @@
 // be turned off) have nothing to retry on the token endpoint either.
 //
 // The code follows a run's stages. main.go reads the flags and runs them;
-// setup.go starts the processes (fake meta.sr.ht, bundle server, replicas,
-// haproxy, registry) with what bundle.go (the signed policy bundle),
+// setup.go starts the processes (fake meta.sr.ht, bundle server, Redis,
+// replicas, haproxy, registry) with what bundle.go (the signed policy bundle),
 // replica.go (a replica's configuration) and haproxy.go (the balancer's)
 // make; run.go drives the load of the clients in clients.go while
 // disrupt.go stops and kills replicas; propagation.go changes the policy
-// and measures how soon each replica applies it; gather.go collects the
+// and measures how soon each replica applies it; bruteforce.go starts
+// Redis and checks the shared brute-force limit; gather.go collects the
 // logs, stats and counters, which replica.go, haproxy.go and
 // registrylog.go parse; result.go evaluates and prints the results.
 package main

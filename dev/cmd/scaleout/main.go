@@ -17,11 +17,11 @@ import (
 )
 
 type options struct {
-	tools, server, registry, haproxy string
-	duration, timeout, opTimeout     time.Duration
-	minDelay, maxDelay               int
-	slack                            time.Duration
-	keep, verbose                    bool
+	tools, server, registry, haproxy, redis string
+	duration, timeout, opTimeout            time.Duration
+	minDelay, maxDelay                      int
+	slack                                   time.Duration
+	keep, verbose                           bool
 }
 
 func main() {
@@ -36,6 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.server, "server", "", "srht-registry `BINARY` (default DIR/srht-registry)")
 	fs.StringVar(&o.registry, "registry", "", "distribution v3 registry `BINARY` (default DIR/registry)")
 	fs.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy `BINARY` (Debian's haproxy 2.6)")
+	fs.StringVar(&o.redis, "redis-server", "redis-server", "redis-server `BINARY` (Debian's), the replicas' shared brute_force.store")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long the clients push and pull")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 60*time.Second, "bound on one client operation")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the whole run")
@@ -106,8 +107,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "scale-out: setup failed: %v\n", err)
 		return 2
 	}
-	fmt.Fprintf(stdout, "scale-out: srht-registry %s ×%d behind %s on %s; registry %s; bundle server %s (polling %d–%d s); set up in %s\n",
-		s.versions.server, len(s.replicas), s.versions.haproxy, s.lbAddr, s.versions.registry, s.bundles.url, o.minDelay, o.maxDelay,
+	fmt.Fprintf(stdout, "scale-out: srht-registry %s ×%d behind %s on %s; registry %s; bundle server %s (polling %d–%d s); brute_force.store %s; set up in %s\n",
+		s.versions.server, len(s.replicas), s.versions.haproxy, s.lbAddr, s.versions.registry, s.bundles.url, o.minDelay, o.maxDelay, s.versions.redis,
 		time.Since(t0).Round(100*time.Millisecond))
 	res := s.runAll(ctx)
 	problems := res.evaluate()

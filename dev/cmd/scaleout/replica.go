@@ -34,7 +34,9 @@ type replicaSettings struct {
 	sourcehutUser              string // the one Sourcehut user that may log in
 	bundleURL, bundleSecret    string
 	trustedProxy               string
-	minDelay, maxDelay         int // bundle polling, seconds
+	minDelay, maxDelay         int    // bundle polling, seconds
+	bfThreshold                int    // brute_force.threshold
+	bfStore                    string // brute_force.store: the shared Redis
 }
 
 // replicaConfig is one replica's configuration: everything but the listen
@@ -55,6 +57,9 @@ authn:
 trusted_proxies: [%[8]q]     # haproxy connects from here; its X-Forwarded-For is believed
 metrics:
   listen: %[9]q
+brute_force:
+  threshold: %[19]d            # failed logins per address and per user name, for the whole fleet
+  store: %[20]q                # the counts and blocks shared through Redis
 limits:
   shutdown_timeout: %[10]s
   shutdown_delay: %[17]s
@@ -84,7 +89,7 @@ policy:
           max_delay_seconds: %[16]d
 `, name, listen, service, issuer, s.keyFile, s.htpasswd, s.metaURL, s.trustedProxy, metricsListen,
 		shutdownTimeout, s.bundleURL, replicaHeader, s.bundleSecret, strings.TrimPrefix(bundlePath, "/"),
-		s.minDelay, s.maxDelay, shutdownDelay, s.sourcehutUser)
+		s.minDelay, s.maxDelay, shutdownDelay, s.sourcehutUser, s.bfThreshold, s.bfStore)
 }
 
 // replica is one srht-registry replica: a fixed port (haproxy's config

@@ -141,6 +141,7 @@ type results struct {
 	bundleReqs    int
 	bundle304     int
 	bundleGets    map[string]int
+	sharedLimit   sharedLimitCheck
 	setupErr      string // the run could not be set up or was cut short
 }
 
@@ -343,6 +344,10 @@ func (r *results) evaluate() []string {
 	if r.metaCalls > int64(r.replicaStarts) {
 		add("meta.sr.ht was called %d times for one token by %d replica processes", r.metaCalls, r.replicaStarts)
 	}
+
+	// 7. The brute-force limit holds for the fleet (brute_force.store):
+	// threshold failures spread over the replicas block on every one.
+	r.sharedLimit.evaluate(add)
 	return problems
 }
 
@@ -429,6 +434,7 @@ func (r *results) print(w io.Writer, problems []string) {
 	fmt.Fprintf(w, "meta.sr.ht (fake): %d token checks for one Sourcehut token across %d replica processes\n", r.metaCalls, r.replicaStarts)
 	fmt.Fprintf(w, "bundle server: %d requests, %d full downloads %v, %d answered 304 Not Modified\n", r.bundleReqs, sumValues(r.bundleGets), r.bundleGets, r.bundle304)
 
+	r.sharedLimit.print(w)
 	fmt.Fprintf(w, "policy change (bound: %s):\n", r.propagationOK)
 	for _, p := range r.propagation {
 		eff, fet := "never", "never"

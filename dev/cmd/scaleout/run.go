@@ -49,9 +49,10 @@ type scaleout struct {
 	statsAddr string
 	replicas  []*replica
 	registry  *child
+	redis     *child // the replicas' brute_force.store
 	regHost   string // localhost:PORT, what clients are given
 	image     testImage
-	versions  struct{ server, registry, haproxy string }
+	versions  struct{ server, registry, haproxy, redis string }
 
 	t0     time.Time // the load's start
 	evMu   sync.Mutex
@@ -80,6 +81,9 @@ func (s *scaleout) close() {
 	}
 	if s.lb != nil {
 		s.lb.Stop(5 * time.Second)
+	}
+	if s.redis != nil {
+		s.redis.Stop(5 * time.Second)
 	}
 	if s.metaStop != nil {
 		s.metaStop()
@@ -155,6 +159,8 @@ func (s *scaleout) runAll(ctx context.Context) *results {
 	s.event("haproxy: every replica up")
 
 	s.checkPropagation(ctx, res)
+	// Last: its blocks (of attackAddr and attackUser only) outlive the run.
+	s.checkSharedLimit(ctx, res)
 	s.gather(res)
 	return res
 }

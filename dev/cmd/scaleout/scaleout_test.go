@@ -179,6 +179,7 @@ func TestReplicaConfigLoads(t *testing.T) {
 	s := replicaSettings{
 		keyFile: "/keys/key.pem", htpasswd: "/etc/htpasswd", metaURL: "http://127.0.0.1:9", sourcehutUser: shUser,
 		bundleURL: "http://127.0.0.1:8", bundleSecret: "s3cret", trustedProxy: "127.0.0.3", minDelay: 1, maxDelay: 2,
+		bfThreshold: bfThreshold, bfStore: "redis://127.0.0.1:6390/0",
 	}
 	f := filepath.Join(t.TempDir(), "r1.yaml")
 	if err := os.WriteFile(f, []byte(replicaConfig(s, "r1", "127.0.0.1:5001", "127.0.0.1:9464")), 0o600); err != nil {
@@ -191,6 +192,9 @@ func TestReplicaConfigLoads(t *testing.T) {
 	if cfg.Listen != "127.0.0.1:5001" || cfg.Metrics.Listen != "127.0.0.1:9464" || cfg.Limits.ShutdownTimeout.D() != shutdownTimeout ||
 		!slices.Equal(cfg.TrustedProxies, []string{"127.0.0.3"}) || cfg.Log.Format != "json" || cfg.Token.Key != "/keys/key.pem" {
 		t.Errorf("loaded %+v", cfg)
+	}
+	if cfg.BruteForce.Threshold != bfThreshold || cfg.BruteForce.Store != "redis://127.0.0.1:6390/0" {
+		t.Errorf("brute_force %+v", cfg.BruteForce)
 	}
 	// The Sourcehut client logs in only if authn.sourcehut.users lets it.
 	if !slices.Equal(cfg.Authn.Sourcehut.Users, []string{shUser}) || !slices.Contains(cfg.Providers(), "sourcehut") {
@@ -388,6 +392,9 @@ func goodResults() *results {
 		metaCalls:     4, replicaStarts: 5,
 		registry: registryTally{authorized: 40, challenges: 20, errors: map[int]int{404: 7}},
 		goUsers:  []string{"htpasswd:go1"}, proxySource: "127.0.0.3",
+		sharedLimit: sharedLimitCheck{checked: true, threshold: 5,
+			failures: []attempt{{"r1", 401, ""}, {"r2", 401, ""}, {"r3", 401, ""}, {"r1", 401, ""}, {"r2", 401, ""}},
+			after:    []attempt{{"r1", 429, ""}, {"r2", 429, ""}, {"r3", 429, ""}}},
 	}
 }
 
@@ -436,6 +443,13 @@ func TestEvaluate(t *testing.T) {
 		{"shared token cache", func(r *results) { r.metaCalls = 6 }, "meta.sr.ht was called 6 times for one token by 5 replica processes"},
 		{"cut short", func(r *results) { r.setupErr = "cut short: context deadline exceeded" }, "run: cut short"},
 		{"a token the registry refused", func(r *results) { r.registry.refused = []string{"error authorizing context: invalid token"} }, "registry: error authorizing context: invalid token"},
+		{"brute-force limit not shared", func(r *results) { r.sharedLimit.after[2].status = 401 },
+			"shared brute-force limit: after 5 failures over the replicas, r3 answered 401, not 429"},
+		{"blocked before the threshold", func(r *results) { r.sharedLimit.failures[3].status = 429 },
+			"shared brute-force limit: wrong password 4 of 5 (r1) answered 429, not 401"},
+		{"a replica unreachable for the limit check", func(r *results) { r.sharedLimit.after[0] = attempt{replica: "r1", err: "connection refused"} },
+			"r1 answered connection refused, not 429"},
+		{"limit not checked", func(r *results) { r.sharedLimit = sharedLimitCheck{} }, "the shared brute-force limit was not checked"},
 		{"a 5xx from the registry", func(r *results) { r.registry.errors[500] = 1 }, "registry: 1 responses with status 500"},
 	}
 	for _, tt := range tests {
@@ -495,7 +509,8 @@ func TestPrintOK(t *testing.T) {
 	r := goodResults()
 	var out strings.Builder
 	r.print(&out, r.evaluate())
-	for _, want := range []string{"scale-out: OK", "total: 42 operations, 0 failed", "2 requests (2 token requests), 1 retried, 1 redispatched, 0 failed", "r1#2  tokens served     2"} {
+	for _, want := range []string{"scale-out: OK", "total: 42 operations, 0 failed", "2 requests (2 token requests), 1 retried, 1 redispatched, 0 failed", "r1#2  tokens served     2",
+		"shared brute-force limit (brute_force.store: Redis, threshold 5): 5 failures over 3 replicas (2+2+1, from 127.0.0.4, straight to the replicas) → all 3 answer 429"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

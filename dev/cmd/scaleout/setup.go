@@ -48,8 +48,8 @@ func (s *scaleout) setup(ctx context.Context) error {
 	if err := s.readVersions(ctx); err != nil {
 		return err
 	}
-	// lb, stats, registry, then per replica: token port, metrics port.
-	ports, err := freePorts(3 + 2*nReplicas)
+	// lb, stats, registry, redis, then per replica: token port, metrics port.
+	ports, err := freePorts(4 + 2*nReplicas)
 	if err != nil {
 		return fmt.Errorf("ports: %w", err)
 	}
@@ -116,13 +116,18 @@ func (s *scaleout) setup(ctx context.Context) error {
 		keyFile: filepath.Join(s.keys, "key.pem"), htpasswd: s.htpasswd, metaURL: "http://" + ln.Addr().String(), sourcehutUser: shUser,
 		bundleURL: s.bundles.url, bundleSecret: s.bundles.secret, trustedProxy: proxySource,
 		minDelay: o.minDelay, maxDelay: o.maxDelay,
+		bfThreshold: bfThreshold, bfStore: fmt.Sprintf("redis://127.0.0.1:%d/0", ports[3]),
+	}
+	// Redis first: the replicas share their brute-force counts there.
+	if err := s.startRedis(ctx, ports[3]); err != nil {
+		return err
 	}
 	lbc := lbConfig{Listen: s.lbAddr, Stats: s.statsAddr, Source: proxySource, CheckInter: checkInter}
 	for i := range nReplicas {
 		r := &replica{
 			name:        fmt.Sprintf("r%d", i+1),
-			addr:        fmt.Sprintf("127.0.0.1:%d", ports[3+2*i]),
-			metricsAddr: fmt.Sprintf("127.0.0.1:%d", ports[4+2*i]),
+			addr:        fmt.Sprintf("127.0.0.1:%d", ports[4+2*i]),
+			metricsAddr: fmt.Sprintf("127.0.0.1:%d", ports[5+2*i]),
 		}
 		r.config = filepath.Join(s.tmp, r.name+".yaml")
 		if err := os.WriteFile(r.config, []byte(replicaConfig(settings, r.name, r.addr, r.metricsAddr)), 0o600); err != nil {
@@ -220,6 +225,14 @@ func (s *scaleout) readVersions(ctx context.Context) error {
 		return fmt.Errorf("%s -v: %w (apt-get install haproxy)", s.opts.haproxy, err)
 	}
 	first, _, _ := strings.Cut(string(out), "\n")
+	if out, err := exec.CommandContext(ctx, s.opts.redis, "--version").CombinedOutput(); err != nil {
+		return fmt.Errorf("%s --version: %w (apt-get install redis-server)", s.opts.redis, err)
+	} else if _, v, ok := strings.Cut(string(out), " v="); ok {
+		// "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=…"
+		s.versions.redis = "redis " + strings.Fields(v)[0]
+	} else {
+		s.versions.redis = strings.TrimSpace(string(out))
+	}
 	// "HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/"
 	if f := strings.Fields(first); len(f) >= 3 {
 		s.versions.haproxy = "haproxy " + f[2]
