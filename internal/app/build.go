@@ -426,7 +426,8 @@ func buildPolicy(ctx context.Context, cfg config.Config, log *slog.Logger, check
 		return nil, usageError{fmt.Errorf("policy.opa: %w", err)}
 	}
 	ro := authz.RemoteOptions{Config: opaConfig, Query: cfg.Policy.Query, Timeout: cfg.Policy.Timeout.D(), Wait: cfg.Policy.StartupWait.D(), Logger: log,
-		NotReadyAfterWait: !checkOnly, OnActivate: p.check, AllowBuiltins: cfg.Policy.Capabilities.AllowBuiltins}
+		NotReadyAfterWait: !checkOnly, OnActivate: p.check, AllowBuiltins: cfg.Policy.Capabilities.AllowBuiltins,
+		DecisionLogMask: cfg.Policy.DecisionLogMask}
 	if cfg.Policy.FallbackToEmbedded {
 		// The embedded policy answers at its own query, whatever
 		// policy.query names for the bundles.

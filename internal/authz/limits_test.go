@@ -418,3 +418,57 @@ func TestKubernetesConfigMapBundle(t *testing.T) {
 	update(files("cm-2", "push"))
 	check("cm-2", "push")
 }
+
+// TestDecisionLogMask: the input fields policy.decision_log_mask names are
+// left out of uploaded decision logs (the client address also from
+// requested_by); the others are uploaded.
+func TestDecisionLogMask(t *testing.T) {
+	t.Parallel()
+	bs := newSwappableServer(t)
+	bs.set(bundleBytes(t, "v1", "package registry.authz\n\nallow contains \"pull\"\n"))
+	ctx := context.Background()
+	config := remoteConfig(bs.srv.URL, `, "decision_logs": {"service": "cp", "resource": "/logs", "reporting": {"min_delay_seconds": 1, "max_delay_seconds": 1}}`)
+	r, err := authz.StartRemote(ctx, authz.RemoteOptions{Config: config, Wait: 10 * time.Second, Logger: slog.New(slog.DiscardHandler),
+		DecisionLogMask: []string{"/request/client_ip", "/identity/oidc/claims"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(ctx)
+	sc, err := access.ParseScope("repository:octo-org/app:pull")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := identity.Identity{Method: identity.MethodOIDC, Provider: "github", Subject: "repo:octo-org/app:ref:refs/heads/main",
+		OIDC: &identity.OIDC{Issuer: "https://token.actions.githubusercontent.com", Claims: map[string]any{"actor": "octocat"}}}
+	req := identity.Request{Service: "registry.example.com", ClientIP: "192.0.2.9", UserAgent: "docker/28", DecisionID: "masked-1", Time: time.Now()}
+	if _, err := r.Authorizer().Authorize(ctx, id, req, []access.Scope{sc}); err != nil {
+		t.Fatal(err)
+	}
+	if id.OIDC.Claims["actor"] != "octocat" {
+		t.Fatal("masking changed the identity's own claims")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		for _, ev := range bs.logged() {
+			if ev["decision_id"] != "masked-1" {
+				continue
+			}
+			raw, _ := json.Marshal(ev)
+			for _, gone := range []string{"192.0.2.9", "octocat"} {
+				if strings.Contains(string(raw), gone) {
+					t.Errorf("the upload carries the masked %q: %s", gone, raw)
+				}
+			}
+			for _, kept := range []string{"registry.example.com", "docker/28", "token.actions.githubusercontent.com"} {
+				if !strings.Contains(string(raw), kept) {
+					t.Errorf("the upload lacks the unmasked %q: %s", kept, raw)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no decision uploaded in time")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,10 @@ type Remote struct {
 type RemoteOptions struct {
 	// Config is OPA's configuration document (JSON or YAML).
 	Config []byte
+	// DecisionLogMask lists input fields left out of uploaded decision
+	// logs, as paths like /request/client_ip (MaskablePaths); masking
+	// /request/client_ip also leaves out requested_by.
+	DecisionLogMask []string
 	// Query and Timeout as in Options.
 	Query   string
 	Timeout time.Duration
@@ -156,18 +161,18 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 			m.Stop(context.WithoutCancel(ctx))
 			return nil, ctx.Err()
 		}
-		r.enableDecisionLogs(m, o.Query)
+		r.enableDecisionLogs(m, o.Query, o.DecisionLogMask)
 		return r, nil
 	}
 	select {
 	case <-r.activated:
-		r.enableDecisionLogs(m, o.Query)
+		r.enableDecisionLogs(m, o.Query, o.DecisionLogMask)
 		return r, nil
 	case <-time.After(wait):
 		err := fmt.Errorf("policy.opa: no bundle activated within %v (is the bundle server reachable, and is the bundle valid and signed?)", wait)
 		if o.NotReadyAfterWait {
 			o.Logger.Error("not ready: no policy bundle yet; answering 503 until one activates", "error", err)
-			r.enableDecisionLogs(m, o.Query)
+			r.enableDecisionLogs(m, o.Query, o.DecisionLogMask)
 			return r, nil
 		}
 		m.Stop(context.WithoutCancel(ctx))
@@ -180,12 +185,41 @@ func StartRemote(ctx context.Context, o RemoteOptions) (*Remote, error) {
 
 // enableDecisionLogs uploads decisions when the configuration has a
 // decision_logs section.
-func (r *Remote) enableDecisionLogs(m *plugins.Manager, query string) {
+func (r *Remote) enableDecisionLogs(m *plugins.Manager, query string, mask []string) {
 	if p := logs.Lookup(m); p != nil {
 		if query == "" {
 			query = DefaultQuery
 		}
-		r.authorizer.uploads = &opaDecisionLogs{plugin: p, path: strings.ReplaceAll(strings.TrimPrefix(query, "data."), ".", "/")}
+		r.authorizer.uploads = &opaDecisionLogs{plugin: p, path: strings.ReplaceAll(strings.TrimPrefix(query, "data."), ".", "/"), mask: mask}
+	}
+}
+
+// MaskablePaths are the input fields that policy.decision_log_mask may
+// leave out of uploaded decision logs: everything an upload carries about
+// the client beyond who it is and what it asked for.
+var MaskablePaths = []string{
+	"/request/client_ip", "/request/client_id", "/request/user_agent",
+	"/identity/subject", "/identity/groups", "/identity/namespace",
+	"/identity/sourcehut", "/identity/sourcehut/grants", "/identity/sourcehut/client_id",
+	"/identity/oidc", "/identity/oidc/claims",
+}
+
+// maskInput deletes the masked paths from an input document.
+func maskInput(input map[string]any, mask []string) {
+	for _, path := range mask {
+		parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+		m := input
+		for i, part := range parts {
+			if i == len(parts)-1 {
+				delete(m, part)
+				break
+			}
+			next, ok := m[part].(map[string]any)
+			if !ok {
+				break
+			}
+			m = next
+		}
 	}
 }
 
@@ -217,10 +251,17 @@ func (r *Remote) Stop(ctx context.Context) { r.manager.Stop(ctx) }
 type opaDecisionLogs struct {
 	plugin *logs.Plugin
 	path   string
+	mask   []string // input paths left out (policy.decision_log_mask)
 }
 
 func (o *opaDecisionLogs) upload(ctx context.Context, e *Engine, id identity.Identity, req identity.Request, d access.Decision, evalErr error) {
-	var input any = Input(id, req, d.Requested)
+	in := Input(id, req, d.Requested)
+	maskInput(in, o.mask)
+	var input any = in
+	remoteAddr := req.ClientIP
+	if slices.Contains(o.mask, "/request/client_ip") {
+		remoteAddr = ""
+	}
 	var result any = map[string]any{"allow": d.Granted, "deny": d.Reasons}
 	bundles := map[string]server.BundleInfo{}
 	for rev := range strings.SplitSeq(e.Revision(), ",") {
@@ -232,7 +273,7 @@ func (o *opaDecisionLogs) upload(ctx context.Context, e *Engine, id identity.Ide
 		DecisionID: req.DecisionID,
 		Path:       o.path,
 		Timestamp:  req.Time,
-		RemoteAddr: req.ClientIP,
+		RemoteAddr: remoteAddr,
 		Input:      &input,
 		Results:    &result,
 		Bundles:    bundles,

@@ -52,3 +52,16 @@ func TestParseCapabilities(t *testing.T) {
 		t.Errorf("two unknown names: %v, want two problems", err)
 	}
 }
+
+// TestMaskablePathsAreAuthz: the paths config accepts in
+// policy.decision_log_mask are those the upload masks.
+func TestMaskablePathsAreAuthz(t *testing.T) {
+	if !slices.Equal(MaskablePaths, authz.MaskablePaths) {
+		t.Errorf("config.MaskablePaths = %v, authz.MaskablePaths = %v", MaskablePaths, authz.MaskablePaths)
+	}
+	_, err := Parse([]byte("policy:\n  decision_log_mask: [/request/client_ip, /request/clientip]\n"))
+	if err == nil || !strings.Contains(err.Error(), `policy.decision_log_mask[1]: "/request/clientip" is not an input field that can be masked`) ||
+		!strings.Contains(err.Error(), `did you mean "/request/client_ip"?`) {
+		t.Errorf("a misspelt path: %v", err)
+	}
+}

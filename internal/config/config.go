@@ -286,6 +286,19 @@ type Policy struct {
 	// Capabilities says what the policy may do beyond computing a
 	// decision.
 	Capabilities Capabilities `yaml:"capabilities"`
+	// DecisionLogMask lists input fields (MaskablePaths) left out of the
+	// decision logs policy.opa's decision_logs uploads; default none.
+	DecisionLogMask []string `yaml:"decision_log_mask"`
+}
+
+// MaskablePaths are the input fields policy.decision_log_mask may leave
+// out of uploaded decision logs (authz.MaskablePaths; a test holds the two
+// equal).
+var MaskablePaths = []string{
+	"/request/client_ip", "/request/client_id", "/request/user_agent",
+	"/identity/subject", "/identity/groups", "/identity/namespace",
+	"/identity/sourcehut", "/identity/sourcehut/grants", "/identity/sourcehut/client_id",
+	"/identity/oidc", "/identity/oidc/claims",
 }
 
 // Capabilities of the policy: every policy (embedded, local bundles,

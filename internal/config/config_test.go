@@ -110,7 +110,7 @@ func TestLoadFull(t *testing.T) {
 			},
 			Query:   "data.registry.authz_v2",
 			Timeout: Duration(250 * time.Millisecond), StartupWait: Duration(time.Minute), FallbackToEmbedded: true,
-			Capabilities: Capabilities{AllowBuiltins: []string{"net.lookup_ip_addr"}},
+			Capabilities: Capabilities{AllowBuiltins: []string{"net.lookup_ip_addr"}}, DecisionLogMask: []string{"/request/user_agent"},
 		},
 		Log: Log{Level: "debug", Format: "json"},
 		Limits: Limits{MaxScopes: 128, MaxBodyBytes: 32768, MaxQueryBytes: 4096, MaxHeaderBytes: 8192, MaxConcurrent: 100,

@@ -238,6 +238,16 @@ func (pol Policy) validate(p *problems) {
 		}
 		p.add(fmt.Sprintf("policy.capabilities.allow_builtins[%d]", i), "%s", msg)
 	}
+	for i, m := range pol.DecisionLogMask {
+		if slices.Contains(MaskablePaths, m) {
+			continue
+		}
+		msg := fmt.Sprintf("%q is not an input field that can be masked (%s)", m, strings.Join(MaskablePaths, ", "))
+		if s, ok := suggest.Closest(m, MaskablePaths); ok {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		}
+		p.add(fmt.Sprintf("policy.decision_log_mask[%d]", i), "%s", msg)
+	}
 }
 
 func (l Log) validate(p *problems) {
