@@ -229,25 +229,26 @@ func (pol Policy) validate(p *problems) {
 		p.add("policy.startup_wait", "must be above 0 and at most 1h, got %v", pol.StartupWait)
 	}
 	for i, b := range pol.Capabilities.AllowBuiltins {
-		if slices.Contains(DeniableBuiltins, b) {
-			continue
-		}
-		msg := fmt.Sprintf("%q is not a built-in denied by default (those are %s; every other one is allowed)", b, strings.Join(DeniableBuiltins, ", "))
-		if s, ok := suggest.Closest(b, DeniableBuiltins); ok {
-			msg += fmt.Sprintf("; did you mean %q?", s)
-		}
-		p.add(fmt.Sprintf("policy.capabilities.allow_builtins[%d]", i), "%s", msg)
+		oneOf(p, fmt.Sprintf("policy.capabilities.allow_builtins[%d]", i), b, DeniableBuiltins,
+			"%q is not a built-in denied by default (those are %s; every other one is allowed)")
 	}
 	for i, m := range pol.DecisionLogMask {
-		if slices.Contains(MaskablePaths, m) {
-			continue
-		}
-		msg := fmt.Sprintf("%q is not an input field that can be masked (%s)", m, strings.Join(MaskablePaths, ", "))
-		if s, ok := suggest.Closest(m, MaskablePaths); ok {
-			msg += fmt.Sprintf("; did you mean %q?", s)
-		}
-		p.add(fmt.Sprintf("policy.decision_log_mask[%d]", i), "%s", msg)
+		oneOf(p, fmt.Sprintf("policy.decision_log_mask[%d]", i), m, MaskablePaths,
+			"%q is not an input field that can be masked (%s)")
 	}
+}
+
+// oneOf adds a problem for a value not among allowed, the message made of
+// format (the value, then the allowed ones) and the closest allowed one.
+func oneOf(p *problems, key, value string, allowed []string, format string) {
+	if slices.Contains(allowed, value) {
+		return
+	}
+	msg := fmt.Sprintf(format, value, strings.Join(allowed, ", "))
+	if s, ok := suggest.Closest(value, allowed); ok {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	p.add(key, "%s", msg)
 }
 
 func (l Log) validate(p *problems) {
