@@ -14,9 +14,11 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
@@ -30,6 +32,10 @@ import (
 // bump: new fields and values, present only where authn.oidc is configured
 // (see policy/README.md, "Input version notes").
 const InputVersion = 2
+
+// noMetrics: the server keeps its own metrics of decisions; OPA's timers
+// of each evaluation are never read.
+var noMetrics = metrics.NoOp()
 
 // DefaultQuery is the package whose allow and deny rules are read.
 const DefaultQuery = policy.DefaultQuery
@@ -65,6 +71,9 @@ type Options struct {
 	Timeout time.Duration
 	// NoMemo evaluates every decision (for benchmarks and comparisons).
 	NoMemo bool
+	// NoStatic evaluates the rules that read no input every time instead
+	// of once per engine (for comparisons: the decisions are the same).
+	NoStatic bool
 	// AllowBuiltins lists built-ins denied by default (DeniedBuiltins)
 	// that the policy may call; a policy calling another one fails to
 	// compile.
@@ -93,6 +102,11 @@ type Engine struct {
 	memo    *memo // nil: every decision is evaluated
 	// reads are the input leaves the policy may read.
 	reads map[string]bool
+	// static remembers the values of the rules that read no input; nil
+	// when the policy has none (or NoStatic is set).
+	static *staticValues
+	// shape is the input document's fields the policy may read.
+	shape inputShape
 }
 
 // queryFor reads each rule through a comprehension so that a policy that
@@ -127,7 +141,9 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	if err := checkAllowBuiltins(opts.AllowBuiltins); err != nil {
 		return nil, err
 	}
-	regoOpts := []func(*rego.Rego){rego.Query(q), rego.StrictBuiltinErrors(true), rego.Capabilities(capabilities(opts.AllowBuiltins))}
+	var compiler *ast.Compiler
+	regoOpts := []func(*rego.Rego){rego.Query(q), rego.StrictBuiltinErrors(true), rego.Capabilities(capabilities(opts.AllowBuiltins)),
+		rego.CompilerHook(func(c *ast.Compiler) { compiler = c })}
 	if opts.Schema != nil {
 		var schema any
 		if err := json.Unmarshal(opts.Schema, &schema); err != nil {
@@ -194,9 +210,13 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{query: pq, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
-	e.reads = analyse(parsed).read
+	a := analyse(parsed)
+	e.reads, e.shape = a.read, newInputShape(a)
 	if !opts.NoMemo {
 		e.memo = newMemo(parsed)
+	}
+	if !opts.NoStatic && compiler != nil {
+		e.static = newStaticValues(compiler)
 	}
 	return e, nil
 }
@@ -301,8 +321,9 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	for i, b := range bundles {
 		revs[i] = b.Name + "@" + b.Revision
 	}
-	reads := analyse(parsed).read
-	return &Engine{query: pq, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed), reads: reads}, nil
+	a := analyse(parsed)
+	return &Engine{query: pq, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed),
+		reads: a.read, shape: newInputShape(a), static: newStaticValues(compiler)}, nil
 }
 
 // BundleRevision is an active bundle: its name (a local bundle's path, a
@@ -343,19 +364,42 @@ func (e *Engine) Bundles() []BundleRevision { return slices.Clone(e.bundles) }
 // Decide evaluates one scope. Extra options (a tracer, for `policy eval
 // --explain`) are passed to the evaluation.
 func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope, extra ...rego.EvalOption) (access.Decision, error) {
+	return e.decide(ctx, &tokenRequest{id: id, req: req}, sc, extra)
+}
+
+// tokenRequest is who asks, and how: the same for every scope of a request,
+// so its part of the input is built once.
+type tokenRequest struct {
+	id    identity.Identity
+	req   identity.Request
+	parts *inputParts
+}
+
+func (r *tokenRequest) input(s inputShape) (inputParts, error) {
+	if r.parts == nil {
+		p, err := s.parts(r.id, r.req)
+		if err != nil {
+			return inputParts{}, err
+		}
+		r.parts = &p
+	}
+	return *r.parts, nil
+}
+
+func (e *Engine) decide(ctx context.Context, r *tokenRequest, sc access.Scope, extra []rego.EvalOption) (access.Decision, error) {
 	start := time.Now()
 	// A traced evaluation (policy eval --explain) must really run.
 	useMemo := e.memo != nil && len(extra) == 0
 	var key string
 	if useMemo {
-		key = e.memo.key(id, req, sc)
+		key = e.memo.key(r.id, r.req, sc)
 		if m, ok := e.memo.get(key); ok {
 			d := e.decision(sc, m, start)
 			d.Memoised = true
 			return d, nil
 		}
 	}
-	m, err := e.evaluate(ctx, id, req, sc, extra)
+	m, err := e.evaluate(ctx, r, sc, extra)
 	if err != nil {
 		// Errors are not remembered: a deadline may pass next time.
 		return access.Decision{}, err
@@ -367,10 +411,29 @@ func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.
 }
 
 // evaluate runs the query and reads allow and deny.
-func (e *Engine) evaluate(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope, extra []rego.EvalOption) (memoEntry, error) {
+func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope, extra []rego.EvalOption) (memoEntry, error) {
+	parts, err := r.input(e.shape)
+	if err != nil {
+		return memoEntry{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	rs, err := e.query.Eval(ctx, append([]rego.EvalOption{rego.EvalInput(Input(id, req, sc))}, extra...)...)
+	// OPA would start a goroutine per evaluation to watch ctx; a callback
+	// on ctx does the same job.
+	cancelEval := topdown.NewCancel()
+	defer context.AfterFunc(ctx, cancelEval.Cancel)()
+	opts := append(make([]rego.EvalOption, 0, 4+len(extra)), rego.EvalParsedInput(e.shape.value(parts, sc)), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(cancelEval))
+	// A traced evaluation (policy eval --explain) shows every rule
+	// evaluated, the static ones too.
+	var vc *evalCache
+	if e.static != nil && len(extra) == 0 {
+		vc = e.static.newEvalCache()
+		opts = append(opts, rego.EvalVirtualCache(vc))
+	}
+	rs, err := e.query.Eval(ctx, append(opts, extra...)...)
+	if vc != nil {
+		vc.done(err)
+	}
 	if err != nil {
 		return memoEntry{}, err
 	}
@@ -524,9 +587,10 @@ func (a *Authorizer) Authorize(ctx context.Context, id identity.Identity, req id
 		return nil, fmt.Errorf("%w: no policy is active yet", access.ErrDecisionFailed)
 	}
 	decisions := make([]access.Decision, 0, len(scopes))
+	r := &tokenRequest{id: id, req: req}
 	for i, sc := range scopes {
 		start := time.Now()
-		d, err := e.Decide(ctx, id, req, sc)
+		d, err := e.decide(ctx, r, sc, nil)
 		if a.uploads != nil {
 			if err != nil {
 				d.Requested = sc

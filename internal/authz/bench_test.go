@@ -31,7 +31,10 @@ func BenchmarkDecision(b *testing.B) {
 func benchmarkDecision(b *testing.B, noMemo bool) {
 	ctx := context.Background()
 	e, err := authz.Compile(ctx, authz.Options{
-		NoMemo:  noMemo,
+		NoMemo: noMemo,
+		// The machine a benchmark runs on may be busy: a stall is not a
+		// policy that loops.
+		Timeout: 10 * time.Second,
 		Modules: policy.FS(),
 		Schema:  policy.InputSchema(),
 		Data: map[string]any{
