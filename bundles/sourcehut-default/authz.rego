@@ -86,6 +86,16 @@
 # Do not name a data key "authz": this package lives at data.registry.authz.
 package registry.authz
 
+# How this file is written: the server evaluates it for every scope of every
+# token request it has not seen before, so the rules are ordered for cheap
+# answers. A rule's first expression rejects the identities it is not about
+# (OPA indexes rules by `input.<field> == <constant>` and skips those that
+# cannot match), and everything computed from data alone lives in rules that
+# read no input (site_namespaces, shared_prefixes, oidc_rule_table): the
+# server evaluates those once per policy revision, not per request (see
+# docs/policy.md, "The cost of a decision"). `opa test` evaluates them every
+# time; the answers are the same.
+
 # ---------------------------------------------------------------------------
 # Site data, with defaults. data.registry is read one key at a time because
 # it also contains this package: reading it whole from here would be recursive.
@@ -105,6 +115,50 @@ reserved := data.registry.reserved
 default oidc_rules := []
 
 oidc_rules := data.registry.oidc
+
+# ---------------------------------------------------------------------------
+# Derived from data alone (evaluated once per policy revision by the server).
+
+# The names the site took for itself, so no identity owns them: the shared
+# namespaces, the reserved names, and the namespaces public patterns cover
+# whole ("library" for "library/*" or "library/**").
+site_namespaces := ({ns | some ns, acl in namespaces; acl != false} | {ns | some ns in reserved}) | {ns |
+	some pattern in public
+	ns := pattern_namespace(pattern)
+}
+
+# "<ns>/" for each shared namespace: a repository starting with one (and
+# longer than it) is inside that namespace.
+shared_prefixes := {concat("", [ns, "/"]) | some ns, _ in namespaces}
+
+# The OIDC claim rules, with what can be worked out before any token is
+# seen: each rule's claim patterns by path, and each repository pattern's
+# {claim} references. A rule that can never match (claims not a map, no
+# pattern, an empty map among them) is left out.
+oidc_rule_table := [entry |
+	some rule in oidc_rules
+	is_object(rule.claims)
+	patterns := claim_patterns(rule.claims)
+	count(patterns) > 0
+	not has_empty_map(rule.claims)
+	entry := {
+		"provider": rule.provider,
+		"claims": patterns,
+		"repositories": [compile_pattern(p) | some p in rule.repositories],
+		"actions": rule.actions,
+	}
+]
+
+# compile_pattern(pattern): a repository pattern of an OIDC rule and its
+# {claim} references (ref -> claim name). "leftover" marks a brace that is no
+# reference ("{", "{}"): such a pattern never applies.
+compile_pattern(pattern) := {
+	"pattern": pattern,
+	"braced": contains(pattern, "{"),
+	"first_braced": contains(split(pattern, "/")[0], "{"),
+	"refs": {ref: trim_suffix(trim_prefix(ref, "{"), "}") | some ref in regex.find_n(`\{[^{}]+\}`, pattern, -1)},
+	"leftover": regex.match(`[{}]`, regex.replace(pattern, `\{[^{}]+\}`, "")),
+}
 
 # ---------------------------------------------------------------------------
 # Facts about the request.
@@ -133,8 +187,8 @@ principal := concat(":", [input.identity.provider, input.identity.subject]) if {
 groups contains g if some g in input.identity.groups
 
 admin if {
+	"admins" in input.identity.groups
 	authenticated
-	"admins" in groups
 }
 
 # The method that vouched for the subject. A refresh token (method
@@ -148,9 +202,9 @@ effective_method := input.identity.refreshed_from if {
 # An OIDC identity: an ID token of a configured issuer (a CI job, a
 # Kubernetes service account), or a refresh token of such a login. Either
 # sign is enough to keep it from what accounts get.
-oidc_identity if effective_method == "oidc"
-
 oidc_identity if is_object(input.identity.oidc)
+
+oidc_identity if effective_method == "oidc"
 
 # The repository being asked about; undefined for any other resource type,
 # so every rule that uses it grants nothing on other types.
@@ -159,21 +213,15 @@ repository := input.scope.name if input.scope.type == "repository"
 # in_namespace(ns, name): name is "ns/<something>", at any depth. The
 # repository named exactly "ns", and "ns2/x", are not in namespace "ns".
 in_namespace(ns, name) if {
-	startswith(name, concat("", [ns, "/"]))
-	count(name) > count(ns) + 1
+	prefix := concat("", [ns, "/"])
+	startswith(name, prefix)
+	name != prefix
 }
 
 # site_namespace(name): the site configured name for itself, so no
 # identity owns it: a shared namespace, a reserved name, or the namespace a
 # public pattern covers whole ("library" for "library/*" or "library/**").
-site_namespace(name) if namespaces[name]
-
-site_namespace(name) if name in reserved
-
-site_namespace(name) if {
-	some pattern in public
-	pattern_namespace(pattern) == name
-}
+site_namespace(name) if site_namespaces[name]
 
 # pattern_namespace(pattern): ns for a pattern "ns/*" or "ns/**" whose ns
 # is a plain name. Other patterns ("alice/app", "*/public", "**") name no
@@ -186,8 +234,16 @@ pattern_namespace(pattern) := parts[0] if {
 }
 
 # in_shared_namespace(name): name is inside a namespace of namespaces,
-# whose ACL alone says who may do what there.
+# whose ACL alone says who may do what there. The first rule is the quick
+# one; the second decides a name that is itself a prefix ("team/", which
+# is in no namespace unless a shorter one holds it).
 in_shared_namespace(name) if {
+	strings.any_prefix_match(name, shared_prefixes)
+	not shared_prefixes[name]
+}
+
+in_shared_namespace(name) if {
+	shared_prefixes[name]
 	some ns, _ in namespaces
 	in_namespace(ns, name)
 }
@@ -195,12 +251,12 @@ in_shared_namespace(name) if {
 # The caller's personal namespace: the one the server says it owns, unless
 # the site took that name.
 own_namespace := ns if {
-	authenticated
-	not oidc_identity
 	ns := input.identity.namespace
 	is_string(ns)
 	ns != ""
-	not site_namespace(ns)
+	authenticated
+	not oidc_identity
+	not site_namespaces[ns]
 }
 
 # is_member(members): the caller is listed in a namespace's member list,
@@ -216,9 +272,9 @@ is_member(members) if {
 }
 
 is_member(members) if {
-	some m in members
-	startswith(m, "group:")
-	substring(m, count("group:"), -1) in groups
+	some g in input.identity.groups
+	is_string(g)
+	concat("", ["group:", g]) in members
 }
 
 # ---------------------------------------------------------------------------
@@ -229,24 +285,17 @@ is_member(members) if {
 # The claims of an OIDC login (or of the login a refresh token was issued
 # at); undefined for every other identity, so no claim rule applies to it.
 oidc_claims := input.identity.oidc.claims if {
-	authenticated
-	effective_method == "oidc"
 	is_object(input.identity.oidc.claims)
+	effective_method == "oidc"
+	authenticated
 }
 
-# claims_match(want): every claim pattern of a rule's claims matches the
-# token's claim of that name. A map pattern matches a nested claim object
-# key by key, at any depth: the patterns are its leaves, each at a path of
-# keys, and the claim at that path must exist. A rule without any pattern
-# matches nothing (the schema refuses it too): name at least one claim.
-claims_match(want) if {
-	is_object(want)
-	patterns := claim_patterns(want)
-	count(patterns) > 0
-	not has_empty_map(want)
+# patterns_match(patterns): each pattern (path -> pattern) matches the
+# claim at its path. A missing claim is null here, which no pattern
+# matches.
+patterns_match(patterns) if {
 	every path, pattern in patterns {
-		some value in [v | walk(oidc_claims, [path, v])]
-		claim_matches(pattern, value)
+		claim_matches(pattern, object.get(oidc_claims, path, null))
 	}
 }
 
@@ -317,44 +366,37 @@ claim_value(name) := lower(value) if {
 
 # expand(pattern): the pattern with each {claim} replaced by claim_value;
 # undefined when one of them is undefined, or a brace is left over.
-expand(pattern) := expanded if {
-	refs := {ref | some ref in regex.find_n(`\{[^{}]+\}`, pattern, -1)}
-	values := {ref: claim_value(trim_suffix(trim_prefix(ref, "{"), "}")) | some ref in refs}
-	count(values) == count(refs)
-	expanded := strings.replace_n(values, pattern)
-	not regex.match(`[{}]`, expanded)
+expand(pattern) := expand_compiled(compile_pattern(pattern))
+
+expand_compiled(compiled) := strings.replace_n(values, compiled.pattern) if {
+	not compiled.leftover
+	values := {ref: claim_value(name) | some ref, name in compiled.refs}
+	count(values) == count(compiled.refs)
 }
 
-# oidc_pattern_matches(pattern, name): a rule's repository pattern covers
-# the repository name. Patterns are globs like public's ("*" stays in one
-# path segment, "**" spans any depth). A pattern without a claim is the
-# site's own word and applies as written. One with a claim is like
-# ownership: site configuration beats it, so it never applies inside a
-# shared namespace, and when a claim names the first path segment
-# ("{repository}", "{repository_owner}/*") never in a namespace the site
-# took for itself (shared, reserved, a public pattern's).
-oidc_pattern_matches(pattern, name) if {
-	not contains(pattern, "{")
-	glob.match(pattern, ["/"], name)
+# oidc_pattern_matches(compiled, name): a rule's repository pattern (as
+# compile_pattern gives it) covers the repository name. Patterns are globs
+# like public's ("*" stays in one path segment, "**" spans any depth). A
+# pattern without a claim is the site's own word and applies as written.
+# One with a claim is like ownership: site configuration beats it, so it
+# never applies inside a shared namespace, and when a claim names the first
+# path segment ("{repository}", "{repository_owner}/*") never in a namespace
+# the site took for itself (shared, reserved, a public pattern's).
+oidc_pattern_matches(compiled, name) if {
+	not compiled.braced
+	glob.match(compiled.pattern, ["/"], name)
 }
 
-oidc_pattern_matches(pattern, name) if {
-	contains(pattern, "{")
-	glob.match(expand(pattern), ["/"], name)
+oidc_pattern_matches(compiled, name) if {
+	compiled.braced
+	glob.match(expand_compiled(compiled), ["/"], name)
 	not in_shared_namespace(name)
-	not claim_names_site_namespace(pattern, name)
+	not claim_names_site_namespace(compiled, name)
 }
 
-claim_names_site_namespace(pattern, name) if {
-	contains(split(pattern, "/")[0], "{")
-	site_namespace(split(name, "/")[0])
-}
-
-# oidc_rule_applies(rule): the rule is for the caller's provider and its
-# claims match.
-oidc_rule_applies(rule) if {
-	rule.provider == input.identity.provider
-	claims_match(rule.claims)
+claim_names_site_namespace(compiled, name) if {
+	compiled.first_braced
+	site_namespaces[split(name, "/")[0]]
 }
 
 # ---------------------------------------------------------------------------
@@ -380,6 +422,7 @@ granted contains action if {
 # Shared namespaces: the action keys of data.registry.namespaces[ns] are
 # granted on ns/* to the members listed under them.
 granted contains action if {
+	in_shared_namespace(repository)
 	authenticated
 	some ns, acl in namespaces
 	in_namespace(ns, repository)
@@ -390,25 +433,32 @@ granted contains action if {
 # OIDC claim rules: the actions of every rule that applies, on the
 # repositories its patterns cover.
 granted contains action if {
-	is_object(oidc_claims)
-	some rule in oidc_rules
-	oidc_rule_applies(rule)
-	some pattern in rule.repositories
-	oidc_pattern_matches(pattern, repository)
+	oidc_claims
+	some rule in oidc_rule_table
+	rule.provider == input.identity.provider
+	patterns_match(rule.claims)
+	rule_covers(rule, repository)
 	some action in rule.actions
+}
+
+# rule_covers(rule, name): one of the rule's repository patterns covers the
+# repository name.
+rule_covers(rule, name) if {
+	some compiled in rule.repositories
+	oidc_pattern_matches(compiled, name)
 }
 
 # Admins may do anything to any repository, and list the catalog (which the
 # registry asks for as registry:catalog:*).
 granted contains "*" if {
-	admin
 	input.scope.type == "repository"
+	admin
 }
 
 granted contains "*" if {
-	admin
 	input.scope.type == "registry"
 	input.scope.name == "catalog"
+	admin
 }
 
 # ---------------------------------------------------------------------------
@@ -431,10 +481,17 @@ read_only if {
 	not sourcehut_read_write
 }
 
-# The same by how the caller logged in, should an identity ever say
-# sourcehut there without naming the provider.
+# The same by how the caller logged in (effective_method == "sourcehut",
+# spelt out so that OPA's rule index skips these rules for everyone else),
+# should an identity ever say sourcehut there without naming the provider.
 read_only if {
-	effective_method == "sourcehut"
+	input.identity.method == "sourcehut"
+	not sourcehut_read_write
+}
+
+read_only if {
+	input.identity.method == "refresh"
+	input.identity.refreshed_from == "sourcehut"
 	not sourcehut_read_write
 }
 
@@ -459,8 +516,8 @@ allow contains action if {
 # With the cap, at most pull, and only on repositories: "*" is narrowed to
 # pull, and the catalog (which needs "*") is not granted at all.
 allow contains "pull" if {
-	read_only
 	input.scope.type == "repository"
+	read_only
 	some action in ["pull", "*"]
 	action in granted
 }

@@ -1,0 +1,300 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+	"git.sr.ht/~zozs/srht-registry/policy"
+)
+
+// The fast path (issue 16) must not change a decision: the rules that read
+// no input are remembered per engine (staticValues), the input is built as
+// OPA's value with only the fields the policy reads (inputShape), and the
+// default policy was rewritten. These tests decide a generated set of
+// inputs each way and compare.
+
+// generatedIdentities are identities of every kind, with the edges the
+// default policy cares about (site names as namespaces, admins, read-only
+// and read-write Sourcehut tokens, refresh tokens of each login, OIDC
+// claims that match, miss, or try to widen a pattern).
+func generatedIdentities() []identity.Identity {
+	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	grants := func(access string) []identity.Grant {
+		return []identity.Grant{{Service: "registry.example.com", Scope: "REGISTRY", Access: access}}
+	}
+	github := func(claims map[string]any) *identity.OIDC {
+		c := map[string]any{"iss": "https://token.actions.githubusercontent.com", "sub": "repo:octo-org/app:ref:refs/heads/main",
+			"repository": "octo-org/app", "repository_owner": "octo-org", "ref": "refs/heads/main", "ref_type": "branch",
+			"iat": json.Number("1764504000"), "ref_protected": "true"}
+		for k, v := range claims {
+			if v == nil {
+				delete(c, k)
+			} else {
+				c[k] = v
+			}
+		}
+		return &identity.OIDC{Issuer: "https://token.actions.githubusercontent.com", Claims: c}
+	}
+	k8s := &identity.OIDC{Issuer: "https://kubernetes.default.svc", Claims: map[string]any{
+		"sub": "system:serviceaccount:ci:builder", "kubernetes.io": map[string]any{"namespace": "ci", "serviceaccount": map[string]any{"name": "builder"}}}}
+	ids := []identity.Identity{
+		identity.Anonymous,
+		{Method: identity.MethodAnonymous, Subject: "", Groups: []string{"admins"}},
+	}
+	for _, who := range []struct {
+		name, ns string
+		groups   []string
+	}{
+		{"alice", "alice", []string{"ci"}}, {"bob", "bob", nil}, {"root", "root", []string{"admins"}},
+		{"team", "team", nil}, {"library", "library", []string{"ci"}}, {"admin", "admin", nil}, {"carol", "", []string{"ops", "ci"}},
+	} {
+		ids = append(ids,
+			identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: who.name, Namespace: who.ns, Groups: who.groups},
+			identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: who.name, Namespace: who.ns, Groups: who.groups},
+		)
+		for _, sh := range []*identity.Sourcehut{
+			{Username: who.name, Expires: exp, Access: "RO", Grants: grants("RO")},
+			{Username: who.name, Expires: exp, Access: "RW", Grants: grants("RW")},
+			{Username: who.name, Expires: exp, AllGrants: true},
+			{Username: who.name, Expires: exp, Grants: []identity.Grant{{Service: "other.example.com", Scope: "REGISTRY", Access: "RW"}}},
+		} {
+			ids = append(ids,
+				identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: who.name, Namespace: who.ns, Groups: who.groups, Sourcehut: sh},
+				identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: who.name, Namespace: who.ns, Groups: who.groups, Sourcehut: sh},
+			)
+		}
+	}
+	for _, o := range []*identity.OIDC{
+		github(nil), github(map[string]any{"ref": "refs/tags/v1.2"}), github(map[string]any{"ref": "refs/heads/feature"}),
+		github(map[string]any{"repository_owner": "evil"}), github(map[string]any{"repository": "Octo-Org/App"}),
+		github(map[string]any{"repository": "*"}), github(map[string]any{"repository": "octo-org/../team"}),
+		github(map[string]any{"repository": "team/app"}), github(map[string]any{"repository": "library"}),
+		github(map[string]any{"repository": nil}), github(map[string]any{"ref": true}), k8s,
+		{Issuer: "https://example.org"},
+	} {
+		for _, provider := range []string{"github", "kubernetes"} {
+			ids = append(ids,
+				identity.Identity{Method: identity.MethodOIDC, Provider: provider, Subject: "repo:octo-org/app", OIDC: o},
+				identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodOIDC, Provider: provider, Subject: "repo:octo-org/app", OIDC: o},
+			)
+		}
+	}
+	ids = append(ids,
+		identity.Identity{Method: identity.MethodRefresh, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"},
+		identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: "bogus", Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"},
+		identity.Identity{Method: identity.MethodPassword, Provider: "group", Subject: "ci", Namespace: "ci"},
+		identity.Identity{Method: identity.MethodPassword, Subject: "alice", Namespace: "alice"},
+		identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"},
+	)
+	return ids
+}
+
+func generatedScopes() []access.Scope {
+	repo := func(name string, actions ...string) access.Scope {
+		return access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: actions}
+	}
+	var scopes []access.Scope
+	for _, name := range []string{
+		"alice/app", "alice", "alice/", "alice/shared/x", "alice/a/b/c", "bob/app", "root/x", "team/app", "team/sub/x", "team", "team/",
+		"library/base", "library/x/y", "mirror/a/b", "admin/x", "octo-org/app", "octo-org/app/sub", "octo-org/other", "ci/x",
+		"gh/octo-org/branch", "evil/app", "carol/x", "ci/builder/app",
+	} {
+		scopes = append(scopes, repo(name, "pull", "push", "delete"))
+	}
+	return append(scopes, repo("alice/app", "*"), repo("team/app", "*"), repo("library/base", "pull"),
+		access.Scope{Resource: access.Resource{Type: "registry", Name: "catalog"}, Actions: []string{"*"}},
+		access.Scope{Resource: access.Resource{Type: "registry", Name: "other"}, Actions: []string{"*"}},
+		access.Scope{Resource: access.Resource{Type: "repository", Class: "plugin", Name: "alice/app"}, Actions: []string{"pull"}},
+	)
+}
+
+// siteData are the default policy's data: none, and a site that uses
+// every key.
+func siteData() map[string]map[string]any {
+	return map[string]map[string]any{
+		"empty": nil,
+		"site": {
+			"public":   []any{"library/*", "mirror/**", "*/public"},
+			"reserved": []any{"admin", "v2"},
+			"namespaces": map[string]any{
+				"team":         map[string]any{"pull": []any{"*"}, "push": []any{"htpasswd:alice", "group:ci", "sourcehut:bob"}},
+				"alice/shared": map[string]any{"pull": []any{"htpasswd:bob"}, "*": []any{"group:ops"}},
+				"ci":           map[string]any{"pull": []any{"oidc:none", "github:repo:octo-org/app"}, "delete": []any{"group:admins"}},
+			},
+			"oidc": []any{
+				map[string]any{"provider": "github", "claims": map[string]any{"repository_owner": "octo-org", "ref": []any{"refs/heads/main", "refs/tags/v*"}},
+					"repositories": []any{"{repository}", "{repository}/*"}, "actions": []any{"pull", "push"}},
+				map[string]any{"provider": "github", "claims": map[string]any{"ref_type": "branch"},
+					"repositories": []any{"gh/{repository_owner}/{ref_type}", "ci/*"}, "actions": []any{"pull"}},
+				map[string]any{"provider": "kubernetes", "claims": map[string]any{"kubernetes.io": map[string]any{"namespace": "ci"}},
+					"repositories": []any{"ci/builder/**"}, "actions": []any{"*"}},
+			},
+		},
+	}
+}
+
+type decided struct {
+	allowed      []string
+	allowDefined bool
+	denied       []string
+	err          string
+}
+
+// decideAll evaluates every generated input with the engine, each with a
+// fresh request (no memo, input parts built per scope) and, when
+// fullInput, with the input document as Input builds it, whole.
+func decideAll(t *testing.T, e *Engine, fullInput bool) []decided {
+	t.Helper()
+	ctx := context.Background()
+	req := identity.Request{Service: "registry.example.com", ClientIP: "192.0.2.7", ClientID: "docker", UserAgent: "docker/27",
+		Time: time.Date(2026, 12, 20, 12, 0, 0, 0, time.UTC)}
+	var out []decided
+	for _, id := range generatedIdentities() {
+		for _, sc := range generatedScopes() {
+			var m memoEntry
+			var err error
+			if fullInput {
+				m, err = e.evaluateFull(ctx, id, req, sc)
+			} else {
+				m, err = e.evaluate(ctx, &tokenRequest{id: id, req: req}, sc, nil)
+			}
+			d := decided{allowed: slices.Sorted(slices.Values(m.allowed)), allowDefined: m.allowDefined, denied: slices.Sorted(slices.Values(m.denied))}
+			if err != nil {
+				d.err = err.Error()
+			}
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// evaluateFull is evaluate as it was before the fast path: the whole input
+// document, converted by OPA, and no remembered values.
+func (e *Engine) evaluateFull(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope) (memoEntry, error) {
+	rs, err := e.query.Eval(ctx, rego.EvalInput(Input(id, req, sc)))
+	if err != nil {
+		return memoEntry{}, err
+	}
+	if len(rs) != 1 {
+		return memoEntry{}, fmt.Errorf("query returned %d results", len(rs))
+	}
+	var m memoEntry
+	if m.allowed, m.allowDefined, err = stringSet(rs[0].Bindings["allow"]); err != nil {
+		return memoEntry{}, err
+	}
+	m.denied, _, err = stringSet(rs[0].Bindings["deny"])
+	return m, err
+}
+
+func compareDecisions(t *testing.T, what string, want, got []decided) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Fatalf("%s: %d decisions, want %d", what, len(got), len(want))
+	}
+	ids, scopes := generatedIdentities(), generatedScopes()
+	granted, differ := 0, 0
+	for i := range want {
+		if len(want[i].allowed) > 0 {
+			granted++
+		}
+		if !slices.Equal(want[i].allowed, got[i].allowed) || want[i].allowDefined != got[i].allowDefined ||
+			!slices.Equal(want[i].denied, got[i].denied) || want[i].err != got[i].err {
+			differ++
+			if differ <= 10 {
+				t.Errorf("%s: %+v on %s: got %+v, want %+v", what, ids[i/len(scopes)], scopes[i%len(scopes)], got[i], want[i])
+			}
+		}
+	}
+	if differ > 0 {
+		t.Errorf("%s: %d of %d decisions differ", what, differ, len(want))
+	}
+	t.Logf("%s: %d decisions compared, %d grant something", what, len(want), granted)
+	if granted == 0 || granted == len(want) {
+		t.Errorf("%s: %d of %d inputs grant something: the inputs do not exercise the policy", what, granted, len(want))
+	}
+}
+
+// TestFastPathDecidesAlike: with remembered static rules and the pruned
+// input, every policy we ship (the default one with each data set, every
+// example bundle with its data) decides exactly as with neither.
+func TestFastPathDecidesAlike(t *testing.T) {
+	ctx := context.Background()
+	type policyCase struct {
+		name string
+		opts Options
+	}
+	var cases []policyCase
+	for name, data := range siteData() {
+		cases = append(cases, policyCase{"default/" + name, Options{Modules: policy.FS(), Data: data, Schema: policy.InputSchema()}})
+	}
+	dirs, err := filepath.Glob("../../bundles/*/.manifest")
+	if err != nil || len(dirs) < 5 {
+		t.Fatalf("bundles: %v, %v", dirs, err)
+	}
+	for _, m := range dirs {
+		dir := filepath.Dir(m)
+		cases = append(cases, policyCase{"bundle/" + filepath.Base(dir), Options{Bundles: []string{dir}}})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			fast := c.opts
+			// A busy machine must not turn into a differing decision.
+			fast.NoMemo, fast.Timeout = true, time.Minute
+			e, err := Compile(ctx, fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slow := fast
+			slow.NoStatic = true
+			plain, err := Compile(ctx, slow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if plain.static != nil {
+				t.Fatal("NoStatic engine remembers static rules")
+			}
+			want := decideAll(t, plain, true)
+			compareDecisions(t, "pruned input", want, decideAll(t, plain, false))
+			// Twice: the first pass fills the remembered values, the
+			// second uses them.
+			compareDecisions(t, "static rules, first pass", want, decideAll(t, e, false))
+			compareDecisions(t, "static rules, remembered", want, decideAll(t, e, false))
+		})
+	}
+}
+
+// TestRewrittenDefaultPolicyDecidesAlike: the default policy, rewritten
+// for speed in issue 16, decides every generated input as the one before
+// it did (testdata/default-policy-before-issue-16.rego), with every data
+// set.
+func TestRewrittenDefaultPolicyDecidesAlike(t *testing.T) {
+	before, err := os.ReadFile("testdata/default-policy-before-issue-16.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range siteData() {
+		t.Run(name, func(t *testing.T) {
+			old, err := Compile(context.Background(), Options{Modules: fstest.MapFS{"authz.rego": {Data: before}}, Data: data, NoMemo: true, NoStatic: true, Timeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rewritten, err := Compile(context.Background(), Options{Modules: policy.FS(), Data: data, NoMemo: true, Timeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareDecisions(t, "rewritten default policy", decideAll(t, old, true), decideAll(t, rewritten, false))
+		})
+	}
+}

@@ -1,0 +1,447 @@
+# The embedded default policy as it was before issue 16 rewrote it for
+# speed (commit 91cbc93), kept as the oracle of TestRewrittenDefaultPolicyDecidesAlike:
+# the rewrite must decide every generated input exactly as this did.
+#
+# The default authorization policy of srht-registry.
+#
+# The server evaluates this package once per requested scope, with an input
+# document (version 2) like
+#
+#   {"version": 2,
+#    "identity": {"method": "password", "provider": "htpasswd", "subject": "alice",
+#                 "namespace": "alice", "groups": ["ci"]},
+#    "request": {"service": "registry.example.com", ...},
+#    "scope": {"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}}
+#
+# (Sourcehut identities also carry identity.sourcehut with the token's grants;
+# OIDC identities (method "oidc": a CI job's or a Kubernetes service
+# account's ID token) carry identity.oidc with the token's issuer and claims;
+# an identity that a refresh token stands for has method "refresh", the
+# method of its original login in identity.refreshed_from, and the provider
+# and identity.sourcehut or identity.oidc of that login), and reads two rules
+# from it:
+#
+#   allow - the set of actions granted on input.scope ("*" means every action)
+#   deny  - a set of messages; if it is non-empty nothing is granted
+#
+# A principal is the pair (provider, subject), written "provider:subject":
+# htpasswd:alice and sourcehut:alice are different people, and nothing here
+# compares a subject without its provider. identity.namespace is the
+# personal namespace the server's account model gives the identity (an
+# htpasswd user's name; a Sourcehut user's name unless an htpasswd user has
+# it); absent when it owns none.
+#
+# Site settings come from data.registry, which may be absent entirely (then
+# only the own-namespace and admins rules grant anything). data.schema.json
+# gives their shapes; the server refuses data with any other key or shape:
+#
+#   public:     ["library/*", "mirror/**"]   glob patterns anyone may pull
+#   namespaces: {"team": {"pull": ["htpasswd:bob", "group:ci"], "push": ["sourcehut:alice"]}}
+#               members are principals, "group:<g>", or "*" (every
+#               authenticated identity of an account provider); a bare
+#               name matches nobody
+#   reserved:   ["admin", "v2"]   names nobody owns as a personal namespace
+#   oidc:       [{"provider": "github",
+#                 "claims": {"repository_owner": "octo-org", "ref": ["refs/heads/main", "refs/tags/v*"]},
+#                 "repositories": ["{repository}", "{repository}/*"],
+#                 "actions": ["pull", "push"]}]
+#               claim rules: what OIDC identities of a provider whose
+#               claims match get on the repositories listed (see below)
+#
+# OIDC identities are workloads, not accounts: anyone the issuer vouches for
+# (every workflow of every repository, for a public CI) has one. They get
+# nothing from this policy but what an oidc rule (or the site's naming of
+# their principal in groups or namespaces) grants: no personal namespace, and
+# "*" in a namespace's member list means every authenticated identity of an
+# account provider (htpasswd, Sourcehut), not them.
+#
+# Site configuration beats ownership: a name that is a shared namespace
+# (a key of namespaces), is reserved, or is the namespace of a public
+# pattern "<ns>/*" or "<ns>/**" is nobody's personal namespace, and a
+# repository inside a shared namespace is governed by its ACL alone.
+#
+# Copy this file as a starting point for a policy of your own.
+package registry.authz
+
+# ---------------------------------------------------------------------------
+# Site data, with defaults. data.registry is read one key at a time because
+# it also contains this package: reading it whole from here would be recursive.
+
+default public := []
+
+public := data.registry.public
+
+default namespaces := {}
+
+namespaces := data.registry.namespaces
+
+default reserved := []
+
+reserved := data.registry.reserved
+
+default oidc_rules := []
+
+oidc_rules := data.registry.oidc
+
+# ---------------------------------------------------------------------------
+# Facts about the request.
+
+# An identity is authenticated when a method other than anonymous vouched for
+# a non-empty subject of a named provider. Anything missing or malformed
+# counts as anonymous.
+authenticated if {
+	input.identity.method != "anonymous"
+	is_string(input.identity.provider)
+	input.identity.provider != ""
+	is_string(input.identity.subject)
+	input.identity.subject != ""
+}
+
+# The caller as the site names it: "htpasswd:alice", "sourcehut:alice".
+principal := concat(":", [input.identity.provider, input.identity.subject]) if {
+	authenticated
+
+	# "group" is never a provider's name: should an identity claim it,
+	# its principal must not pass for a group member ("group:ci").
+	input.identity.provider != "group"
+}
+
+# The caller's groups; absent or empty means none.
+groups contains g if some g in input.identity.groups
+
+admin if {
+	authenticated
+	"admins" in groups
+}
+
+# The method that vouched for the subject. A refresh token (method
+# "refresh") stands for the login it was issued at, named by
+# identity.refreshed_from: a rule about how someone logged in must use this,
+# or a refresh token would escape it.
+effective_method := input.identity.refreshed_from if {
+	input.identity.method == "refresh"
+} else := input.identity.method
+
+# An OIDC identity: an ID token of a configured issuer (a CI job, a
+# Kubernetes service account), or a refresh token of such a login. Either
+# sign is enough to keep it from what accounts get.
+oidc_identity if effective_method == "oidc"
+
+oidc_identity if is_object(input.identity.oidc)
+
+# The repository being asked about; undefined for any other resource type,
+# so every rule that uses it grants nothing on other types.
+repository := input.scope.name if input.scope.type == "repository"
+
+# in_namespace(ns, name): name is "ns/<something>", at any depth. The
+# repository named exactly "ns", and "ns2/x", are not in namespace "ns".
+in_namespace(ns, name) if {
+	startswith(name, concat("", [ns, "/"]))
+	count(name) > count(ns) + 1
+}
+
+# site_namespace(name): the site configured name for itself, so no
+# identity owns it: a shared namespace, a reserved name, or the namespace a
+# public pattern covers whole ("library" for "library/*" or "library/**").
+site_namespace(name) if namespaces[name]
+
+site_namespace(name) if name in reserved
+
+site_namespace(name) if {
+	some pattern in public
+	pattern_namespace(pattern) == name
+}
+
+# pattern_namespace(pattern): ns for a pattern "ns/*" or "ns/**" whose ns
+# is a plain name. Other patterns ("alice/app", "*/public", "**") name no
+# namespace of the site's.
+pattern_namespace(pattern) := parts[0] if {
+	parts := split(pattern, "/")
+	count(parts) == 2
+	parts[1] in {"*", "**"}
+	not regex.match(`[*?\[\]{}\\]`, parts[0])
+}
+
+# in_shared_namespace(name): name is inside a namespace of namespaces,
+# whose ACL alone says who may do what there.
+in_shared_namespace(name) if {
+	some ns, _ in namespaces
+	in_namespace(ns, name)
+}
+
+# The caller's personal namespace: the one the server says it owns, unless
+# the site took that name.
+own_namespace := ns if {
+	authenticated
+	not oidc_identity
+	ns := input.identity.namespace
+	is_string(ns)
+	ns != ""
+	not site_namespace(ns)
+}
+
+# is_member(members): the caller is listed in a namespace's member list,
+# by principal ("htpasswd:bob"), by "group:<g>", or by "*" (any
+# authenticated identity of an account provider: not an OIDC identity,
+# which the site must name). A bare name ("bob") matches nobody: it does not
+# say which provider's bob. Only ever asked about authenticated callers.
+is_member(members) if principal in members
+
+is_member(members) if {
+	"*" in members
+	not oidc_identity
+}
+
+is_member(members) if {
+	some m in members
+	startswith(m, "group:")
+	substring(m, count("group:"), -1) in groups
+}
+
+# ---------------------------------------------------------------------------
+# OIDC claim rules (data.registry.oidc). A rule applies to an OIDC identity
+# of its provider whose claims match every claim pattern of the rule, and
+# grants its actions on the repositories matching one of its patterns.
+
+# The claims of an OIDC login (or of the login a refresh token was issued
+# at); undefined for every other identity, so no claim rule applies to it.
+oidc_claims := input.identity.oidc.claims if {
+	authenticated
+	effective_method == "oidc"
+	is_object(input.identity.oidc.claims)
+}
+
+# claims_match(want): every claim pattern of a rule's claims matches the
+# token's claim of that name. A map pattern matches a nested claim object
+# key by key, at any depth: the patterns are its leaves, each at a path of
+# keys, and the claim at that path must exist. A rule without any pattern
+# matches nothing (the schema refuses it too): name at least one claim.
+claims_match(want) if {
+	is_object(want)
+	patterns := claim_patterns(want)
+	count(patterns) > 0
+	not has_empty_map(want)
+	every path, pattern in patterns {
+		some value in [v | walk(oidc_claims, [path, v])]
+		claim_matches(pattern, value)
+	}
+}
+
+# claim_patterns(want): path (a list of keys) -> pattern, for each leaf of
+# the map want: a value that is not a map, reached through maps only.
+claim_patterns(want) := {path: pattern |
+	walk(want, [path, pattern])
+	count(path) > 0
+	not is_object(pattern)
+	every key in path { is_string(key) }
+}
+
+has_empty_map(want) if {
+	walk(want, [_, node])
+	node == {}
+}
+
+# claim_matches(pattern, value): a list matches when any of its patterns
+# does; any other pattern as scalar_matches says.
+claim_matches(pattern, value) if {
+	not is_array(pattern)
+	scalar_matches(pattern, value)
+}
+
+claim_matches(patterns, value) if {
+	is_array(patterns)
+	some pattern in patterns
+	scalar_matches(pattern, value)
+}
+
+# A string is a glob the claim, a string, must match whole. No delimiters:
+# "*" matches any run of characters, "/" included ("refs/tags/*" matches
+# "refs/tags/v1.2/rc"). A boolean or a number matches a claim equal to it,
+# of its type: true does not match the string "true" (GitLab's
+# ref_protected), nor 1 the string "1" (GitHub's repository_owner_id). An
+# array claim matches no pattern.
+scalar_matches(pattern, value) if {
+	is_string(pattern)
+	is_string(value)
+	glob.match(pattern, null, value)
+}
+
+scalar_matches(pattern, value) if {
+	is_boolean(pattern)
+	is_boolean(value)
+	pattern == value
+}
+
+scalar_matches(pattern, value) if {
+	is_number(pattern)
+	is_number(value)
+	pattern == value
+}
+
+# claim_value(name): the top-level claim name as a repository path, for
+# {name} in a rule's repository patterns: a string that is, lowercased, a
+# repository path as distribution writes it (lowercase components of letters
+# and digits joined by ".", "_", "__" or dashes, separated by "/"). It is
+# checked before it is lowercased, with ASCII letters only: lower() would
+# turn a Kelvin sign into a "k". Undefined for a claim that is missing, not
+# a string, or anything else ("*", "org/*", "a/../b", "{x}", "", "é"), so
+# a claim can never widen a pattern, and the rule does not apply.
+claim_value(name) := lower(value) if {
+	value := oidc_claims[name]
+	is_string(value)
+	regex.match(`^[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*)*$`, value)
+}
+
+# expand(pattern): the pattern with each {claim} replaced by claim_value;
+# undefined when one of them is undefined, or a brace is left over.
+expand(pattern) := expanded if {
+	refs := {ref | some ref in regex.find_n(`\{[^{}]+\}`, pattern, -1)}
+	values := {ref: claim_value(trim_suffix(trim_prefix(ref, "{"), "}")) | some ref in refs}
+	count(values) == count(refs)
+	expanded := strings.replace_n(values, pattern)
+	not regex.match(`[{}]`, expanded)
+}
+
+# oidc_pattern_matches(pattern, name): a rule's repository pattern covers
+# the repository name. Patterns are globs like public's ("*" stays in one
+# path segment, "**" spans any depth). A pattern without a claim is the
+# site's own word and applies as written. One with a claim is like
+# ownership: site configuration beats it, so it never applies inside a
+# shared namespace, and when a claim names the first path segment
+# ("{repository}", "{repository_owner}/*") never in a namespace the site
+# took for itself (shared, reserved, a public pattern's).
+oidc_pattern_matches(pattern, name) if {
+	not contains(pattern, "{")
+	glob.match(pattern, ["/"], name)
+}
+
+oidc_pattern_matches(pattern, name) if {
+	contains(pattern, "{")
+	glob.match(expand(pattern), ["/"], name)
+	not in_shared_namespace(name)
+	not claim_names_site_namespace(pattern, name)
+}
+
+claim_names_site_namespace(pattern, name) if {
+	contains(split(pattern, "/")[0], "{")
+	site_namespace(split(name, "/")[0])
+}
+
+# oidc_rule_applies(rule): the rule is for the caller's provider and its
+# claims match.
+oidc_rule_applies(rule) if {
+	rule.provider == input.identity.provider
+	claims_match(rule.claims)
+}
+
+# ---------------------------------------------------------------------------
+# granted: what the rules grant before the read-only cap below. Internal;
+# the server reads only allow.
+
+# Public repositories: anyone may pull, anonymous included. The "/"
+# delimiter makes "library/*" match "library/x" but not "library/x/y";
+# "library/**" matches any depth.
+granted contains "pull" if {
+	some pattern in public
+	glob.match(pattern, ["/"], repository)
+}
+
+# Everyone owns their own namespace: htpasswd:alice may do anything to
+# alice/*, except inside a shared namespace configured there.
+granted contains action if {
+	in_namespace(own_namespace, repository)
+	not in_shared_namespace(repository)
+	some action in ["pull", "push", "delete"]
+}
+
+# Shared namespaces: the action keys of data.registry.namespaces[ns] are
+# granted on ns/* to the members listed under them.
+granted contains action if {
+	authenticated
+	some ns, acl in namespaces
+	in_namespace(ns, repository)
+	some action, members in acl
+	is_member(members)
+}
+
+# OIDC claim rules: the actions of every rule that applies, on the
+# repositories its patterns cover.
+granted contains action if {
+	is_object(oidc_claims)
+	some rule in oidc_rules
+	oidc_rule_applies(rule)
+	some pattern in rule.repositories
+	oidc_pattern_matches(pattern, repository)
+	some action in rule.actions
+}
+
+# Admins may do anything to any repository, and list the catalog (which the
+# registry asks for as registry:catalog:*).
+granted contains "*" if {
+	admin
+	input.scope.type == "repository"
+}
+
+granted contains "*" if {
+	admin
+	input.scope.type == "registry"
+	input.scope.name == "catalog"
+}
+
+# ---------------------------------------------------------------------------
+# The Sourcehut read-only cap. A Sourcehut token carries its own grants; one
+# that holds only <service>/REGISTRY:RO must not push or delete, however much
+# its owner could do with a read-write token. A refresh token made from such
+# a token is capped the same way (its identity.sourcehut keeps the grants).
+
+sourcehut_read_write if input.identity.sourcehut.all_grants == true
+
+sourcehut_read_write if {
+	some grant in input.identity.sourcehut.grants
+	grant.service == input.request.service
+	grant.scope == "REGISTRY"
+	grant.access == "RW"
+}
+
+read_only if {
+	input.identity.provider == "sourcehut"
+	not sourcehut_read_write
+}
+
+# The same by how the caller logged in, should an identity ever say
+# sourcehut there without naming the provider.
+read_only if {
+	effective_method == "sourcehut"
+	not sourcehut_read_write
+}
+
+# Fail closed: a refresh identity that does not say it came from a password,
+# Sourcehut or OIDC login is capped too (the server never sends one).
+read_only if {
+	input.identity.method == "refresh"
+	not refreshed_from_login
+}
+
+refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut", "oidc"}
+
+# ---------------------------------------------------------------------------
+# The rules the server reads.
+
+# Without the cap, everything granted is allowed.
+allow contains action if {
+	not read_only
+	some action in granted
+}
+
+# With the cap, at most pull, and only on repositories: "*" is narrowed to
+# pull, and the catalog (which needs "*") is not granted at all.
+allow contains "pull" if {
+	read_only
+	input.scope.type == "repository"
+	some action in ["pull", "*"]
+	action in granted
+}
+
+# This policy understands version 2 of the input document only; refuse to
+# guess about any other shape (version 1 had no providers).
+deny contains "unsupported input version" if not input.version == 2
