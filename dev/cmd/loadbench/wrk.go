@@ -36,14 +36,13 @@ func ensureWrk(ctx context.Context, log io.Writer) (string, error) {
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		return cmd.CombinedOutput()
 	}
-	out, err := install()
-	if err != nil {
-		// The package lists may be missing or stale.
+	if _, err := install(); err != nil {
+		// The package lists may be missing or stale: update, try again.
 		upd, uerr := exec.CommandContext(ctx, apt, "-o", "DPkg::Lock::Timeout=300", "update").CombinedOutput()
 		if uerr != nil {
 			return "", fmt.Errorf("wrk is missing and apt-get update failed (%w); install wrk and run again:\n%s", uerr, truncate(string(upd), 2000))
 		}
-		if out, err = install(); err != nil {
+		if out, err := install(); err != nil {
 			return "", fmt.Errorf("wrk is missing and apt-get install -y wrk failed (%w); install it and run again:\n%s", err, truncate(string(out), 2000))
 		}
 	}
