@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -298,7 +300,7 @@ func TestTable(t *testing.T) {
 	printMarkdown(&md, []*report{rep, rep})
 	for _, want := range []string{
 		"| case | target | run 2 | run 2 |\n|---|---|---|---|\n",
-		"| anonymous, 1 scope | ≥ 0.85×, p99 ≤ 1.2× | 0.90×, p99 1.20× | 0.90×, p99 1.20× |",
+		"| anonymous, 1 scope | ≥ 0.85×, p99 ≤ 1.2× | 0.90×, p99 1.20× (CPU 0.75×) | 0.90×, p99 1.20× (CPU 0.75×) |",
 		"| password \\| pipes | ≥ 0.80×, p99 ≤ 1.2× | **0.50×, p99 1.00×** |",
 		"#### Run 2",
 		"| anonymous, 1 scope | 9,000 / 10,000 | 0.90× | 12.0ms / 10.0ms | 1.20× | 120µs / 90.0µs |",
@@ -306,6 +308,29 @@ func TestTable(t *testing.T) {
 	} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+
+	// -render prints a -json file's runs again, ratios and targets
+	// computed anew.
+	results[0].CPURatio, results[0].TargetMet, rep.Missed = 0, nil, nil
+	data, err := json.Marshal(struct {
+		Runs []*report `json:"runs"`
+	}{[]*report{rep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "runs.json")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var again strings.Builder
+	if err := render(file, true, &again); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"0.90×, p99 1.20× (CPU 0.75×)", "run 2: 2 of 4 targets met; MISSED: password | pipes, cold"} {
+		if !strings.Contains(again.String(), want) {
+			t.Errorf("rendered again, lacks %q:\n%s", want, again.String())
 		}
 	}
 }

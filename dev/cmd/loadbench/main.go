@@ -41,6 +41,7 @@ type options struct {
 	memTimeout  time.Duration
 	bin         string
 	repo        string
+	render      string
 }
 
 func (o options) String() string {
@@ -77,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.starts, "starts", 5, "server starts measured by the startup case")
 	fs.DurationVar(&o.memTimeout, "mem-timeout", 10*time.Minute, "bound on the logins of the sourcehut-100k case")
 	fs.StringVar(&o.bin, "bin", "", "use this srht-registry `binary` instead of building the checkout")
+	fs.StringVar(&o.render, "render", "", "measure nothing: print the runs of a -json `FILE` again (with -markdown as Markdown)")
 	fs.StringVar(&o.repo, "repo", "", "the srht-registry checkout (default: found with go list -m from the working directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -91,6 +93,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := o.check(); err != nil {
 		fmt.Fprintln(stderr, "loadbench:", err)
 		return 2
+	}
+	if o.render != "" {
+		if err := render(o.render, o.markdown, stdout); err != nil {
+			fmt.Fprintln(stderr, "loadbench:", err)
+			return 1
+		}
+		return 0
 	}
 	defs, err := selectCases(o.cases)
 	if err != nil {
@@ -284,6 +293,52 @@ func (b *bencher) runCases(ctx context.Context, defs []caseDef, rep *report) {
 			rep.Missed = append(rep.Missed, r.Name)
 		}
 	}
+}
+
+// render prints the runs a -json FILE holds, their ratios and targets
+// computed again (a newer loadbench may add figures).
+func render(path string, markdown bool, w io.Writer) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var runs struct {
+		Runs []*report `json:"runs"`
+	}
+	if err := json.Unmarshal(data, &runs); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(runs.Runs) == 0 {
+		return fmt.Errorf("%s: no runs", path)
+	}
+	defs := map[string]caseDef{}
+	for _, c := range allCases {
+		defs[c.id] = c
+	}
+	for _, rep := range runs.Runs {
+		compare(rep.Results, defs)
+		rep.Missed = nil
+		for _, r := range rep.Results {
+			if r.TargetMet != nil && !*r.TargetMet {
+				rep.Missed = append(rep.Missed, r.Name)
+			}
+		}
+	}
+	if markdown {
+		printMarkdown(w, runs.Runs)
+		return nil
+	}
+	for i, rep := range runs.Runs {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		printReport(w, rep)
+	}
+	if len(runs.Runs) > 1 {
+		fmt.Fprintln(w)
+		printVerdicts(w, runs.Runs)
+	}
+	return nil
 }
 
 func indent(s, prefix string) string {

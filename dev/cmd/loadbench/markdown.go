@@ -103,7 +103,11 @@ func summaryCell(r *result) string {
 	case r.Error != "":
 		return "FAILED"
 	case r.Kind == kindLoad && r.Ratio > 0:
-		return emphasise(fmtRatio(r.Ratio)+", p99 "+fmtRatio(r.P99Ratio), r)
+		s := fmtRatio(r.Ratio) + ", p99 " + fmtRatio(r.P99Ratio)
+		if r.CPURatio > 0 {
+			s += " (CPU " + fmtRatio(r.CPURatio) + ")"
+		}
+		return emphasise(s, r)
 	case r.Kind == kindLoad:
 		return thousands(uint64(r.TokensPerSec+0.5)) + "/s"
 	case r.Kind == kindMemory:

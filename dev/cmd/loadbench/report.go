@@ -28,22 +28,26 @@ type result struct {
 	// accepted, a server that died): they fail the run.
 	Failures []string `json:"failures,omitempty"`
 
-	TokensPerSec  float64           `json:"tokens_per_sec,omitempty"`
-	Requests      uint64            `json:"requests,omitempty"` // answers wrk counted in the window
-	Tokens        uint64            `json:"tokens"`
-	Expected401s  uint64            `json:"expected_401s"`
-	Errors        uint64            `json:"errors"`
-	ErrorKinds    map[string]uint64 `json:"error_kinds,omitempty"`
-	ErrorExample  string            `json:"error_example,omitempty"`
-	Latency       *LatencySummary   `json:"latency,omitempty"`
-	Latency401    *LatencySummary   `json:"latency_401,omitempty"`
-	Ratio         float64           `json:"ratio_to_baseline,omitempty"`
-	P99Ratio      float64           `json:"p99_ratio_to_baseline,omitempty"`
-	WindowNS      int64             `json:"window_ns,omitempty"`
-	ServerCPUNS   int64             `json:"server_cpu_ns,omitempty"`
-	CPUPerTokenNS int64             `json:"server_cpu_per_token_ns,omitempty"`
-	ReuseChecked  int               `json:"reuse_checked,omitempty"`
-	CheckErrors   uint64            `json:"check_errors,omitempty"`
+	TokensPerSec float64           `json:"tokens_per_sec,omitempty"`
+	Requests     uint64            `json:"requests,omitempty"` // answers wrk counted in the window
+	Tokens       uint64            `json:"tokens"`
+	Expected401s uint64            `json:"expected_401s"`
+	Errors       uint64            `json:"errors"`
+	ErrorKinds   map[string]uint64 `json:"error_kinds,omitempty"`
+	ErrorExample string            `json:"error_example,omitempty"`
+	Latency      *LatencySummary   `json:"latency,omitempty"`
+	Latency401   *LatencySummary   `json:"latency_401,omitempty"`
+	Ratio        float64           `json:"ratio_to_baseline,omitempty"`
+	P99Ratio     float64           `json:"p99_ratio_to_baseline,omitempty"`
+	// CPURatio is the baseline's CPU per token ÷ the server's: the
+	// throughput ratio the server would reach if both were CPU-bound on
+	// the same cores, less disturbed by neighbours than tokens/s.
+	CPURatio      float64 `json:"cpu_ratio_to_baseline,omitempty"`
+	WindowNS      int64   `json:"window_ns,omitempty"`
+	ServerCPUNS   int64   `json:"server_cpu_ns,omitempty"`
+	CPUPerTokenNS int64   `json:"server_cpu_per_token_ns,omitempty"`
+	ReuseChecked  int     `json:"reuse_checked,omitempty"`
+	CheckErrors   uint64  `json:"check_errors,omitempty"`
 	// The load generator's (wrk's) own CPU over the measured run.
 	GeneratorCPUNS       int64 `json:"wrk_cpu_ns,omitempty"`
 	GeneratorCPUPerReqNS int64 `json:"wrk_cpu_per_request_ns,omitempty"`
@@ -111,6 +115,9 @@ func compare(results []*result, defs map[string]caseDef) {
 		if r.Kind == kindLoad && b != nil && b.Error == "" && b.TokensPerSec > 0 && b.latencyP99() > 0 && r.Latency != nil {
 			r.Ratio = r.TokensPerSec / b.TokensPerSec
 			r.P99Ratio = float64(r.Latency.P99) / float64(b.Latency.P99)
+			if r.CPUPerTokenNS > 0 && b.CPUPerTokenNS > 0 {
+				r.CPURatio = float64(b.CPUPerTokenNS) / float64(r.CPUPerTokenNS)
+			}
 		}
 		t := defs[r.ID].target
 		r.Target = t.String()
@@ -272,7 +279,7 @@ func thousands(n uint64) string {
 }
 
 var tableHeader = []string{"case", "tokens/s", "baseline", "ratio", "p50", "p99", "base p99", "p99 ratio",
-	"CPU/token", "base CPU/token", "wrk CPU/req", "errors", "401s", "peak RSS", "target", "notes"}
+	"CPU/token", "base CPU/token", "CPU ratio", "wrk CPU/req", "errors", "401s", "peak RSS", "target", "notes"}
 
 // Columns of the table.
 const (
@@ -286,6 +293,7 @@ const (
 	colP99Ratio
 	colCPU
 	colBaseCPU
+	colCPURatio
 	colWrkCPU
 	colErrors
 	col401s
@@ -325,7 +333,7 @@ func row(r *result) []string {
 	switch r.Kind {
 	case kindLoad:
 		cells[colTPS] = thousands(uint64(r.TokensPerSec + 0.5))
-		cells[colRatio], cells[colP99Ratio] = fmtRatio(r.Ratio), fmtRatio(r.P99Ratio)
+		cells[colRatio], cells[colP99Ratio], cells[colCPURatio] = fmtRatio(r.Ratio), fmtRatio(r.P99Ratio), fmtRatio(r.CPURatio)
 		if r.Latency != nil {
 			cells[colP50], cells[colP99] = fmtDur(time.Duration(r.Latency.P50)), fmtDur(time.Duration(r.Latency.P99))
 		}
@@ -471,7 +479,8 @@ const tableNotes = `
   in its own process, just before or after the server (alternating).
 - ratio: tokens/s ÷ the baseline's; p99 ratio: p99 ÷ the baseline's p99 (wrk's latency, all answers).
 - CPU/token: user+system CPU of the serving process over the measured run (/proc/PID/stat) ÷ tokens;
-  base CPU/token the same for the baseline. wrk CPU/req: wrk's own CPU ÷ requests (server / baseline run).
+  base CPU/token the same for the baseline; CPU ratio: base CPU/token ÷ CPU/token. wrk CPU/req: wrk's
+  own CPU ÷ requests (server / baseline run).
 - errors: answers other than a 200 (or the expected 401) and socket errors; 401s: wrong passwords
   refused, as expected. Before the load, loadbench's own client checked the tokens of each process's
   first -reuse-sample answers (no token or jti twice, a fresh iat).
