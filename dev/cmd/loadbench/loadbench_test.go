@@ -293,7 +293,7 @@ func TestTable(t *testing.T) {
 			rep.Missed = append(rep.Missed, r.Name)
 		}
 	}
-	if v := verdict(rep); !strings.Contains(v, "run 2: 2 of 4 targets met; MISSED: password | pipes, cold") {
+	if v := verdict(rep); !strings.Contains(v, "run 2: 2 of 4 targets met; MISSED: password | pipes; cold") {
 		t.Errorf("verdict %q", v)
 	}
 	var md strings.Builder
@@ -328,7 +328,7 @@ func TestTable(t *testing.T) {
 	if err := render(file, true, &again); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"0.90×, p99 1.20× (CPU 0.75×)", "run 2: 2 of 4 targets met; MISSED: password | pipes, cold"} {
+	for _, want := range []string{"0.90×, p99 1.20× (CPU 0.75×)", "run 2: 2 of 4 targets met; MISSED: password | pipes; cold"} {
 		if !strings.Contains(again.String(), want) {
 			t.Errorf("rendered again, lacks %q:\n%s", want, again.String())
 		}

@@ -47,7 +47,7 @@ type options struct {
 func (o options) String() string {
 	cases := o.cases
 	if cases == "" {
-		cases = "all"
+		cases = "default"
 	}
 	s := fmt.Sprintf("-c %d -t %d -d %s -warmup %s -runs %d -cases %s -reuse-sample %d -sourcehut-tokens %d -starts %d",
 		o.conns, o.threads, o.duration, o.warmup, o.runs, cases, o.reuseSample, o.shTokens, o.starts)

@@ -500,7 +500,7 @@ func verdict(rep *report) string {
 	case len(rep.Failures) > 0:
 		return prefix + fmt.Sprintf("FAILED (%d problems); %d of %d targets met", len(rep.Failures), n-len(rep.Missed), n)
 	case len(rep.Missed) > 0:
-		return prefix + fmt.Sprintf("%d of %d targets met; MISSED: %s", n-len(rep.Missed), n, strings.Join(rep.Missed, ", "))
+		return prefix + fmt.Sprintf("%d of %d targets met; MISSED: %s", n-len(rep.Missed), n, strings.Join(rep.Missed, "; "))
 	default:
 		return prefix + fmt.Sprintf("every target met (%d)", n)
 	}
