@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -76,7 +77,9 @@ func runBaseline(args []string) int {
 	return 0
 }
 
-// baselineSigner signs the server's claim shape with a fixed grant.
+// baselineSigner signs the server's claim shape, granting the scopes asked
+// for (the server's grant in every case of the benchmark) to the Basic
+// user, whose password it does not check.
 type baselineSigner struct {
 	key     jwk.Key
 	alg     jwa.SignatureAlgorithm
@@ -132,8 +135,23 @@ func newBaselineSigner(pemBytes []byte, issuer, service string) (*baselineSigner
 	return &baselineSigner{key: key, alg: alg, issuer: issuer, service: service}, nil
 }
 
+// baselineScopes reads the scope parameters as access entries, granted
+// as asked, so the baseline signs as many entries as the server does.
+func baselineScopes(scopes []string) []baselineAccess {
+	access := make([]baselineAccess, 0, len(scopes))
+	for _, sc := range scopes {
+		typ, rest, ok1 := strings.Cut(sc, ":")
+		i := strings.LastIndexByte(rest, ':')
+		if !ok1 || i < 0 {
+			continue
+		}
+		access = append(access, baselineAccess{Type: typ, Name: rest[:i], Actions: strings.Split(rest[i+1:], ",")})
+	}
+	return access
+}
+
 // sign mints one token: the server's claims, a fresh jti.
-func (s *baselineSigner) sign(now time.Time) (string, error) {
+func (s *baselineSigner) sign(now time.Time, sub string, access []baselineAccess) (string, error) {
 	tok := jwt.New()
 	tok.Options().Enable(jwt.FlattenAudience)
 	claims := []struct {
@@ -141,13 +159,13 @@ func (s *baselineSigner) sign(now time.Time) (string, error) {
 		v any
 	}{
 		{jwt.IssuerKey, s.issuer},
-		{jwt.SubjectKey, ""},
+		{jwt.SubjectKey, sub},
 		{jwt.AudienceKey, s.service},
 		{jwt.IssuedAtKey, now},
 		{jwt.NotBeforeKey, now},
 		{jwt.ExpirationKey, now.Add(baselineTTL)},
 		{jwt.JwtIDKey, rand.Text()},
-		{"access", []baselineAccess{{Type: "repository", Name: "library/base", Actions: []string{"pull"}}}},
+		{"access", access},
 	}
 	for _, c := range claims {
 		if err := tok.Set(c.k, c.v); err != nil {
@@ -171,7 +189,8 @@ func (s *baselineSigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now().Truncate(time.Second)
-	signed, err := s.sign(now)
+	sub, _, _ := r.BasicAuth() // not checked: the baseline only signs
+	signed, err := s.sign(now, sub, baselineScopes(r.URL.Query()["scope"]))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

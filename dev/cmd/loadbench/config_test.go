@@ -16,11 +16,12 @@ func TestServerConfig(t *testing.T) {
 	if slices.Contains(users, shUser) {
 		t.Fatalf("the Sourcehut user %s is also an htpasswd user: sourcehut:%s would own no %s/*", shUser, shUser, shUser)
 	}
-	for _, tc := range []struct {
-		shUsers   []string
-		cacheSize int
-	}{{[]string{shUser}, 0}, {everyAccount, 100000}} {
-		cfg, err := config.Parse([]byte(serverConfig("127.0.0.1:5001", "/keys/key.pem", "/etc/htpasswd", "http://127.0.0.1:9", tc.shUsers, tc.cacheSize)))
+	for _, tc := range []serverOptions{
+		{shUsers: []string{shUser}},
+		{shUsers: everyAccount, cacheSize: 100000},
+		{shUsers: []string{shUser}, bruteForceOff: true},
+	} {
+		cfg, err := config.Parse([]byte(serverConfig("127.0.0.1:5001", "/keys/key.pem", "/etc/htpasswd", "http://127.0.0.1:9", tc)))
 		if err != nil {
 			t.Fatalf("users %q: %v", tc.shUsers, err)
 		}
@@ -30,6 +31,9 @@ func TestServerConfig(t *testing.T) {
 		}
 		if tc.cacheSize > 0 && sh.CacheSize != tc.cacheSize {
 			t.Errorf("authn.sourcehut.cache_size %d, want %d", sh.CacheSize, tc.cacheSize)
+		}
+		if bf := cfg.BruteForce.Threshold; (bf == 0) != tc.bruteForceOff {
+			t.Errorf("brute_force.threshold %d with bruteForceOff %v", bf, tc.bruteForceOff)
 		}
 		if w := cfg.Warnings(); len(w) > 0 {
 			t.Errorf("users %q: warnings %q", tc.shUsers, w)

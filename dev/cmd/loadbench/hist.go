@@ -135,6 +135,7 @@ type LatencySummary struct {
 	Min   int64  `json:"min_ns"`
 	Mean  int64  `json:"mean_ns"`
 	P50   int64  `json:"p50_ns"`
+	P75   int64  `json:"p75_ns,omitempty"`
 	P90   int64  `json:"p90_ns"`
 	P99   int64  `json:"p99_ns"`
 	P999  int64  `json:"p999_ns"`

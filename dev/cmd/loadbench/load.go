@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,40 +21,23 @@ type request struct {
 	want401 bool   // the case expects this one refused (a wrong password)
 }
 
-// generator returns the seq-th request of a worker.
-type generator func(worker int, seq uint64) request
-
 // Error kinds that are not a status code.
 const (
 	kindWrongAccepted = "wrong password accepted (200)"
 	kindBadBody       = "200 without a valid token"
 )
 
-// loadSpec is one load run.
-type loadSpec struct {
-	conns    int
-	warmup   time.Duration
-	duration time.Duration
-	gen      generator
-	checker  *ReuseChecker
-	// serverCPU, if set, returns the server process's CPU time so far;
-	// it is sampled at the start and end of the measured window.
-	serverCPU func() (time.Duration, error)
-}
-
-// loadStats is what a load run measured in its window (warm-up excluded).
+// loadStats is what loadbench's own client saw (the checks before the
+// load and the memory case; the load itself is wrk's).
 type loadStats struct {
 	Tokens       uint64
 	Unauth       uint64 // expected 401s
 	Errors       uint64
-	WarmupErrors uint64
 	ErrorKinds   map[string]uint64
 	ErrorExample string
-	OK           Histogram // latency of the 200s
-	Refused      Histogram // latency of the expected 401s
-	Window       time.Duration
+	OK           Histogram     // latency of the 200s
+	Refused      Histogram     // latency of the expected 401s
 	ServerCPU    time.Duration // -1 if unknown
-	ClientCPU    time.Duration // -1 if unknown
 	Checked      int
 }
 
@@ -74,7 +56,6 @@ func (s *loadStats) merge(o *loadStats) {
 	s.Tokens += o.Tokens
 	s.Unauth += o.Unauth
 	s.Errors += o.Errors
-	s.WarmupErrors += o.WarmupErrors
 	for k, v := range o.ErrorKinds {
 		if s.ErrorKinds == nil {
 			s.ErrorKinds = map[string]uint64{}
@@ -117,97 +98,6 @@ func errorKind(err error) string {
 		return "timeout"
 	default:
 		return "transport error"
-	}
-}
-
-// runLoad runs spec.conns workers for spec.warmup + spec.duration and
-// returns what was measured in the window after the warm-up. Requests are
-// counted when they complete inside the window.
-func runLoad(ctx context.Context, client *http.Client, spec loadSpec) (*loadStats, error) {
-	begin := time.Now()
-	start := begin.Add(spec.warmup)
-	end := start.Add(spec.duration)
-	ctx, cancel := context.WithDeadline(ctx, end.Add(time.Second))
-	defer cancel()
-
-	// CPU samples at the window's edges.
-	type cpuSample struct{ server, client time.Duration }
-	sample := func() cpuSample {
-		s := cpuSample{server: -1, client: -1}
-		if spec.serverCPU != nil {
-			if d, err := spec.serverCPU(); err == nil {
-				s.server = d
-			}
-		}
-		if d, err := processCPU(os.Getpid()); err == nil {
-			s.client = d
-		}
-		return s
-	}
-	var samples [2]cpuSample
-	var sampWG sync.WaitGroup
-	sampWG.Go(func() {
-		for i, at := range []time.Time{start, end} {
-			t := time.NewTimer(time.Until(at))
-			select {
-			case <-t.C:
-				samples[i] = sample()
-			case <-ctx.Done():
-				t.Stop()
-				samples[i] = cpuSample{-1, -1}
-			}
-		}
-	})
-
-	workers := make([]*loadStats, spec.conns)
-	var wg sync.WaitGroup
-	for w := range spec.conns {
-		st := &loadStats{}
-		workers[w] = st
-		wg.Go(func() { worker(ctx, client, spec, w, start, end, st) })
-	}
-	wg.Wait()
-	sampWG.Wait()
-
-	total := &loadStats{Window: spec.duration}
-	for _, st := range workers {
-		total.merge(st)
-	}
-	total.ServerCPU, total.ClientCPU = -1, -1
-	if samples[0].server >= 0 && samples[1].server >= 0 {
-		total.ServerCPU = samples[1].server - samples[0].server
-	}
-	if samples[0].client >= 0 && samples[1].client >= 0 {
-		total.ClientCPU = samples[1].client - samples[0].client
-	}
-	if spec.checker != nil {
-		total.Checked = spec.checker.Checked()
-	}
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return total, err
-	}
-	return total, nil
-}
-
-func worker(ctx context.Context, client *http.Client, spec loadSpec, w int, start, end time.Time, st *loadStats) {
-	var buf bytes.Buffer
-	for seq := uint64(0); ; seq++ {
-		if ctx.Err() != nil {
-			return
-		}
-		r := spec.gen(w, seq)
-		if !time.Now().Before(end) {
-			return
-		}
-		o := do(ctx, client, r, spec.checker, &buf)
-		if ctx.Err() != nil {
-			return // interrupted or past the end: not an answer
-		}
-		st.add(o, !o.t1.Before(start) && o.t1.Before(end))
-		if o.transport {
-			// Do not spin on a dead server.
-			time.Sleep(time.Millisecond)
-		}
 	}
 }
 
@@ -262,21 +152,17 @@ func do(ctx context.Context, client *http.Client, r request, checker *ReuseCheck
 	return o
 }
 
-// add counts an outcome; counted says whether it is in the measured
-// window (failures count wherever they happen).
-func (s *loadStats) add(o outcome, counted bool) {
+// add counts an outcome.
+func (s *loadStats) add(o outcome) {
 	switch {
-	case o.kind == "" && !counted:
 	case o.refused:
 		s.Unauth++
 		s.Refused.Record(o.t1.Sub(o.t0))
 	case o.kind == "":
 		s.Tokens++
 		s.OK.Record(o.t1.Sub(o.t0))
-	case counted || isFailure(o.kind):
-		s.addError(o.kind, o.example)
 	default:
-		s.WarmupErrors++
+		s.addError(o.kind, o.example)
 	}
 }
 
@@ -300,12 +186,12 @@ func runEach(ctx context.Context, client *http.Client, conns, n int, gen func(i 
 				if ctx.Err() != nil {
 					return
 				}
-				st.add(o, true)
+				st.add(o)
 			}
 		})
 	}
 	wg.Wait()
-	total := &loadStats{ServerCPU: -1, ClientCPU: -1}
+	total := &loadStats{ServerCPU: -1}
 	for _, st := range workers {
 		total.merge(st)
 	}

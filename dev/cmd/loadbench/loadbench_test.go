@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -223,27 +225,35 @@ func TestTable(t *testing.T) {
 	for _, c := range allCases {
 		defs[c.id] = c
 	}
+	base := func(tps float64, p99 time.Duration) *result {
+		return &result{Name: "baseline", Kind: kindLoad, TokensPerSec: tps, Tokens: 1, CPUPerTokenNS: 90000,
+			Latency: &LatencySummary{P50: int64(3 * time.Millisecond), P99: int64(p99)}}
+	}
 	results := []*result{
-		{ID: "baseline-es256", Name: "baseline ES256", Kind: kindBaseline, KeyType: "ec", TokensPerSec: 10000,
-			Latency: &LatencySummary{P50: int64(3 * time.Millisecond), P99: int64(10 * time.Millisecond)}, Tokens: 1, PeakRSS: 16 << 20},
-		{ID: "anon-es256", Name: "anonymous, 1 scope, ES256", Kind: kindLoad, KeyType: "ec", TokensPerSec: 9000,
-			Latency: &LatencySummary{P50: int64(4 * time.Millisecond), P99: int64(12 * time.Millisecond)}, Tokens: 1, Errors: 3},
+		{ID: "anon-es256", Name: "anonymous, 1 scope", Kind: kindLoad, KeyType: "ec", TokensPerSec: 9000,
+			Latency: &LatencySummary{P50: int64(4 * time.Millisecond), P99: int64(12 * time.Millisecond)}, Tokens: 1, Errors: 3,
+			CPUPerTokenNS: 120000, GeneratorCPUPerReqNS: 25000, PeakRSS: 16 << 20, Baseline: base(10000, 10*time.Millisecond)},
 		{ID: "anon-ed25519", Name: "anonymous, 1 scope, Ed25519", Kind: kindLoad, KeyType: "ed25519", TokensPerSec: 9000,
 			Latency: &LatencySummary{P99: 1}},
 		{ID: "password", Name: "password | pipes", Kind: kindLoad, KeyType: "ec", TokensPerSec: 5000,
-			Latency: &LatencySummary{P99: int64(20 * time.Millisecond)}},
+			Latency: &LatencySummary{P99: int64(20 * time.Millisecond)}, Baseline: base(10000, 20*time.Millisecond)},
+		{ID: "anon-cold", Name: "cold", Kind: kindLoad, KeyType: "ec", TokensPerSec: 9000,
+			Latency: &LatencySummary{P99: int64(13 * time.Millisecond)}, Baseline: base(10000, 10*time.Millisecond)},
 		{ID: "startup", Name: "start-up to first token", Kind: kindStartup, StartupNS: int64(300 * time.Millisecond)},
 		{ID: "sourcehut", Name: "sourcehut, cached", Kind: kindLoad, Error: "server did not start\nlong log"},
 	}
 	compare(results, defs)
-	if r := results[1]; r.Ratio != 0.9 || r.P99Ratio != 1.2 || r.TargetMet == nil || *r.TargetMet != met {
+	if r := results[0]; r.Ratio != 0.9 || r.P99Ratio != 1.2 || r.TargetMet == nil || *r.TargetMet != met {
 		t.Errorf("anon-es256: ratio %v, p99 ratio %v, met %v", r.Ratio, r.P99Ratio, r.TargetMet)
 	}
-	if r := results[2]; r.Ratio != 0 || r.TargetMet != nil {
+	if r := results[1]; r.Ratio != 0 || r.TargetMet != nil {
 		t.Errorf("without its baseline: ratio %v, met %v", r.Ratio, r.TargetMet)
 	}
-	if r := results[3]; r.TargetMet == nil || *r.TargetMet != missed {
+	if r := results[2]; r.TargetMet == nil || *r.TargetMet != missed {
 		t.Errorf("password at 0.5×: met %v", r.TargetMet)
+	}
+	if r := results[3]; r.TargetMet == nil || *r.TargetMet != missed {
+		t.Errorf("cold at 0.9× but p99 1.3×: met %v", r.TargetMet)
 	}
 	if r := results[4]; r.TargetMet == nil || !*r.TargetMet {
 		t.Errorf("start-up of 300ms: met %v", r.TargetMet)
@@ -264,9 +274,9 @@ func TestTable(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"| baseline ES256 ", "| 10,000 ", "| 1 (base) ",
-		"| 9,000 ", "| 0.90× ", "| 1.20× ", "| 4.00ms ", "| 12.0ms ", "| ≥ 0.85×, p99 ≤ 1.5×: met ",
-		"| ≥ 0.85×: n/a ", "| ≥ 0.75×: MISSED ", `password \| pipes`, "| ≤ 1s: met ",
+		"| 10,000 ", "| 9,000 ", "| 0.90× ", "| 1.20× ", "| 4.00ms ", "| 12.0ms ", "| 10.0ms ",
+		"| 120µs ", "| 90.0µs ", "| 25.0µs / - ", "| ≥ 0.85×, p99 ≤ 1.2×: met ",
+		"| ≥ 0.85×: n/a ", "| ≥ 0.80×, p99 ≤ 1.2×: MISSED ", `password \| pipes`, "| ≤ 1s: met ",
 		"| FAILED ", "| server did not start ", "| 16.0 MiB ",
 	} {
 		if !strings.Contains(table, want) {
@@ -276,10 +286,66 @@ func TestTable(t *testing.T) {
 	if strings.Contains(table, "long log") {
 		t.Errorf("a case's error must show its first line only:\n%s", table)
 	}
+
+	rep := &report{Run: 2, Results: results}
+	for _, r := range results {
+		if r.TargetMet != nil && !*r.TargetMet {
+			rep.Missed = append(rep.Missed, r.Name)
+		}
+	}
+	if v := verdict(rep); !strings.Contains(v, "run 2: 2 of 4 targets met; MISSED: password | pipes; cold") {
+		t.Errorf("verdict %q", v)
+	}
+	var md strings.Builder
+	printMarkdown(&md, []*report{rep, rep})
+	for _, want := range []string{
+		"| case | target | run 2 | run 2 |\n|---|---|---|---|\n",
+		"| anonymous, 1 scope | ≥ 0.85×, p99 ≤ 1.2× | 0.90×, p99 1.20× (CPU 0.75×) | 0.90×, p99 1.20× (CPU 0.75×) |",
+		"| password \\| pipes | ≥ 0.80×, p99 ≤ 1.2× | **0.50×, p99 1.00×** |",
+		"#### Run 2",
+		"| anonymous, 1 scope | 9,000 / 10,000 | 0.90× | 12.0ms / 10.0ms | 1.20× | 120µs / 90.0µs |",
+		"| start-up to first token | median 300ms |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+
+	// -render prints a -json file's runs again, ratios and targets
+	// computed anew.
+	results[0].CPURatio, results[0].TargetMet, rep.Missed = 0, nil, nil
+	data, err := json.Marshal(struct {
+		Runs []*report `json:"runs"`
+	}{[]*report{rep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "runs.json")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var again strings.Builder
+	if err := render(file, true, &again); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"0.90×, p99 1.20× (CPU 0.75×)", "run 2: 2 of 4 targets met; MISSED: password | pipes; cold"} {
+		if !strings.Contains(again.String(), want) {
+			t.Errorf("rendered again, lacks %q:\n%s", want, again.String())
+		}
+	}
 }
 
 func TestSelectCases(t *testing.T) {
-	all, err := selectCases("")
+	def, err := selectCases("")
+	if err != nil || len(def) == 0 || len(def) >= len(allCases) {
+		t.Fatalf("default: %d of %d, %v", len(def), len(allCases), err)
+	}
+	for _, c := range def {
+		if c.optIn {
+			t.Errorf("default runs opt-in case %s", c.id)
+		}
+	}
+	all, err := selectCases("all")
 	if err != nil || len(all) != len(allCases) {
 		t.Fatalf("all: %d, %v", len(all), err)
 	}
@@ -289,5 +355,22 @@ func TestSelectCases(t *testing.T) {
 	}
 	if _, err := selectCases("anon-es256,nope"); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("unknown case: %v", err)
+	}
+}
+
+// TestIssue16Targets: the four cases of issue 16 carry its targets, and
+// each is compared with a baseline.
+func TestIssue16Targets(t *testing.T) {
+	want := map[string]float64{"anon-es256": 0.85, "password": 0.80, "password-3scopes": 0.65, "anon-cold": 0.65}
+	for _, c := range allCases {
+		if min, ok := want[c.id]; ok {
+			if c.target.minRatio != min || c.target.maxP99Ratio != 1.2 || c.noBaseline || c.optIn || c.kind != kindLoad {
+				t.Errorf("%s: %+v", c.id, c)
+			}
+			delete(want, c.id)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("missing cases %v", want)
 	}
 }

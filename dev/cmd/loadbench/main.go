@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -29,6 +28,9 @@ func main() {
 
 type options struct {
 	conns       int
+	threads     int
+	runs        int
+	markdown    bool
 	duration    time.Duration
 	warmup      time.Duration
 	cases       string
@@ -39,16 +41,16 @@ type options struct {
 	memTimeout  time.Duration
 	bin         string
 	repo        string
-	cpuprofile  string
+	render      string
 }
 
 func (o options) String() string {
 	cases := o.cases
 	if cases == "" {
-		cases = "all"
+		cases = "default"
 	}
-	s := fmt.Sprintf("-c %d -d %s -warmup %s -cases %s -reuse-sample %d -sourcehut-tokens %d -starts %d",
-		o.conns, o.duration, o.warmup, cases, o.reuseSample, o.shTokens, o.starts)
+	s := fmt.Sprintf("-c %d -t %d -d %s -warmup %s -runs %d -cases %s -reuse-sample %d -sourcehut-tokens %d -starts %d",
+		o.conns, o.threads, o.duration, o.warmup, o.runs, cases, o.reuseSample, o.shTokens, o.starts)
 	if o.bin != "" {
 		s += " -bin " + o.bin
 	}
@@ -63,17 +65,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: go run -C dev ./cmd/loadbench [flags]\n\ncases: %s\n\nflags:\n", caseIDs())
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&o.conns, "c", 32, "concurrent connections (workers)")
-	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured `duration` of each load case")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each load case, not counted")
-	fs.StringVar(&o.cases, "cases", "", "comma-separated case `ids` to run (default all)")
+	fs.IntVar(&o.conns, "c", 32, "concurrent connections (wrk -c)")
+	fs.IntVar(&o.threads, "t", 2, "wrk threads (wrk -t)")
+	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured `duration` of each load case, server and baseline each (whole seconds)")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured wrk run, not counted (whole seconds)")
+	fs.IntVar(&o.runs, "runs", 1, "run every case this many `times` in a row, a table per run")
+	fs.BoolVar(&o.markdown, "markdown", false, "print the tables as the Markdown of docs/performance.md")
+	fs.StringVar(&o.cases, "cases", "", "comma-separated case `ids` to run (default all but sourcehut-100k; all for every case)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the raw figures as JSON to `FILE`")
-	fs.IntVar(&o.reuseSample, "reuse-sample", 100000, "tokens per case checked for reuse and freshness (the first N)")
+	fs.IntVar(&o.reuseSample, "reuse-sample", 500, "requests per case and process sent and checked by loadbench's own client before the load")
 	fs.IntVar(&o.shTokens, "sourcehut-tokens", 100000, "distinct Sourcehut tokens of the sourcehut-100k case")
 	fs.IntVar(&o.starts, "starts", 5, "server starts measured by the startup case")
 	fs.DurationVar(&o.memTimeout, "mem-timeout", 10*time.Minute, "bound on the logins of the sourcehut-100k case")
 	fs.StringVar(&o.bin, "bin", "", "use this srht-registry `binary` instead of building the checkout")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load generator itself to `FILE`")
+	fs.StringVar(&o.render, "render", "", "measure nothing: print the runs of a -json `FILE` again (with -markdown as Markdown)")
 	fs.StringVar(&o.repo, "repo", "", "the srht-registry checkout (default: found with go list -m from the working directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -85,28 +90,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadbench: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if o.conns < 1 || o.duration <= 0 || o.warmup < 0 || o.reuseSample < 0 || o.shTokens < 1 || o.shTokens > 10_000_000 || o.starts < 1 {
-		fmt.Fprintln(stderr, "loadbench: -c, -d, -sourcehut-tokens (≤ 10,000,000) and -starts must be positive; -warmup and -reuse-sample not negative")
+	if err := o.check(); err != nil {
+		fmt.Fprintln(stderr, "loadbench:", err)
 		return 2
+	}
+	if o.render != "" {
+		if err := render(o.render, o.markdown, stdout); err != nil {
+			fmt.Fprintln(stderr, "loadbench:", err)
+			return 1
+		}
+		return 0
 	}
 	defs, err := selectCases(o.cases)
 	if err != nil {
 		fmt.Fprintln(stderr, "loadbench:", err)
 		return 2
-	}
-
-	if o.cpuprofile != "" {
-		f, err := os.Create(o.cpuprofile)
-		if err != nil {
-			fmt.Fprintln(stderr, "loadbench:", err)
-			return 1
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(stderr, "loadbench:", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -116,6 +114,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case ctx.Err() != nil:
 		fmt.Fprintln(stderr, "loadbench: interrupted")
 		return 130
+	case errors.Is(err, errMissed):
+		fmt.Fprintln(stderr, "loadbench:", err)
+		return 3
 	case err != nil:
 		fmt.Fprintln(stderr, "loadbench:", err)
 		return 1
@@ -123,8 +124,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// check validates the flags.
+func (o options) check() error {
+	whole := func(d time.Duration) bool { return d%time.Second == 0 }
+	switch {
+	case o.conns < 1 || o.threads < 1 || o.runs < 1 || o.starts < 1:
+		return errors.New("-c, -t, -runs and -starts must be positive")
+	case o.threads > o.conns:
+		return errors.New("-t must not exceed -c (wrk gives each thread at least one connection)")
+	case o.duration < time.Second || !whole(o.duration) || o.warmup < 0 || !whole(o.warmup):
+		return errors.New("-d must be at least 1s and -warmup not negative, both in whole seconds (wrk's unit)")
+	case o.reuseSample < 0:
+		return errors.New("-reuse-sample must not be negative")
+	case o.shTokens < 1 || o.shTokens > 10_000_000:
+		return errors.New("-sourcehut-tokens must be between 1 and 10,000,000")
+	}
+	return nil
+}
+
 // errFailed is returned when a case failed; the report says why.
 var errFailed = errors.New("some cases failed (see the report)")
+
+// errMissed is returned when every case ran but a target was missed.
+var errMissed = errors.New("some targets were missed (see the report)")
 
 func bench(ctx context.Context, o options, defs []caseDef, stdout, stderr io.Writer) error {
 	repo := o.repo
@@ -142,60 +164,53 @@ func bench(ctx context.Context, o options, defs []caseDef, stdout, stderr io.Wri
 	defer os.RemoveAll(tmp)
 	defer childproc.KillAll()
 
-	rep := &report{
-		Date:    time.Now().UTC().Format(time.RFC3339),
-		Machine: describeMachine(ctx, repo),
-		Flags:   o.String(),
+	wrk := ""
+	if slices.ContainsFunc(defs, func(c caseDef) bool { return c.kind == kindLoad }) {
+		if wrk, err = ensureWrk(ctx, stderr); err != nil {
+			return err
+		}
 	}
 	e, err := prepare(ctx, tmp, repo, o.bin, stderr)
 	if err != nil {
 		return err
 	}
 	defer e.close()
+	e.wrk = wrk
 	b := &bencher{opts: o, env: e, log: stderr}
-	byID := map[string]caseDef{}
-	for i, c := range defs {
-		byID[c.id] = c
+	var reps []*report
+	for run := 1; run <= o.runs && ctx.Err() == nil; run++ {
+		b.run = run
+		rep := &report{
+			Run:     run,
+			Date:    time.Now().UTC().Format(time.RFC3339),
+			Machine: describeMachine(ctx, repo),
+			Flags:   o.String(),
+		}
+		b.runCases(ctx, defs, rep)
 		if ctx.Err() != nil {
 			break
 		}
-		fmt.Fprintf(stderr, "[%d/%d] %s\n", i+1, len(defs), c.id)
-		var r *result
-		switch c.kind {
-		case kindBaseline, kindLoad:
-			r = b.runLoadCase(ctx, c)
-		case kindMemory:
-			r = b.runMemoryCase(ctx, c)
-		case kindStartup:
-			r = b.runStartupCase(ctx, c)
-		}
-		rep.Results = append(rep.Results, r)
-		switch {
-		case r.Error != "":
-			fmt.Fprintf(stderr, "    FAILED: %s\n", r.Error)
-		case r.Kind == kindBaseline || r.Kind == kindLoad:
-			fmt.Fprintf(stderr, "    %.0f tokens/s, %d errors, %d 401s\n", r.TokensPerSec, r.Errors, r.Expected401s)
-		}
-		if r.ServerLogLines > 0 {
-			fmt.Fprintf(stderr, "    server log (%d lines):\n%s", r.ServerLogLines, indent(r.ServerLog, "      "))
+		reps = append(reps, rep)
+		if !o.markdown {
+			if run > 1 {
+				fmt.Fprintln(stdout)
+			}
+			printReport(stdout, rep)
 		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	compare(rep.Results, byID)
-	rep.clientCost(rep.Machine.NumCPU)
-	for _, r := range rep.Results {
-		if r.Error != "" {
-			rep.Failures = append(rep.Failures, r.Name+": "+firstLine(r.Error))
-		}
-		for _, f := range r.Failures {
-			rep.Failures = append(rep.Failures, r.Name+": "+f)
-		}
+	if o.markdown {
+		printMarkdown(stdout, reps)
+	} else if len(reps) > 1 {
+		fmt.Fprintln(stdout)
+		printVerdicts(stdout, reps)
 	}
-	printReport(stdout, rep)
 	if o.jsonPath != "" {
-		data, err := json.MarshalIndent(rep, "", "  ")
+		data, err := json.MarshalIndent(struct {
+			Runs []*report `json:"runs"`
+		}{reps}, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -203,8 +218,125 @@ func bench(ctx context.Context, o options, defs []caseDef, stdout, stderr io.Wri
 			return err
 		}
 	}
-	if len(rep.Failures) > 0 {
-		return errFailed
+	for _, rep := range reps {
+		if len(rep.Failures) > 0 {
+			return errFailed
+		}
+	}
+	for _, rep := range reps {
+		if len(rep.Missed) > 0 {
+			return errMissed
+		}
+	}
+	return nil
+}
+
+// runCases runs every case once into rep.
+func (b *bencher) runCases(ctx context.Context, defs []caseDef, rep *report) {
+	byID := map[string]caseDef{}
+	loads := 0
+	for i, c := range defs {
+		byID[c.id] = c
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(b.log, "run %d/%d [%d/%d] %s\n", b.run, b.opts.runs, i+1, len(defs), c.id)
+		var r *result
+		switch c.kind {
+		case kindLoad:
+			// Who goes first alternates, from case to case and run to run.
+			r = b.loadCase(ctx, c, (loads+b.run)%2 == 0)
+			loads++
+		case kindMemory:
+			r = b.runMemoryCase(ctx, c)
+		case kindStartup:
+			r = b.runStartupCase(ctx, c)
+		}
+		rep.Results = append(rep.Results, r)
+		for _, s := range []*result{r, r.Baseline} {
+			switch {
+			case s == nil:
+			case s.Error != "":
+				fmt.Fprintf(b.log, "    %s FAILED: %s\n", s.Name, s.Error)
+			case s.Kind == kindLoad:
+				fmt.Fprintf(b.log, "    %s: %.0f tokens/s, p99 %s, %d errors, %d 401s, CPU/token %s, wrk CPU/request %s\n",
+					s.Name, s.TokensPerSec, fmtDur(time.Duration(s.latencyP99())), s.Errors, s.Expected401s,
+					fmtDur(time.Duration(s.CPUPerTokenNS)), fmtDur(time.Duration(s.GeneratorCPUPerReqNS)))
+			}
+		}
+		if r.ServerLogLines > 0 {
+			fmt.Fprintf(b.log, "    server log (%d lines):\n%s", r.ServerLogLines, indent(r.ServerLog, "      "))
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	compare(rep.Results, byID)
+	rep.generatorCost(rep.Machine.NumCPU)
+	for _, r := range rep.Results {
+		for _, s := range []*result{r, r.Baseline} {
+			if s == nil {
+				continue
+			}
+			name := r.Name
+			if s != r {
+				name += " (baseline)"
+			}
+			if s.Error != "" {
+				rep.Failures = append(rep.Failures, name+": "+firstLine(s.Error))
+			}
+			for _, f := range s.Failures {
+				rep.Failures = append(rep.Failures, name+": "+f)
+			}
+		}
+		if r.TargetMet != nil && !*r.TargetMet {
+			rep.Missed = append(rep.Missed, r.Name)
+		}
+	}
+}
+
+// render prints the runs a -json FILE holds, their ratios and targets
+// computed again (a newer loadbench may add figures).
+func render(path string, markdown bool, w io.Writer) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var runs struct {
+		Runs []*report `json:"runs"`
+	}
+	if err := json.Unmarshal(data, &runs); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(runs.Runs) == 0 {
+		return fmt.Errorf("%s: no runs", path)
+	}
+	defs := map[string]caseDef{}
+	for _, c := range allCases {
+		defs[c.id] = c
+	}
+	for _, rep := range runs.Runs {
+		compare(rep.Results, defs)
+		rep.Missed = nil
+		for _, r := range rep.Results {
+			if r.TargetMet != nil && !*r.TargetMet {
+				rep.Missed = append(rep.Missed, r.Name)
+			}
+		}
+	}
+	if markdown {
+		printMarkdown(w, runs.Runs)
+		return nil
+	}
+	for i, rep := range runs.Runs {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		printReport(w, rep)
+	}
+	if len(runs.Runs) > 1 {
+		fmt.Fprintln(w)
+		printVerdicts(w, runs.Runs)
 	}
 	return nil
 }
@@ -225,6 +357,7 @@ type bencher struct {
 	opts options
 	env  *env
 	log  io.Writer
+	run  int // 1, 2, ... of -runs
 }
 
 func newResult(c caseDef) *result {
@@ -247,69 +380,11 @@ func checkAlive(r *result, p *child) {
 	}
 }
 
-func (b *bencher) runLoadCase(ctx context.Context, c caseDef) *result {
-	r := newResult(c)
-	var srv *running
-	var err error
-	if c.kind == kindBaseline {
-		srv, err = b.env.startBaseline(ctx, c.keyType)
-	} else {
-		srv, err = b.env.startServer(ctx, c.keyType, []string{shUser}, 0)
-	}
-	if err != nil {
-		r.Error = err.Error()
-		return r
-	}
-	defer srv.proc.Stop(stopGrace)
-	r.StartupNS = int64(srv.startup)
-	b.env.meta.ResetCalls()
-	gen, err := c.load(ctx, b.env, srv.addr)
-	if err != nil {
-		r.Error = err.Error()
-		if c.kind == kindLoad {
-			collectLog(r, srv.proc)
-		}
-		return r
-	}
-	client := newClient(b.opts.conns)
-	defer client.CloseIdleConnections()
-	pid := srv.proc.Pid()
-	st, err := runLoad(ctx, client, loadSpec{
-		conns:     b.opts.conns,
-		warmup:    b.opts.warmup,
-		duration:  b.opts.duration,
-		gen:       gen,
-		checker:   NewReuseChecker(b.opts.reuseSample),
-		serverCPU: func() (time.Duration, error) { return processCPU(pid) },
-	})
-	if err != nil {
-		r.Error = err.Error()
-		return r
-	}
-	r.fill(st)
-	if mem, err := readStatus(pid); err == nil {
-		r.PeakRSS, r.RSS = mem.HWM, mem.RSS
-	}
-	checkAlive(r, srv.proc)
-	if c.kind == kindLoad {
-		calls := b.env.meta.Calls()
-		r.MetaCalls = &calls
-		if c.id == "sourcehut" {
-			r.Notes = append(r.Notes, fmt.Sprintf("meta.sr.ht calls: %d (1 warm-up login)", calls))
-		}
-		collectLog(r, srv.proc)
-	}
-	if r.Latency401 != nil {
-		r.Notes = append(r.Notes, fmt.Sprintf("401 p50 %s, p99 %s", fmtDur(time.Duration(r.Latency401.P50)), fmtDur(time.Duration(r.Latency401.P99))))
-	}
-	return r
-}
-
 func (b *bencher) runMemoryCase(ctx context.Context, c caseDef) *result {
 	n := b.opts.shTokens
 	r := newResult(c)
 	r.Name = fmt.Sprintf("%s %s", thousands(uint64(n)), c.name)
-	srv, err := b.env.startServer(ctx, c.keyType, everyAccount, n)
+	srv, err := b.env.startServer(ctx, c.keyType, serverOptions{shUsers: everyAccount, cacheSize: n})
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -382,7 +457,7 @@ func (b *bencher) runStartupCase(ctx context.Context, c caseDef) *result {
 	r := newResult(c)
 	var hwm []uint64
 	for i := 0; i < b.opts.starts; i++ {
-		srv, err := b.env.startServer(ctx, c.keyType, []string{shUser}, 0)
+		srv, err := b.env.startServer(ctx, c.keyType, serverOptions{shUsers: []string{shUser}})
 		if err != nil {
 			r.Error = err.Error()
 			return r

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,22 +28,31 @@ type result struct {
 	// accepted, a server that died): they fail the run.
 	Failures []string `json:"failures,omitempty"`
 
-	TokensPerSec  float64           `json:"tokens_per_sec,omitempty"`
-	Tokens        uint64            `json:"tokens"`
-	Expected401s  uint64            `json:"expected_401s"`
-	Errors        uint64            `json:"errors"`
-	ErrorKinds    map[string]uint64 `json:"error_kinds,omitempty"`
-	ErrorExample  string            `json:"error_example,omitempty"`
-	WarmupErrors  uint64            `json:"warmup_errors,omitempty"`
-	Latency       *LatencySummary   `json:"latency,omitempty"`
-	Latency401    *LatencySummary   `json:"latency_401,omitempty"`
-	Ratio         float64           `json:"ratio_to_baseline,omitempty"`
-	P99Ratio      float64           `json:"p99_ratio_to_baseline,omitempty"`
-	WindowNS      int64             `json:"window_ns,omitempty"`
-	ServerCPUNS   int64             `json:"server_cpu_ns,omitempty"`
-	ClientCPUNS   int64             `json:"client_cpu_ns,omitempty"`
-	CPUPerTokenNS int64             `json:"server_cpu_per_token_ns,omitempty"`
-	ReuseChecked  int               `json:"reuse_checked,omitempty"`
+	TokensPerSec float64           `json:"tokens_per_sec,omitempty"`
+	Requests     uint64            `json:"requests,omitempty"` // answers wrk counted in the window
+	Tokens       uint64            `json:"tokens"`
+	Expected401s uint64            `json:"expected_401s"`
+	Errors       uint64            `json:"errors"`
+	ErrorKinds   map[string]uint64 `json:"error_kinds,omitempty"`
+	ErrorExample string            `json:"error_example,omitempty"`
+	Latency      *LatencySummary   `json:"latency,omitempty"`
+	Latency401   *LatencySummary   `json:"latency_401,omitempty"`
+	Ratio        float64           `json:"ratio_to_baseline,omitempty"`
+	P99Ratio     float64           `json:"p99_ratio_to_baseline,omitempty"`
+	// CPURatio is the baseline's CPU per token ÷ the server's: the
+	// throughput ratio the server would reach if both were CPU-bound on
+	// the same cores, less disturbed by neighbours than tokens/s.
+	CPURatio      float64 `json:"cpu_ratio_to_baseline,omitempty"`
+	WindowNS      int64   `json:"window_ns,omitempty"`
+	ServerCPUNS   int64   `json:"server_cpu_ns,omitempty"`
+	CPUPerTokenNS int64   `json:"server_cpu_per_token_ns,omitempty"`
+	ReuseChecked  int     `json:"reuse_checked,omitempty"`
+	CheckErrors   uint64  `json:"check_errors,omitempty"`
+	// The load generator's (wrk's) own CPU over the measured run.
+	GeneratorCPUNS       int64 `json:"wrk_cpu_ns,omitempty"`
+	GeneratorCPUPerReqNS int64 `json:"wrk_cpu_per_request_ns,omitempty"`
+	// Baseline is the bare signer under the same load, in the same run.
+	Baseline *result `json:"baseline,omitempty"`
 
 	PeakRSS uint64 `json:"peak_rss_bytes,omitempty"` // VmHWM after the case
 	RSS     uint64 `json:"rss_bytes,omitempty"`      // VmRSS after the case
@@ -64,15 +74,18 @@ func (r *result) fail(format string, args ...any) {
 	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
 }
 
-// fill copies a load run's figures.
+func (r *result) latencyP99() int64 {
+	if r == nil || r.Latency == nil {
+		return 0
+	}
+	return r.Latency.P99
+}
+
+// fill copies the figures of loadbench's own client (the memory case).
 func (r *result) fill(st *loadStats) {
 	r.Tokens, r.Expected401s, r.Errors = st.Tokens, st.Unauth, st.Errors
-	r.ErrorKinds, r.ErrorExample, r.WarmupErrors = st.ErrorKinds, st.ErrorExample, st.WarmupErrors
+	r.ErrorKinds, r.ErrorExample = st.ErrorKinds, st.ErrorExample
 	r.ReuseChecked = st.Checked
-	if st.Window > 0 {
-		r.WindowNS = int64(st.Window)
-		r.TokensPerSec = float64(st.Tokens) / st.Window.Seconds()
-	}
 	if st.OK.Count() > 0 {
 		s := st.OK.Summary()
 		r.Latency = &s
@@ -87,9 +100,6 @@ func (r *result) fill(st *loadStats) {
 			r.CPUPerTokenNS = int64(st.ServerCPU) / int64(st.Tokens)
 		}
 	}
-	if st.ClientCPU >= 0 {
-		r.ClientCPUNS = int64(st.ClientCPU)
-	}
 	for kind, n := range st.ErrorKinds {
 		if isFailure(kind) {
 			r.fail("%s: %d times", kind, n)
@@ -100,17 +110,13 @@ func (r *result) fill(st *loadStats) {
 
 // compare sets the ratios to the baselines and whether targets are met.
 func compare(results []*result, defs map[string]caseDef) {
-	base := map[string]*result{}
 	for _, r := range results {
-		if r.Kind == kindBaseline && r.Error == "" && r.Tokens > 0 && r.Latency != nil {
-			base[r.KeyType] = r
-		}
-	}
-	for _, r := range results {
-		if r.Kind == kindLoad {
-			if b := base[r.KeyType]; b != nil && r.Latency != nil {
-				r.Ratio = r.TokensPerSec / b.TokensPerSec
-				r.P99Ratio = float64(r.Latency.P99) / float64(b.Latency.P99)
+		b := r.Baseline
+		if r.Kind == kindLoad && b != nil && b.Error == "" && b.TokensPerSec > 0 && b.latencyP99() > 0 && r.Latency != nil {
+			r.Ratio = r.TokensPerSec / b.TokensPerSec
+			r.P99Ratio = float64(r.Latency.P99) / float64(b.Latency.P99)
+			if r.CPUPerTokenNS > 0 && b.CPUPerTokenNS > 0 {
+				r.CPURatio = float64(b.CPUPerTokenNS) / float64(r.CPUPerTokenNS)
 			}
 		}
 		t := defs[r.ID].target
@@ -181,33 +187,38 @@ func describeMachine(ctx context.Context, repo string) machine {
 	return m
 }
 
-// report is what -json writes.
+// report is one run; -json writes every run's.
 type report struct {
+	Run      int       `json:"run"`
 	Date     string    `json:"date"`
 	Machine  machine   `json:"machine"`
 	Flags    string    `json:"flags"`
 	Results  []*result `json:"results"`
 	Failures []string  `json:"failures,omitempty"`
-	// ClientCPUPerRequestNS is the load generator's own CPU per request
-	// over the load cases: it shares the cores with the server.
-	ClientCPUPerRequestNS int64   `json:"client_cpu_per_request_ns,omitempty"`
-	ClientCPUShare        float64 `json:"client_cpu_share,omitempty"`
+	// Missed names the cases whose target was missed.
+	Missed []string `json:"missed,omitempty"`
+	// The load generator's (wrk's) own CPU per request over the load
+	// cases, and its share of the machine: it shares the cores.
+	GeneratorCPUPerRequestNS int64   `json:"wrk_cpu_per_request_ns,omitempty"`
+	GeneratorCPUShare        float64 `json:"wrk_cpu_share,omitempty"`
 }
 
-// clientCost sets the load generator's CPU figures from the load cases.
-func (rep *report) clientCost(ncpu int) {
+// generatorCost sets wrk's CPU figures from the load cases.
+func (rep *report) generatorCost(ncpu int) {
 	var cpu, window int64
 	var reqs uint64
 	for _, r := range rep.Results {
-		if (r.Kind == kindLoad || r.Kind == kindBaseline) && r.Error == "" && r.ClientCPUNS > 0 {
-			cpu += r.ClientCPUNS
-			window += r.WindowNS
-			reqs += r.Tokens + r.Expected401s + r.Errors
+		for _, s := range []*result{r, r.Baseline} {
+			if s != nil && s.Kind == kindLoad && s.Error == "" && s.GeneratorCPUNS > 0 {
+				cpu += s.GeneratorCPUNS
+				window += s.WindowNS
+				reqs += s.Requests
+			}
 		}
 	}
 	if reqs > 0 && window > 0 {
-		rep.ClientCPUPerRequestNS = cpu / int64(reqs)
-		rep.ClientCPUShare = float64(cpu) / float64(window) / float64(ncpu)
+		rep.GeneratorCPUPerRequestNS = cpu / int64(reqs)
+		rep.GeneratorCPUShare = float64(cpu) / float64(window) / float64(ncpu)
 	}
 }
 
@@ -267,7 +278,44 @@ func thousands(n uint64) string {
 	return b.String()
 }
 
-var tableHeader = []string{"case", "tokens/s", "ratio", "p50", "p99", "p99 ratio", "errors", "401s", "peak RSS", "CPU/token", "target", "notes"}
+var tableHeader = []string{"case", "tokens/s", "baseline", "ratio", "p50", "p99", "base p99", "p99 ratio",
+	"CPU/token", "base CPU/token", "CPU ratio", "wrk CPU/req", "errors", "401s", "peak RSS", "target", "notes"}
+
+// Columns of the table.
+const (
+	colCase = iota
+	colTPS
+	colBaseTPS
+	colRatio
+	colP50
+	colP99
+	colBaseP99
+	colP99Ratio
+	colCPU
+	colBaseCPU
+	colCPURatio
+	colWrkCPU
+	colErrors
+	col401s
+	colRSS
+	colTarget
+	colNotes
+)
+
+// targetCell is the target and whether it was met.
+func targetCell(r *result) string {
+	if r.Target == "" {
+		return "-"
+	}
+	switch {
+	case r.TargetMet == nil:
+		return r.Target + ": n/a"
+	case *r.TargetMet:
+		return r.Target + ": met"
+	default:
+		return r.Target + ": MISSED"
+	}
+}
 
 // row is a result's line of the table.
 func row(r *result) []string {
@@ -275,48 +323,51 @@ func row(r *result) []string {
 	for i := range cells {
 		cells[i] = "-"
 	}
-	cells[0] = r.Name
+	cells[colCase] = r.Name
 	if r.Error != "" {
-		cells[1] = "FAILED"
-		cells[11] = firstLine(r.Error)
+		cells[colTPS] = "FAILED"
+		cells[colNotes] = firstLine(r.Error)
 		return cells
 	}
+	notes := slices.Clone(r.Notes)
 	switch r.Kind {
-	case kindBaseline, kindLoad:
-		cells[1] = thousands(uint64(r.TokensPerSec + 0.5))
-		if r.Kind == kindBaseline {
-			cells[2], cells[5] = "1 (base)", "1 (base)"
-		} else {
-			cells[2], cells[5] = fmtRatio(r.Ratio), fmtRatio(r.P99Ratio)
-		}
+	case kindLoad:
+		cells[colTPS] = thousands(uint64(r.TokensPerSec + 0.5))
+		cells[colRatio], cells[colP99Ratio], cells[colCPURatio] = fmtRatio(r.Ratio), fmtRatio(r.P99Ratio), fmtRatio(r.CPURatio)
 		if r.Latency != nil {
-			cells[3], cells[4] = fmtDur(time.Duration(r.Latency.P50)), fmtDur(time.Duration(r.Latency.P99))
+			cells[colP50], cells[colP99] = fmtDur(time.Duration(r.Latency.P50)), fmtDur(time.Duration(r.Latency.P99))
 		}
-		cells[6] = thousands(r.Errors)
-		cells[7] = thousands(r.Expected401s)
-		cells[9] = fmtDur(time.Duration(r.CPUPerTokenNS))
+		cells[colCPU] = fmtDur(time.Duration(r.CPUPerTokenNS))
+		cells[colWrkCPU] = fmtDur(time.Duration(r.GeneratorCPUPerReqNS))
+		cells[colErrors] = thousands(r.Errors)
+		cells[col401s] = thousands(r.Expected401s)
+		if b := r.Baseline; b != nil {
+			if b.Error != "" {
+				cells[colBaseTPS] = "FAILED"
+				notes = append(notes, "baseline: "+firstLine(b.Error))
+			} else {
+				cells[colBaseTPS] = thousands(uint64(b.TokensPerSec + 0.5))
+				cells[colBaseP99] = fmtDur(time.Duration(b.latencyP99()))
+				cells[colBaseCPU] = fmtDur(time.Duration(b.CPUPerTokenNS))
+				cells[colWrkCPU] += " / " + fmtDur(time.Duration(b.GeneratorCPUPerReqNS))
+				if b.Errors > 0 {
+					cells[colErrors] += fmt.Sprintf(" (baseline %s)", thousands(b.Errors))
+				}
+			}
+			for _, f := range b.Failures {
+				notes = append(notes, "baseline FAILED: "+f)
+			}
+		}
 	case kindMemory:
-		cells[6] = thousands(r.Errors)
+		cells[colErrors] = thousands(r.Errors)
 	}
-	cells[8] = fmtMiB(r.PeakRSS)
-	if r.Target != "" {
-		cells[10] = r.Target
-		switch {
-		case r.TargetMet == nil:
-			cells[10] += ": n/a"
-		case *r.TargetMet:
-			cells[10] += ": met"
-		default:
-			cells[10] += ": MISSED"
-		}
-	}
+	cells[colRSS] = fmtMiB(r.PeakRSS)
+	cells[colTarget] = targetCell(r)
 	if len(r.Failures) > 0 {
-		cells[11] = "FAILED: " + strings.Join(r.Failures, "; ")
-		if len(r.Notes) > 0 {
-			cells[11] += "; " + strings.Join(r.Notes, "; ")
-		}
-	} else if len(r.Notes) > 0 {
-		cells[11] = strings.Join(r.Notes, "; ")
+		notes = append([]string{"FAILED: " + strings.Join(r.Failures, "; ")}, notes...)
+	}
+	if len(notes) > 0 {
+		cells[colNotes] = strings.Join(notes, "; ")
 	}
 	return cells
 }
@@ -383,18 +434,10 @@ func printReport(w io.Writer, rep *report) {
 		rows = append(rows, row(r))
 	}
 	fmt.Fprint(w, formatTable(tableHeader, rows))
-	fmt.Fprint(w, `
-- tokens/s: 200s with a valid token completed in the measured window (after the warm-up) ÷ its length.
-- ratio: tokens/s ÷ the baseline with the same key type in this run; p99 ratio: p99 ÷ that baseline's p99.
-- p50/p99: latency of the 200s, as the load generator on the same machine saw it.
-- errors: answers other than a token (or the expected 401); 401s: wrong passwords refused, as expected.
-- peak RSS: VmHWM of the process that served the case. The server (or baseline) is restarted for
-  every case, so this is that case's own peak, start-up included.
-- CPU/token: user+system CPU of the serving process in the window ÷ tokens.
-`)
-	if rep.ClientCPUPerRequestNS > 0 {
-		fmt.Fprintf(w, "- the load generator runs on the same cores: it used %s of CPU per request, %.0f %% of the machine\n  during the load cases.\n",
-			fmtDur(time.Duration(rep.ClientCPUPerRequestNS)), 100*rep.ClientCPUShare)
+	fmt.Fprint(w, tableNotes)
+	if rep.GeneratorCPUPerRequestNS > 0 {
+		fmt.Fprintf(w, "- wrk runs on the same cores: it used %s of CPU per request, %.0f %% of the machine during the\n  measured runs.\n",
+			fmtDur(time.Duration(rep.GeneratorCPUPerRequestNS)), 100*rep.GeneratorCPUShare)
 	}
 	var extra []string
 	for _, r := range rep.Results {
@@ -409,9 +452,6 @@ func printReport(w io.Writer, rep *report) {
 				s += fmt.Sprintf(" (e.g. %q)", truncate(r.ErrorExample, 160))
 			}
 			extra = append(extra, s)
-		}
-		if r.WarmupErrors > 0 {
-			extra = append(extra, fmt.Sprintf("%s: %d errors during the warm-up (not counted)", r.Name, r.WarmupErrors))
 		}
 		if r.ServerLogLines > 0 {
 			extra = append(extra, fmt.Sprintf("%s: the server logged %d lines at warn or above, first: %s", r.Name, r.ServerLogLines, truncate(firstLine(r.ServerLog), 200)))
@@ -428,5 +468,47 @@ func printReport(w io.Writer, rep *report) {
 		for _, f := range rep.Failures {
 			fmt.Fprintln(w, "- "+f)
 		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, verdict(rep))
+}
+
+const tableNotes = `
+- tokens/s: 200s counted by wrk in the measured run (after the warm-up) ÷ its length; baseline: the
+  bare signer (net/http + jwx, the same claim set: the scopes asked for, granted) under the same load,
+  in its own process, just before or after the server (alternating).
+- ratio: tokens/s ÷ the baseline's; p99 ratio: p99 ÷ the baseline's p99 (wrk's latency, all answers).
+- CPU/token: user+system CPU of the serving process over the measured run (/proc/PID/stat) ÷ tokens;
+  base CPU/token the same for the baseline; CPU ratio: base CPU/token ÷ CPU/token. wrk CPU/req: wrk's
+  own CPU ÷ requests (server / baseline run).
+- errors: answers other than a 200 (or the expected 401) and socket errors; 401s: wrong passwords
+  refused, as expected. Before the load, loadbench's own client checked the tokens of each process's
+  first -reuse-sample answers (no token or jti twice, a fresh iat).
+- peak RSS: VmHWM of the server process that served the case (restarted for every case).
+`
+
+// verdict is a run's one-line summary of its targets.
+func verdict(rep *report) string {
+	var n int
+	for _, r := range rep.Results {
+		if r.TargetMet != nil {
+			n++
+		}
+	}
+	prefix := fmt.Sprintf("run %d: ", rep.Run)
+	switch {
+	case len(rep.Failures) > 0:
+		return prefix + fmt.Sprintf("FAILED (%d problems); %d of %d targets met", len(rep.Failures), n-len(rep.Missed), n)
+	case len(rep.Missed) > 0:
+		return prefix + fmt.Sprintf("%d of %d targets met; MISSED: %s", n-len(rep.Missed), n, strings.Join(rep.Missed, "; "))
+	default:
+		return prefix + fmt.Sprintf("every target met (%d)", n)
+	}
+}
+
+// printVerdicts prints each run's verdict.
+func printVerdicts(w io.Writer, reps []*report) {
+	for _, rep := range reps {
+		fmt.Fprintln(w, verdict(rep))
 	}
 }

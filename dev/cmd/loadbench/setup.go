@@ -48,6 +48,7 @@ type env struct {
 	tmp       string
 	bin       string // the server binary
 	self      string // loadbench's own executable, for the baseline
+	wrk       string // the load generator
 	keys      map[string]string
 	htpasswd  string
 	passwords map[string]string
@@ -141,16 +142,31 @@ func freePort() (string, error) {
 	return addr, ln.Close()
 }
 
+// serverOptions is what differs between the cases' servers.
+type serverOptions struct {
+	// shUsers may log in with Sourcehut tokens (names, or "*" for every
+	// account).
+	shUsers []string
+	// cacheSize is authn.sourcehut.cache_size; 0 keeps the default.
+	cacheSize int
+	// bruteForceOff sets brute_force.threshold: 0, so a case that sends
+	// wrong passwords on purpose measures them and not the 429s.
+	bruteForceOff bool
+}
+
 // serverConfig is the benchmark config: warn logs, the embedded policy
 // with public library/*, every authentication method on, Sourcehut login
-// open to shUsers (names, or "*" for every account).
-func serverConfig(listen, key, htpasswd, metaURL string, shUsers []string, cacheSize int) string {
+// open to o.shUsers.
+func serverConfig(listen, key, htpasswd, metaURL string, o serverOptions) string {
 	cache := ""
-	if cacheSize > 0 {
-		cache = fmt.Sprintf("    cache_size: %d\n", cacheSize)
+	if o.cacheSize > 0 {
+		cache = fmt.Sprintf("    cache_size: %d\n", o.cacheSize)
 	}
-	quoted := make([]string, len(shUsers))
-	for i, u := range shUsers {
+	if o.bruteForceOff {
+		cache += "brute_force:\n  threshold: 0\n"
+	}
+	quoted := make([]string, len(o.shUsers))
+	for i, u := range o.shUsers {
 		quoted[i] = strconv.Quote(u)
 	}
 	return fmt.Sprintf(`# written by loadbench
@@ -181,14 +197,13 @@ type running struct {
 	startup time.Duration // from exec to the first 200 on /auth
 }
 
-// startServer starts srht-registry with the key of keyType, letting the
-// Sourcehut users shUsers log in; cacheSize 0 keeps the default
-// authn.sourcehut.cache_size.
-func (e *env) startServer(ctx context.Context, keyType string, shUsers []string, cacheSize int) (*running, error) {
+// startServer starts srht-registry with the key of keyType and the config
+// serverConfig writes for o.
+func (e *env) startServer(ctx context.Context, keyType string, o serverOptions) (*running, error) {
 	return e.start(ctx, "srht-registry", func(addr string) (string, []string, error) {
 		e.configs++
 		path := filepath.Join(e.tmp, fmt.Sprintf("config-%d.yaml", e.configs))
-		if err := os.WriteFile(path, []byte(serverConfig(addr, e.keys[keyType], e.htpasswd, e.metaURL, shUsers, cacheSize)), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(serverConfig(addr, e.keys[keyType], e.htpasswd, e.metaURL, o)), 0o600); err != nil {
 			return "", nil, err
 		}
 		return e.bin, []string{"serve", "--config", path}, nil
@@ -239,11 +254,16 @@ func anonURL(addr string) string {
 }
 
 func authURL(addr string, scopes ...string) string {
+	return "http://" + addr + authPath(scopes...)
+}
+
+// authPath is the path and query of a token request for scopes.
+func authPath(scopes ...string) string {
 	q := url.Values{"service": {service}}
 	for _, s := range scopes {
 		q.Add("scope", s)
 	}
-	return "http://" + addr + "/auth?" + q.Encode()
+	return "/auth?" + q.Encode()
 }
 
 func basicAuth(user, password string) string {
