@@ -101,13 +101,19 @@ func (dockerClient) name() string      { return "docker" }
 func (dockerClient) label() string     { return "docker (daemon)" }
 func (dockerClient) loginChecks() bool { return true }
 
-// setup points the session's CLI at the daemon, or fails with the daemon's
-// error.
-func (dockerClient) setup(ctx context.Context, s *session) error {
+// setup points the session's CLI at the daemon, or fails with the
+// daemon's error, and empties the daemon's image store: each cell pulls
+// what it pulls, and mounts from where it pulled it, as a fresh CI job
+// does (the daemon mounts a layer from any repository of that registry it
+// remembers it from, and "pulls" a layer it has by not downloading it).
+func (d dockerClient) setup(ctx context.Context, s *session) error {
 	if err := s.m.dockerd.check(); err != nil {
 		return err
 	}
 	s.env = append(s.env, "DOCKER_HOST="+s.m.dockerd.host(), "DOCKER_BUILDKIT=0")
+	if _, err := d.docker(ctx, s, "", "image", "prune", "--all", "--force"); err != nil {
+		return fmt.Errorf("docker image prune: %w", err)
+	}
 	return nil
 }
 
