@@ -236,6 +236,15 @@ func cellSourcehutPush(ctx context.Context, s *session, c client) outcome {
 	if err := c.login(ctx, s, "sourcehut", s.m.shToken); err != nil {
 		return fromErr("login with the Sourcehut token", err)
 	}
+	msg := ""
+	if isDocker(c) {
+		// As in a builds.sr.ht job: what docker keeps is a refresh token
+		// made from the job's token, never the token itself.
+		if a, err := readDockerAuth(s); err != nil || a.IdentityToken == "" || a.password() != "" {
+			return failed("docker login with the Sourcehut token did not store an identitytoken alone (%v)", err)
+		}
+		msg = "docker login stored an identitytoken (a refresh token sealing the Sourcehut token), which the push and pull used"
+	}
 	repoTag := shUser + "/sh-" + c.name() + ":v1"
 	if err := c.push(ctx, s, repoTag); err != nil {
 		return fromErr("push", err)
@@ -243,7 +252,7 @@ func cellSourcehutPush(ctx context.Context, s *session, c client) outcome {
 	if err := c.pull(ctx, s, repoTag); err != nil {
 		return fromErr("pull", err)
 	}
-	return passed("")
+	return passed(msg)
 }
 
 // oidcRepo is the repository of the OIDC cells' job: the claim rule grants
