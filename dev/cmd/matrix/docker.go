@@ -89,7 +89,7 @@ func (m *matrix) dockerMarkdown() string {
 	}
 	return fmt.Sprintf("**docker (daemon)**: docker CLI %s with a real dockerd %s (both from Debian's `docker.io`), started privately as root (its own socket, data and exec roots; `--storage-driver=vfs --bridge=none --iptables=false`), which treats `localhost:PORT` as a plain-HTTP registry: ", m.versions.dockerCLI, m.versions.dockerd) +
 		"`docker login` through the daemon (it stores the identity token the token server returns), a push is `docker build` with the classic builder (`DOCKER_BUILDKIT=0`; buildx is not packaged) of `FROM scratch` + `COPY` of a small file, then `docker push`; a pull is `docker rmi` then `docker pull`; the blob-mount copy is `docker pull` + `docker tag` + `docker push`. " +
-		fmt.Sprintf("Its identity-refresh row runs against a token server of its own with `token.ttl: %s` (the shortest allowed): after a first push it waits until every access token of it has expired, pushes and pulls again, and reads in the token server's log that the daemon asked with the identity token (`grant_type=refresh_token`). ", daemonTokenTTLCfg)
+		fmt.Sprintf("Its identity-refresh row runs against a token server of its own with `token.ttl: %s` (the shortest allowed): after a first push it waits until every access token of it has expired, pushes and pulls again, and reads in the token server's log that the daemon asked with the identity token (`grant_type=refresh_token`, logged as `auth_method=refresh/password`).", daemonTokenTTLCfg)
 }
 
 // dockerClient is the docker CLI (-docker-cli) with the matrix's private

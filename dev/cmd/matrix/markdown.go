@@ -68,7 +68,9 @@ func (m *matrix) markdown(specs []*registrySpec, results []result, broken []brok
 		now.UTC().Format("2006-01-02 15:04 MST"), v.server)
 	w("Registries: **distribution %s** (from the Go module proxy; trusts `jwks.json`, tokens carry `kid`) and **Debian's docker-registry %s** (trusts `rootcertbundle` = `cert.pem`, tokens carry `x5c`). ", v.v3, v.v2)
 	w("Clients: crane %s, oras %s, regctl %s, skopeo %s (Debian), and docker twice. ", v.crane, v.oras, v.regctl, v.skopeo)
-	w("%s ", m.dockerMarkdown())
+	if d := m.dockerMarkdown(); d != "" {
+		w("%s ", d)
+	}
 	w("**docker manifest (CLI alone)**: docker CLI %s with no daemon (`DOCKER_HOST` a socket nobody listens on): `docker login` runs client-side, and push and pull are `docker manifest create/push/inspect`, which talk to the registry themselves (a push is a manifest list of one image, whose blobs the CLI mounts from the source repository). ", v.docker)
 	w("Users: `htpasswd:alice` (group `admins`), `htpasswd:bob`, `sourcehut:carol` (listed in `authn.sourcehut.users`; a token from a fake meta.sr.ht, grant `%s/REGISTRY:RW`); `library/*` is public. ", service)
 	w("OIDC: GitHub Actions jobs of `%s/oidc-CLIENT` log in with `-u oidc` and an ID token (GitHub's claims, audience `%s`) from a fake OIDC issuer on loopback, trusted as `authn.oidc` entry `%s`; ", oidcOwner, service, oidcProvider)
