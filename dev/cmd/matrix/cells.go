@@ -236,6 +236,15 @@ func cellSourcehutPush(ctx context.Context, s *session, c client) outcome {
 	if err := c.login(ctx, s, "sourcehut", s.m.shToken); err != nil {
 		return fromErr("login with the Sourcehut token", err)
 	}
+	msg := ""
+	if isDocker(c) {
+		// As in a builds.sr.ht job: what docker keeps is a refresh token
+		// made from the job's token, never the token itself.
+		if a, err := readDockerAuth(s); err != nil || a.IdentityToken == "" || a.password() != "" {
+			return failed("docker login with the Sourcehut token did not store an identitytoken alone (%v)", err)
+		}
+		msg = "docker login stored an identitytoken (a refresh token sealing the Sourcehut token), which the push and pull used"
+	}
 	repoTag := shUser + "/sh-" + c.name() + ":v1"
 	if err := c.push(ctx, s, repoTag); err != nil {
 		return fromErr("push", err)
@@ -243,7 +252,7 @@ func cellSourcehutPush(ctx context.Context, s *session, c client) outcome {
 	if err := c.pull(ctx, s, repoTag); err != nil {
 		return fromErr("pull", err)
 	}
-	return passed("")
+	return passed(msg)
 }
 
 // oidcRepo is the repository of the OIDC cells' job: the claim rule grants
@@ -261,7 +270,7 @@ func cellOIDCPush(ctx context.Context, s *session, c client) outcome {
 		return fromErr("login with the ID token", err)
 	}
 	msg := ""
-	if _, ok := c.(docker); ok {
+	if isDocker(c) {
 		// docker login asks for an offline token: what it stores is the
 		// refresh token of the OIDC session, and docker manifest uses it.
 		a, err := readDockerAuth(s)
@@ -336,10 +345,11 @@ func readDockerAuth(s *session) (dockerAuth, error) {
 	return a, nil
 }
 
-// dockerLoginIdentity runs `docker login` with bob's password and checks
-// that docker stored an identity token instead of the password.
-func dockerLoginIdentity(ctx context.Context, s *session) (outcome, bool) {
-	if err := (docker{}).login(ctx, s, "bob", s.m.passwords["bob"]); err != nil {
+// dockerLoginIdentity runs `docker login` (d: one of the docker clients)
+// with bob's password and checks that docker stored an identity token
+// instead of the password.
+func dockerLoginIdentity(ctx context.Context, s *session, d client) (outcome, bool) {
+	if err := d.login(ctx, s, "bob", s.m.passwords["bob"]); err != nil {
 		return fromErr("docker login", err), false
 	}
 	a, err := readDockerAuth(s)
@@ -357,31 +367,27 @@ func dockerLoginIdentity(ctx context.Context, s *session) (outcome, bool) {
 
 func cellIdentityRefresh(ctx context.Context, s *session, c client) outcome {
 	switch c.(type) {
-	case docker:
-		if o, ok := dockerLoginIdentity(ctx, s); !ok {
+	case dockerClient:
+		return cellDaemonRefresh(ctx, s, c)
+	case dockerManifest:
+		if o, ok := dockerLoginIdentity(ctx, s, c); !ok {
 			return o
 		}
-		a, _ := readDockerAuth(s)
 		// `docker login` never re-authenticates with a stored identity
-		// token (it wants a password). Two things do: the docker CLI's own
-		// registry client (`docker manifest`, client_id registry-client),
-		// run here for real, and the daemon's pull and push (client_id
-		// docker), whose token request is sent here as dockerd sends it,
-		// since no daemon runs here. bob's repository is private, so
-		// anonymous access cannot pass for either.
-		repo := "bob/mount-src-docker"
+		// token (it wants a password). The docker CLI's own registry client
+		// (`docker manifest`, client_id registry-client) does, and so does
+		// the daemon (the docker (daemon) row). bob's repository is
+		// private, so anonymous access cannot pass for it.
+		repo := "bob/mount-src-" + c.name()
 		if err := c.pull(ctx, s, repo+":v1"); err != nil {
 			return failed("docker manifest inspect %s with the stored identity token: %v", repo, err)
-		}
-		if err := daemonRefreshPull(ctx, s, a.IdentityToken, repo, "v1"); err != nil {
-			return failed("dockerd's refresh (POST grant_type=refresh_token, client_id=docker) then GET %s manifest: %v", repo, err)
 		}
 		if a, err := readDockerAuth(s); err != nil || a.IdentityToken == "" || a.password() != "" {
 			return failed("after the refresh, config.json no longer holds the identity token alone (%v)", err)
 		}
-		return passed("with only the stored identitytoken: docker manifest inspect (client_id registry-client) and dockerd's request (client_id docker) both pulled a private manifest")
+		return passed("with only the stored identitytoken: docker manifest inspect (client_id registry-client) pulled a private manifest")
 	default:
-		if o, ok := dockerLoginIdentity(ctx, s); !ok {
+		if o, ok := dockerLoginIdentity(ctx, s, dockerManifest{}); !ok {
 			return o
 		}
 		// Every other client reads docker's config.json ($DOCKER_CONFIG)

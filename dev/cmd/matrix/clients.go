@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,6 +44,7 @@ func (m *matrix) newSession(reg *runningRegistry, client, cell string) (*session
 		"TMPDIR=" + filepath.Join(dir, "tmp"),
 		"OTEL_TRACES_EXPORTER=none",
 		"DOCKER_CLI_HINTS=false",
+		"DOCKER_HOST=" + m.noDaemonHost(), // the docker (daemon) client's setup sets its daemon
 	}}
 	s.layout = filepath.Join(dir, "layout")
 	if err := os.CopyFS(s.layout, os.DirFS(m.layout)); err != nil {
@@ -98,7 +98,7 @@ type client interface {
 	catalog(ctx context.Context, s *session) (string, error)
 }
 
-var allClients = []client{crane{}, oras{}, regctl{}, skopeo{}, docker{}}
+var allClients = []client{crane{}, oras{}, regctl{}, skopeo{}, dockerClient{}, dockerManifest{}}
 
 // crane (go-containerregistry).
 type crane struct{}
@@ -229,53 +229,4 @@ func (skopeo) delete(ctx context.Context, s *session, repoTag string) error {
 }
 func (skopeo) catalog(ctx context.Context, s *session) (string, error) {
 	return "", na("skopeo has no catalog command")
-}
-
-// docker: the CLI without a daemon. `docker login` runs client-side when no
-// daemon answers, and `docker manifest` talks to the registry itself with
-// the credentials of config.json (identity token included): push is a
-// manifest list of one image (the CLI mounts the image's blobs and pushes
-// its manifest into the target repository, then the list), pull is
-// `docker manifest inspect`. docker has no command to delete from or list
-// a registry.
-type docker struct{}
-
-// dockerListSource is the image the manifest lists of docker's push point
-// to: public, so every user may mount from it.
-const dockerListSource = "library/base:latest"
-
-func (docker) name() string                                { return "docker" }
-func (docker) setup(ctx context.Context, s *session) error { return nil }
-func (docker) loginChecks() bool                           { return true }
-func (docker) login(ctx context.Context, s *session, user, password string) error {
-	out, err := s.run(ctx, password, "docker", "login", "-u", user, "--password-stdin", s.reg.host)
-	if err == nil && !strings.Contains(out, "Login Succeeded") {
-		return errors.New("no \"Login Succeeded\": " + oneLine(out))
-	}
-	return err
-}
-func (d docker) push(ctx context.Context, s *session, repoTag string) error {
-	return d.copy(ctx, s, dockerListSource, repoTag)
-}
-func (docker) pull(ctx context.Context, s *session, repoTag string) error {
-	out, err := s.run(ctx, "", "docker", "manifest", "inspect", "--insecure", s.ref(repoTag))
-	if err == nil && !strings.Contains(out, "schemaVersion") {
-		return errors.New("docker manifest inspect printed no manifest: " + oneLine(out))
-	}
-	return err
-}
-
-// copy pushes a manifest list at dst holding src's manifest.
-func (docker) copy(ctx context.Context, s *session, src, dst string) error {
-	if _, err := s.run(ctx, "", "docker", "manifest", "create", "--insecure", s.ref(dst), s.ref(src)); err != nil {
-		return err
-	}
-	_, err := s.run(ctx, "", "docker", "manifest", "push", "--insecure", "--purge", s.ref(dst))
-	return err
-}
-func (docker) delete(ctx context.Context, s *session, repoTag string) error {
-	return na("docker has no command to delete from a registry")
-}
-func (docker) catalog(ctx context.Context, s *session) (string, error) {
-	return "", na("docker has no catalog command")
 }

@@ -81,10 +81,14 @@ type matrix struct {
 	layout    string           // the test image as an OCI layout, tag v1
 	versions  versions
 	logDir    string
+	dockerd   *dockerDaemon // the private dockerd of the docker (daemon) cells
 }
 
 type versions struct {
 	server, crane, oras, regctl, skopeo, docker, v3, v2 string
+	// dockerd is the daemon's version, dockerCLI the one of the CLI the
+	// daemon cells run (docker is the one on PATH: docker manifest's).
+	dockerd, dockerCLI string
 }
 
 // freePort returns a loopback port nobody listens on right now.
@@ -174,11 +178,14 @@ func prepare(ctx context.Context, o options, tmp string) (*matrix, error) {
 	if err := m.makeImage(); err != nil {
 		return nil, fmt.Errorf("test image: %w", err)
 	}
-	if m.tokKID, err = m.startTokenServer(ctx, "srht-registry-kid", false); err != nil {
+	if m.tokKID, err = m.startTokenServer(ctx, "srht-registry-kid", false, ""); err != nil {
 		return nil, err
 	}
-	if m.tokX5C, err = m.startTokenServer(ctx, "srht-registry-x5c", true); err != nil {
+	if m.tokX5C, err = m.startTokenServer(ctx, "srht-registry-x5c", true, ""); err != nil {
 		return nil, err
+	}
+	if err := m.prepareDocker(ctx); err != nil {
+		return m, err
 	}
 	return m, nil
 }
@@ -195,6 +202,7 @@ func (m *matrix) close() {
 	if m.oidc != nil {
 		m.oidc.Close()
 	}
+	m.dockerd.stop()
 }
 
 // idToken mints a GitHub Actions ID token of a job of owner/repo on main,
@@ -344,7 +352,14 @@ log:
 		oidcProvider, m.oidcURL, service, oidcProvider, oidcOwner)
 }
 
-func (m *matrix) startTokenServer(ctx context.Context, name string, withCert bool) (*tokenServer, error) {
+// withTokenTTL sets token.ttl in a config tokenServerConfig wrote.
+func withTokenTTL(cfg, ttl string) string {
+	return strings.Replace(cfg, "\ntoken:\n", "\ntoken:\n  ttl: "+ttl+"\n", 1)
+}
+
+// startTokenServer starts srht-registry with tokenServerConfig, and
+// token.ttl set to ttl unless it is "".
+func (m *matrix) startTokenServer(ctx context.Context, name string, withCert bool, ttl string) (*tokenServer, error) {
 	var lastErr error
 	for range 3 {
 		port, err := freePort()
@@ -353,7 +368,11 @@ func (m *matrix) startTokenServer(ctx context.Context, name string, withCert boo
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		cfg := filepath.Join(m.tmp, name+".yaml")
-		if err := os.WriteFile(cfg, []byte(m.tokenServerConfig(addr, withCert)), 0o600); err != nil {
+		text := m.tokenServerConfig(addr, withCert)
+		if ttl != "" {
+			text = withTokenTTL(text, ttl)
+		}
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return nil, err
 		}
 		proc, err := startChild(name, filepath.Join(m.logDir, name+".log"), nil, m.opts.server, "serve", "--config", cfg)

@@ -43,6 +43,7 @@ import (
 type options struct {
 	tools, server, registryV3, registryV2 string
 	markdown                              string
+	dockerd, dockerCLI                    string
 	registries, clients, cells            []string
 	cmdTimeout, cellTimeout, timeout      time.Duration
 	keep, verbose, broken                 bool
@@ -71,9 +72,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.server, "server", "", "srht-registry `BINARY` (default DIR/srht-registry)")
 	fs.StringVar(&o.registryV3, "registry-v3", "", "distribution v3 `BINARY` (default DIR/registry)")
 	fs.StringVar(&o.registryV2, "registry-v2", "", "Debian's distribution 2.8 `BINARY` (default DIR/debian-registry/usr/bin/docker-registry)")
+	fs.StringVar(&o.dockerd, "dockerd", "dockerd", "the `DOCKERD` of the docker (daemon) cells, started privately (Debian's docker.io)")
+	fs.StringVar(&o.dockerCLI, "docker-cli", "/usr/bin/docker", "the docker `CLI` of the docker (daemon) cells (default: docker.io's, the daemon's release); docker manifest's is the docker on PATH")
 	fs.StringVar(&o.markdown, "markdown", "", "write the compatibility and troubleshooting tables to `FILE`")
 	fs.StringVar(&regs, "registries", "v3,v2", "registries to run: v3, v2")
-	fs.StringVar(&clients, "clients", "crane,oras,regctl,skopeo,docker", "clients to run")
+	fs.StringVar(&clients, "clients", "crane,oras,regctl,skopeo,docker,docker-manifest", "clients to run (docker: the CLI with a private dockerd; docker-manifest: the CLI alone)")
 	fs.StringVar(&cells, "cells", "", "cells to run (default all)")
 	fs.BoolVar(&o.broken, "broken", true, "also run the deliberately broken setups")
 	fs.DurationVar(&o.cmdTimeout, "cmd-timeout", 60*time.Second, "bound on one client command")
@@ -156,8 +159,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	v := m.versions
-	fmt.Fprintf(stdout, "matrix: srht-registry %s; distribution %s and Debian %s; crane %s, oras %s, regctl %s, skopeo %s, docker CLI %s\n",
-		v.server, v.v3, v.v2, v.crane, v.oras, v.regctl, v.skopeo, v.docker)
+	fmt.Fprintf(stdout, "matrix: srht-registry %s; distribution %s and Debian %s; crane %s, oras %s, regctl %s, skopeo %s, docker CLI %s; %s\n",
+		v.server, v.v3, v.v2, v.crane, v.oras, v.regctl, v.skopeo, v.docker, m.dockerSummary())
 
 	specs := m.registrySpecs()
 	var results []result

@@ -67,8 +67,11 @@ func (m *matrix) markdown(specs []*registrySpec, results []result, broken []brok
 	w("Last run %s on srht-registry `%s`, built from the checkout and started with the files `srht-registry keys` wrote. ",
 		now.UTC().Format("2006-01-02 15:04 MST"), v.server)
 	w("Registries: **distribution %s** (from the Go module proxy; trusts `jwks.json`, tokens carry `kid`) and **Debian's docker-registry %s** (trusts `rootcertbundle` = `cert.pem`, tokens carry `x5c`). ", v.v3, v.v2)
-	w("Clients: crane %s, oras %s, regctl %s, skopeo %s (Debian), docker CLI %s. ", v.crane, v.oras, v.regctl, v.skopeo, v.docker)
-	w("No Docker daemon runs here: the docker CLI does `docker login` client-side, and its push and pull are `docker manifest create/push/inspect`, which talk to the registry themselves (a push is a manifest list of one image, whose blobs the CLI mounts from the source repository). ")
+	w("Clients: crane %s, oras %s, regctl %s, skopeo %s (Debian), and docker twice. ", v.crane, v.oras, v.regctl, v.skopeo)
+	if d := m.dockerMarkdown(); d != "" {
+		w("%s ", d)
+	}
+	w("**docker manifest (CLI alone)**: docker CLI %s with no daemon (`DOCKER_HOST` a socket nobody listens on): `docker login` runs client-side, and push and pull are `docker manifest create/push/inspect`, which talk to the registry themselves (a push is a manifest list of one image, whose blobs the CLI mounts from the source repository). ", v.docker)
 	w("Users: `htpasswd:alice` (group `admins`), `htpasswd:bob`, `sourcehut:carol` (listed in `authn.sourcehut.users`; a token from a fake meta.sr.ht, grant `%s/REGISTRY:RW`); `library/*` is public. ", service)
 	w("OIDC: GitHub Actions jobs of `%s/oidc-CLIENT` log in with `-u oidc` and an ID token (GitHub's claims, audience `%s`) from a fake OIDC issuer on loopback, trusted as `authn.oidc` entry `%s`; ", oidcOwner, service, oidcProvider)
 	w("the claim rule in `policy.data.oidc` (provider `%s`, claims `repository_owner: %s` and `ref` main or a `v*` tag) grants pull and push on `{repository}` and `{repository}/*`.\n\n", oidcProvider, oidcOwner)
@@ -89,7 +92,7 @@ func (m *matrix) markdown(specs []*registrySpec, results []result, broken []brok
 	var notes noteList
 	for _, c := range m.selectedClients() {
 		for _, cd := range m.selectedCells() {
-			w("| %s | %s |", c.name(), mdEscape(cd.title))
+			w("| %s | %s |", clientLabel(c), mdEscape(cd.title))
 			for _, s := range specs {
 				r, ok := byKey[[3]string{s.id, c.name(), cd.id}]
 				if !ok {
@@ -143,7 +146,7 @@ func (m *matrix) markdown(specs []*registrySpec, results []result, broken []brok
 				regs[msg] = append(regs[msg], s.id)
 			}
 			for _, msg := range msgs {
-				who := c.name()
+				who := clientLabel(c)
 				if len(regs[msg]) < len(specs) {
 					who += " (" + strings.Join(regs[msg], ", ") + ")"
 				}
