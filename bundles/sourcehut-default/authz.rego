@@ -414,7 +414,13 @@ granted contains "pull" if {
 # Everyone owns their own namespace: htpasswd:alice may do anything to
 # alice/*, except inside a shared namespace configured there.
 granted contains action if {
-	in_namespace(own_namespace, repository)
+	# The namespace the identity claims, checked against the repository
+	# first: most requests are for other namespaces, and this is cheaper
+	# than working out whether the identity owns it.
+	ns := input.identity.namespace
+	is_string(ns)
+	in_namespace(ns, repository)
+	own_namespace == ns
 	not in_shared_namespace(repository)
 	some action in ["pull", "push", "delete"]
 }
