@@ -14,7 +14,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -32,10 +31,6 @@ import (
 // bump: new fields and values, present only where authn.oidc is configured
 // (see policy/README.md, "Input version notes").
 const InputVersion = 2
-
-// noMetrics: the server keeps its own metrics of decisions; OPA's timers
-// of each evaluation are never read.
-var noMetrics = metrics.NoOp()
 
 // DefaultQuery is the package whose allow and deny rules are read.
 const DefaultQuery = policy.DefaultQuery
@@ -93,7 +88,8 @@ func LocalPolicy(data map[string]any, bundles []string, query string, timeout ti
 // Engine is one compiled policy with its prepared query. It never changes;
 // a reload builds a new one.
 type Engine struct {
-	query    rego.PreparedEvalQuery
+	query    rego.PreparedEvalQuery // for traced evaluations
+	direct   *directQuery           // for the others
 	revision string
 	// bundles are the active bundles and their revisions, for metrics;
 	// the embedded policy is one pseudo-bundle named "embedded".
@@ -119,7 +115,9 @@ func queryFor(path string) (string, error) {
 	if !policy.ValidQuery(path) {
 		return "", fmt.Errorf("policy query %q: want a dotted data reference such as %s", path, DefaultQuery)
 	}
-	return fmt.Sprintf("allow := [x | x := %[1]s.allow]; deny := [x | x := %[1]s.deny]", path), nil
+	// "=" rather than ":=": a variable declared with := is renamed when the
+	// query is compiled, and directQuery reads allow and deny by name.
+	return fmt.Sprintf("allow = [x | x = %[1]s.allow]; deny = [x | x = %[1]s.deny]", path), nil
 }
 
 func timeoutOr(d time.Duration) time.Duration {
@@ -142,6 +140,8 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	var compiler *ast.Compiler
+	// Bundles are activated into this store too; directQuery reads it.
+	store := inmem.New()
 	regoOpts := []func(*rego.Rego){rego.Query(q), rego.StrictBuiltinErrors(true), rego.Capabilities(capabilities(opts.AllowBuiltins)),
 		rego.CompilerHook(func(c *ast.Compiler) { compiler = c })}
 	if opts.Schema != nil {
@@ -200,16 +200,30 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 		if err := checkBuiltins(parsed, opts.AllowBuiltins); err != nil {
 			return nil, fmt.Errorf("compile policy: %w", err)
 		}
-		regoOpts = append(regoOpts, rego.Store(inmem.NewFromObject(map[string]any{"registry": dataOrEmpty(opts.Data)})))
+		store = inmem.NewFromObject(map[string]any{"registry": dataOrEmpty(opts.Data)})
 	}
-	pq, err := rego.New(regoOpts...).PrepareForEval(ctx)
+	// rego writes bundles only into a store it made itself, unless given
+	// the transaction to write them in: then it is ours to commit.
+	txn, err := store.NewTransaction(ctx, storage.WriteParams)
 	if err != nil {
+		return nil, err
+	}
+	pq, err := rego.New(append(regoOpts, rego.Store(store), rego.Transaction(txn))...).PrepareForEval(ctx)
+	if err != nil {
+		store.Abort(ctx, txn)
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
+	if err := store.Commit(ctx, txn); err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
 	if err := checkAllow(parsed, opts.Query); err != nil {
 		return nil, err
 	}
-	e := &Engine{query: pq, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
+	direct, err := newDirectQuery(compiler, store, q)
+	if err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
+	e := &Engine{query: pq, direct: direct, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
 	a := analyse(parsed)
 	e.reads, e.shape = a.read, newInputShape(a)
 	if !opts.NoMemo {
@@ -321,8 +335,12 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	for i, b := range bundles {
 		revs[i] = b.Name + "@" + b.Revision
 	}
+	direct, err := newDirectQuery(compiler, store, q)
+	if err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
 	a := analyse(parsed)
-	return &Engine{query: pq, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed),
+	return &Engine{query: pq, direct: direct, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed),
 		reads: a.read, shape: newInputShape(a), static: newStaticValues(compiler)}, nil
 }
 
@@ -418,28 +436,31 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	// OPA would start a goroutine per evaluation to watch ctx; a callback
-	// on ctx does the same job.
-	cancelEval := topdown.NewCancel()
-	defer context.AfterFunc(ctx, cancelEval.Cancel)()
-	opts := append(make([]rego.EvalOption, 0, 4+len(extra)), rego.EvalParsedInput(e.shape.value(parts, sc)), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(cancelEval))
-	// A traced evaluation (policy eval --explain) shows every rule
-	// evaluated, the static ones too.
-	var vc *evalCache
-	if e.static != nil && len(extra) == 0 {
-		vc = e.static.newEvalCache()
-		opts = append(opts, rego.EvalVirtualCache(vc))
+	input := e.shape.value(parts, sc)
+	if len(extra) > 0 {
+		return e.evaluateTraced(ctx, input, extra)
 	}
-	rs, err := e.query.Eval(ctx, append(opts, extra...)...)
+	var cache topdown.VirtualCache // nil: OPA's own
+	var vc *evalCache
+	if e.static != nil {
+		vc = e.static.newEvalCache()
+		cache = vc
+	}
+	m, err := e.direct.eval(ctx, input, cache)
 	if vc != nil {
 		vc.done(err)
 	}
+	return m, err
+}
+
+// evaluateTraced evaluates through rego, which takes the tracer of `policy
+// eval --explain`; it shows every rule evaluated, the static ones too.
+func (e *Engine) evaluateTraced(ctx context.Context, input ast.Value, extra []rego.EvalOption) (memoEntry, error) {
+	rs, err := e.query.Eval(ctx, append([]rego.EvalOption{rego.EvalParsedInput(input)}, extra...)...)
 	if err != nil {
 		return memoEntry{}, err
 	}
 	if len(rs) != 1 {
-		// The query always binds both variables; anything else is a
-		// policy we do not understand.
 		return memoEntry{}, fmt.Errorf("query returned %d results, want 1", len(rs))
 	}
 	var m memoEntry

@@ -146,7 +146,7 @@ func staticRulePaths(c *ast.Compiler) []ast.Ref {
 	seen := map[string]bool{}
 	for _, name := range sortedKeys(c.Modules) {
 		for _, r := range c.Modules[name].Rules {
-			p := r.Path()
+			p := r.Ref().GroundPrefix()
 			key := p.String()
 			if seen[key] {
 				continue

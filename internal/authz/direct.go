@@ -1,0 +1,147 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// directQuery evaluates the prepared query with OPA's evaluator (topdown)
+// itself, as rego.PreparedEvalQuery does, and reads allow and deny as OPA
+// values: rego converts every result to Go values (and builds an
+// evaluation context, metrics and a result set) that the server never
+// needs. Traced evaluations (policy eval --explain) still go through rego.
+type directQuery struct {
+	compiler *ast.Compiler
+	qc       ast.QueryCompiler
+	body     ast.Body
+	store    storage.Store
+}
+
+var allowVar, denyVar = ast.Var("allow"), ast.Var("deny")
+
+// newDirectQuery compiles the query (allow = [...]; deny = [...]) against a
+// compiled policy and the store holding its data.
+func newDirectQuery(compiler *ast.Compiler, store storage.Store, query string) (*directQuery, error) {
+	if compiler == nil || store == nil {
+		return nil, errors.New("no compiler or store")
+	}
+	parsed, err := ast.ParseBodyWithOpts(query, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, fmt.Errorf("parse query: %w", err)
+	}
+	qc := compiler.QueryCompiler()
+	body, err := qc.Compile(parsed)
+	if err != nil {
+		return nil, fmt.Errorf("compile query: %w", err)
+	}
+	return &directQuery{compiler: compiler, qc: qc, body: body, store: store}, nil
+}
+
+// eval evaluates one input. vc is the evaluation's virtual cache (nil:
+// OPA's own).
+func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.VirtualCache) (memoEntry, error) {
+	txn, err := q.store.NewTransaction(ctx)
+	if err != nil {
+		return memoEntry{}, err
+	}
+	defer q.store.Abort(ctx, txn)
+	cancel := topdown.NewCancel()
+	defer context.AfterFunc(ctx, cancel.Cancel)()
+	query := topdown.NewQuery(q.body).
+		WithQueryCompiler(q.qc).
+		WithCompiler(q.compiler).
+		WithStore(q.store).
+		WithTransaction(txn).
+		WithStrictBuiltinErrors(true).
+		WithCancel(cancel).
+		WithInput(ast.NewTerm(input))
+	if vc != nil {
+		query = query.WithVirtualCache(vc)
+	}
+	var m memoEntry
+	results := 0
+	err = query.Iter(ctx, func(qr topdown.QueryResult) error {
+		results++
+		var err error
+		if m.allowed, m.allowDefined, err = stringSetValue(qr[allowVar]); err != nil {
+			return fmt.Errorf("allow: %w", err)
+		}
+		if m.denied, _, err = stringSetValue(qr[denyVar]); err != nil {
+			return fmt.Errorf("deny: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return memoEntry{}, err
+	}
+	if results != 1 {
+		// The query always binds both variables; anything else is a
+		// policy we do not understand.
+		return memoEntry{}, fmt.Errorf("query returned %d results, want 1", results)
+	}
+	return m, nil
+}
+
+// stringSetValue is stringSet for OPA's values: the binding of [x | x =
+// rule] is [] (the rule is undefined) or [value], where value must be a set
+// or array of strings.
+func stringSetValue(binding *ast.Term) (values []string, defined bool, err error) {
+	if binding == nil {
+		return nil, false, errors.New("no binding")
+	}
+	wrapped, ok := binding.Value.(*ast.Array)
+	if !ok || wrapped.Len() > 1 {
+		return nil, false, fmt.Errorf("unexpected binding %v", ast.ValueName(binding.Value))
+	}
+	if wrapped.Len() == 0 {
+		return nil, false, nil
+	}
+	var items []*ast.Term
+	switch v := wrapped.Elem(0).Value.(type) {
+	case ast.Set:
+		items = v.Slice()
+	case *ast.Array:
+		items = make([]*ast.Term, 0, v.Len())
+		v.Foreach(func(t *ast.Term) { items = append(items, t) })
+	default:
+		return nil, true, fmt.Errorf("want a set of strings, got %s", typeOfValue(v))
+	}
+	values = make([]string, 0, len(items))
+	for _, it := range items {
+		s, ok := it.Value.(ast.String)
+		if !ok {
+			return nil, true, fmt.Errorf("want a set of strings, got an element of type %s", typeOfValue(it.Value))
+		}
+		if !slices.Contains(values, string(s)) {
+			values = append(values, string(s))
+		}
+	}
+	return values, true, nil
+}
+
+// typeOfValue names a value's type as the Go value rego would have given
+// (the messages the server logs stay the same).
+func typeOfValue(v ast.Value) string {
+	switch v.(type) {
+	case ast.String:
+		return "string"
+	case ast.Number:
+		return "json.Number"
+	case ast.Boolean:
+		return "bool"
+	case ast.Null:
+		return "<nil>"
+	case ast.Object:
+		return "map[string]interface {}"
+	case *ast.Array, ast.Set:
+		return "[]interface {}"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
