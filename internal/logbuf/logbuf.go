@@ -8,15 +8,9 @@ import (
 	"time"
 )
 
-// Defaults of New.
-const (
-	// DefaultInterval is the longest a line waits in the buffer: what a
-	// crash can lose.
-	DefaultInterval = 100 * time.Millisecond
-	// DefaultSize is the buffer: past it, lines are written at once. 64
-	// KiB holds some 200 request lines, a few milliseconds of a busy server.
-	DefaultSize = 64 << 10
-)
+// DefaultSize is the buffer of New: past it, lines are written at once.
+// 64 KiB holds some 200 request lines, a few milliseconds of a busy server.
+const DefaultSize = 64 << 10
 
 // Writer buffers what is written to it and writes it to the underlying
 // writer in one call: at most Interval after the first byte waiting was
@@ -35,20 +29,18 @@ type Writer struct {
 	buf    []byte
 	timer  *time.Timer // flushes interval after the first byte waiting
 	armed  bool        // the timer is set and has not flushed yet
-	closed bool        // after Close, writes go straight through
+	closed bool        // after Close (or with no interval), writes go straight through
 	err    error       // of the last write below since Flush or Close returned
 }
 
-// New returns a Writer over out that keeps lines for up to interval (0:
-// DefaultInterval) in a buffer of size bytes (0: DefaultSize).
+// New returns a Writer over out that keeps lines for up to interval in a
+// buffer of size bytes (0: DefaultSize). An interval of 0 or less keeps
+// nothing: each write goes straight through, as after Close.
 func New(out io.Writer, interval time.Duration, size int) *Writer {
-	if interval <= 0 {
-		interval = DefaultInterval
-	}
 	if size <= 0 {
 		size = DefaultSize
 	}
-	w := &Writer{out: out, interval: interval, buf: make([]byte, 0, size)}
+	w := &Writer{out: out, interval: interval, buf: make([]byte, 0, size), closed: interval <= 0}
 	w.timer = time.AfterFunc(time.Hour, w.tick)
 	w.timer.Stop()
 	return w

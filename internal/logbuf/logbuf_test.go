@@ -1,6 +1,7 @@
 package logbuf_test
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,30 +43,32 @@ const hour = time.Hour // an interval no test waits for
 // is an hour).
 func TestWriter(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		size int
-		do   func(w *logbuf.Writer)
-		want []string
+		name     string
+		interval time.Duration // 0: an hour
+		size     int
+		do       func(w *logbuf.Writer)
+		want     []string
 	}{
-		{"buffered until flushed", 64, func(w *logbuf.Writer) { write(w, "a\n", "b\n") }, nil},
-		{"one write per flush", 64, func(w *logbuf.Writer) {
+		{"no interval: each write goes straight through", -1, 64, func(w *logbuf.Writer) { write(w, "a\n", "b\n") }, []string{"a\n", "b\n"}},
+		{"buffered until flushed", 0, 64, func(w *logbuf.Writer) { write(w, "a\n", "b\n") }, nil},
+		{"one write per flush", 0, 64, func(w *logbuf.Writer) {
 			write(w, "a\n", "b\n")
 			_ = w.Flush()
 			write(w, "c\n")
 			_ = w.Flush()
 			_ = w.Flush() // nothing to write: no empty write below
 		}, []string{"a\nb\n", "c\n"}},
-		{"a full buffer is written before the line that would overflow it", 8, func(w *logbuf.Writer) {
+		{"a full buffer is written before the line that would overflow it", 0, 8, func(w *logbuf.Writer) {
 			write(w, "aaa\n", "bbb\n", "ccc\n")
 		}, []string{"aaa\nbbb\n"}},
-		{"a line larger than the buffer goes straight through, after what waited", 8, func(w *logbuf.Writer) {
+		{"a line larger than the buffer goes straight through, after what waited", 0, 8, func(w *logbuf.Writer) {
 			write(w, "aaa\n", "0123456789\n")
 		}, []string{"aaa\n", "0123456789\n"}},
-		{"close flushes", 64, func(w *logbuf.Writer) {
+		{"close flushes", 0, 64, func(w *logbuf.Writer) {
 			write(w, "a\n", "b\n")
 			_ = w.Close()
 		}, []string{"a\nb\n"}},
-		{"after close, writes go straight through", 64, func(w *logbuf.Writer) {
+		{"after close, writes go straight through", 0, 64, func(w *logbuf.Writer) {
 			write(w, "a\n")
 			_ = w.Close()
 			write(w, "late\n", "later\n")
@@ -73,7 +76,7 @@ func TestWriter(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &sink{}
-			w := logbuf.New(s, hour, tt.size)
+			w := logbuf.New(s, cmp.Or(tt.interval, hour), tt.size)
 			tt.do(w)
 			if got := s.got(); fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Errorf("writes below = %q, want %q", got, tt.want)
