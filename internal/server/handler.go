@@ -32,7 +32,9 @@ type tokenResponse struct {
 // and the decision ID. Per-scope decision lines, when on, are written to
 // log as the decisions come.
 func (s *Server) handleToken(r *http.Request, log *slog.Logger, clientIP string) outcome {
-	var out outcome
+	// Room for every attribute the line can get, at once: respond puts
+	// its own in front.
+	out := outcome{attrs: make([]any, requestAttrs, requestAttrs+24)}
 	tr, err := s.parseRequest(r)
 	if err != nil {
 		return out.failed(err)
