@@ -55,9 +55,18 @@ type prepared struct {
 	commit func()
 }
 
-// build loads everything the config names. level is the log level a
+// logControl is what a reload changes of the log (its level, whether each
+// decision has its own line) and the flush of its buffer, which the
+// handler calls when it goes idle.
+type logControl struct {
+	level         *slog.LevelVar
+	decisionLines atomic.Bool
+	flush         func()
+}
+
+// build loads everything the config names. lc is the log's settings a
 // reload changes.
-func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, level *slog.LevelVar) (*instance, error) {
+func build(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, lc *logControl) (*instance, error) {
 	rt := &instance{stop: func(context.Context) {}}
 	keys, err := loadKey(cfg.Token, log)
 	if err != nil {
@@ -116,7 +125,8 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 					return prepared{}, fmt.Errorf("log.level: %w", err)
 				}
 				return prepared{commit: func() {
-					level.Set(l)
+					lc.level.Set(l)
+					lc.decisionLines.Store(next.Log.Decisions == "scope")
 				}}, nil
 			},
 		} {
@@ -139,7 +149,8 @@ func build(ctx context.Context, cfg config.Config, configPath string, log *slog.
 		}
 		return nil
 	}
-	handler, err := buildHandler(cfg, log, keys, users, pol.az, rt.draining.Load)
+	lc.decisionLines.Store(cfg.Log.Decisions == "scope")
+	handler, err := buildHandler(cfg, log, lc, keys, users, pol.az, rt.draining.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -495,7 +506,7 @@ func policyWarnings(cfg config.Config, e *authz.Engine, warn func(msg string, ar
 // buildHandler is the HTTP side: the token endpoint over the stages, the
 // JWKS, and health checks that answer "not ready" while draining or before
 // a remote policy arrived.
-func buildHandler(cfg config.Config, log *slog.Logger, keys *signingKeys, users *authnStage, az *authz.Authorizer, draining func() bool) (*server.Server, error) {
+func buildHandler(cfg config.Config, log *slog.Logger, lc *logControl, keys *signingKeys, users *authnStage, az *authz.Authorizer, draining func() bool) (*server.Server, error) {
 	trusted, err := parsePrefixes(cfg.TrustedProxies)
 	if err != nil {
 		return nil, usageError{err}
@@ -531,6 +542,8 @@ func buildHandler(cfg config.Config, log *slog.Logger, keys *signingKeys, users 
 		RefreshOn:     refreshOn,
 		Keys:          keys.ring,
 		Logger:        log,
+		DecisionLines: lc.decisionLines.Load,
+		Idle:          lc.flush,
 		Now:           time.Now,
 	}), nil
 }

@@ -154,8 +154,8 @@ func TestExampleLocal(t *testing.T) {
 	}
 	t.Run("alice is refused bob/*", func(t *testing.T) {
 		wantDenied(t, pushImage(t, registry, "bob/hello:v1", alice))
-		if !regexp.MustCompile(`msg=decision .*scope=repository:bob/hello .*granted=\[\]`).MatchString(logs.String()) {
-			t.Errorf("no decision granting nothing on bob/hello in the log:\n%s", logs)
+		if !regexp.MustCompile(`msg=request .*requested=\S*repository:bob/hello:pull,push.* granted=\[\]`).MatchString(logs.String()) {
+			t.Errorf("no request granted nothing on bob/hello in the log:\n%s", logs)
 		}
 	})
 	t.Run("anonymous is refused", func(t *testing.T) {

@@ -162,6 +162,16 @@ func TestReloadAppliesEverySetting(t *testing.T) {
 			},
 		},
 		{
+			name:   "log.decisions scope",
+			change: func(s *reloadSettings, _ string) { s.logExtra = "  decisions: scope\n" },
+			before: func(t *testing.T, addr string, logs *syncBuffer) bool {
+				return anonymousStatus(t, addr, "repository:pub/x:pull") == http.StatusOK && !strings.Contains(logs.String(), "msg=decision ")
+			},
+			after: func(t *testing.T, addr string, logs *syncBuffer) bool {
+				return anonymousStatus(t, addr, "repository:pub/x:pull") == http.StatusOK && strings.Contains(logs.String(), "msg=decision ")
+			},
+		},
+		{
 			name:   "groups",
 			change: func(s *reloadSettings, _ string) { s.groups = "  admins: [\"htpasswd:alice\"]\n" },
 			before: func(t *testing.T, addr string, _ *syncBuffer) bool {

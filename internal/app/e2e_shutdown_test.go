@@ -1,7 +1,9 @@
 package app
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/fakemeta"
+	"git.sr.ht/~zozs/srht-registry/internal/testcheck"
 )
 
 // TestGracefulShutdown cancels serve's context (what SIGTERM does in main)
@@ -102,10 +105,110 @@ func serveToStop(t *testing.T, cfg string) (addr string, logs *syncBuffer, cance
 	}()
 	waitFor(t, "the server to listen", func() bool {
 		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil {
-			addr = m[1]
+			addr = m[1] + m[2] // text or JSON
 			return true
 		}
 		return false
 	})
 	return addr, logs, cancel, done
+}
+
+// TestShutdownLosesNoLogLine: the log is buffered (log.flush_interval,
+// here 10 s so that no timer writes it during the test), and a SIGTERM
+// loses none of it. A POST whose body is still coming keeps a request in
+// flight, so the server never goes idle (which would write the buffer);
+// the lines of n token requests answered meanwhile are still unwritten at
+// SIGTERM, and every one of them is in the log once serve has returned.
+func TestShutdownLosesNoLogLine(t *testing.T) {
+	t.Parallel()
+	const n = 25
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			cfg := filepath.Join(t.TempDir(), "config.yaml")
+			writeFile(t, cfg, "listen: 127.0.0.1:0\nlog:\n  format: "+format+"\n  flush_interval: 10s\n"+
+				"limits:\n  read_header_timeout: 30s\n  shutdown_timeout: 30s\n")
+			addr, logs, cancel, exited := serveToStop(t, cfg)
+
+			// The request held in flight: its headers, half its body.
+			held, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Close()
+			body := "grant_type=password&service=registry.example.com&client_id=test&username=nobody&password=x"
+			if _, err := fmt.Fprintf(held, "POST /auth HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s",
+				addr, len(body), body[:10]); err != nil {
+				t.Fatal(err)
+			}
+
+			var ids []string
+			for range n {
+				resp, err := http.Get("http://" + addr + "/auth?service=registry.example.com&scope=repository:library/alpine:pull")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("token request: %d", resp.StatusCode)
+				}
+				ids = append(ids, resp.Header.Get("X-Request-Id"))
+			}
+			before := logs.String()
+			for _, id := range ids {
+				if strings.Contains(before, id) {
+					t.Fatalf("request %s was logged before SIGTERM: the buffer was written (idle, or its timer); this test shows nothing", id)
+				}
+			}
+
+			cancel() // SIGTERM
+			// The held request gets the rest of its body and is answered.
+			if _, err := io.WriteString(held, body[10:]); err != nil {
+				t.Fatal(err)
+			}
+			if resp, err := http.ReadResponse(bufio.NewReader(held), nil); err != nil {
+				t.Fatalf("the request in flight at SIGTERM: %v", err)
+			} else {
+				resp.Body.Close()
+			}
+			select {
+			case code := <-exited:
+				if code != 0 {
+					t.Fatalf("serve exited %d; log:\n%s", code, logs)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("serve did not return after SIGTERM")
+			}
+			after := logs.String()
+			requestMsg := map[string]string{"text": "msg=request ", "json": `"msg":"request"`}[format]
+			if got := strings.Count(after, requestMsg); got != n+1 {
+				t.Errorf("%d request lines after SIGTERM, want %d (%d buffered and the one in flight)", got, n+1, n)
+			}
+			for _, id := range ids {
+				if !strings.Contains(after, id) {
+					t.Errorf("request %s, logged before SIGTERM, is not in the log", id)
+				}
+			}
+			testcheck.Contains(t, "log", after, "shutting down")
+		})
+	}
+}
+
+// TestFailedStartLosesNoLogLine: when serve fails to start after logging
+// (here: its address is taken), what it logged is written before it exits.
+func TestFailedStartLosesNoLogLine(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, cfg, "listen: "+taken.Addr().String()+"\nlog:\n  flush_interval: 10s\n")
+	var logs syncBuffer
+	if code := Run(t.Context(), []string{"serve", "--config", cfg}, strings.NewReader(""), io.Discard, &logs); code == 0 {
+		t.Fatal("serve started on a taken address")
+	}
+	// Info lines, which wait in the buffer, from before the failure.
+	testcheck.Contains(t, "log", logs.String(), `msg="policy loaded"`, `msg="signing key loaded"`, "address already in use")
 }

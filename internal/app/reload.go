@@ -28,7 +28,7 @@ var reloadable = []string{
 	"authn.sourcehut.enabled", // turned off; turned on needs a restart
 	"token.key", "token.certificate", "token.published_keys", "token.kid_format",
 	"token.refresh.enabled", // turned off; turned on needs a restart
-	"log.level",
+	"log.level", "log.decisions",
 }
 
 // opaque are the settings compared whole: free-form maps and lists whose

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/config"
+	"git.sr.ht/~zozs/srht-registry/internal/logbuf"
 )
 
 // Server is a running token server. New builds it from a config and
@@ -20,8 +21,10 @@ import (
 // runs; Close drains and stops it. serve maps signals to these calls, and
 // tests drive them directly: several servers on port 0 in one process.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
+	cfg config.Config
+	log *slog.Logger
+	// logOut batches the log's writes (logbuf); Close flushes it.
+	logOut  *logbuf.Writer
 	inst    *instance
 	certs   *serveTLS
 	reloads *reloadMetrics
@@ -57,25 +60,37 @@ type Options struct {
 // TLS when configured) and serves in the background. The files it reads
 // are watched: a change reloads them. ctx bounds the start only (a remote
 // policy bundle may be awaited); Close stops the server.
-func New(ctx context.Context, o Options) (*Server, error) {
+func New(ctx context.Context, o Options) (_ *Server, err error) {
 	cfg, err := loadConfig(o.ConfigPath)
 	if err != nil {
 		return nil, err
 	}
-	log, level, err := newLogger(cfg.Log, o.Log)
+	// The log's lines are batched (logbuf): written at most
+	// log.flush_interval after they are logged, at once at error level and
+	// when the handler goes idle, and all of them at Close or a failed
+	// start.
+	out := logbuf.New(o.Log, cfg.Log.FlushInterval.D(), 0)
+	defer func() {
+		if err != nil {
+			_ = out.Close()
+		}
+	}()
+	log, level, err := newLogger(cfg.Log, out)
 	if err != nil {
 		return nil, usageError{err}
 	}
+	log = slog.New(logbuf.FlushOnError(log.Handler(), out))
 	// HTTPS, or plain HTTP only on loopback or with insecure_http (tls.go).
 	certs, err := prepareTLS(cfg, log)
 	if err != nil {
 		return nil, invalid(err)
 	}
-	inst, err := build(ctx, cfg, o.ConfigPath, log, level)
+	lc := &logControl{level: level, flush: func() { _ = out.Flush() }}
+	inst, err := build(ctx, cfg, o.ConfigPath, log, lc)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, inst: inst, certs: certs, reloads: newReloadMetrics(time.Now()), served: make(chan struct{}), rearm: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, log: log, logOut: out, inst: inst, certs: certs, reloads: newReloadMetrics(time.Now()), served: make(chan struct{}), rearm: make(chan struct{}, 1)}
 	if err := s.listen(); err != nil {
 		inst.stop(context.WithoutCancel(ctx))
 		if stopErr := s.metrics.stop(); stopErr != nil {
@@ -90,6 +105,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	changes, stop := s.armWatch(watchCtx)
 	s.watching.Go(func() { s.watchLoop(watchCtx, changes, stop) })
 	log.Info("listening", "addr", s.Addr(), "scheme", certs.scheme(), "services", []string(cfg.Service), "issuer", cfg.Issuer)
+	// The line a supervisor, or whoever started the server, waits for.
+	_ = out.Flush()
 	go func() {
 		s.serveErr = s.http.Serve(s.ln)
 		close(s.served)
@@ -237,5 +254,7 @@ func (s *Server) close(ctx context.Context) error {
 	if stopErr := s.metrics.stop(); stopErr != nil {
 		s.log.Warn("stopping the metrics listener", "error", stopErr)
 	}
+	// Every line logged so far is written; a late one goes straight out.
+	_ = s.logOut.Close()
 	return err
 }

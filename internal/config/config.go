@@ -35,6 +35,9 @@ const (
 	maxRefreshTTL         = 365 * 24 * time.Hour
 	defaultLogLevel       = "info"
 	defaultLogFormat      = "text"
+	defaultLogDecisions   = "request"
+	defaultFlushInterval  = 100 * time.Millisecond
+	maxFlushInterval      = 10 * time.Second
 	defaultMaxScopes      = 64
 	defaultMaxBodyBytes   = 16384
 
@@ -53,6 +56,9 @@ const (
 var (
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"text", "json"}
+	// logDecisions: the decisions folded into the request's line, or also
+	// a line per decision (scope).
+	logDecisions = []string{"request", "scope"}
 )
 
 // Config is the whole configuration file. Every key is optional; see Default.
@@ -320,6 +326,14 @@ var DeniableBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"
 type Log struct {
 	Level  string `yaml:"level"`  // debug|info|warn|error; default info
 	Format string `yaml:"format"` // text|json; default text
+	// Decisions is where policy decisions are logged: folded into the
+	// request's one line (request), or also one line per decision
+	// (scope).
+	Decisions string `yaml:"decisions"` // request|scope; default request
+	// FlushInterval is the longest a line waits in the log's buffer
+	// before it is written: what a crash can lose. 0 writes each line at
+	// once.
+	FlushInterval Duration `yaml:"flush_interval"` // default 100ms; 0..10s
 }
 
 // Limits bounds what one request may ask for.
@@ -362,7 +376,7 @@ func Default() Config {
 			PasswordCache: PasswordCache{TTL: Duration(authn.DefaultPasswordCacheTTL), Size: authn.DefaultPasswordCacheSize},
 		},
 		Policy: Policy{Query: policy.DefaultQuery, Timeout: Duration(policy.DefaultTimeout), StartupWait: Duration(policy.DefaultStartupWait)},
-		Log:    Log{Level: defaultLogLevel, Format: defaultLogFormat},
+		Log:    Log{Level: defaultLogLevel, Format: defaultLogFormat, Decisions: defaultLogDecisions, FlushInterval: Duration(defaultFlushInterval)},
 		Limits: Limits{
 			MaxScopes: defaultMaxScopes, MaxBodyBytes: defaultMaxBodyBytes,
 			MaxQueryBytes: 8192, MaxHeaderBytes: 16384, MaxConcurrent: 512,

@@ -116,6 +116,7 @@ func TestParseZeroEveryDuration(t *testing.T) {
 		"authn.password_cache.ttl":           "",
 		"policy.timeout":                     "policy.timeout: must be above 0 and at most 1m, got 0s",
 		"policy.startup_wait":                "policy.startup_wait: must be above 0 and at most 1h, got 0s",
+		"log.flush_interval":                 "",
 		"limits.read_header_timeout":         "limits.read_header_timeout: must be above 0 and at most 1h, got 0s",
 		"limits.read_timeout":                "limits.read_timeout: must be above 0 and at most 1h, got 0s",
 		"limits.write_timeout":               "limits.write_timeout: must be above 0 and at most 1h, got 0s",

@@ -258,6 +258,10 @@ func (l Log) validate(p *problems) {
 	if !slices.Contains(logFormats, l.Format) {
 		p.add("log.format", "must be one of %s, got %q", strings.Join(logFormats, ", "), l.Format)
 	}
+	oneOf(p, "log.decisions", l.Decisions, logDecisions, "must be one of %[2]s, got %[1]q")
+	if l.FlushInterval < 0 || l.FlushInterval.D() > maxFlushInterval {
+		p.add("log.flush_interval", "must be between 0 (each line written at once) and %v, got %v", maxFlushInterval, l.FlushInterval)
+	}
 }
 
 func (l Limits) validate(p *problems) {

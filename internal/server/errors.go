@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
@@ -86,9 +87,29 @@ func writeError(w http.ResponseWriter, realm string, err error) int {
 	return status
 }
 
+// The headers of a JSON answer, shared by every response: net/http only
+// reads them, and a handler that set another value would replace the
+// slice, not change it.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
+// tokenBuffers hold token responses being written: one is a few hundred
+// bytes, written once per token.
+var tokenBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
 	w.WriteHeader(status)
+	if t, ok := v.(*tokenResponse); ok {
+		bp := tokenBuffers.Get().(*[]byte)
+		*bp = t.appendJSON((*bp)[:0])
+		_, _ = w.Write(*bp)
+		tokenBuffers.Put(bp)
+		return
+	}
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -28,10 +28,13 @@ type tokenResponse struct {
 
 // handleToken is what a token request comes to: a token response, or the
 // error that stopped it, with what it had learned by then for the log line
-// (who the client is, what was asked and granted) and the decision ID. The
-// per-scope decision lines are written to log as the decisions come.
+// (who the client is, what was asked and granted, the decisions folded in)
+// and the decision ID. Per-scope decision lines, when on, are written to
+// log as the decisions come.
 func (s *Server) handleToken(r *http.Request, log *slog.Logger, clientIP string) outcome {
-	var out outcome
+	// Room for every attribute the line can get, at once: respond puts
+	// its own in front.
+	out := outcome{attrs: make([]any, requestAttrs, requestAttrs+24)}
 	tr, err := s.parseRequest(r)
 	if err != nil {
 		return out.failed(err)
@@ -65,41 +68,21 @@ func (s *Server) handleToken(r *http.Request, log *slog.Logger, clientIP string)
 		UserAgent: r.UserAgent(),
 		Time:      s.opts.Now(),
 	}
-	// One decision ID per request, returned to the client, ties a failed
-	// pull to its decision log lines.
+	// One decision ID per request, returned to the client and on the
+	// request's log line (failed or not), ties a refused pull to its
+	// decisions.
 	decisionID := newRequestID()
 	req.DecisionID = decisionID
 	if len(scopes) > 0 {
 		out.decisionID = decisionID
+		out.attrs = append(out.attrs, "decision_id", decisionID)
 	}
 	decisions, err := s.opts.Authorizer.Authorize(r.Context(), id, req, scopes)
 	if err != nil {
 		return out.failed(err)
 	}
-	granted := make([]access.Scope, 0, len(decisions))
-	var requestedLog, grantedLog []string
-	for _, d := range decisions {
-		requestedLog = append(requestedLog, d.Requested.String())
-		g := access.Scope{Resource: d.Requested.Resource, Actions: d.Granted}
-		log.Info("decision",
-			"decision_id", decisionID,
-			"revision", d.Revision,
-			"auth_method", method,
-			"provider", id.Provider,
-			"subject", id.Subject,
-			"scope", d.Requested.Resource.String(),
-			"requested", d.Requested.Actions,
-			"granted", d.Granted,
-			"deny", d.Reasons,
-			"duration", d.Duration,
-		)
-		if len(d.Granted) == 0 {
-			continue
-		}
-		granted = append(granted, g)
-		grantedLog = append(grantedLog, g.String())
-	}
-	out.attrs = append(out.attrs, "requested", requestedLog, "granted", grantedLog)
+	granted, attrs := s.foldDecisions(log, decisionID, method, id, decisions)
+	out.attrs = append(out.attrs, attrs...)
 	refresh, err := s.refreshToken(tr, id, service)
 	if err != nil {
 		return out.failed(err)
@@ -122,12 +105,92 @@ func (s *Server) handleToken(r *http.Request, log *slog.Logger, clientIP string)
 		RefreshToken: refresh.Reveal(),
 	}
 	if tr.post {
-		resp.Scope = strings.Join(grantedLog, " ")
+		resp.Scope = grantedScopes(granted)
 	}
 	// The refresh grant hands back the token it was given: not a new one.
 	s.metrics.issued(id.Method, resp.RefreshToken != "" && id.Method != identity.MethodRefresh)
 	out.status, out.body = http.StatusOK, resp
 	return out
+}
+
+// foldDecisions is what the policy granted, to mint, and the decisions
+// folded into attributes of the request's log line: each scope requested
+// and granted (a partial grant shows as fewer actions), the deny messages,
+// each prefixed with its resource, the policy revision, how many answers
+// came from the memo, and the time the policy took. With DecisionLines on,
+// each decision also gets a line of its own, as it came.
+func (s *Server) foldDecisions(log *slog.Logger, decisionID, method string, id identity.Identity, decisions []access.Decision) ([]access.Scope, []any) {
+	lines := s.opts.DecisionLines != nil && s.opts.DecisionLines()
+	granted := make([]access.Scope, 0, len(decisions))
+	requestedLog := make([]string, 0, len(decisions))
+	grantedLog := make([]string, 0, len(decisions))
+	var deny []string
+	memoised := 0
+	var took time.Duration
+	for _, d := range decisions {
+		requestedLog = append(requestedLog, d.Requested.String())
+		if d.Memoised {
+			memoised++
+		}
+		took += d.Duration
+		for _, reason := range d.Reasons {
+			deny = append(deny, d.Requested.Resource.String()+": "+reason)
+		}
+		if lines {
+			log.Info("decision",
+				"decision_id", decisionID,
+				"revision", d.Revision,
+				"auth_method", method,
+				"provider", id.Provider,
+				"subject", id.Subject,
+				"scope", d.Requested.Resource.String(),
+				"requested", d.Requested.Actions,
+				"granted", d.Granted,
+				"deny", d.Reasons,
+				"memoised", d.Memoised,
+				"duration", d.Duration,
+			)
+		}
+		if len(d.Granted) == 0 {
+			continue
+		}
+		g := access.Scope{Resource: d.Requested.Resource, Actions: d.Granted}
+		granted = append(granted, g)
+		grantedLog = append(grantedLog, g.String())
+	}
+	attrs := []any{"requested", requestedLog, "granted", grantedLog}
+	if len(deny) > 0 {
+		attrs = append(attrs, "deny", deny)
+	}
+	if len(decisions) > 0 {
+		attrs = append(attrs, "revision", revision(decisions), "memoised", memoised, "policy_duration", took)
+	}
+	return granted, attrs
+}
+
+// revision names the policy that decided: one revision, or each of them
+// when a request's decisions came from several (a reload between them).
+func revision(decisions []access.Decision) string {
+	rev := decisions[0].Revision
+	for _, d := range decisions[1:] {
+		if d.Revision != decisions[0].Revision && !strings.Contains(" "+rev+" ", " "+d.Revision+" ") {
+			rev += " " + d.Revision
+		}
+	}
+	return rev
+}
+
+// grantedScopes is the OAuth2 response's scope: the granted scopes,
+// space-separated.
+func grantedScopes(granted []access.Scope) string {
+	var b strings.Builder
+	for i, g := range granted {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(g.String())
+	}
+	return b.String()
 }
 
 // refreshToken is the refresh token of the response, if any: the one

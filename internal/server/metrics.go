@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +26,30 @@ type metrics struct {
 	refreshTokens *prometheus.CounterVec
 	overload      prometheus.Counter
 	inFlight      prometheus.Gauge
+
+	// What a request counts, looked up once rather than by its label
+	// values on every request (hashing them, and formatting the status):
+	// the latency histogram of each endpoint, the token counters of each
+	// method, and the request counter of each endpoint, method and status
+	// met so far (a bounded set: the handler's statuses).
+	durationBy      [len(endpoints)]prometheus.Observer
+	tokensBy        map[identity.Method]prometheus.Counter
+	refreshTokensBy map[identity.Method]prometheus.Counter
+	requestsBy      sync.Map // requestKey → prometheus.Counter
 }
+
+// requestKey names a request counter: endpoint and method by their index
+// in endpoints and methods.
+type requestKey struct {
+	endpoint, method uint8
+	status           uint16
+}
+
+// endpoints and methods are the values of the endpoint and method labels.
+var (
+	endpoints = [...]string{"auth", "jwks", "healthz", "readyz", "other"}
+	methods   = [...]string{http.MethodGet, http.MethodPost, http.MethodHead, "other"}
+)
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -57,11 +81,16 @@ func newMetrics() *metrics {
 	}
 	// Every method exists from the start, so a rate() over a method that
 	// has not happened yet is 0, not absent.
+	m.tokensBy = map[identity.Method]prometheus.Counter{}
 	for _, method := range []identity.Method{identity.MethodAnonymous, identity.MethodPassword, identity.MethodSourcehut, identity.MethodOIDC, identity.MethodRefresh} {
-		m.tokens.WithLabelValues(string(method))
+		m.tokensBy[method] = m.tokens.WithLabelValues(string(method))
 	}
+	m.refreshTokensBy = map[identity.Method]prometheus.Counter{}
 	for _, method := range []identity.Method{identity.MethodPassword, identity.MethodSourcehut, identity.MethodOIDC} {
-		m.refreshTokens.WithLabelValues(string(method))
+		m.refreshTokensBy[method] = m.refreshTokens.WithLabelValues(string(method))
+	}
+	for i, ep := range endpoints {
+		m.durationBy[i] = m.duration.WithLabelValues(ep)
 	}
 	return m
 }
@@ -71,41 +100,60 @@ func (s *Server) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{s.metrics.requests, s.metrics.duration, s.metrics.tokens, s.metrics.refreshTokens, s.metrics.overload, s.metrics.inFlight}
 }
 
-// endpoint names a request's path for a label: any other path is "other",
-// so a scanner trying paths cannot grow the label set.
-func endpoint(path string) string {
+// endpoint names a request's path for a label, by its index in
+// endpoints: any other path is "other", so a scanner trying paths cannot
+// grow the label set.
+func endpoint(path string) uint8 {
 	switch path {
 	case "/auth":
-		return "auth"
+		return 0
 	case "/.well-known/jwks.json":
-		return "jwks"
+		return 1
 	case "/healthz":
-		return "healthz"
+		return 2
 	case "/readyz":
-		return "readyz"
+		return 3
 	}
-	return "other"
+	return 4
 }
 
-func methodLabel(method string) string {
+// methodLabel is a request's method for a label, by its index in methods.
+func methodLabel(method string) uint8 {
 	switch method {
-	case http.MethodGet, http.MethodPost, http.MethodHead:
-		return method
+	case http.MethodGet:
+		return 0
+	case http.MethodPost:
+		return 1
+	case http.MethodHead:
+		return 2
 	}
-	return "other"
+	return 3
 }
 
 func (m *metrics) served(r *http.Request, status int, took time.Duration) {
-	ep := endpoint(r.URL.Path)
-	m.requests.WithLabelValues(ep, methodLabel(r.Method), strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(ep).Observe(took.Seconds())
+	key := requestKey{endpoint: endpoint(r.URL.Path), method: methodLabel(r.Method), status: uint16(min(max(status, 0), 999))}
+	c, ok := m.requestsBy.Load(key)
+	if !ok {
+		c, _ = m.requestsBy.LoadOrStore(key, m.requests.WithLabelValues(endpoints[key.endpoint], methods[key.method], strconv.Itoa(int(key.status))))
+	}
+	c.(prometheus.Counter).Inc()
+	m.durationBy[key.endpoint].Observe(took.Seconds())
 }
 
 func (m *metrics) issued(method identity.Method, refreshToken bool) {
-	m.tokens.WithLabelValues(string(method)).Inc()
+	counter(m.tokensBy, m.tokens, method).Inc()
 	if refreshToken {
-		m.refreshTokens.WithLabelValues(string(method)).Inc()
+		counter(m.refreshTokensBy, m.refreshTokens, method).Inc()
 	}
+}
+
+// counter is method's counter: looked up once, in newMetrics, for the
+// methods there are.
+func counter(by map[identity.Method]prometheus.Counter, vec *prometheus.CounterVec, method identity.Method) prometheus.Counter {
+	if c, ok := by[method]; ok {
+		return c
+	}
+	return vec.WithLabelValues(string(method))
 }
 
 // MetricsHandler serves the registry's metrics at path, in the Prometheus

@@ -34,6 +34,11 @@ type outcome struct {
 	attrs []any
 }
 
+// requestAttrs is the number of attribute arguments respond puts first on
+// a request's line (method, path, status, duration, client_ip): an
+// outcome's attrs may start with that many nils, to be filled in place.
+const requestAttrs = 10
+
 // rawBody is a body sent as it is, under the headers its endpoint set.
 type rawBody []byte
 
@@ -73,10 +78,15 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, log *slog.Logge
 
 	took := s.opts.Now().Sub(start)
 	s.metrics.served(r, status, took)
-	attrs := append([]any{
+	attrs := out.attrs
+	if len(attrs) < requestAttrs || attrs[0] != nil {
+		// An outcome that left no room in front of its attributes.
+		attrs = append(make([]any, requestAttrs, requestAttrs+len(attrs)), attrs...)
+	}
+	copy(attrs, []any{
 		"method", r.Method, "path", r.URL.Path, "status", status,
 		"duration", took, "client_ip", clientIP,
-	}, out.attrs...)
+	})
 	// One line per request, with the cause of any failure: at error level
 	// when we (or what we depend on) failed, so an outage is seen once per
 	// request, not twice.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
@@ -101,7 +102,16 @@ type Options struct {
 	Keys JWKSSource
 
 	Logger *slog.Logger
-	Now    func() time.Time
+	// DecisionLines, optional, says whether each policy decision also
+	// gets a log line of its own (msg=decision) beside the request's line,
+	// which has them all; nil means never. A reload can change it.
+	DecisionLines func() bool
+	// Idle, optional, is called when the last request in flight has been
+	// answered and logged: a buffered log is flushed then, so that its
+	// lines are written at once when the server is not busy, and in
+	// batches when it is.
+	Idle func()
+	Now  func() time.Time
 }
 
 // Server is the HTTP handler of the token server.
@@ -117,6 +127,8 @@ type Server struct {
 	// forwardedWarn spaces the warnings about forwarding headers that
 	// name no client address.
 	forwardedWarn warnLimit
+	// active counts the requests in ServeHTTP, for Options.Idle.
+	active atomic.Int64
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -156,6 +168,8 @@ func (e endpointFunc) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // read next, outside the slots; then the request takes its client's slot
 // and the server's (admission.go) for the rest, health checks excepted.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.active.Add(1)
+	defer s.done()
 	start := s.opts.Now()
 	id := newRequestID()
 	log := s.opts.Logger.With("request_id", id)
@@ -196,6 +210,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
 	respond(r, s.answer(r, log, client))
+}
+
+// done ends a request in ServeHTTP; the last one out calls Options.Idle.
+func (s *Server) done() {
+	if s.active.Add(-1) == 0 && s.opts.Idle != nil {
+		s.opts.Idle()
+	}
 }
 
 // answer is the outcome of the request's endpoint, which the mux finds.

@@ -719,10 +719,13 @@ type fakeAuthz struct {
 	// grant maps a resource name to the actions granted on it.
 	grant   map[string][]string
 	reasons []string
-	err     error
-	gotID   identity.Identity
-	gotReq  identity.Request
-	gotSc   []access.Scope
+	// revision and memoised are every decision's.
+	revision string
+	memoised bool
+	err      error
+	gotID    identity.Identity
+	gotReq   identity.Request
+	gotSc    []access.Scope
 }
 
 func (f *fakeAuthz) Authorize(_ context.Context, id identity.Identity, r identity.Request, scs []access.Scope) ([]access.Decision, error) {
@@ -733,7 +736,7 @@ func (f *fakeAuthz) Authorize(_ context.Context, id identity.Identity, r identit
 	var ds []access.Decision
 	for _, sc := range scs {
 		g := access.Grant(sc.Actions, f.grant[sc.Name])
-		d := access.Decision{Requested: sc, Granted: g}
+		d := access.Decision{Requested: sc, Granted: g, Revision: f.revision, Memoised: f.memoised, Duration: time.Microsecond}
 		if len(g) == 0 {
 			d.Reasons = f.reasons
 		}
@@ -774,6 +777,11 @@ type fakes struct {
 var fakeNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 3600))
 
 func newFakes(services ...string) *fakes {
+	return newFakesWith(func(*server.Options) {}, services...)
+}
+
+// newFakesWith is newFakes with options of the test's own set by mod.
+func newFakesWith(mod func(*server.Options), services ...string) *fakes {
 	if len(services) == 0 {
 		services = []string{service}
 	}
@@ -784,11 +792,13 @@ func newFakes(services ...string) *fakes {
 		minter: &fakeMinter{issuedAt: fakeNow.Truncate(time.Second)},
 		logs:   &logBuffer{},
 	}
-	f.h = server.New(server.Options{
+	opts := server.Options{
 		Services: services, Realm: realm, MaxScopes: 4, MaxBodyBytes: maxBody,
 		Authenticator: f.authn, Authorizer: f.authz, Minter: f.minter, JWKS: []byte(`{"keys":[]}`),
 		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), Now: func() time.Time { return fakeNow },
-	})
+	}
+	mod(&opts)
+	f.h = server.New(opts)
 	return f
 }
 
@@ -1402,8 +1412,8 @@ func logLines(t *testing.T, logs, msg string) []map[string]any {
 	return out
 }
 
-// TestLogProvider: the decision lines and the request line name the
-// identity's provider beside its subject ("" for anonymous).
+// TestLogProvider: the decision lines (when on) and the request line name
+// the identity's provider beside its subject ("" for anonymous).
 func TestLogProvider(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -1418,7 +1428,7 @@ func TestLogProvider(t *testing.T) {
 		{"anonymous", identity.Anonymous, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakes()
+			f := newFakesWith(func(o *server.Options) { o.DecisionLines = func() bool { return true } })
 			f.authn.id = tt.id
 			rec := serve(f.h, req{query: "scope=repository:alice/app:pull&scope=repository:library/x:pull"})
 			if rec.Code != http.StatusOK {
