@@ -186,6 +186,9 @@ func resolvePrincipals(c Config) (groups map[string][]string, data map[string]an
 	for _, o := range c.Authn.OIDC {
 		issuers = append(issuers, o.Name)
 	}
+	// A directory's user names are its own: corp:alice is written with
+	// the directory's name, like an OIDC subject.
+	issuers = append(issuers, c.Authn.LDAPNames()...)
 	groups = make(map[string][]string, len(c.Groups))
 	for _, name := range slices.Sorted(maps.Keys(c.Groups)) {
 		switch {
@@ -332,9 +335,13 @@ func (c Config) Warnings() []string {
 	var w []string
 	enabled := c.Providers()
 	sh := c.Authn.Sourcehut
+	directories := c.Authn.LDAPNames()
 	for _, r := range c.Principals() {
 		provider, name, _ := identity.SplitPrincipal(r.Principal)
 		switch {
+		case slices.Contains(directories, provider):
+			// Whether the directory has the user is the directory's to say
+			// (check-config asks it about htpasswd names only).
 		case !slices.Contains(enabled, provider) && provider == identity.ProviderSourcehut:
 			w = append(w, fmt.Sprintf("%s: %s matches nobody: Sourcehut login is off or lets nobody in (authn.sourcehut.users)", r.Key, r.Principal))
 		case !slices.Contains(enabled, provider):
@@ -345,6 +352,13 @@ func (c Config) Warnings() []string {
 	}
 	walkNamespaceMembers(c.Policy.Data, func(key, m string) string {
 		if g, ok := strings.CutPrefix(m, identity.GroupPrefix); ok {
+			if dir, _, qualified := strings.Cut(g, ":"); qualified {
+				// A directory's group, "group:corp:devs".
+				if !slices.Contains(directories, dir) {
+					w = append(w, fmt.Sprintf("%s: %s names the groups of %q, which is no directory of authn.ldap, so it matches nobody", key, m, dir))
+				}
+				return m
+			}
 			if _, known := c.Groups[g]; !known {
 				w = append(w, fmt.Sprintf("%s: %s is no group of groups:, so it matches nobody", key, m))
 			}
