@@ -1,0 +1,298 @@
+package slapdtest
+
+import (
+	"crypto/rand"
+	"crypto/sha1" //nolint:gosec // {SSHA} is what slapd stores by default: test data only
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goldap "github.com/go-ldap/ldap/v3"
+)
+
+// The directory every Server holds.
+const (
+	Suffix    = "dc=example,dc=org"
+	People    = "ou=people," + Suffix
+	Groups    = "ou=groups," + Suffix
+	RootDN    = "cn=admin," + Suffix
+	RootPW    = "slapdtest-root-secret"
+	ReaderDN  = "cn=reader," + Suffix
+	ReaderPW  = "slapdtest-reader-secret"
+	schemaDir = "/etc/ldap/schema"
+	moduleDir = "/usr/lib/ldap"
+)
+
+// User is an account of the test directory.
+type User struct {
+	UID      string
+	Password string // "" = no userPassword: no bind can succeed
+	Mail     string
+	Disabled bool // employeeType: disabled
+}
+
+// Users are the accounts: alice (devs, ops), bob (devs), carol (no group),
+// dave (disabled, in devs), erin (no password, in devs) and admin (ops).
+var Users = []User{
+	{UID: "alice", Password: "alice-ldap-secret-1", Mail: "alice@example.org"},
+	{UID: "bob", Password: "bob-ldap-secret-2", Mail: "bob@example.org"},
+	{UID: "carol", Password: "carol-ldap-secret-3", Mail: "carol@example.org"},
+	{UID: "dave", Password: "dave-ldap-secret-4", Mail: "dave@example.org", Disabled: true},
+	{UID: "erin", Mail: "erin@example.org"},
+	{UID: "admin", Password: "admin-ldap-secret-5", Mail: "admin@example.org"},
+}
+
+// Password is the password of the user uid.
+func Password(uid string) string {
+	for _, u := range Users {
+		if u.UID == uid {
+			return u.Password
+		}
+	}
+	return ""
+}
+
+// GroupMembers are the groups and their members' uids.
+var GroupMembers = map[string][]string{
+	"devs": {"alice", "bob", "dave", "erin"},
+	"ops":  {"alice", "admin"},
+}
+
+// UserDN is the DN of the user uid.
+func UserDN(uid string) string { return "uid=" + uid + "," + People }
+
+// GroupDN is the DN of the group cn.
+func GroupDN(cn string) string { return "cn=" + cn + "," + Groups }
+
+// Server is a running slapd.
+type Server struct {
+	URL  string // ldap://127.0.0.1:PORT
+	Addr string
+	dir  string
+	t    testing.TB
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+// Require returns the slapd binary, or skips t (fails it under CI).
+func Require(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("slapd")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/slapd", "/usr/local/libexec/slapd"} {
+			if _, e := os.Stat(p); e == nil {
+				bin, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("slapd is not installed, and CI is set: apt-get install slapd ldap-utils")
+		}
+		t.Skip("slapd not installed (apt-get install slapd ldap-utils)")
+	}
+	return bin
+}
+
+// Start starts a slapd with the test directory, stopped at the end of t.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin := Require(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "slapd.conf")
+	writeFile(t, conf, fmt.Sprintf(`include %[1]s/core.schema
+include %[1]s/cosine.schema
+include %[1]s/inetorgperson.schema
+include %[1]s/nis.schema
+modulepath %[2]s
+moduleload back_mdb
+moduleload memberof
+pidfile %[3]s/slapd.pid
+argsfile %[3]s/slapd.args
+database mdb
+maxsize 10485760
+suffix "%[4]s"
+rootdn "%[5]s"
+rootpw %[6]s
+directory %[3]s/data
+overlay memberof
+access to attrs=userPassword by anonymous auth by * none
+access to * by users read by * none
+`, schemaDir, moduleDir, dir, Suffix, RootDN, RootPW))
+	ldif := filepath.Join(dir, "base.ldif")
+	writeFile(t, ldif, baseLDIF())
+	slapadd := filepath.Join(filepath.Dir(bin), "slapadd")
+	if out, err := exec.Command(slapadd, "-f", conf, "-l", ldif).CombinedOutput(); err != nil {
+		t.Fatalf("slapadd: %v\n%s", err, out)
+	}
+	s := &Server{dir: dir, t: t}
+	s.Addr = freeAddr(t)
+	s.URL = "ldap://" + s.Addr
+	s.start(bin, conf)
+	t.Cleanup(s.Stop)
+	// Groups are added through the server, so memberof fills memberOf.
+	c := s.Root(t)
+	defer c.Close()
+	for _, cn := range []string{"devs", "ops"} {
+		add := goldap.NewAddRequest(GroupDN(cn), nil)
+		add.Attribute("objectClass", []string{"groupOfNames"})
+		add.Attribute("cn", []string{cn})
+		var members []string
+		for _, uid := range GroupMembers[cn] {
+			members = append(members, UserDN(uid))
+		}
+		add.Attribute("member", members)
+		if err := c.Add(add); err != nil {
+			t.Fatalf("add group %s: %v", cn, err)
+		}
+	}
+	return s
+}
+
+func (s *Server) start(bin, conf string) {
+	s.t.Helper()
+	cmd := exec.Command(bin, "-f", conf, "-h", s.URL+"/", "-d", "0")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start slapd: %v", err)
+	}
+	s.mu.Lock()
+	s.cmd = cmd
+	s.mu.Unlock()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			s.t.Fatalf("slapd did not listen on %s: %v", s.Addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop stops slapd (a test can stop it mid-run); a stopped Server stops
+// again without harm.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+}
+
+// Restart starts a stopped slapd again, on the same port with the same
+// data.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start(Require(s.t), filepath.Join(s.dir, "slapd.conf"))
+}
+
+// Root is a connection bound as the directory's root, to change it.
+func (s *Server) Root(t testing.TB) *goldap.Conn {
+	t.Helper()
+	c, err := goldap.DialURL(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Bind(RootDN, RootPW); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
+}
+
+// RemoveMember takes the user uid out of the group cn.
+func (s *Server) RemoveMember(t testing.TB, cn, uid string) {
+	t.Helper()
+	c := s.Root(t)
+	defer c.Close()
+	m := goldap.NewModifyRequest(GroupDN(cn), nil)
+	m.Delete("member", []string{UserDN(uid)})
+	if err := c.Modify(m); err != nil {
+		t.Fatalf("remove %s from %s: %v", uid, cn, err)
+	}
+}
+
+// Disable marks the user uid disabled (employeeType: disabled).
+func (s *Server) Disable(t testing.TB, uid string) {
+	t.Helper()
+	c := s.Root(t)
+	defer c.Close()
+	m := goldap.NewModifyRequest(UserDN(uid), nil)
+	m.Replace("employeeType", []string{"disabled"})
+	if err := c.Modify(m); err != nil {
+		t.Fatalf("disable %s: %v", uid, err)
+	}
+}
+
+func baseLDIF() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n", Suffix)
+	fmt.Fprintf(&b, "dn: %s\nobjectClass: organizationalUnit\nou: people\n\n", People)
+	fmt.Fprintf(&b, "dn: %s\nobjectClass: organizationalUnit\nou: groups\n\n", Groups)
+	fmt.Fprintf(&b, "dn: %s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: %s\n\n", ReaderDN, ssha(ReaderPW))
+	for _, u := range Users {
+		fmt.Fprintf(&b, "dn: %s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: %s\nmail: %s\n", UserDN(u.UID), u.UID, u.UID, u.UID, u.Mail)
+		if u.Password != "" {
+			fmt.Fprintf(&b, "userPassword: %s\n", ssha(u.Password))
+		}
+		if u.Disabled {
+			b.WriteString("employeeType: disabled\n")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// ssha is the {SSHA} hash of pw, as slappasswd makes it.
+func ssha(pw string) string {
+	salt := make([]byte, 8)
+	_, _ = rand.Read(salt)
+	h := sha1.New() //nolint:gosec // see the import
+	h.Write([]byte(pw))
+	h.Write(salt)
+	return "{SSHA}" + base64.StdEncoding.EncodeToString(append(h.Sum(nil), salt...))
+}
+
+// FreeAddr is a loopback host:port nothing listens on (a closed port,
+// for failover tests).
+func FreeAddr(t testing.TB) string { return freeAddr(t) }
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
