@@ -39,15 +39,17 @@ type User struct {
 	Disabled bool // employeeType: disabled
 }
 
-// Users are the accounts: alice (devs, ops), bob (devs), carol (no group),
-// dave (disabled, in devs), erin (no password, in devs) and admin (ops).
+// Users are the accounts: lena (devs, ops), mika (devs), carol (no group),
+// dave (disabled, in devs), erin (no password, in devs), admin (ops) and
+// alice (devs; a name the end-to-end tests' htpasswd file also has).
 var Users = []User{
-	{UID: "alice", Password: "alice-ldap-secret-1", Mail: "alice@example.org"},
-	{UID: "bob", Password: "bob-ldap-secret-2", Mail: "bob@example.org"},
+	{UID: "lena", Password: "lena-ldap-secret-1", Mail: "lena@example.org"},
+	{UID: "mika", Password: "mika-ldap-secret-2", Mail: "mika@example.org"},
 	{UID: "carol", Password: "carol-ldap-secret-3", Mail: "carol@example.org"},
 	{UID: "dave", Password: "dave-ldap-secret-4", Mail: "dave@example.org", Disabled: true},
 	{UID: "erin", Mail: "erin@example.org"},
 	{UID: "admin", Password: "admin-ldap-secret-5", Mail: "admin@example.org"},
+	{UID: "alice", Password: "alice-ldap-secret-6", Mail: "alice@example.org"},
 }
 
 // Password is the password of the user uid.
@@ -62,8 +64,8 @@ func Password(uid string) string {
 
 // GroupMembers are the groups and their members' uids.
 var GroupMembers = map[string][]string{
-	"devs": {"alice", "bob", "dave", "erin"},
-	"ops":  {"alice", "admin"},
+	"devs": {"lena", "mika", "dave", "erin", "alice"},
+	"ops":  {"lena", "admin"},
 }
 
 // UserDN is the DN of the user uid.

@@ -268,7 +268,7 @@ func (a *Authenticator) findUser(c *conn, user string) (*goldap.Entry, error) {
 		// Two entries for one login name: no way to tell which one is
 		// meant, so neither.
 		a.o.Logger.Warn("the user filter matches more than one entry; refusing the login", "provider", a.o.Name)
-		return nil, fmt.Errorf("%w: ambiguous user name", identity.ErrUnauthenticated)
+		return nil, fmt.Errorf("%w: wrong user name or password", identity.ErrUnauthenticated)
 	case err != nil:
 		if networkError(err) {
 			return nil, err

@@ -79,16 +79,16 @@ func TestAuthenticate(t *testing.T) {
 		groups   []string
 		err      error // nil: a login
 	}{
-		{"alice, groups by search", byFilter, "alice", slapdtest.Password("alice"), "alice", []string{"corp:devs", "corp:ops"}, nil},
-		{"bob", byFilter, "bob", slapdtest.Password("bob"), "bob", []string{"corp:devs"}, nil},
+		{"lena, groups by search", byFilter, "lena", slapdtest.Password("lena"), "lena", []string{"corp:devs", "corp:ops"}, nil},
+		{"mika", byFilter, "mika", slapdtest.Password("mika"), "mika", []string{"corp:devs"}, nil},
 		{"carol, no group", byFilter, "carol", slapdtest.Password("carol"), "carol", nil, nil},
-		{"alice, memberOf and mail", byMemberOf, "alice", slapdtest.Password("alice"), "alice@example.org", []string{"corp:devs", "corp:ops"}, nil},
+		{"lena, memberOf and mail", byMemberOf, "lena", slapdtest.Password("lena"), "lena@example.org", []string{"corp:devs", "corp:ops"}, nil},
 		// The directory's matching rule for uid ignores case and
 		// surrounding spaces: the subject is the entry's own value.
-		{"ALICE, as the directory matches it", byFilter, " ALICE", slapdtest.Password("alice"), "alice", []string{"corp:devs", "corp:ops"}, nil},
-		{"wrong password", byFilter, "alice", "not-her-password", "", nil, identity.ErrUnauthenticated},
-		{"another user's password", byFilter, "alice", slapdtest.Password("bob"), "", nil, identity.ErrUnauthenticated},
-		{"empty password", byFilter, "alice", "", "", nil, identity.ErrUnauthenticated},
+		{"LENA, as the directory matches it", byFilter, " LENA", slapdtest.Password("lena"), "lena", []string{"corp:devs", "corp:ops"}, nil},
+		{"wrong password", byFilter, "lena", "not-her-password", "", nil, identity.ErrUnauthenticated},
+		{"another user's password", byFilter, "lena", slapdtest.Password("mika"), "", nil, identity.ErrUnauthenticated},
+		{"empty password", byFilter, "lena", "", "", nil, identity.ErrUnauthenticated},
 		{"unknown user", byFilter, "mallory", "x", "", nil, ldap.ErrUnknownUser},
 		{"disabled by the filter", byFilter, "dave", slapdtest.Password("dave"), "", nil, ldap.ErrUnknownUser},
 		{"no userPassword", byFilter, "erin", "anything", "", nil, identity.ErrUnauthenticated},
@@ -124,28 +124,28 @@ func TestAuthenticate(t *testing.T) {
 }
 
 // TestFilterInjection: a login name is a value, never filter syntax. With
-// alice's password, a name that a filter built without escaping would
-// make match alice (or everyone) logs in as nobody.
+// lena's password, a name that a filter built without escaping would
+// make match lena (or everyone) logs in as nobody.
 func TestFilterInjection(t *testing.T) {
 	t.Parallel()
 	s := slapdtest.Start(t)
 	a := newAuthenticator(t, options(s, &clock{now: time.Now()}, &logs{}))
-	pw := identity.Secret(slapdtest.Password("alice"))
+	pw := identity.Secret(slapdtest.Password("lena"))
 	for _, user := range []string{
-		"*", "ali*", "*lice", "a*e", "*)(uid=*", "alice)(uid=*", "admin)(|(uid=*", "alice)(|(uid=*)",
-		"alice\x00", "alice\x00)(uid=*", `alic\65`, `\2a`, "(alice)", "alice))(|(objectClass=*", "alice*)(employeeType=*",
-		"alicé", "alice\n", "alice\t",
+		"*", "len*", "*ena", "l*a", "*)(uid=*", "lena)(uid=*", "admin)(|(uid=*", "lena)(|(uid=*)",
+		"lena\x00", "lena\x00)(uid=*", `len\61`, `\2a`, "(lena)", "lena))(|(objectClass=*", "lena*)(employeeType=*",
+		"lenà", "lena\n", "lena\t",
 	} {
 		id, err := a.Authenticate(context.Background(), user, pw)
 		if err == nil {
-			t.Errorf("%q with alice's password logged in as %+v", user, id)
+			t.Errorf("%q with lena's password logged in as %+v", user, id)
 		} else if !errors.Is(err, identity.ErrUnauthenticated) {
 			t.Errorf("%q: %v, want a refusal (not a directory error)", user, err)
 		}
 	}
 	// The real name still works: the refusals were not a broken directory.
-	if _, err := a.Authenticate(context.Background(), "alice", pw); err != nil {
-		t.Fatalf("alice: %v", err)
+	if _, err := a.Authenticate(context.Background(), "lena", pw); err != nil {
+		t.Fatalf("lena: %v", err)
 	}
 }
 
@@ -157,11 +157,11 @@ func TestCache(t *testing.T) {
 	clk := &clock{now: time.Unix(1_800_000_000, 0)}
 	a := newAuthenticator(t, options(s, clk, &logs{}))
 	ctx := context.Background()
-	pw := identity.Secret(slapdtest.Password("bob"))
-	if _, err := a.Authenticate(ctx, "bob", pw); err != nil {
+	pw := identity.Secret(slapdtest.Password("mika"))
+	if _, err := a.Authenticate(ctx, "mika", pw); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Authenticate(ctx, "bob", "wrong"); !errors.Is(err, identity.ErrUnauthenticated) {
+	if _, err := a.Authenticate(ctx, "mika", "wrong"); !errors.Is(err, identity.ErrUnauthenticated) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	if n := a.CachedLen(); n != 1 {
@@ -169,21 +169,21 @@ func TestCache(t *testing.T) {
 	}
 	s.Stop()
 	clk.Add(59 * time.Second)
-	if id, err := a.Authenticate(ctx, "bob", pw); err != nil || id.Subject != "bob" || !slices.Equal(id.Groups, []string{"corp:devs"}) {
+	if id, err := a.Authenticate(ctx, "mika", pw); err != nil || id.Subject != "mika" || !slices.Equal(id.Groups, []string{"corp:devs"}) {
 		t.Fatalf("a remembered login with the directory down: %+v, %v", id, err)
 	}
-	for _, tc := range []struct{ user, pw string }{{"bob", "wrong"}, {"alice", slapdtest.Password("alice")}} {
+	for _, tc := range []struct{ user, pw string }{{"mika", "wrong"}, {"lena", slapdtest.Password("lena")}} {
 		if _, err := a.Authenticate(ctx, tc.user, identity.Secret(tc.pw)); !errors.Is(err, identity.ErrUnavailable) {
 			t.Errorf("%s, not remembered, with the directory down: %v, want unavailable", tc.user, err)
 		}
 	}
 	clk.Add(time.Second)
-	if _, err := a.Authenticate(ctx, "bob", pw); !errors.Is(err, identity.ErrUnavailable) {
+	if _, err := a.Authenticate(ctx, "mika", pw); !errors.Is(err, identity.ErrUnavailable) {
 		t.Errorf("after the TTL, with the directory down: %v, want unavailable", err)
 	}
 	// Up again: a login works again, on a new connection.
 	s.Restart()
-	if _, err := a.Authenticate(ctx, "bob", pw); err != nil {
+	if _, err := a.Authenticate(ctx, "mika", pw); err != nil {
 		t.Errorf("after a restart of the directory: %v", err)
 	}
 }
@@ -196,24 +196,24 @@ func TestGroupChange(t *testing.T) {
 	clk := &clock{now: time.Unix(1_800_000_000, 0)}
 	a := newAuthenticator(t, options(s, clk, &logs{}))
 	ctx := context.Background()
-	pw := identity.Secret(slapdtest.Password("alice"))
-	if id, _ := a.Authenticate(ctx, "alice", pw); !slices.Contains(id.Groups, "corp:ops") {
-		t.Fatalf("alice's groups: %v", id.Groups)
+	pw := identity.Secret(slapdtest.Password("lena"))
+	if id, _ := a.Authenticate(ctx, "lena", pw); !slices.Contains(id.Groups, "corp:ops") {
+		t.Fatalf("lena's groups: %v", id.Groups)
 	}
-	if id, _ := a.Lookup(ctx, "alice"); !slices.Contains(id.Groups, "corp:ops") {
-		t.Fatalf("alice's groups on lookup: %v", id.Groups)
+	if id, _ := a.Lookup(ctx, "lena"); !slices.Contains(id.Groups, "corp:ops") {
+		t.Fatalf("lena's groups on lookup: %v", id.Groups)
 	}
-	s.RemoveMember(t, "ops", "alice")
+	s.RemoveMember(t, "ops", "lena")
 	clk.Add(time.Minute)
-	id, err := a.Authenticate(ctx, "alice", pw)
+	id, err := a.Authenticate(ctx, "lena", pw)
 	if err != nil || !slices.Equal(id.Groups, []string{"corp:devs"}) {
 		t.Errorf("after the TTL: %v, %v; want only corp:devs", id.Groups, err)
 	}
-	if id, err := a.Lookup(ctx, "alice"); err != nil || !slices.Equal(id.Groups, []string{"corp:devs"}) {
+	if id, err := a.Lookup(ctx, "lena"); err != nil || !slices.Equal(id.Groups, []string{"corp:devs"}) {
 		t.Errorf("lookup after the TTL: %v, %v", id.Groups, err)
 	}
-	s.Disable(t, "bob")
-	if _, err := a.Lookup(ctx, "bob"); !errors.Is(err, ldap.ErrUnknownUser) {
+	s.Disable(t, "mika")
+	if _, err := a.Lookup(ctx, "mika"); !errors.Is(err, ldap.ErrUnknownUser) {
 		t.Errorf("lookup of a disabled user: %v", err)
 	}
 }
@@ -248,11 +248,11 @@ func TestServiceAccountRefused(t *testing.T) {
 	o := options(s, &clock{now: time.Now()}, &logs{})
 	o.BindPassword = "not-the-reader-password"
 	a := newAuthenticator(t, o)
-	_, err := a.Authenticate(context.Background(), "alice", identity.Secret(slapdtest.Password("alice")))
+	_, err := a.Authenticate(context.Background(), "lena", identity.Secret(slapdtest.Password("lena")))
 	if !errors.Is(err, identity.ErrUnavailable) || strings.Contains(err.Error(), "not-the-reader-password") {
 		t.Errorf("Authenticate with a refused service account: %v", err)
 	}
-	if known, err := a.Knows(context.Background(), "alice"); known || !errors.Is(err, identity.ErrUnavailable) {
+	if known, err := a.Knows(context.Background(), "lena"); known || !errors.Is(err, identity.ErrUnavailable) {
 		t.Errorf("Knows: %v, %v", known, err)
 	}
 }
@@ -271,7 +271,7 @@ func TestPoolBounded(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			user := []string{"alice", "bob"}[i%2]
+			user := []string{"lena", "mika"}[i%2]
 			if _, err := a.Authenticate(context.Background(), user, identity.Secret(slapdtest.Password(user))); err != nil {
 				errs <- err
 			}
