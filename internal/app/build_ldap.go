@@ -131,6 +131,9 @@ func sharedNames(ctx context.Context, htpasswd []string, dirs []*ldap.Authentica
 	defer cancel()
 	for _, d := range dirs {
 		for _, user := range htpasswd {
+			if ctx.Err() != nil {
+				return shared, fmt.Errorf("directory %s: gave up after %v: %w", d.Name(), timeout, ctx.Err())
+			}
 			known, err := d.Knows(ctx, user)
 			if err != nil {
 				return shared, fmt.Errorf("directory %s: %w", d.Name(), err)

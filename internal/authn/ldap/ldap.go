@@ -215,8 +215,8 @@ func (a *Authenticator) lookup(ctx context.Context, user string) (identity.Ident
 // Knows reports whether the directory has an entry for user (check-config
 // asks it about the htpasswd file's names).
 func (a *Authenticator) Knows(ctx context.Context, user string) (bool, error) {
-	if checkUser(user) != nil {
-		return false, nil
+	if user == "" || len(user) > maxUserLength {
+		return false, nil // no login could name it
 	}
 	err := a.pool.with(ctx, func(c *conn) error {
 		_, err := a.findUser(c, user)

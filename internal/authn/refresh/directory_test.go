@@ -82,7 +82,7 @@ func TestRefreshDirectory(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Errorf("Redeem: %v, want %v", err, tc.want)
 			}
-			if tc.want == identity.ErrUnavailable && errors.Is(err, identity.ErrUnauthenticated) {
+			if errors.Is(tc.want, identity.ErrUnavailable) && errors.Is(err, identity.ErrUnauthenticated) {
 				t.Error("a directory that is down refused the token for good")
 			}
 			dir.down = false
