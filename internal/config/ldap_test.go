@@ -157,3 +157,31 @@ func TestLDAPURLLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestLDAPDocExamples parses the filters docs/ldap.md shows.
+func TestLDAPDocExamples(t *testing.T) {
+	t.Parallel()
+	_, err := Parse([]byte(`
+authn:
+  ldap:
+    - name: ad
+      urls: [ldaps://dc1.corp.example.com, ldaps://dc2.corp.example.com]
+      bind_dn: CN=svc-registry,OU=Service Accounts,DC=corp,DC=example,DC=com
+      bind_password_file: /etc/srht-registry/ad-password
+      user_base: OU=Staff,DC=corp,DC=example,DC=com
+      user_filter: (&(objectClass=user)(sAMAccountName={user})(!(userAccountControl:1.2.840.113556.1.4.803:=2)))
+      subject_attribute: sAMAccountName
+      group_base: OU=Groups,DC=corp,DC=example,DC=com
+      group_filter: (&(objectClass=group)(member:1.2.840.113556.1.4.1941:={dn}))
+    - name: corp
+      urls: [ldap://ldap.example.org]
+      start_tls: true
+      user_base: ou=people,dc=example,dc=org
+      user_filter: (&(objectClass=inetOrgPerson)(uid={user})(!(employeeType=disabled)))
+      group_base: ou=groups,dc=example,dc=org
+      group_filter: (memberUid={user})
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
