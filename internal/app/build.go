@@ -185,14 +185,14 @@ func watchedFiles(cfg config.Config, configPath string) []string {
 // across reloads; the chain, which says which of them are on, is made anew
 // from each config and swapped in whole.
 type authnStage struct {
-	htpasswd  *authn.Htpasswd          // nil without authn.htpasswd at start
-	tokens    *sourcehut.Authenticator // nil with Sourcehut login off at start
-	idTokens  *oidc.Set                // nil without authn.oidc
+	htpasswd *authn.Htpasswd          // nil without authn.htpasswd at start
+	tokens   *sourcehut.Authenticator // nil with Sourcehut login off at start
+	idTokens *oidc.Set                // nil without authn.oidc
 	// directories are those of authn.ldap, in order; restart-only.
 	directories []*ldap.Authenticator
-	refresher *refresh.Tokens          // nil with refresh tokens off at start
-	chain     atomic.Pointer[authn.Chain]
-	refreshOn atomic.Bool
+	refresher   *refresh.Tokens // nil with refresh tokens off at start
+	chain       atomic.Pointer[authn.Chain]
+	refreshOn   atomic.Bool
 	// front is what the handler calls: the chain of the moment, behind
 	// the throttle.
 	front server.Authenticator

@@ -204,7 +204,7 @@ func TestEndToEndLDAPDown(t *testing.T) {
 		t.Errorf("a refresh grant, directory down: %d %q, want 503", res.status, res.message)
 	}
 
-	dir.Restart()
+	dir.Restart(t)
 	// Up again: the failures while it was down were not guesses.
 	if res := requestToken(t, d.addr, "carol", slapdtest.Password("carol"), scope); res.status != http.StatusOK {
 		t.Errorf("carol once the directory is back: %d %q", res.status, res.message)

@@ -3,5 +3,6 @@
 // directory: users, groups (groupOfNames, with the memberof overlay
 // maintaining memberOf), a service account, a disabled account and an
 // account without a password. Without slapd a test is skipped, except in
-// CI (CI set), where it fails.
+// CI (CI set), where it fails. Launch starts the same directory for a
+// harness without a testing.T (dev/cmd/matrix).
 package slapdtest

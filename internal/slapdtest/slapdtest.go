@@ -2,6 +2,7 @@ package slapdtest
 
 import (
 	"crypto/rand"
+	"errors"
 	"crypto/sha1" //nolint:gosec // {SSHA} is what slapd stores by default: test data only
 	"encoding/base64"
 	"fmt"
@@ -78,30 +79,35 @@ func GroupDN(cn string) string { return "cn=" + cn + "," + Groups }
 type Server struct {
 	URL  string // ldap://127.0.0.1:PORT
 	Addr string
-	dir  string
-	t    testing.TB
+	bin  string
+	conf string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
 }
 
+// Find returns the slapd binary, or an error saying how to install it.
+func Find() (string, error) {
+	if bin, err := exec.LookPath("slapd"); err == nil {
+		return bin, nil
+	}
+	for _, p := range []string{"/usr/sbin/slapd", "/usr/local/libexec/slapd"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("slapd is not installed (apt-get install slapd ldap-utils)")
+}
+
 // Require returns the slapd binary, or skips t (fails it under CI).
 func Require(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("slapd")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/slapd", "/usr/local/libexec/slapd"} {
-			if _, e := os.Stat(p); e == nil {
-				bin, err = p, nil
-				break
-			}
-		}
-	}
+	bin, err := Find()
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("slapd is not installed, and CI is set: apt-get install slapd ldap-utils")
+			t.Fatalf("%v, and CI is set", err)
 		}
-		t.Skip("slapd not installed (apt-get install slapd ldap-utils)")
+		t.Skip(err.Error())
 	}
 	return bin
 }
@@ -109,13 +115,27 @@ func Require(t testing.TB) string {
 // Start starts a slapd with the test directory, stopped at the end of t.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := Require(t)
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+	Require(t)
+	s, err := Launch(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(dir, "slapd.conf")
-	writeFile(t, conf, fmt.Sprintf(`include %[1]s/core.schema
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch starts a slapd with the test directory in dir (which must exist
+// and be empty), for harnesses without a testing.T; the caller stops it.
+func Launch(dir string) (*Server, error) {
+	bin, err := Find()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, conf: filepath.Join(dir, "slapd.conf")}
+	if err := os.WriteFile(s.conf, []byte(fmt.Sprintf(`include %[1]s/core.schema
 include %[1]s/cosine.schema
 include %[1]s/inetorgperson.schema
 include %[1]s/nis.schema
@@ -133,20 +153,37 @@ directory %[3]s/data
 overlay memberof
 access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
-`, schemaDir, moduleDir, dir, Suffix, RootDN, RootPW))
-	ldif := filepath.Join(dir, "base.ldif")
-	writeFile(t, ldif, baseLDIF())
-	slapadd := filepath.Join(filepath.Dir(bin), "slapadd")
-	if out, err := exec.Command(slapadd, "-f", conf, "-l", ldif).CombinedOutput(); err != nil {
-		t.Fatalf("slapadd: %v\n%s", err, out)
+`, schemaDir, moduleDir, dir, Suffix, RootDN, RootPW)), 0o600); err != nil {
+		return nil, err
 	}
-	s := &Server{dir: dir, t: t}
-	s.Addr = freeAddr(t)
+	ldif := filepath.Join(dir, "base.ldif")
+	if err := os.WriteFile(ldif, []byte(baseLDIF()), 0o600); err != nil {
+		return nil, err
+	}
+	slapadd := filepath.Join(filepath.Dir(bin), "slapadd")
+	if out, err := exec.Command(slapadd, "-f", s.conf, "-l", ldif).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("slapadd: %w\n%s", err, out)
+	}
+	if s.Addr, err = freeAddr(); err != nil {
+		return nil, err
+	}
 	s.URL = "ldap://" + s.Addr
-	s.start(bin, conf)
-	t.Cleanup(s.Stop)
+	if err := s.start(); err != nil {
+		return nil, err
+	}
 	// Groups are added through the server, so memberof fills memberOf.
-	c := s.Root(t)
+	if err := s.addGroups(); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) addGroups() error {
+	c, err := s.root()
+	if err != nil {
+		return err
+	}
 	defer c.Close()
 	for _, cn := range []string{"devs", "ops"} {
 		add := goldap.NewAddRequest(GroupDN(cn), nil)
@@ -158,18 +195,17 @@ access to * by users read by * none
 		}
 		add.Attribute("member", members)
 		if err := c.Add(add); err != nil {
-			t.Fatalf("add group %s: %v", cn, err)
+			return fmt.Errorf("add group %s: %w", cn, err)
 		}
 	}
-	return s
+	return nil
 }
 
-func (s *Server) start(bin, conf string) {
-	s.t.Helper()
-	cmd := exec.Command(bin, "-f", conf, "-h", s.URL+"/", "-d", "0")
+func (s *Server) start() error {
+	cmd := exec.Command(s.bin, "-f", s.conf, "-h", s.URL+"/", "-d", "0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start slapd: %v", err)
+		return fmt.Errorf("start slapd: %w", err)
 	}
 	s.mu.Lock()
 	s.cmd = cmd
@@ -179,11 +215,11 @@ func (s *Server) start(bin, conf string) {
 		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			s.t.Fatalf("slapd did not listen on %s: %v", s.Addr, err)
+			return fmt.Errorf("slapd did not listen on %s: %w", s.Addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -205,21 +241,31 @@ func (s *Server) Stop() {
 
 // Restart starts a stopped slapd again, on the same port with the same
 // data.
-func (s *Server) Restart() {
-	s.t.Helper()
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
 	s.Stop()
-	s.start(Require(s.t), filepath.Join(s.dir, "slapd.conf"))
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *Server) root() (*goldap.Conn, error) {
+	c, err := goldap.DialURL(s.URL)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Bind(RootDN, RootPW); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // Root is a connection bound as the directory's root, to change it.
 func (s *Server) Root(t testing.TB) *goldap.Conn {
 	t.Helper()
-	c, err := goldap.DialURL(s.URL)
+	c, err := s.root()
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Bind(RootDN, RootPW); err != nil {
-		c.Close()
 		t.Fatal(err)
 	}
 	return c
@@ -280,21 +326,20 @@ func ssha(pw string) string {
 
 // FreeAddr is a loopback host:port nothing listens on (a closed port,
 // for failover tests).
-func FreeAddr(t testing.TB) string { return freeAddr(t) }
-
-func freeAddr(t testing.TB) string {
+func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return addr
 }
 
-func writeFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
 	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
 }

@@ -182,7 +182,7 @@ func TestCache(t *testing.T) {
 		t.Errorf("after the TTL, with the directory down: %v, want unavailable", err)
 	}
 	// Up again: a login works again, on a new connection.
-	s.Restart()
+	s.Restart(t)
 	if _, err := a.Authenticate(ctx, "mika", pw); err != nil {
 		t.Errorf("after a restart of the directory: %v", err)
 	}
