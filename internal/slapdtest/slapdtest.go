@@ -2,9 +2,9 @@ package slapdtest
 
 import (
 	"crypto/rand"
-	"errors"
 	"crypto/sha1" //nolint:gosec // {SSHA} is what slapd stores by default: test data only
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
