@@ -48,8 +48,12 @@ func evalIdentity(cfg config.Config, opts EvalOptions, req identity.Request) (id
 		case isDirectory(cfg, opts.Provider):
 			method = string(identity.MethodPassword)
 		case opts.Provider != "" && method == string(identity.MethodAnonymous):
-			return identity.Identity{}, usage(fmt.Errorf("--provider %s is neither htpasswd, sourcehut, an authn.oidc nor an authn.ldap entry of the config%s%s",
-				opts.Provider, oidcNames(cfg), directoryNames(cfg)))
+			if len(cfg.Authn.LDAP) > 0 {
+				return identity.Identity{}, usage(fmt.Errorf("--provider %s is neither htpasswd, sourcehut, an authn.oidc nor an authn.ldap entry of the config%s%s",
+					opts.Provider, oidcNames(cfg), directoryNames(cfg)))
+			}
+			return identity.Identity{}, usage(fmt.Errorf("--provider %s is neither htpasswd, sourcehut nor an authn.oidc entry of the config%s",
+				opts.Provider, oidcNames(cfg)))
 		case user != "" && opts.Provider == "":
 			method = string(identity.MethodPassword)
 		}
