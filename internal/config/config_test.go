@@ -163,9 +163,10 @@ func TestLoadFull(t *testing.T) {
 	if _, err := json.Marshal(got.Policy.Data); err != nil {
 		t.Errorf("policy.data is not JSON-compatible: %v", err)
 	}
-	// Both logins are on, for the listed Sourcehut users only, and every
-	// principal the file names can log in: a realistic file warns of nothing.
-	if p := got.Providers(); !reflect.DeepEqual(p, []string{"htpasswd", "sourcehut"}) {
+	// Every login is on (Sourcehut for the listed users only; the
+	// directory corp), and every principal the file names can log in: a
+	// realistic file warns of nothing.
+	if p := got.Providers(); !reflect.DeepEqual(p, []string{"htpasswd", "sourcehut", "corp"}) {
 		t.Errorf("Providers() = %q", p)
 	}
 	if sh := got.Authn.Sourcehut; !sh.IsEnabled() || !sh.CanLogIn() || sh.AllUsers() {

@@ -185,3 +185,22 @@ authn:
 		t.Fatal(err)
 	}
 }
+
+// TestLDAPBareNames: a directory is an account provider for bare names:
+// alone it resolves them, beside htpasswd a bare name is ambiguous.
+func TestLDAPBareNames(t *testing.T) {
+	t.Parallel()
+	alone := "authn:\n  sourcehut: {enabled: false}\n  ldap:\n" + ldapEntry("corp", "") + "groups:\n  admins: [lena]\n"
+	cfg, err := Parse([]byte(alone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Groups["admins"]; !slices.Equal(got, []string{"corp:lena"}) {
+		t.Errorf("a bare name with only a directory: %v, want corp:lena", got)
+	}
+	both := "authn:\n  htpasswd: htpasswd\n  sourcehut: {enabled: false}\n  ldap:\n" + ldapEntry("corp", "") + "groups:\n  admins: [lena]\n"
+	_, err = Parse([]byte(both))
+	if err == nil || !strings.Contains(err.Error(), `"lena" could be htpasswd:lena or corp:lena`) {
+		t.Errorf("a bare name with htpasswd and a directory: %v", err)
+	}
+}

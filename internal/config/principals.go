@@ -45,7 +45,8 @@ func checkAccountName(provider, name string) error {
 // Providers returns the account providers that can authenticate anyone
 // under this configuration, in the order they were introduced: htpasswd
 // when a file is configured, sourcehut when its login is on and
-// authn.sourcehut.users lets someone in. These are what a bare name could
+// authn.sourcehut.users lets someone in, then each authn.ldap entry by its
+// name. These are what a bare name could
 // mean; an OIDC issuer's subjects are not account names, and are always
 // written with the issuer's name.
 func (c Config) Providers() []string {
@@ -56,7 +57,9 @@ func (c Config) Providers() []string {
 	if c.Authn.Sourcehut.CanLogIn() {
 		p = append(p, identity.ProviderSourcehut)
 	}
-	return p
+	// Each directory's users are accounts too: with htpasswd and a
+	// directory, a bare "alice" could be either.
+	return append(p, c.Authn.LDAPNames()...)
 }
 
 // PrincipalRef is one principal the configuration names, and the key that
