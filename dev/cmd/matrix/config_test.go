@@ -50,3 +50,20 @@ func TestTokenServerConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenServerConfigWithoutDirectory: a matrix that started no
+// directory gets a config without authn.ldap, and without the namespace
+// its groups would be granted (which would warn of an unknown directory).
+func TestTokenServerConfigWithoutDirectory(t *testing.T) {
+	m := &matrix{keys: "/keys", htpasswd: "/etc/htpasswd", metaURL: "http://127.0.0.1:9", oidcURL: "http://127.0.0.1:10"}
+	cfg, err := config.Parse([]byte(m.tokenServerConfig("127.0.0.1:5001", false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Authn.LDAP) != 0 || cfg.Policy.Data["namespaces"] != nil {
+		t.Errorf("authn.ldap %+v, namespaces %v: want neither", cfg.Authn.LDAP, cfg.Policy.Data["namespaces"])
+	}
+	if w := cfg.Warnings(); len(w) > 0 {
+		t.Errorf("warnings: %q", w)
+	}
+}

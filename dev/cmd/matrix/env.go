@@ -346,7 +346,7 @@ policy:
 log:
   level: info
 `, listen, service, issuer, filepath.Join(m.keys, "key.pem"), cert, m.htpasswd, m.metaURL, shUser,
-		oidcProvider, m.oidcURL, service, m.ldapAuthn(), oidcProvider, oidcOwner, ldapData())
+		oidcProvider, m.oidcURL, service, m.ldapAuthn(), oidcProvider, oidcOwner, m.ldapData())
 }
 
 func (m *matrix) startTokenServer(ctx context.Context, name string, withCert bool) (*tokenServer, error) {

@@ -57,8 +57,12 @@ func (m *matrix) stopLDAP() {
 }
 
 // ldapAuthn is the authn.ldap section of the token servers' config, two
-// spaces in (under authn:).
+// spaces in (under authn:); nothing when no directory was started (a
+// config made for another purpose).
 func (m *matrix) ldapAuthn() string {
+	if m.ldap.url == "" {
+		return ""
+	}
 	return fmt.Sprintf(`  ldap:
     - name: %s
       urls: [%q]   # plain ldap:// is allowed on loopback only
@@ -72,8 +76,11 @@ func (m *matrix) ldapAuthn() string {
 }
 
 // ldapData is the namespace the directory's groups get, four spaces in
-// (under policy.data:).
-func ldapData() string {
+// (under policy.data:); nothing without a directory.
+func (m *matrix) ldapData() string {
+	if m.ldap.url == "" {
+		return ""
+	}
 	return fmt.Sprintf(`    namespaces:   # by directory group: corp's devs pull, ops push
       %s: {pull: ["group:%s:devs"], push: ["group:%s:ops"]}
 `, ldapNamespace, ldapProvider, ldapProvider)
