@@ -20,6 +20,10 @@
 # of "*"; this bundle has no claim rules, so they get only public pulls and
 # what names their principal. For claim rules see the default policy's
 # oidc data, or the github-actions, gitlab-ci and kubernetes bundles.
+# Directory identities (authn.ldap: method "password", provider the
+# directory's name) own no namespace, are members of "*", and are in the
+# directory's groups the server sends qualified by it ("corp:devs"): a team
+# names them "group:corp:devs" in namespaces (docs/ldap.md).
 #
 # What it grants, evaluated once per requested scope:
 #

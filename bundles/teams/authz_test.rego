@@ -543,3 +543,36 @@ test_oidc_refresh_not_capped if {
 	authz.allow == {"pull", "push"} with input as repo(refreshed(ci_job), "backend/api")
 		with data.registry.groups as {"backend": ["github:repo:octo-org/app:ref:refs/heads/main"]}
 }
+
+# ---------------------------------------------------------------------------
+# Directory (authn.ldap) identities: provider the directory's name, groups
+# from the server qualified by it ("corp:devs"), named in ACLs as
+# "group:corp:devs"; data.json may also list a directory user by
+# principal ("corp:lena").
+
+directory_user(subject, groups) := {"method": "password", "provider": "corp", "subject": subject, "groups": groups}
+
+directory_namespaces := {"platform": {"pull": ["group:corp:devs"], "push": ["group:corp:ops", "group:platform"]}}
+
+directory_groups := {"admins": ["htpasswd:root"], "platform": ["corp:lena"]}
+
+directory_allow(identity, name) := allowed if {
+	allowed := authz.allow with input as repo(identity, name)
+		with data.registry.namespaces as directory_namespaces
+		with data.registry.groups as directory_groups
+}
+
+test_directory_groups_from_the_server if {
+	directory_allow(directory_user("mika", ["corp:devs"]), "platform/app") == {"pull"}
+	directory_allow(directory_user("mika", ["corp:devs", "corp:ops"]), "platform/app") == {"pull", "push"}
+	directory_allow(directory_user("mika", []), "platform/app") == set()
+}
+
+test_directory_user_in_a_data_json_group if {
+	directory_allow(directory_user("lena", []), "platform/app") == {"push"}
+	directory_allow(password("lena", []), "platform/app") == set()
+}
+
+test_directory_user_owns_no_namespace if {
+	directory_allow(directory_user("mika", ["corp:devs"]), "mika/app") == set()
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"git.sr.ht/~zozs/srht-registry/internal/authn"
+	"git.sr.ht/~zozs/srht-registry/internal/authn/ldap"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/oidc"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/refresh"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
@@ -195,12 +196,14 @@ func watchedFiles(cfg config.Config, configPath string) []string {
 // across reloads; the chain, which says which of them are on, is made anew
 // from each config and swapped in whole.
 type authnStage struct {
-	htpasswd  *authn.Htpasswd          // nil without authn.htpasswd at start
-	tokens    *sourcehut.Authenticator // nil with Sourcehut login off at start
-	idTokens  *oidc.Set                // nil without authn.oidc
-	refresher *refresh.Tokens          // nil with refresh tokens off at start
-	chain     atomic.Pointer[authn.Chain]
-	refreshOn atomic.Bool
+	htpasswd *authn.Htpasswd          // nil without authn.htpasswd at start
+	tokens   *sourcehut.Authenticator // nil with Sourcehut login off at start
+	idTokens *oidc.Set                // nil without authn.oidc
+	// directories are those of authn.ldap, in order; restart-only.
+	directories []*ldap.Authenticator
+	refresher   *refresh.Tokens // nil with refresh tokens off at start
+	chain       atomic.Pointer[authn.Chain]
+	refreshOn   atomic.Bool
 	// front is what the handler calls: the chain of the moment, behind
 	// the throttle.
 	front server.Authenticator
@@ -253,6 +256,11 @@ func buildAuthn(ctx context.Context, cfg config.Config, keys *signingKeys, log *
 		a.idTokens = set
 		a.collectors = append(a.collectors, set.Collectors()...)
 	}
+	dirs, err := buildLDAP(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.directories = dirs
 	// Refresh tokens are signed and checked with the key ring of the
 	// moment, and bound to the htpasswd lines of the moment: a reload of
 	// either applies to them at once.
@@ -275,6 +283,16 @@ func buildAuthn(ctx context.Context, cfg config.Config, keys *signingKeys, log *
 				a.refresher.OIDC = map[string]refresh.OIDCSession{}
 			}
 			a.refresher.OIDC[o.Name] = refresh.OIDCSession{Issuer: o.Issuer, TTL: o.SessionTTL.D()}
+		}
+		if len(a.directories) > 0 {
+			// A directory login's refresh token looks its user up again
+			// (at most once per authn.ldap[].cache_ttl): a user removed,
+			// or taken out of a group, loses it within that time.
+			_, byName := directoryChecks(a.directories)
+			a.refresher.Directories = map[string]refresh.Directory{}
+			for name, d := range byName {
+				a.refresher.Directories[name] = d
+			}
 		}
 		log.Info("refresh tokens issued on offline logins", "ttl", cfg.Token.Refresh.TTL.D())
 	}
@@ -364,6 +382,7 @@ func (a *authnStage) chainFor(cfg config.Config) *authn.Chain {
 	if a.idTokens != nil {
 		c.IDTokens = a.idTokens
 	}
+	c.Directories, _ = directoryChecks(a.directories)
 	if a.refresher != nil && cfg.Token.Refresh.IsEnabled() {
 		c.Refresh = a.refresher
 	}

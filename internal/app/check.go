@@ -136,6 +136,9 @@ func checkConfig(ctx context.Context, cfg config.Config) (configSummary, []error
 			}
 		}
 	}
+	if len(cfg.Authn.LDAP) > 0 {
+		s.warnings = append(s.warnings, checkLDAP(ctx, cfg, htpasswd, &s, &problems)...)
+	}
 	if cfg.Token.Refresh.IsEnabled() {
 		s.add("refresh tokens", "on, valid %s", cfg.Token.Refresh.TTL.D())
 	} else {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"sync/atomic"
 
+	"git.sr.ht/~zozs/srht-registry/internal/authn/ldap"
 	"git.sr.ht/~zozs/srht-registry/internal/authn/sourcehut"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 )
@@ -49,6 +51,13 @@ type RefreshChecker interface {
 	Redeem(ctx context.Context, cred identity.Credentials) (identity.Identity, error)
 }
 
+// Directory is one directory of authn.ldap; *ldap.Authenticator is the
+// real one. Authenticate returns an error wrapping ldap.ErrUnknownUser
+// when the directory has no such user.
+type Directory interface {
+	Authenticate(ctx context.Context, user string, password identity.Secret) (identity.Identity, error)
+}
+
 // Chain dispatches credentials to the method that handles them and adds the
 // configured groups to the identity it gets back.
 type Chain struct {
@@ -56,6 +65,9 @@ type Chain struct {
 	Anonymous bool
 	// Passwords checks Basic credentials; nil means no password users.
 	Passwords PasswordChecker
+	// Directories check Basic credentials too, in order, after the local
+	// accounts: see password.
+	Directories []Directory
 	// Tokens checks Sourcehut tokens, sent as a Bearer token or as the
 	// password of Basic credentials (any user name); nil turns them off.
 	Tokens TokenChecker
@@ -102,10 +114,10 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 		if cred.Username == "" {
 			return identity.Identity{}, fmt.Errorf("%w: empty user name", identity.ErrUnauthenticated)
 		}
-		if c.Passwords == nil {
+		if c.Passwords == nil && len(c.Directories) == 0 {
 			return identity.Identity{}, fmt.Errorf("%w: password login is not configured", identity.ErrUnauthenticated)
 		}
-		return c.complete(c.Passwords.Authenticate(ctx, cred.Username, cred.Secret))
+		return c.complete(c.password(ctx, cred.Username, cred.Secret))
 	case identity.CredentialBearer:
 		if c.IDTokens != nil && c.IDTokens.Recognize(cred.Secret.Reveal()) {
 			return c.complete(c.IDTokens.Authenticate(ctx, cred.Secret))
@@ -134,6 +146,32 @@ func (c *Chain) Authenticate(ctx context.Context, cred identity.Credentials) (id
 	}
 }
 
+// password checks a user name and password with the one provider that
+// answers for the name: the local accounts (htpasswd) when they have the
+// name, else the first directory, in the order of authn.ldap, that has an
+// entry for it. Only that provider's answer counts: a wrong password is
+// never tried on the next, and a directory that cannot be asked (down,
+// misconfigured) is an error wrapping identity.ErrUnavailable, not a reason
+// to ask the next one, which might know another person by the same name.
+// A name nobody knows is checked by htpasswd (against its dummy hash, as
+// any unknown name is) when there is a file, so it fails as slowly there.
+func (c *Chain) password(ctx context.Context, user string, password identity.Secret) (identity.Identity, error) {
+	if c.Passwords != nil && (len(c.Directories) == 0 || (c.Local != nil && c.Local.HasUser(user))) {
+		return c.Passwords.Authenticate(ctx, user, password)
+	}
+	for _, d := range c.Directories {
+		id, err := d.Authenticate(ctx, user, password)
+		if errors.Is(err, ldap.ErrUnknownUser) {
+			continue
+		}
+		return id, err
+	}
+	if c.Passwords != nil {
+		return c.Passwords.Authenticate(ctx, user, password)
+	}
+	return identity.Identity{}, fmt.Errorf("%w: wrong user name or password", identity.ErrUnauthenticated)
+}
+
 // complete adds to a successfully authenticated identity what the site
 // says of its principal now: its groups, and the namespace it owns.
 func (c *Chain) complete(id identity.Identity, err error) (identity.Identity, error) {
@@ -145,7 +183,18 @@ func (c *Chain) complete(id identity.Identity, err error) (identity.Identity, er
 		// bug, and must not pass for someone.
 		return identity.Identity{}, fmt.Errorf("%w: the identity names no provider", identity.ErrUnauthenticated)
 	}
-	id.Groups = GroupsOf(c.groups(), id.Principal())
+	// The site's groups (no colon in their names) by principal, and the
+	// groups a directory vouched for, qualified by its own provider name
+	// ("corp:devs" of the identity corp:alice); no other group a checker
+	// returns is believed.
+	groups := GroupsOf(c.groups(), id.Principal())
+	for _, g := range id.Groups {
+		if strings.HasPrefix(g, id.Provider+":") && len(g) > len(id.Provider)+1 {
+			groups = append(groups, g)
+		}
+	}
+	slices.Sort(groups)
+	id.Groups = slices.Compact(groups)
 	id.Namespace = NamespaceOf(id, c.Local)
 	return id, nil
 }

@@ -8,7 +8,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -242,6 +244,11 @@ func bcryptCost(hash string) int {
 func (h *Htpasswd) HasUser(user string) bool {
 	_, ok := h.table.Load().users[user]
 	return ok
+}
+
+// Users lists the user names, sorted.
+func (h *Htpasswd) Users() []string {
+	return slices.Sorted(maps.Keys(h.table.Load().users))
 }
 
 // Len is the number of users.

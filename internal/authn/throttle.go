@@ -263,7 +263,12 @@ func userKey(cred identity.Credentials) string {
 	if kindOf(cred) != kindPassword {
 		return ""
 	}
-	return cred.Username
+	// A directory matches names as its schema says, usually ignoring case
+	// and surrounding spaces (uid's caseIgnoreMatch): "Alice " logs in as
+	// alice there, so guesses at alice's password under such variants
+	// count for one name. (For htpasswd names, which are exact, this only
+	// merges counts.)
+	return strings.ToLower(strings.TrimSpace(cred.Username))
 }
 
 // addressKey groups client addresses as one attacker controls them: an

@@ -330,3 +330,22 @@ func TestThrottleBlocksNotEvicted(t *testing.T) {
 		t.Errorf("after the window: %v", err)
 	}
 }
+
+// TestThrottleUserVariants: guesses at one user's password under the
+// variants a directory takes for the same name (case, surrounding spaces)
+// count for one name, whatever the addresses.
+func TestThrottleUserVariants(t *testing.T) {
+	ctx := context.Background()
+	clock := &testClock{now: time.Unix(1e9, 0)}
+	th := NewThrottle(&countingAuth{}, 3, time.Minute, 100, clock.Now)
+	for i, user := range []string{"alice", "Alice", " ALICE "} {
+		ip := fmt.Sprintf("198.51.100.%d", i+1)
+		if _, err := th.Authenticate(ctx, basicFrom(ip, user, "guess")); !errors.Is(err, identity.ErrUnauthenticated) {
+			t.Fatalf("%q: want a plain failure, got %v", user, err)
+		}
+	}
+	var te *identity.ThrottledError
+	if _, err := th.Authenticate(ctx, basicFrom("203.0.113.9", "aLiCe", "guess")); !errors.As(err, &te) {
+		t.Fatalf("a fourth variant from a fourth address: %v, want throttled", err)
+	}
+}

@@ -193,6 +193,9 @@ type Authn struct {
 	// OIDC are the trusted issuers of OIDC ID tokens (CI jobs, Kubernetes
 	// service accounts), one provider each.
 	OIDC []OIDC `yaml:"oidc"`
+	// LDAP are the directories whose users log in with their directory
+	// password, one provider each (see LDAP).
+	LDAP []LDAP `yaml:"ldap"`
 	// PasswordCache remembers successful bcrypt checks for a while.
 	PasswordCache PasswordCache `yaml:"password_cache"`
 }
@@ -476,6 +479,7 @@ func Parse(data []byte) (Config, error) {
 		problems = append(problems, p.text)
 	}
 	cfg.oidcDefaults()
+	cfg.ldapDefaults()
 	if err := cfg.Validate(); err != nil {
 		var ve *ValidationError
 		if !errors.As(err, &ve) {

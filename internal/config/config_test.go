@@ -94,6 +94,11 @@ func TestLoadFull(t *testing.T) {
 		}, OIDC: []OIDC{{Name: "github", Issuer: "https://token.actions.githubusercontent.com", Audience: "registry.example.org",
 			SubjectClaim: "repository", JWKSURL: "https://token.actions.githubusercontent.com/.well-known/jwks", Algorithms: []string{"RS256"},
 			MaxTokenAge: Duration(10 * time.Minute), SessionTTL: Duration(2 * time.Hour)}},
+			LDAP: []LDAP{{Name: "corp", URLs: []string{"ldap://ldap1.example.org", "ldap://ldap2.example.org:1389"}, StartTLS: true,
+				CAFile: "ldap-ca.pem", BindDN: "cn=reader,dc=example,dc=org", BindPasswordFile: "ldap-password",
+				UserBase: "ou=people,dc=example,dc=org", UserFilter: "(&(uid={user})(!(employeeType=disabled)))", SubjectAttribute: "mail",
+				GroupBase: "ou=groups,dc=example,dc=org", GroupFilter: "(member={dn})", GroupAttribute: "ou",
+				Timeout: Duration(3 * time.Second), PoolSize: 8, CacheTTL: ptr(Duration(0)), CacheSize: 100}},
 			PasswordCache: PasswordCache{TTL: 0, Size: 50}},
 		Groups: map[string][]string{"admins": {"htpasswd:alice"}, "ci": {"htpasswd:bob", "sourcehut:carol"}},
 		Policy: Policy{
@@ -158,9 +163,10 @@ func TestLoadFull(t *testing.T) {
 	if _, err := json.Marshal(got.Policy.Data); err != nil {
 		t.Errorf("policy.data is not JSON-compatible: %v", err)
 	}
-	// Both logins are on, for the listed Sourcehut users only, and every
-	// principal the file names can log in: a realistic file warns of nothing.
-	if p := got.Providers(); !reflect.DeepEqual(p, []string{"htpasswd", "sourcehut"}) {
+	// Every login is on (Sourcehut for the listed users only; the
+	// directory corp), and every principal the file names can log in: a
+	// realistic file warns of nothing.
+	if p := got.Providers(); !reflect.DeepEqual(p, []string{"htpasswd", "sourcehut", "corp"}) {
 		t.Errorf("Providers() = %q", p)
 	}
 	if sh := got.Authn.Sourcehut; !sh.IsEnabled() || !sh.CanLogIn() || sh.AllUsers() {

@@ -45,7 +45,8 @@ func checkAccountName(provider, name string) error {
 // Providers returns the account providers that can authenticate anyone
 // under this configuration, in the order they were introduced: htpasswd
 // when a file is configured, sourcehut when its login is on and
-// authn.sourcehut.users lets someone in. These are what a bare name could
+// authn.sourcehut.users lets someone in, then each authn.ldap entry by its
+// name. These are what a bare name could
 // mean; an OIDC issuer's subjects are not account names, and are always
 // written with the issuer's name.
 func (c Config) Providers() []string {
@@ -56,7 +57,9 @@ func (c Config) Providers() []string {
 	if c.Authn.Sourcehut.CanLogIn() {
 		p = append(p, identity.ProviderSourcehut)
 	}
-	return p
+	// Each directory's users are accounts too: with htpasswd and a
+	// directory, a bare "alice" could be either.
+	return append(p, c.Authn.LDAPNames()...)
 }
 
 // PrincipalRef is one principal the configuration names, and the key that
@@ -186,6 +189,9 @@ func resolvePrincipals(c Config) (groups map[string][]string, data map[string]an
 	for _, o := range c.Authn.OIDC {
 		issuers = append(issuers, o.Name)
 	}
+	// A directory's user names are its own: corp:alice is written with
+	// the directory's name, like an OIDC subject.
+	issuers = append(issuers, c.Authn.LDAPNames()...)
 	groups = make(map[string][]string, len(c.Groups))
 	for _, name := range slices.Sorted(maps.Keys(c.Groups)) {
 		switch {
@@ -332,9 +338,13 @@ func (c Config) Warnings() []string {
 	var w []string
 	enabled := c.Providers()
 	sh := c.Authn.Sourcehut
+	directories := c.Authn.LDAPNames()
 	for _, r := range c.Principals() {
 		provider, name, _ := identity.SplitPrincipal(r.Principal)
 		switch {
+		case slices.Contains(directories, provider):
+			// Whether the directory has the user is the directory's to say
+			// (check-config asks it about htpasswd names only).
 		case !slices.Contains(enabled, provider) && provider == identity.ProviderSourcehut:
 			w = append(w, fmt.Sprintf("%s: %s matches nobody: Sourcehut login is off or lets nobody in (authn.sourcehut.users)", r.Key, r.Principal))
 		case !slices.Contains(enabled, provider):
@@ -345,6 +355,13 @@ func (c Config) Warnings() []string {
 	}
 	walkNamespaceMembers(c.Policy.Data, func(key, m string) string {
 		if g, ok := strings.CutPrefix(m, identity.GroupPrefix); ok {
+			if dir, _, qualified := strings.Cut(g, ":"); qualified {
+				// A directory's group, "group:corp:devs".
+				if !slices.Contains(directories, dir) {
+					w = append(w, fmt.Sprintf("%s: %s names the groups of %q, which is no directory of authn.ldap, so it matches nobody", key, m, dir))
+				}
+				return m
+			}
 			if _, known := c.Groups[g]; !known {
 				w = append(w, fmt.Sprintf("%s: %s is no group of groups:, so it matches nobody", key, m))
 			}

@@ -146,6 +146,7 @@ func (a Authn) validate(p *problems) {
 	}
 	*p = append(*p, checkSourcehutUsers(sh.Users)...)
 	validateOIDC(a.OIDC, p)
+	validateLDAP(a.LDAP, a.OIDC, p)
 }
 
 // oidcAlgorithms are the JWS algorithms an ID token may be signed with:

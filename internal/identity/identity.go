@@ -45,6 +45,11 @@ type Identity struct {
 	// OIDC is what the ID token said: for MethodOIDC, and for
 	// MethodRefresh when RefreshedFrom is MethodOIDC.
 	OIDC *OIDC
+	// DirectoryUser is, for a directory's identity (authn.ldap), the name
+	// the user logged in with, by which its refresh tokens look it up
+	// again; the subject is the configured attribute, which may differ.
+	// Not part of the policy input.
+	DirectoryUser string
 	// RefreshedFrom is, for MethodRefresh only, the method of the login the
 	// refresh token was issued at: MethodPassword, MethodSourcehut or
 	// MethodOIDC.

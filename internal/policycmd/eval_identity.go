@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,7 +45,13 @@ func evalIdentity(cfg config.Config, opts EvalOptions, req identity.Request) (id
 		switch {
 		case opts.ClaimsFile != "" || isOIDC:
 			method = string(identity.MethodOIDC)
+		case isDirectory(cfg, opts.Provider):
+			method = string(identity.MethodPassword)
 		case opts.Provider != "" && method == string(identity.MethodAnonymous):
+			if len(cfg.Authn.LDAP) > 0 {
+				return identity.Identity{}, usage(fmt.Errorf("--provider %s is neither htpasswd, sourcehut, an authn.oidc nor an authn.ldap entry of the config%s%s",
+					opts.Provider, oidcNames(cfg), directoryNames(cfg)))
+			}
 			return identity.Identity{}, usage(fmt.Errorf("--provider %s is neither htpasswd, sourcehut nor an authn.oidc entry of the config%s",
 				opts.Provider, oidcNames(cfg)))
 		case user != "" && opts.Provider == "":
@@ -66,6 +73,11 @@ func evalIdentity(cfg config.Config, opts EvalOptions, req identity.Request) (id
 			return id, usage(fmt.Errorf("--claims is for --method oidc, not --method %s", method))
 		}
 		id.Provider = methodProviders[id.Method]
+		if id.Method == identity.MethodPassword && isDirectory(cfg, opts.Provider) {
+			// A directory's user: its groups are the directory's, which
+			// policy eval does not ask; --groups corp:devs names them.
+			id.Provider = opts.Provider
+		}
 		if opts.Provider != "" && opts.Provider != id.Provider {
 			return id, usage(fmt.Errorf("--provider %s does not log in with --method %s (that is %s's)", opts.Provider, method, id.Provider))
 		}
@@ -80,6 +92,9 @@ func evalIdentity(cfg config.Config, opts EvalOptions, req identity.Request) (id
 		return id, fmt.Errorf("the server would refuse this login (401): authn.sourcehut.users does not let %q in", user)
 	}
 	if opts.Groups != nil {
+		if err := checkDirectoryGroups(cfg, id, opts.Groups); err != nil {
+			return id, err
+		}
 		id.Groups = append(id.Groups, opts.Groups...) // nil when empty, as the config's would be
 	} else {
 		id.Groups = authn.GroupsOf(cfg.Groups, id.Principal())
@@ -182,6 +197,37 @@ func oidcEntryNamed(cfg config.Config, name string) (config.OIDC, bool) {
 		}
 	}
 	return config.OIDC{}, false
+}
+
+// isDirectory reports whether name is the name of an authn.ldap entry.
+func isDirectory(cfg config.Config, name string) bool {
+	return name != "" && slices.Contains(cfg.Authn.LDAPNames(), name)
+}
+
+// directoryNames lists the authn.ldap entries' names for an error, or "".
+func directoryNames(cfg config.Config) string {
+	if len(cfg.Authn.LDAP) == 0 {
+		return ""
+	}
+	return " (directories: " + strings.Join(cfg.Authn.LDAPNames(), ", ") + ")"
+}
+
+// checkDirectoryGroups refuses, in --groups, a group no login could give
+// id: a name with a colon is a directory's group ("corp:devs"), which only
+// that directory's identities have (serve drops any other).
+func checkDirectoryGroups(cfg config.Config, id identity.Identity, groups []string) error {
+	for _, g := range groups {
+		dir, _, qualified := strings.Cut(g, ":")
+		switch {
+		case !qualified:
+		case !isDirectory(cfg, dir):
+			return usage(fmt.Errorf("--groups %s: %q is no authn.ldap entry of the config%s; a group with a colon is a directory's (<directory>:<group>)",
+				g, dir, directoryNames(cfg)))
+		case dir != id.Provider:
+			return usage(fmt.Errorf("--groups %s: only %s's identities are in %s's groups (this one is %s's)", g, dir, dir, orDashS(id.Provider)))
+		}
+	}
+	return nil
 }
 
 // oidcNames lists the names of the config's authn.oidc entries, for an

@@ -60,7 +60,7 @@ func classify(err error) (status int, code, oauth, msg string) {
 		return http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", err.Error()
 	case errors.Is(err, identity.ErrUnavailable):
 		return http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable",
-			"credentials could not be checked: the service that vouches for them (meta.sr.ht, or an OIDC issuer's key set) could not be reached; try again later"
+			"credentials could not be checked: the service that vouches for them (meta.sr.ht, an OIDC issuer's key set, or a directory) could not be reached; try again later"
 	case errors.Is(err, access.ErrInvalidScope), errors.Is(err, access.ErrTooManyScopes):
 		return http.StatusBadRequest, "INVALID_REQUEST", "invalid_scope", err.Error()
 	case errors.Is(err, access.ErrDecisionFailed):

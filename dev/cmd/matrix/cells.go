@@ -87,6 +87,7 @@ var cellDefs = []cellDef{
 	{"identity-refresh", "`docker login` stores an identity token (refresh token), then the client pulls (and pushes) with it alone", cellIdentityRefresh},
 	{"oidc-push", "push + pull with an OIDC ID token (-u oidc -p ID_TOKEN) of a GitHub Actions job of " + oidcOwner + "/oidc-CLIENT, in its repository (fake issuer, claim rule)", cellOIDCPush},
 	{"oidc-foreign-refused", "push with that ID token to another owner's repository (" + oidcForeignOwner + "/…) refused", cellOIDCForeignPush},
+	{"ldap-push", "a directory user (slapd, authn.ldap " + ldapProvider + ") logs in with its password and pushes to " + ldapNamespace + "/… by its directory group; a member of another group only pulls", cellLDAPPush},
 }
 
 func repoOf(repoTag string) string {

@@ -75,6 +75,7 @@ type matrix struct {
 	metaStop  func()
 	oidc      *fakeoidc.Issuer // the fake OIDC issuer (GitHub Actions' claims)
 	oidcURL   string           // its issuer URL, http://127.0.0.1:PORT
+	ldap      ldapDir          // the directory of authn.ldap (ldap.go)
 	tokKID    *tokenServer     // no certificate: tokens carry kid (jwks mode)
 	tokX5C    *tokenServer     // token.certificate set: tokens carry x5c
 	tarball   string           // the test image as a docker-save tarball
@@ -174,6 +175,9 @@ func prepare(ctx context.Context, o options, tmp string) (*matrix, error) {
 		return nil, fmt.Errorf("fake OIDC issuer: %w", err)
 	}
 	m.oidcURL = m.oidc.URL()
+	if err := m.startLDAP(); err != nil {
+		return nil, err
+	}
 
 	if err := m.makeImage(); err != nil {
 		return nil, fmt.Errorf("test image: %w", err)
@@ -203,6 +207,7 @@ func (m *matrix) close() {
 		m.oidc.Close()
 	}
 	m.dockerd.stop()
+	m.stopLDAP()
 }
 
 // idToken mints a GitHub Actions ID token of a job of owner/repo on main,
@@ -334,7 +339,7 @@ token:
     - name: %s
       issuer: %q   # the fake issuer: plain http, allowed on loopback
       audience: %s
-groups:
+%sgroups:
   admins: ["htpasswd:alice"]   # a principal: sourcehut:alice would be someone else
 policy:
   data:
@@ -344,12 +349,12 @@ policy:
         claims: {repository_owner: %s, ref: ["refs/heads/main", "refs/tags/v*"]}
         repositories: ["{repository}", "{repository}/*"]
         actions: [pull, push]
-brute_force:
+%sbrute_force:
   threshold: 1000   # the login cells fail on purpose, all from 127.0.0.1
 log:
   level: info
 `, listen, service, issuer, filepath.Join(m.keys, "key.pem"), cert, m.htpasswd, m.metaURL, shUser,
-		oidcProvider, m.oidcURL, service, oidcProvider, oidcOwner)
+		oidcProvider, m.oidcURL, service, m.ldapAuthn(), oidcProvider, oidcOwner, m.ldapData())
 }
 
 // withTokenTTL sets token.ttl in a config tokenServerConfig wrote.

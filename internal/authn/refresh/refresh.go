@@ -100,6 +100,10 @@ type Tokens struct {
 	// session TTL (not TTL), and redeems only while the provider is
 	// configured with the same issuer.
 	OIDC map[string]OIDCSession
+	// Directories are the configured directories (authn.ldap) by provider
+	// name: the refresh token of a directory login looks its user up
+	// again at every redemption (see redeemDirectory).
+	Directories map[string]Directory
 	// Now is the clock; tests pass their own.
 	Now func() time.Time
 }
@@ -134,6 +138,9 @@ type claims struct {
 	// OIDC is, for an OIDC login, the ID token's issuer and claims, so that
 	// claim rules keep deciding; never the token itself.
 	OIDC *oidcClaims `json:"oidc,omitempty"`
+	// Directory is, for a directory login, the name the user logged in
+	// with (see directoryClaims).
+	Directory *directoryClaims `json:"directory,omitempty"`
 }
 
 type oidcClaims struct {
@@ -189,7 +196,12 @@ func (r *Tokens) Issue(id identity.Identity, service, clientID string, login ide
 	switch id.Method {
 	case identity.MethodPassword:
 		if id.Provider != identity.ProviderHtpasswd {
-			return "", fmt.Errorf("refresh token: no password binding for provider %q", id.Provider)
+			dc, err := r.issueDirectory(id)
+			if err != nil {
+				return "", err
+			}
+			c.Directory = dc
+			break
 		}
 		if r.Passwords == nil {
 			return "", errors.New("refresh token: no password users are configured")
@@ -440,13 +452,19 @@ func (r *Tokens) Redeem(ctx context.Context, cred identity.Credentials) (identit
 	id := identity.Identity{Method: identity.MethodRefresh, Provider: provider, Subject: c.Subject}
 	switch identity.Method(c.Method) {
 	case identity.MethodPassword:
+		if provider != identity.ProviderHtpasswd {
+			if err := r.redeemDirectory(ctx, c, &id); err != nil {
+				return identity.Identity{}, err
+			}
+			break
+		}
 		if bindingKey == nil {
 			// A previous key published from its public half only: its
 			// bindings cannot be checked.
 			return identity.Identity{}, invalid("was signed by a key whose private half this server no longer has; log in again")
 		}
 		want, err := base64.RawURLEncoding.Strict().DecodeString(c.PasswordBinding)
-		if err != nil || len(want) != sha256.Size || c.Sourcehut != nil {
+		if err != nil || len(want) != sha256.Size || c.Sourcehut != nil || c.Directory != nil {
 			return identity.Identity{}, invalid("malformed")
 		}
 		if r.Passwords == nil {
@@ -505,6 +523,10 @@ func providerOf(c claims) (string, bool) {
 	var want string
 	switch identity.Method(c.Method) {
 	case identity.MethodPassword:
+		if c.Directory != nil {
+			// A directory's login: named by the operator, as OIDC's.
+			return c.Provider, c.Provider != "" && c.Provider != identity.ProviderHtpasswd
+		}
 		want = identity.ProviderHtpasswd
 	case identity.MethodSourcehut:
 		want = identity.ProviderSourcehut
