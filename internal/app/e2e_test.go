@@ -118,7 +118,7 @@ func startRegistry(t *testing.T, realm string, auth map[string]any) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
@@ -90,5 +91,27 @@ func benchmarkDecision(b *testing.B, noMemo bool) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDecisionFloor is what any decision costs before the policy's
+// own rules: the server's evaluation path (input document, OPA's
+// evaluator, reading allow and deny) with a policy of one rule, memo off.
+// BenchmarkDecision/eval less this is the default policy's share.
+func BenchmarkDecisionFloor(b *testing.B) {
+	src := "package registry.authz\n\nallow contains \"pull\" if input.scope.type == \"repository\"\n"
+	e, err := authz.Compile(context.Background(), authz.Options{Modules: fstest.MapFS{"authz.rego": {Data: []byte(src)}},
+		NoMemo: true, Timeout: 10 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice", Groups: []string{"ci"}}
+	sc := access.Scope{Resource: access.Resource{Type: "repository", Name: "alice/app"}, Actions: []string{"pull", "push"}}
+	req := identity.Request{Service: "registry.example.com", Time: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, err := e.Decide(context.Background(), id, req, sc); err != nil || len(d.Granted) != 1 {
+			b.Fatal(d, err)
+		}
 	}
 }

@@ -96,6 +96,10 @@ func generatedIdentities() []identity.Identity {
 		identity.Identity{Method: identity.MethodPassword, Provider: "group", Subject: "ci", Namespace: "ci"},
 		identity.Identity{Method: identity.MethodPassword, Subject: "alice", Namespace: "alice"},
 		identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"},
+		// A directory (authn.ldap) user: no personal namespace, groups
+		// qualified by the directory's name.
+		identity.Identity{Method: identity.MethodPassword, Provider: "corp", Subject: "lena", Groups: []string{"corp:devs", "corp:ops"}},
+		identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Provider: "corp", Subject: "lena", Groups: []string{"corp:devs"}},
 	)
 	return ids
 }
@@ -128,7 +132,7 @@ func siteData() map[string]map[string]any {
 			"public":   []any{"library/*", "mirror/**", "*/public"},
 			"reserved": []any{"admin", "v2"},
 			"namespaces": map[string]any{
-				"team":         map[string]any{"pull": []any{"*"}, "push": []any{"htpasswd:alice", "group:ci", "sourcehut:bob"}},
+				"team":         map[string]any{"pull": []any{"*"}, "push": []any{"htpasswd:alice", "group:ci", "sourcehut:bob", "group:corp:ops"}},
 				"alice/shared": map[string]any{"pull": []any{"htpasswd:bob"}, "*": []any{"group:ops"}},
 				"ci":           map[string]any{"pull": []any{"oidc:none", "github:repo:octo-org/app"}, "delete": []any{"group:admins"}},
 			},

@@ -26,8 +26,10 @@ import (
 // error: OPA puts a value in its cache before it has checked, say, that a
 // complete rule has no second value, and raises the conflict after.
 type staticValues struct {
-	// paths are the static rules' paths, by hash.
-	paths map[int][]ast.Ref
+	// paths are the static rules' paths, by hash; lengths, their lengths
+	// (most refs OPA caches are of other lengths: no hash needed).
+	paths   map[int][]ast.Ref
+	lengths map[int]bool
 	// known maps a path's hash to the values remembered so far; replaced
 	// whole (copy on write) when values are added, so reads take no lock.
 	known atomic.Pointer[map[int][]staticValue]
@@ -47,10 +49,11 @@ func newStaticValues(c *ast.Compiler) *staticValues {
 	if len(paths) == 0 {
 		return nil
 	}
-	s := &staticValues{paths: map[int][]ast.Ref{}}
+	s := &staticValues{paths: map[int][]ast.Ref{}, lengths: map[int]bool{}}
 	for _, p := range paths {
 		h := p.Hash()
 		s.paths[h] = append(s.paths[h], p)
+		s.lengths[len(p)] = true
 	}
 	empty := map[int][]staticValue{}
 	s.known.Store(&empty)
@@ -58,6 +61,9 @@ func newStaticValues(c *ast.Compiler) *staticValues {
 }
 
 func (s *staticValues) isStatic(ref ast.Ref) bool {
+	if !s.lengths[len(ref)] || !ref[0].Equal(ast.DefaultRootDocument) {
+		return false
+	}
 	for _, p := range s.paths[ref.Hash()] {
 		if p.Equal(ref) {
 			return true
