@@ -1,7 +1,10 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -136,5 +139,31 @@ func TestIdle(t *testing.T) {
 	serve(h, req{path: "/nowhere"})
 	if fmt.Sprint(linesAtIdle) != "[2 3]" {
 		t.Errorf("request lines logged at each call of Idle: %v, want [2 3]", linesAtIdle)
+	}
+}
+
+// TestClientGoneIsNoError: a request whose client went away while the
+// policy was evaluated (which cancels the evaluation) fails, but it is
+// not an outage: its line is at info level, marked client_gone, not an
+// error line.
+func TestClientGoneIsNoError(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		f := newFakes()
+		f.authz.err = fmt.Errorf("evaluate: %w: %w", access.ErrDecisionFailed, context.Canceled)
+		hr := httptest.NewRequest(http.MethodGet, "/auth?service="+service+"&scope=repository:alice/app:pull", nil)
+		if gone {
+			ctx, cancel := context.WithCancel(hr.Context())
+			cancel()
+			hr = hr.WithContext(ctx)
+		}
+		f.h.ServeHTTP(httptest.NewRecorder(), hr)
+		lines := logLines(t, f.logs.String(), "request")
+		if len(lines) != 1 {
+			t.Fatalf("gone=%v: %d request lines:\n%s", gone, len(lines), f.logs)
+		}
+		wantLevel := map[bool]string{false: "ERROR", true: "INFO"}[gone]
+		if lines[0]["level"] != wantLevel || (lines[0]["client_gone"] == true) != gone {
+			t.Errorf("gone=%v: level %v, client_gone %v; want %s", gone, lines[0]["level"], lines[0]["client_gone"], wantLevel)
+		}
 	}
 }

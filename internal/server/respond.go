@@ -99,6 +99,12 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, log *slog.Logge
 		if status == http.StatusOK {
 			level = slog.LevelDebug
 		}
+	case status >= 500 && r.Context().Err() != nil:
+		// The client went away while we worked (typically during the
+		// policy evaluation, which its leaving cancels): nobody reads
+		// this answer, and nothing of ours failed.
+		level = slog.LevelInfo
+		attrs = append(attrs, "client_gone", true)
 	case status >= 500:
 		level = slog.LevelError
 	case status == http.StatusTooManyRequests:
