@@ -434,10 +434,10 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 	if err != nil {
 		return memoEntry{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
 	input := e.shape.value(parts, sc)
 	if len(extra) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, e.timeout)
+		defer cancel()
 		return e.evaluateTraced(ctx, input, extra)
 	}
 	var cache topdown.VirtualCache // nil: OPA's own
@@ -446,9 +446,23 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 		vc = e.static.newEvalCache()
 		cache = vc
 	}
-	m, err := e.direct.eval(ctx, input, cache)
+	// policy.timeout bounds the evaluation, by a timer that cancels it.
+	// The caller's context does not: an evaluation takes milliseconds at
+	// most, and watching a request's context costs more than a client who
+	// leaves saves (a context and a callback per evaluation).
+	cancel := topdown.NewCancel()
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(e.timeout, func() {
+		timedOut.Store(true)
+		cancel.Cancel()
+	})
+	m, err := e.direct.eval(ctx, input, cache, cancel)
+	timer.Stop()
 	if vc != nil {
 		vc.done(err)
+	}
+	if err != nil && timedOut.Load() {
+		return memoEntry{}, fmt.Errorf("evaluation took longer than policy.timeout (%s): %w", e.timeout, err)
 	}
 	return m, err
 }

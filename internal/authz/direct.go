@@ -49,15 +49,13 @@ func newDirectQuery(compiler *ast.Compiler, store storage.Store, query string) (
 }
 
 // eval evaluates one input. vc is the evaluation's virtual cache (nil:
-// OPA's own).
-func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.VirtualCache) (memoEntry, error) {
+// OPA's own); cancel stops it.
+func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.VirtualCache, cancel topdown.Cancel) (memoEntry, error) {
 	txn, err := q.store.NewTransaction(ctx)
 	if err != nil {
 		return memoEntry{}, err
 	}
 	defer q.store.Abort(ctx, txn)
-	cancel := topdown.NewCancel()
-	defer context.AfterFunc(ctx, cancel.Cancel)()
 	query := topdown.NewQuery(q.body).
 		WithQueryCompiler(q.qc).
 		WithCompiler(q.compiler).
