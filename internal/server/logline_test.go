@@ -3,9 +3,9 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
