@@ -401,8 +401,8 @@ granted contains action if {
 # Shared namespaces: the action keys of data.registry.namespaces[ns] are
 # granted on ns/* to the members listed under them.
 granted contains action if {
-	in_shared_namespace(repository)
 	authenticated
+	in_shared_namespace(repository)
 	some ns, acl in namespaces
 	in_namespace(ns, repository)
 	some action, members in acl
