@@ -2,7 +2,9 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -159,5 +161,45 @@ allow contains "pull" if {
 		if got := strings.Join(d.Granted, ","); got != "pull,push" {
 			t.Errorf("evaluation %d: granted %s, want pull,push", i, got)
 		}
+	}
+}
+
+// TestStaticValuesConcurrent: evaluations running at once on a fresh
+// engine all compute and add the static values; each decides as alone
+// (run with -race).
+func TestStaticValuesConcurrent(t *testing.T) {
+	src := `package registry.authz
+
+prefixes := {concat("", [n, "/"]) | some n, _ in data.registry.namespaces}
+names := {n | some n, _ in data.registry.namespaces}
+
+allow contains "pull" if strings.any_prefix_match(input.scope.name, prefixes)
+allow contains "push" if split(input.scope.name, "/")[0] in names
+`
+	e := compileSource(t, src, map[string]any{"namespaces": map[string]any{"team": map[string]any{}, "ops": map[string]any{}}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16*20)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				name := []string{"team/a", "ops/b", "other/c"}[(g+i)%3]
+				sc := access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: []string{"pull", "push"}}
+				d, err := e.Decide(context.Background(), identity.Anonymous, identity.Request{}, sc)
+				want := map[string]string{"team/a": "pull,push", "ops/b": "pull,push", "other/c": ""}[name]
+				if err != nil || strings.Join(d.Granted, ",") != want {
+					errs <- fmt.Errorf("%s: granted %v, %v; want %q", name, d.Granted, err, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := len(*e.static.known.Load()); got != 2 {
+		t.Errorf("%d static values remembered, want 2", got)
 	}
 }
