@@ -189,7 +189,7 @@ allow contains "push" if split(input.scope.name, "/")[0] in names
 				d, err := e.Decide(context.Background(), identity.Anonymous, identity.Request{}, sc)
 				want := map[string]string{"team/a": "pull,push", "ops/b": "pull,push", "other/c": ""}[name]
 				if err != nil || strings.Join(d.Granted, ",") != want {
-					errs <- fmt.Errorf("%s: granted %v, %v; want %q", name, d.Granted, err, want)
+					errs <- fmt.Errorf("%s: granted %v, want %q: %w", name, d.Granted, want, err)
 				}
 			}
 		}()
