@@ -17,7 +17,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
@@ -88,8 +87,7 @@ func LocalPolicy(data map[string]any, bundles []string, query string, timeout ti
 // Engine is one compiled policy with its prepared query. It never changes;
 // a reload builds a new one.
 type Engine struct {
-	query    rego.PreparedEvalQuery // for traced evaluations
-	direct   *directQuery           // for the others
+	direct   *directQuery
 	revision string
 	// bundles are the active bundles and their revisions, for metrics;
 	// the embedded policy is one pseudo-bundle named "embedded".
@@ -208,7 +206,9 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	pq, err := rego.New(append(regoOpts, rego.Store(store), rego.Transaction(txn))...).PrepareForEval(ctx)
+	// rego loads, checks and compiles the policy (and hands over its
+	// compiler); directQuery evaluates it.
+	_, err = rego.New(append(regoOpts, rego.Store(store), rego.Transaction(txn))...).PrepareForEval(ctx)
 	if err != nil {
 		store.Abort(ctx, txn)
 		return nil, fmt.Errorf("compile policy: %w", err)
@@ -223,7 +223,7 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
-	e := &Engine{query: pq, direct: direct, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
+	e := &Engine{direct: direct, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
 	a := analyse(parsed)
 	e.reads, e.shape = a.read, newInputShape(a)
 	if !opts.NoMemo {
@@ -293,23 +293,14 @@ func LoadBundle(p string) (*bundle.Bundle, error) {
 	return b, nil
 }
 
-// compileFromManager prepares the query against an OPA plugin manager's
-// compiler and store, inside the transaction that activates a bundle, so the
-// new engine is in place when the transaction commits.
+// compileFromManager compiles the query against an OPA plugin manager's
+// compiler and store, and reads the bundles' revisions inside the
+// transaction that activates them, so the new engine is in place when the
+// transaction commits.
 func compileFromManager(ctx context.Context, compiler *ast.Compiler, store storage.Store, txn storage.Transaction, query string, timeout time.Duration, allow []string) (*Engine, error) {
 	q, err := queryFor(query)
 	if err != nil {
 		return nil, err
-	}
-	pq, err := rego.New(
-		rego.Query(q),
-		rego.Compiler(compiler),
-		rego.Store(store),
-		rego.Transaction(txn),
-		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("compile policy: %w", err)
 	}
 	bundles, err := bundleRevisions(ctx, store, txn)
 	if err != nil {
@@ -340,7 +331,7 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
 	a := analyse(parsed)
-	return &Engine{query: pq, direct: direct, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed),
+	return &Engine{direct: direct, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed),
 		reads: a.read, shape: newInputShape(a), static: newStaticValues(compiler)}, nil
 }
 
@@ -378,133 +369,6 @@ func (e *Engine) Revision() string { return e.revision }
 
 // Bundles lists the active bundles and their revisions.
 func (e *Engine) Bundles() []BundleRevision { return slices.Clone(e.bundles) }
-
-// Decide evaluates one scope. Extra options (a tracer, for `policy eval
-// --explain`) are passed to the evaluation.
-func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope, extra ...rego.EvalOption) (access.Decision, error) {
-	return e.decide(ctx, &tokenRequest{id: id, req: req}, sc, extra)
-}
-
-// tokenRequest is who asks, and how: the same for every scope of a request,
-// so its part of the input is built once.
-type tokenRequest struct {
-	id    identity.Identity
-	req   identity.Request
-	parts *inputParts
-}
-
-func (r *tokenRequest) input(s inputShape) (inputParts, error) {
-	if r.parts == nil {
-		p, err := s.parts(r.id, r.req)
-		if err != nil {
-			return inputParts{}, err
-		}
-		r.parts = &p
-	}
-	return *r.parts, nil
-}
-
-func (e *Engine) decide(ctx context.Context, r *tokenRequest, sc access.Scope, extra []rego.EvalOption) (access.Decision, error) {
-	start := time.Now()
-	// A traced evaluation (policy eval --explain) must really run.
-	useMemo := e.memo != nil && len(extra) == 0
-	var key string
-	if useMemo {
-		key = e.memo.key(r.id, r.req, sc)
-		if m, ok := e.memo.get(key); ok {
-			d := e.decision(sc, m, start)
-			d.Memoised = true
-			return d, nil
-		}
-	}
-	m, err := e.evaluate(ctx, r, sc, extra)
-	if err != nil {
-		// Errors are not remembered: a deadline may pass next time.
-		return access.Decision{}, err
-	}
-	if useMemo {
-		e.memo.add(key, m)
-	}
-	return e.decision(sc, m, start), nil
-}
-
-// evaluate runs the query and reads allow and deny.
-func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope, extra []rego.EvalOption) (memoEntry, error) {
-	parts, err := r.input(e.shape)
-	if err != nil {
-		return memoEntry{}, err
-	}
-	input := e.shape.value(parts, sc)
-	if len(extra) > 0 {
-		ctx, cancel := context.WithTimeout(ctx, e.timeout)
-		defer cancel()
-		return e.evaluateTraced(ctx, input, extra)
-	}
-	var cache topdown.VirtualCache // nil: OPA's own
-	var vc *evalCache
-	if e.static != nil {
-		vc = e.static.newEvalCache()
-		cache = vc
-	}
-	// policy.timeout bounds the evaluation, by a timer that cancels it.
-	// The caller's context does not: an evaluation takes milliseconds at
-	// most, and watching a request's context costs more than a client who
-	// leaves saves (a context and a callback per evaluation).
-	cancel := topdown.NewCancel()
-	var timedOut atomic.Bool
-	timer := time.AfterFunc(e.timeout, func() {
-		timedOut.Store(true)
-		cancel.Cancel()
-	})
-	m, err := e.direct.eval(ctx, input, cache, cancel)
-	timer.Stop()
-	if vc != nil {
-		vc.done(err)
-	}
-	if err != nil && timedOut.Load() {
-		return memoEntry{}, fmt.Errorf("evaluation took longer than policy.timeout (%s): %w", e.timeout, err)
-	}
-	return m, err
-}
-
-// evaluateTraced evaluates through rego, which takes the tracer of `policy
-// eval --explain`; it shows every rule evaluated, the static ones too.
-func (e *Engine) evaluateTraced(ctx context.Context, input ast.Value, extra []rego.EvalOption) (memoEntry, error) {
-	rs, err := e.query.Eval(ctx, append([]rego.EvalOption{rego.EvalParsedInput(input)}, extra...)...)
-	if err != nil {
-		return memoEntry{}, err
-	}
-	if len(rs) != 1 {
-		return memoEntry{}, fmt.Errorf("query returned %d results, want 1", len(rs))
-	}
-	var m memoEntry
-	m.allowed, m.allowDefined, err = stringSet(rs[0].Bindings["allow"])
-	if err != nil {
-		return memoEntry{}, fmt.Errorf("allow: %w", err)
-	}
-	m.denied, _, err = stringSet(rs[0].Bindings["deny"])
-	if err != nil {
-		return memoEntry{}, fmt.Errorf("deny: %w", err)
-	}
-	return m, nil
-}
-
-// decision turns the policy's answer into what is granted on sc.
-func (e *Engine) decision(sc access.Scope, m memoEntry, start time.Time) access.Decision {
-	d := access.Decision{Requested: sc, Revision: e.revision}
-	switch {
-	case len(m.denied) > 0:
-		d.Reasons = m.denied
-		d.Granted = []string{}
-	case !m.allowDefined:
-		d.Reasons = []string{"allow is undefined"}
-		d.Granted = []string{}
-	default:
-		d.Granted = access.Grant(sc.Actions, m.allowed)
-	}
-	d.Duration = time.Since(start)
-	return d
-}
 
 // Memoised reports whether decisions of this engine are remembered, and
 // the input fields that key them. OIDC claims read by name are listed one
@@ -642,30 +506,4 @@ func (a *Authorizer) Authorize(ctx context.Context, id identity.Identity, req id
 		decisions = append(decisions, d)
 	}
 	return decisions, nil
-}
-
-// stringSet reads a comprehension binding: [] (the rule is undefined) or
-// [value] where value must be a set or array of strings.
-func stringSet(binding any) (values []string, defined bool, err error) {
-	wrapped, ok := binding.([]any)
-	if !ok || len(wrapped) > 1 {
-		return nil, false, fmt.Errorf("unexpected binding %T", binding)
-	}
-	if len(wrapped) == 0 {
-		return nil, false, nil
-	}
-	items, ok := wrapped[0].([]any)
-	if !ok {
-		return nil, true, fmt.Errorf("want a set of strings, got %T", wrapped[0])
-	}
-	for _, it := range items {
-		s, ok := it.(string)
-		if !ok {
-			return nil, true, fmt.Errorf("want a set of strings, got an element of type %T", it)
-		}
-		if !slices.Contains(values, s) {
-			values = append(values, s)
-		}
-	}
-	return values, true, nil
 }

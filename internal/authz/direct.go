@@ -16,7 +16,7 @@ import (
 // itself, as rego.PreparedEvalQuery does, and reads allow and deny as OPA
 // values: rego converts every result to Go values (and builds an
 // evaluation context, metrics and a result set) that the server never
-// needs. Traced evaluations (policy eval --explain) still go through rego.
+// needs. rego still loads and compiles the policy.
 type directQuery struct {
 	compiler *ast.Compiler
 	qc       ast.QueryCompiler
@@ -49,8 +49,8 @@ func newDirectQuery(compiler *ast.Compiler, store storage.Store, query string) (
 }
 
 // eval evaluates one input. vc is the evaluation's virtual cache (nil:
-// OPA's own); cancel stops it.
-func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.VirtualCache, cancel topdown.Cancel) (memoEntry, error) {
+// OPA's own); cancel stops it; tracers see it.
+func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.VirtualCache, cancel topdown.Cancel, tracers []topdown.QueryTracer) (memoEntry, error) {
 	txn, err := q.store.NewTransaction(ctx)
 	if err != nil {
 		return memoEntry{}, err
@@ -67,6 +67,9 @@ func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.Virt
 		WithInput(ast.NewTerm(input))
 	if vc != nil {
 		query = query.WithVirtualCache(vc)
+	}
+	for _, t := range tracers {
+		query = query.WithQueryTracer(t)
 	}
 	var m memoEntry
 	results := 0
@@ -92,9 +95,9 @@ func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.Virt
 	return m, nil
 }
 
-// stringSetValue is stringSet for OPA's values: the binding of [x | x =
-// rule] is [] (the rule is undefined) or [value], where value must be a set
-// or array of strings.
+// stringSetValue reads a comprehension binding: [x | x = rule] is [] (the
+// rule is undefined) or [value], where value must be a set or array of
+// strings.
 func stringSetValue(binding *ast.Term) (values []string, defined bool, err error) {
 	if binding == nil {
 		return nil, false, errors.New("no binding")
@@ -130,7 +133,8 @@ func stringSetValue(binding *ast.Term) (values []string, defined bool, err error
 }
 
 // typeOfValue names a value's type as the Go value rego would have given
-// (the messages the server logs stay the same).
+// (the messages the server logged when rego read the results stay the
+// same).
 func typeOfValue(v ast.Value) string {
 	switch v.(type) {
 	case ast.String:

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/topdown/lineage"
 
@@ -264,13 +263,13 @@ func Eval(ctx context.Context, cfg config.Config, opts EvalOptions, stdout io.Wr
 	var traces [][]*topdown.Event
 	var unmet []string
 	for i, sc := range parsed {
-		var evalOpts []rego.EvalOption
+		var tracers []topdown.QueryTracer
 		var buf *topdown.BufferTracer
 		if opts.Explain != ExplainNone {
 			buf = topdown.NewBufferTracer()
-			evalOpts = append(evalOpts, rego.EvalQueryTracer(buf))
+			tracers = append(tracers, buf)
 		}
-		d, err := engine.Decide(ctx, id, req, sc, evalOpts...)
+		d, err := engine.Decide(ctx, id, req, sc, tracers...)
 		res := decision{Scope: sc.Resource.String(), Requested: sc.Actions, Granted: d.Granted, Deny: d.Reasons}
 		if res.Deny == nil {
 			res.Deny = []string{}
