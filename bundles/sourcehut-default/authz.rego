@@ -90,9 +90,12 @@ package registry.authz
 # token request it has not seen before, so the rules are ordered for cheap
 # answers. A rule's first expression rejects the identities it is not about
 # (OPA indexes rules by `input.<field> == <constant>` and skips those that
-# cannot match), and everything computed from data alone lives in rules that
+# cannot match). Everything computed from data alone lives in rules that
 # read no input (site_namespaces, shared_prefixes, oidc_rule_table): the
-# server evaluates those once per policy revision, not per request (see
+# server evaluates those once per policy revision. Everything computed from
+# the caller alone lives in rules that read no input.scope (principal,
+# namespace_grants, oidc_caller_rules): the server evaluates those once per
+# caller, so a new repository costs only the rules that read it (see
 # docs/policy.md, "The cost of a decision"). `opa test` evaluates them every
 # time; the answers are the same.
 
@@ -259,6 +262,10 @@ own_namespace := ns if {
 	not site_namespaces[ns]
 }
 
+# "<ns>/" for the caller's own namespace: a repository starting with it
+# (and longer) is in it.
+own_prefix := concat("", [own_namespace, "/"])
+
 # is_member(members): the caller is listed in a namespace's member list,
 # by principal ("htpasswd:bob"), by "group:<g>", or by "*" (any
 # authenticated identity of an account provider: not an OIDC identity,
@@ -275,6 +282,15 @@ is_member(members) if {
 	some g in input.identity.groups
 	is_string(g)
 	concat("", ["group:", g]) in members
+}
+
+# namespace_grants: the actions the caller's memberships grant, by shared
+# namespace ({"team": {"pull"}}); only namespaces that grant it something.
+namespace_grants := {ns: actions |
+	authenticated
+	some ns, acl in namespaces
+	actions := {action | some action, members in acl; is_member(members)}
+	count(actions) > 0
 }
 
 # ---------------------------------------------------------------------------
@@ -374,6 +390,15 @@ expand_compiled(compiled) := strings.replace_n(values, compiled.pattern) if {
 	count(values) == count(compiled.refs)
 }
 
+# oidc_caller_rules: the claim rules (of oidc_rule_table) that apply to
+# the caller: of its provider, with every claim pattern matched.
+oidc_caller_rules := [rule |
+	oidc_claims
+	some rule in oidc_rule_table
+	rule.provider == input.identity.provider
+	patterns_match(rule.claims)
+]
+
 # oidc_pattern_matches(compiled, name): a rule's repository pattern (as
 # compile_pattern gives it) covers the repository name. Patterns are globs
 # like public's ("*" stays in one path segment, "**" spans any depth). A
@@ -414,13 +439,11 @@ granted contains "pull" if {
 # Everyone owns their own namespace: htpasswd:alice may do anything to
 # alice/*, except inside a shared namespace configured there.
 granted contains action if {
-	# The namespace the identity claims, checked against the repository
-	# first: most requests are for other namespaces, and this is cheaper
-	# than working out whether the identity owns it.
-	ns := input.identity.namespace
-	is_string(ns)
-	in_namespace(ns, repository)
-	own_namespace == ns
+	# Most callers own no namespace (anonymous and OIDC ones): the
+	# cheapest test first.
+	is_string(input.identity.namespace)
+	startswith(repository, own_prefix)
+	repository != own_prefix
 	not in_shared_namespace(repository)
 	some action in ["pull", "push", "delete"]
 }
@@ -428,21 +451,20 @@ granted contains action if {
 # Shared namespaces: the action keys of data.registry.namespaces[ns] are
 # granted on ns/* to the members listed under them.
 granted contains action if {
+	# namespace_grants is worked out once per caller, and only when a
+	# repository in a shared namespace needs it.
 	authenticated
 	in_shared_namespace(repository)
-	some ns, acl in namespaces
+	some ns, actions in namespace_grants
 	in_namespace(ns, repository)
-	some action, members in acl
-	is_member(members)
+	some action in actions
 }
 
 # OIDC claim rules: the actions of every rule that applies, on the
 # repositories its patterns cover.
 granted contains action if {
 	oidc_claims
-	some rule in oidc_rule_table
-	rule.provider == input.identity.provider
-	patterns_match(rule.claims)
+	some rule in oidc_caller_rules
 	rule_covers(rule, repository)
 	some action in rule.actions
 }

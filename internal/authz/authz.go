@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -65,6 +66,10 @@ type Options struct {
 	Timeout time.Duration
 	// NoMemo evaluates every decision (for benchmarks and comparisons).
 	NoMemo bool
+	// NoIdentity evaluates the rules that read only the caller's part of
+	// the input every time instead of once per caller (for benchmarks and
+	// comparisons).
+	NoIdentity bool
 	// NoStatic evaluates the rules that read no input every time instead
 	// of once per engine (for comparisons: the decisions are the same).
 	NoStatic bool
@@ -96,9 +101,17 @@ type Engine struct {
 	memo    *memo // nil: every decision is evaluated
 	// reads are the input leaves the policy may read.
 	reads map[string]bool
-	// static remembers the values of the rules that read no input; nil
-	// when the policy has none (or NoStatic is set).
-	static *staticValues
+	// rules are the rules whose values are remembered (static ones per
+	// engine, identity ones per caller); nil when the policy has none (or
+	// NoStatic is set).
+	rules *rememberedRules
+	// keys key the decision memo and the callers' identity values; nil
+	// when the policy's answers must not be reused (then identity values
+	// are kept for the scopes of one request only).
+	keys *memo
+	// identities are the callers' identity values, by keys.identityKey;
+	// nil when the policy has no identity rules or keys is nil.
+	identities *lru.Cache[string, *ruleValues]
 	// shape is the input document's fields the policy may read.
 	shape inputShape
 }
@@ -226,12 +239,7 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	e := &Engine{direct: direct, revision: revision, bundles: bundles, timeout: timeoutOr(opts.Timeout)}
 	a := analyse(parsed)
 	e.reads, e.shape = a.read, newInputShape(a)
-	if !opts.NoMemo {
-		e.memo = newMemo(parsed)
-	}
-	if !opts.NoStatic && compiler != nil {
-		e.static = newStaticValues(compiler)
-	}
+	e.remember(newMemo(parsed), compiler, !opts.NoMemo, !opts.NoStatic, !opts.NoIdentity)
 	return e, nil
 }
 
@@ -331,8 +339,29 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
 	a := analyse(parsed)
-	return &Engine{direct: direct, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout), memo: newMemo(parsed),
-		reads: a.read, shape: newInputShape(a), static: newStaticValues(compiler)}, nil
+	e := &Engine{direct: direct, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout),
+		reads: a.read, shape: newInputShape(a)}
+	e.remember(newMemo(parsed), compiler, true, true, true)
+	return e, nil
+}
+
+// identitiesSize bounds the callers whose identity values an engine
+// remembers.
+const identitiesSize = 4096
+
+// remember sets up what the engine remembers between evaluations: the
+// decisions (memo), the static rules' values, the identity rules' values.
+func (e *Engine) remember(keys *memo, compiler *ast.Compiler, decisions, static, identities bool) {
+	e.keys = keys
+	if decisions {
+		e.memo = keys
+	}
+	if static && compiler != nil {
+		e.rules = newRememberedRules(compiler, identities)
+	}
+	if e.rules != nil && e.rules.perIdentity && keys != nil {
+		e.identities, _ = lru.New[string, *ruleValues](identitiesSize)
+	}
 }
 
 // BundleRevision is an active bundle: its name (a local bundle's path, a

@@ -16,23 +16,28 @@ import (
 // BenchmarkDecision is one decision with the embedded default policy: the
 // path every docker pull goes through. Run with -benchmem.
 //
-// "memo" is the server's path: the decision is remembered per policy
-// revision, keyed by the input fields the policy reads. "eval" evaluates
-// every time, which is what a first request (or a policy reading
-// input.request.time) costs.
+// "memo" is the server's path for a repeated request: the decision is
+// remembered per policy revision, keyed by the input fields the policy
+// reads. "eval" evaluates the policy every time, with the caller's
+// identity rules remembered: what a known caller asking about a repository
+// it has not asked about before costs. "cold" remembers nothing of the
+// caller either: what a caller's first request costs (or every request,
+// for a policy reading input.request.time). Rules that read no input are
+// remembered in every mode.
 func BenchmarkDecision(b *testing.B) {
 	for _, mode := range []struct {
-		name   string
-		noMemo bool
-	}{{"memo", false}, {"eval", true}} {
-		b.Run(mode.name, func(b *testing.B) { benchmarkDecision(b, mode.noMemo) })
+		name               string
+		noMemo, noIdentity bool
+	}{{"memo", false, false}, {"eval", true, false}, {"cold", true, true}} {
+		b.Run(mode.name, func(b *testing.B) { benchmarkDecision(b, mode.noMemo, mode.noIdentity) })
 	}
 }
 
-func benchmarkDecision(b *testing.B, noMemo bool) {
+func benchmarkDecision(b *testing.B, noMemo, noIdentity bool) {
 	ctx := context.Background()
 	e, err := authz.Compile(ctx, authz.Options{
-		NoMemo: noMemo,
+		NoMemo:     noMemo,
+		NoIdentity: noIdentity,
 		// The machine a benchmark runs on may be busy: a stall is not a
 		// policy that loops.
 		Timeout: 10 * time.Second,

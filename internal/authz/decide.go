@@ -13,18 +13,52 @@ import (
 )
 
 // Decide evaluates one scope. Tracers (`policy eval --explain`) see the
-// whole evaluation: it is neither memoised nor served remembered static
+// whole evaluation: it is neither memoised nor served remembered rule
 // values.
 func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.Request, sc access.Scope, tracers ...topdown.QueryTracer) (access.Decision, error) {
 	return e.decide(ctx, &tokenRequest{id: id, req: req}, sc, tracers)
 }
 
 // tokenRequest is who asks, and how: the same for every scope of a request,
-// so its part of the input is built once.
+// so its part of the input, its key and its identity values are found once.
 type tokenRequest struct {
 	id    identity.Identity
 	req   identity.Request
 	parts *inputParts
+	// key is the caller's part of the memo key (keyed: computed).
+	key   string
+	keyed bool
+	// values are the caller's identity values (nil: not looked up yet).
+	values *ruleValues
+}
+
+func (r *tokenRequest) identityKey(keys *memo) string {
+	if !r.keyed {
+		r.key, r.keyed = keys.identityKey(r.id, r.req), true
+	}
+	return r.key
+}
+
+// identityValues returns the caller's identity values: remembered across
+// requests when the engine keys them, else for this request's scopes.
+func (r *tokenRequest) identityValues(e *Engine) *ruleValues {
+	if r.values != nil {
+		return r.values
+	}
+	if e.identities == nil {
+		r.values = newRuleValues()
+		return r.values
+	}
+	key := r.identityKey(e.keys)
+	if v, ok := e.identities.Get(key); ok {
+		r.values = v
+		return v
+	}
+	r.values = newRuleValues()
+	// Another request of the same caller may add its own at the same
+	// time: one of them is kept, and both are right.
+	e.identities.Add(key, r.values)
+	return r.values
 }
 
 func (r *tokenRequest) input(s inputShape) (inputParts, error) {
@@ -43,7 +77,7 @@ func (e *Engine) decide(ctx context.Context, r *tokenRequest, sc access.Scope, t
 	useMemo := e.memo != nil && len(tracers) == 0
 	var key string
 	if useMemo {
-		key = e.memo.key(r.id, r.req, sc)
+		key = e.memo.key(r.identityKey(e.memo), sc)
 		if m, ok := e.memo.get(key); ok {
 			d := e.decision(sc, m, start)
 			d.Memoised = true
@@ -69,8 +103,12 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 	}
 	var cache topdown.VirtualCache // nil: OPA's own
 	var vc *evalCache
-	if e.static != nil && len(tracers) == 0 {
-		vc = e.static.newEvalCache()
+	if e.rules != nil && len(tracers) == 0 {
+		var identity *ruleValues
+		if e.rules.perIdentity {
+			identity = r.identityValues(e)
+		}
+		vc = e.rules.newEvalCache(identity)
 		cache = vc
 	}
 	// policy.timeout bounds the evaluation, by a timer that cancels it.

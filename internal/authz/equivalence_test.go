@@ -283,8 +283,8 @@ func compareDecisions(t *testing.T, what string, want, got []decided) {
 	}
 }
 
-// TestFastPathDecidesAlike: with remembered static rules and the pruned
-// input, every policy we ship (the default one with each data set, every
+// TestFastPathDecidesAlike: with remembered static and identity rules and
+// the pruned input, every policy we ship (the default one with each data set, every
 // example bundle with its data) decides exactly as with neither.
 func TestFastPathDecidesAlike(t *testing.T) {
 	ctx := context.Background()
@@ -320,15 +320,29 @@ func TestFastPathDecidesAlike(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if plain.static != nil {
+			if plain.rules != nil {
 				t.Fatal("NoStatic engine remembers static rules")
+			}
+			staticOnly := fast
+			staticOnly.NoIdentity = true
+			st, err := Compile(ctx, staticOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.identities != nil || (st.rules != nil && st.rules.perIdentity) {
+				t.Fatal("NoIdentity engine remembers identity rules")
 			}
 			want := decideAll(t, regoDecides(t, c.opts))
 			compareDecisions(t, "pruned input, OPA's evaluator", want, decideAll(t, engineDecides(plain)))
 			// Twice: the first pass fills the remembered values, the
 			// second uses them.
-			compareDecisions(t, "static rules, first pass", want, decideAll(t, engineDecides(e)))
-			compareDecisions(t, "static rules, remembered", want, decideAll(t, engineDecides(e)))
+			compareDecisions(t, "static rules, first pass", want, decideAll(t, engineDecides(st)))
+			compareDecisions(t, "static rules, remembered", want, decideAll(t, engineDecides(st)))
+			// Identity values are filled by a caller's first scope and
+			// used by the rest (each decision a request of its own);
+			// in the second pass every caller is known.
+			compareDecisions(t, "static and identity rules, first pass", want, decideAll(t, engineDecides(e)))
+			compareDecisions(t, "static and identity rules, remembered", want, decideAll(t, engineDecides(e)))
 		})
 	}
 }

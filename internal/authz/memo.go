@@ -30,6 +30,9 @@ const memoSize = 10000
 // answers cannot be reused.
 type memo struct {
 	leaves []leaf // the input fields the key is made of
+	// scopeFrom is the index of the first leaf of input.scope: the
+	// leaves before it are the caller's (identityKey).
+	scopeFrom int
 	// claims are the OIDC claims the key is made of when the policy reads
 	// identity.oidc.claims only by name (claims.ref), sorted; nil when it
 	// reads them whole or by a computed key: then every claim is in the key.
@@ -276,6 +279,13 @@ func newMemo(modules []*ast.Module) *memo {
 			}
 		}
 	}
+	m.scopeFrom = len(m.leaves)
+	for i, l := range m.leaves {
+		if strings.HasPrefix(l.path, "input.scope.") {
+			m.scopeFrom = i
+			break
+		}
+	}
 	m.cache, _ = lru.New[string, memoEntry](memoSize)
 	return m
 }
@@ -367,10 +377,27 @@ func (a *analysis) markRead(ref ast.Ref) {
 	}
 }
 
-func (m *memo) key(id identity.Identity, req identity.Request, sc access.Scope) string {
+// identityKey is the part of a key that is the same for every scope of a
+// token request: the fields of input.identity, input.request and
+// input.version the policy reads. It also keys the caller's identity
+// values (see rememberedRules).
+func (m *memo) identityKey(id identity.Identity, req identity.Request) string {
 	var b strings.Builder
-	for _, l := range m.leaves {
-		l.write(&b, id, req, sc)
+	for _, l := range m.leaves[:m.scopeFrom] {
+		l.write(&b, id, req, access.Scope{})
+		b.WriteByte('|')
+	}
+	return b.String()
+}
+
+// key is the key of one scope's decision: identityKey and the scope's
+// fields the policy reads.
+func (m *memo) key(identityKey string, sc access.Scope) string {
+	var b strings.Builder
+	b.Grow(len(identityKey) + 64)
+	b.WriteString(identityKey)
+	for _, l := range m.leaves[m.scopeFrom:] {
+		l.write(&b, identity.Identity{}, identity.Request{}, sc)
 		b.WriteByte('|')
 	}
 	return b.String()

@@ -305,13 +305,13 @@ func TestMemoKeyProviderNamespace(t *testing.T) {
 	otherProvider.Provider = identity.ProviderSourcehut
 	noNamespace.Namespace = ""
 	otherNamespace.Namespace = "alicia"
-	k := e.memo.key(base, req, sc)
+	k := e.memo.fullKey(base, req, sc)
 	for name, id := range map[string]identity.Identity{"provider": otherProvider, "no namespace": noNamespace, "namespace": otherNamespace} {
-		if e.memo.key(id, req, sc) == k {
+		if e.memo.fullKey(id, req, sc) == k {
 			t.Errorf("identities differing only in %s share the memo key %q", name, k)
 		}
 	}
-	if e.memo.key(base, req, sc) != k {
+	if e.memo.fullKey(base, req, sc) != k {
 		t.Error("the memo key of one identity is not stable")
 	}
 }
@@ -504,7 +504,7 @@ func TestMemoOIDCClaims(t *testing.T) {
 				if ok, _ := e.Memoised(); !ok {
 					t.Fatal("this policy should be memoised")
 				}
-				if e.memo.key(main, req, sc) == e.memo.key(branch, req, sc) {
+				if e.memo.fullKey(main, req, sc) == e.memo.fullKey(branch, req, sc) {
 					t.Fatal("main and the feature branch share a memo key")
 				}
 				for round := range 3 {
@@ -596,7 +596,7 @@ func TestMemoOIDCKeys(t *testing.T) {
 			if policyName == "by name" && (name == "another provider" || name == "refreshed" || name == "another issuer") {
 				same = true
 			}
-			if got := m.key(v.id, req, sc) == m.key(base, req, sc); got != same {
+			if got := m.fullKey(v.id, req, sc) == m.fullKey(base, req, sc); got != same {
 				t.Errorf("%s, %s policy: shares the key of the base identity: %v, want %v", name, policyName, got, same)
 			}
 		}
@@ -751,4 +751,9 @@ allow contains "push" if count(input.identity) > 0`, false},
 	if !slices.Equal(leaves, want) {
 		t.Errorf("Memoised() leaves = %q, want %q", leaves, want)
 	}
+}
+
+// fullKey is the memo key of one decision.
+func (m *memo) fullKey(id identity.Identity, req identity.Request, sc access.Scope) string {
+	return m.key(m.identityKey(id, req), sc)
 }

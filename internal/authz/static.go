@@ -13,23 +13,47 @@ import (
 // evaluations of the same policy revision: only data (which changes on a
 // reload or a bundle activation, and those make a new Engine), other static
 // rules and deterministic built-ins. Its value is therefore the same in
-// every evaluation of an Engine, and staticValues remembers it after the
-// first: a policy can work out what it needs from its data (an index of the
-// site's namespaces, its OIDC rules with their patterns parsed) in rules of
-// its own, and pay for that once per revision instead of once per decision.
+// every evaluation of an Engine, and is remembered after the first: a
+// policy can work out what it needs from its data (an index of the site's
+// namespaces, its OIDC rules with their patterns parsed) in rules of its
+// own, and pay for that once per revision instead of once per decision.
+//
+// An identity rule reads, besides those, only input.identity,
+// input.request and input.version: the part of the input that is the same
+// for every scope of a token request, and for every request of one caller
+// (the fields the policy reads of them, that is: the same fields that key
+// the decision memo). Its value is remembered per caller: who the caller
+// is, which groups it has, what its ID token's claims allow it, is worked
+// out once, and a new repository costs only the rules that read the scope.
 //
 // Only whole rules are remembered (complete rules, and the full extent of
 // partial set and object rules), never function calls, whose arguments may
-// come from input: the number of entries is bounded by the number of static
-// rules. Nothing is remembered inside a `with` (a test may replace data
-// there), and an evaluation's values are kept only when it ends without
-// error: OPA puts a value in its cache before it has checked, say, that a
-// complete rule has no second value, and raises the conflict after.
-type staticValues struct {
-	// paths are the static rules' paths, by hash; lengths, their lengths
-	// (most refs OPA caches are of other lengths: no hash needed).
-	paths   map[int][]ast.Ref
+// come from the scope: the number of entries is bounded by the number of
+// such rules. Nothing is remembered inside a `with` (a test may replace
+// data or input there), and an evaluation's values are kept only when it
+// ends without error: OPA puts a value in its cache before it has checked,
+// say, that a complete rule has no second value, and raises the conflict
+// after.
+type rememberedRules struct {
+	// paths are the remembered rules' paths, by hash; lengths, their
+	// lengths (most refs OPA caches are of other lengths: no hash needed).
+	paths   map[int][]rulePath
 	lengths map[int]bool
+	// static holds the static rules' values.
+	static *ruleValues
+	// perIdentity: some rules are identity rules.
+	perIdentity bool
+}
+
+type rulePath struct {
+	ref ast.Ref
+	// perIdentity: an identity rule (else a static one).
+	perIdentity bool
+}
+
+// ruleValues are remembered values of rules: the static ones of an engine,
+// or the identity ones of one caller.
+type ruleValues struct {
 	// known maps a path's hash to the values remembered so far; replaced
 	// whole (copy on write) when values are added, so reads take no lock.
 	known atomic.Pointer[map[int][]staticValue]
@@ -42,86 +66,117 @@ type staticValue struct {
 	undefined bool
 }
 
-// newStaticValues finds the static rules of a compiled policy; nil when it
-// has none.
-func newStaticValues(c *ast.Compiler) *staticValues {
-	paths := staticRulePaths(c)
+func newRuleValues() *ruleValues {
+	v := &ruleValues{}
+	empty := map[int][]staticValue{}
+	v.known.Store(&empty)
+	return v
+}
+
+// newRememberedRules finds the rules of a compiled policy whose values can
+// be remembered: the static ones, and with perIdentity the identity ones
+// too. Nil when it has none.
+func newRememberedRules(c *ast.Compiler, perIdentity bool) *rememberedRules {
+	paths := rememberedRulePaths(c, perIdentity)
 	if len(paths) == 0 {
 		return nil
 	}
-	s := &staticValues{paths: map[int][]ast.Ref{}, lengths: map[int]bool{}}
+	r := &rememberedRules{paths: map[int][]rulePath{}, lengths: map[int]bool{}, static: newRuleValues()}
 	for _, p := range paths {
-		h := p.Hash()
-		s.paths[h] = append(s.paths[h], p)
-		s.lengths[len(p)] = true
+		h := p.ref.Hash()
+		r.paths[h] = append(r.paths[h], p)
+		r.lengths[len(p.ref)] = true
+		r.perIdentity = r.perIdentity || p.perIdentity
 	}
-	empty := map[int][]staticValue{}
-	s.known.Store(&empty)
-	return s
+	return r
 }
 
-func (s *staticValues) isStatic(ref ast.Ref) bool {
-	if !s.lengths[len(ref)] || !ref[0].Equal(ast.DefaultRootDocument) {
-		return false
+// lookup reports whether ref is the path of a remembered rule, and
+// whether it is an identity rule.
+func (r *rememberedRules) lookup(ref ast.Ref) (found, perIdentity bool) {
+	if !r.lengths[len(ref)] || !ref[0].Equal(ast.DefaultRootDocument) {
+		return false, false
 	}
-	for _, p := range s.paths[ref.Hash()] {
-		if p.Equal(ref) {
-			return true
+	for _, p := range r.paths[ref.Hash()] {
+		if p.ref.Equal(ref) {
+			return true, p.perIdentity
 		}
 	}
-	return false
+	return false, false
 }
 
-func (s *staticValues) get(ref ast.Ref) (staticValue, bool) {
-	for _, v := range (*s.known.Load())[ref.Hash()] {
-		if v.ref.Equal(ref) {
-			return v, true
+func (v *ruleValues) get(ref ast.Ref) (staticValue, bool) {
+	for _, x := range (*v.known.Load())[ref.Hash()] {
+		if x.ref.Equal(ref) {
+			return x, true
 		}
 	}
 	return staticValue{}, false
 }
 
 // add remembers the values of one successful evaluation.
-func (s *staticValues) add(values []staticValue) {
+func (v *ruleValues) add(values []staticValue) {
 	if len(values) == 0 {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := *s.known.Load()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old := *v.known.Load()
 	next := make(map[int][]staticValue, len(old)+len(values))
 	for h, vs := range old {
 		next[h] = vs
 	}
-	for _, v := range values {
-		h := v.ref.Hash()
-		if !slices.ContainsFunc(next[h], func(x staticValue) bool { return x.ref.Equal(v.ref) }) {
-			next[h] = append(slices.Clip(next[h]), v)
+	for _, x := range values {
+		h := x.ref.Hash()
+		if !slices.ContainsFunc(next[h], func(y staticValue) bool { return y.ref.Equal(x.ref) }) {
+			next[h] = append(slices.Clip(next[h]), x)
 		}
 	}
-	s.known.Store(&next)
+	v.known.Store(&next)
 }
 
 // evalCache is the virtual cache of one evaluation: OPA's own, with the
-// static rules' values looked up in (and, at the end, added to) the
-// Engine's staticValues.
+// remembered rules' values looked up in (and, at the end, added to) the
+// engine's static values and the caller's identity values.
 type evalCache struct {
 	topdown.VirtualCache
-	static  *staticValues
-	depth   int // frames pushed by `with`
-	pending []staticValue
+	rules *rememberedRules
+	// identity holds the caller's identity values; nil: identity rules
+	// are evaluated every time.
+	identity *ruleValues
+	depth    int // frames pushed by `with`
+	// pending are this evaluation's new values: static ones, identity
+	// ones.
+	pending [2][]staticValue
 }
 
-func (s *staticValues) newEvalCache() *evalCache {
-	return &evalCache{VirtualCache: topdown.NewVirtualCache(), static: s}
+func (r *rememberedRules) newEvalCache(identity *ruleValues) *evalCache {
+	return &evalCache{VirtualCache: topdown.NewVirtualCache(), rules: r, identity: identity}
 }
 
 func (c *evalCache) Push() { c.depth++; c.VirtualCache.Push() }
 func (c *evalCache) Pop()  { c.depth--; c.VirtualCache.Pop() }
 
+// values returns where ref's value is remembered, and which pending list
+// takes it; nil when it is not (or not here).
+func (c *evalCache) values(ref ast.Ref) (*ruleValues, int) {
+	if c.depth != 0 {
+		return nil, 0
+	}
+	found, perIdentity := c.rules.lookup(ref)
+	switch {
+	case !found:
+		return nil, 0
+	case perIdentity:
+		return c.identity, 1
+	default:
+		return c.rules.static, 0
+	}
+}
+
 func (c *evalCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if c.depth == 0 && c.static.isStatic(ref) {
-		if v, ok := c.static.get(ref); ok {
+	if values, _ := c.values(ref); values != nil {
+		if v, ok := values.get(ref); ok {
 			return v.value, v.undefined
 		}
 	}
@@ -130,25 +185,30 @@ func (c *evalCache) Get(ref ast.Ref) (*ast.Term, bool) {
 
 func (c *evalCache) Put(ref ast.Ref, value *ast.Term) {
 	c.VirtualCache.Put(ref, value)
-	if c.depth == 0 && c.static.isStatic(ref) {
+	if values, i := c.values(ref); values != nil {
 		// OPA reuses the slice it passes: keep a copy.
-		c.pending = append(c.pending, staticValue{ref: ref.Copy(), value: value, undefined: value == nil})
+		c.pending[i] = append(c.pending[i], staticValue{ref: ref.Copy(), value: value, undefined: value == nil})
 	}
 }
 
 // done keeps the values of an evaluation that ended without error.
 func (c *evalCache) done(err error) {
-	if err == nil {
-		c.static.add(c.pending)
+	if err != nil {
+		return
+	}
+	c.rules.static.add(c.pending[0])
+	if c.identity != nil {
+		c.identity.add(c.pending[1])
 	}
 }
 
-// staticRulePaths lists the paths of the static rules of a compiled policy
+// rememberedRulePaths lists the paths of the rules of a compiled policy
 // that can be remembered whole: every rule at the path (and under it) is
-// static, none is a function, and the path is ground.
-func staticRulePaths(c *ast.Compiler) []ast.Ref {
-	a := staticAnalysis{c: c, dynamic: map[*ast.Rule]bool{}}
-	var paths []ast.Ref
+// static (or, with perIdentity, an identity rule), none is a function, and
+// the path is ground.
+func rememberedRulePaths(c *ast.Compiler, perIdentity bool) []rulePath {
+	a := ruleAnalysis{c: c, tiers: map[*ast.Rule]tier{}}
+	var paths []rulePath
 	seen := map[string]bool{}
 	for _, name := range sortedKeys(c.Modules) {
 		for _, r := range c.Modules[name].Rules {
@@ -158,106 +218,141 @@ func staticRulePaths(c *ast.Compiler) []ast.Ref {
 				continue
 			}
 			seen[key] = true
-			if a.rememberable(p) {
-				paths = append(paths, p)
+			switch a.pathTier(p) {
+			case tierStatic:
+				paths = append(paths, rulePath{ref: p})
+			case tierIdentity:
+				if perIdentity {
+					paths = append(paths, rulePath{ref: p, perIdentity: true})
+				}
 			}
 		}
 	}
 	return paths
 }
 
-type staticAnalysis struct {
-	c       *ast.Compiler
-	dynamic map[*ast.Rule]bool // decided rules; in progress are false
+// tier is what a rule's value depends on, besides data: nothing (static),
+// the caller (identity), or anything else (dynamic).
+type tier int
+
+const (
+	tierStatic tier = iota
+	tierIdentity
+	tierDynamic
+)
+
+type ruleAnalysis struct {
+	c     *ast.Compiler
+	tiers map[*ast.Rule]tier // decided rules; those in progress are static
 }
 
-func (a *staticAnalysis) rememberable(path ast.Ref) bool {
+// pathTier is the tier of the rules at a path, taken as one value:
+// dynamic when any of them is a function or is not cached whole at the
+// path by OPA.
+func (a *ruleAnalysis) pathTier(path ast.Ref) tier {
 	rules := a.c.GetRules(path)
 	if len(rules) == 0 {
-		return false
+		return tierDynamic
 	}
+	t := tierStatic
 	for _, r := range rules {
 		head := r.Head.Ref()
 		// A function, or a rule whose head has variables past its last
 		// key (a[x].b), is not cached whole at its path by OPA.
-		if len(r.Head.Args) > 0 || len(head)-len(head.GroundPrefix()) > 1 || a.isDynamic(r) {
-			return false
+		if len(r.Head.Args) > 0 || len(head)-len(head.GroundPrefix()) > 1 {
+			return tierDynamic
 		}
+		t = max(t, a.ruleTier(r))
 	}
-	return true
+	return t
 }
 
-// isDynamic reports whether a rule (with its else branches) reads input,
-// calls a built-in whose answer may change between evaluations (time,
-// randomness, the network, print), uses `with`, or depends on a rule that
-// does. Rego has no recursion, so the walk ends.
-func (a *staticAnalysis) isDynamic(r *ast.Rule) bool {
-	if d, ok := a.dynamic[r]; ok {
-		return d
+// ruleTier is a rule's tier (with its else branches): dynamic when it
+// reads input.scope (or input whole, or by a computed key), calls a
+// built-in whose answer may change between evaluations (time, randomness,
+// the network, print), uses `with`, or depends on a rule that does. Rego
+// has no recursion, so the walk ends.
+func (a *ruleAnalysis) ruleTier(r *ast.Rule) tier {
+	if t, ok := a.tiers[r]; ok {
+		return t
 	}
-	a.dynamic[r] = false
-	d := a.walk(r)
-	a.dynamic[r] = d
-	return d
+	a.tiers[r] = tierStatic
+	t := a.walk(r)
+	a.tiers[r] = t
+	return t
 }
 
-func (a *staticAnalysis) walk(r *ast.Rule) bool {
-	dynamic := false
+func (a *ruleAnalysis) walk(r *ast.Rule) tier {
+	t := tierStatic
 	vis := ast.NewGenericVisitor(func(x any) bool {
-		if dynamic {
+		if t == tierDynamic {
 			return true
 		}
 		switch x := x.(type) {
 		case *ast.Expr:
 			if len(x.With) > 0 {
-				dynamic = true
+				t = tierDynamic
 			} else if x.IsCall() {
-				dynamic = a.callIsDynamic(x.Operator())
+				t = max(t, a.callTier(x.Operator()))
 			}
 		case ast.Call:
 			if len(x) > 0 {
 				if op, ok := x[0].Value.(ast.Ref); ok {
-					dynamic = a.callIsDynamic(op)
+					t = max(t, a.callTier(op))
 				}
 			}
 		case ast.Ref:
-			dynamic = a.refIsDynamic(x)
+			t = max(t, a.refTier(x))
 		}
-		return dynamic
+		return t == tierDynamic
 	})
 	vis.Walk(r)
-	return dynamic
+	return t
 }
 
-func (a *staticAnalysis) callIsDynamic(op ast.Ref) bool {
+func (a *ruleAnalysis) callTier(op ast.Ref) tier {
 	if op.HasPrefix(ast.DefaultRootRef) {
-		return a.refIsDynamic(op)
+		return a.refTier(op)
 	}
 	name := op.String()
 	b, ok := ast.BuiltinMap[name]
 	if !ok {
 		// Not a built-in OPA knows: say dynamic rather than guess.
-		return true
+		return tierDynamic
 	}
 	switch name {
 	case "print", "internal.print", "trace", "rego.metadata.rule", "rego.metadata.chain":
-		return true
+		return tierDynamic
 	}
-	return b.Nondeterministic
+	if b.Nondeterministic {
+		return tierDynamic
+	}
+	return tierStatic
 }
 
-func (a *staticAnalysis) refIsDynamic(ref ast.Ref) bool {
+// identityRoots are the parts of the input that are the same for every
+// scope of a token request.
+var identityRoots = map[ast.String]bool{"identity": true, "request": true, "version": true}
+
+func (a *ruleAnalysis) refTier(ref ast.Ref) tier {
 	switch {
 	case ref.HasPrefix(ast.InputRootRef):
-		return true
-	case ref.HasPrefix(ast.DefaultRootRef):
-		for _, dep := range a.c.GetRulesDynamicWithOpts(ref, ast.RulesOptions{IncludeHiddenModules: true}) {
-			if a.isDynamic(dep) {
-				return true
+		if len(ref) > 1 {
+			if root, ok := ref[1].Value.(ast.String); ok && identityRoots[root] {
+				return tierIdentity
 			}
 		}
+		return tierDynamic
+	case ref.HasPrefix(ast.DefaultRootRef):
+		t := tierStatic
+		for _, dep := range a.c.GetRulesDynamicWithOpts(ref, ast.RulesOptions{IncludeHiddenModules: true}) {
+			if t = max(t, a.ruleTier(dep)); t == tierDynamic {
+				break
+			}
+		}
+		return t
 	}
-	return false
+	return tierStatic
 }
 
 func sortedKeys[V any](m map[string]V) []string {

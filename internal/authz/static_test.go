@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,16 +23,23 @@ func compileSource(t *testing.T, src string, data map[string]any) *Engine {
 	return e
 }
 
-func staticNames(e *Engine) []string {
+// staticNames and identityNames are the remembered rules of each kind.
+func staticNames(e *Engine) []string   { return rememberedNames(e, false) }
+func identityNames(e *Engine) []string { return rememberedNames(e, true) }
+
+func rememberedNames(e *Engine, perIdentity bool) []string {
 	var names []string
-	if e.static == nil {
+	if e.rules == nil {
 		return nil
 	}
-	for _, paths := range e.static.paths {
+	for _, paths := range e.rules.paths {
 		for _, p := range paths {
-			names = append(names, strings.TrimPrefix(p.String(), "data.registry.authz."))
+			if p.perIdentity == perIdentity {
+				names = append(names, strings.TrimPrefix(p.ref.String(), "data.registry.authz."))
+			}
 		}
 	}
+	slices.Sort(names)
 	return names
 }
 
@@ -110,7 +118,7 @@ prefixes := {concat("", [n, "/"]) | some n, _ in data.registry.namespaces}
 allow contains "pull" if strings.any_prefix_match(input.scope.name, prefixes)
 `
 	e := compileSource(t, src, map[string]any{"namespaces": map[string]any{"team": map[string]any{}}})
-	if got := len(*e.static.known.Load()); got != 0 {
+	if got := len(*e.rules.static.known.Load()); got != 0 {
 		t.Fatalf("%d values before any evaluation", got)
 	}
 	for _, c := range []struct {
@@ -125,7 +133,7 @@ allow contains "pull" if strings.any_prefix_match(input.scope.name, prefixes)
 		if strings.Join(d.Granted, ",") != strings.Join(c.want, ",") {
 			t.Errorf("%s: granted %v, want %v", c.name, d.Granted, c.want)
 		}
-		known := *e.static.known.Load()
+		known := *e.rules.static.known.Load()
 		if len(known) != 1 {
 			t.Fatalf("after %s: %d values remembered, want 1 (prefixes)", c.name, len(known))
 		}
@@ -199,7 +207,171 @@ allow contains "push" if split(input.scope.name, "/")[0] in names
 	for err := range errs {
 		t.Error(err)
 	}
-	if got := len(*e.static.known.Load()); got != 2 {
+	if got := len(*e.rules.static.known.Load()); got != 2 {
 		t.Errorf("%d static values remembered, want 2", got)
+	}
+}
+
+// TestIdentityRules: which rules are evaluated once per caller: those
+// reading, besides what a static rule may, only input.identity,
+// input.request and input.version (directly or through other rules).
+func TestIdentityRules(t *testing.T) {
+	src := `package registry.authz
+
+names := {n | some n, _ in data.registry.namespaces}
+admin if "admins" in input.identity.groups
+principal := concat(":", [input.identity.provider, input.identity.subject])
+service_ok if input.request.service == "registry.example.com"
+v2 if input.version == 2
+team_member if { admin; "team" in names }
+grants contains g if some g in input.identity.groups
+
+repository := input.scope.name
+whole_input := input
+computed_key := input[k] if k := "identity"
+scoped_admin if { admin; input.scope.type == "repository" }
+clock_admin if { admin; time.now_ns() > 0 }
+mocked if admin with input.identity.groups as ["admins"]
+f(x) := x if admin
+
+allow contains "pull" if repository in names
+`
+	e := compileSource(t, src, map[string]any{"namespaces": map[string]any{"team": map[string]any{}}})
+	if got, want := strings.Join(identityNames(e), ","), "admin,grants,principal,service_ok,team_member,v2"; got != want {
+		t.Errorf("identity rules: %s, want %s", got, want)
+	}
+	if got, want := strings.Join(staticNames(e), ","), "names"; got != want {
+		t.Errorf("static rules: %s, want %s", got, want)
+	}
+	noIdentity, err := Compile(context.Background(), Options{Modules: fstest.MapFS{"p.rego": {Data: []byte(src)}}, NoMemo: true, NoIdentity: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := identityNames(noIdentity); len(names) > 0 || noIdentity.identities != nil {
+		t.Errorf("NoIdentity: identity rules %v", names)
+	}
+}
+
+// TestIdentityValuesPerCaller: each caller's identity rules have its own
+// values, kept across requests; two callers that differ only in a field
+// an identity rule reads (groups) never share them.
+func TestIdentityValuesPerCaller(t *testing.T) {
+	// (Written so that OPA's rule index cannot skip the rule: a rule the
+	// index skips is undefined at no cost, and not remembered.)
+	src := `package registry.authz
+
+admin if count({g | some g in input.identity.groups; g == "admins"}) == 1
+
+allow contains "pull" if input.scope.type == "repository"
+allow contains "push" if { admin; input.scope.type == "repository" }
+`
+	e := compileSource(t, src, nil)
+	admin := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Groups: []string{"admins"}}
+	plain := admin
+	plain.Groups = []string{"ci"}
+	for i := range 6 {
+		id, want := admin, "pull,push"
+		if i%2 == 1 {
+			id, want = plain, "pull"
+		}
+		sc := access.Scope{Resource: access.Resource{Type: "repository", Name: fmt.Sprintf("a/r%d", i)}, Actions: []string{"pull", "push"}}
+		d, err := e.Decide(context.Background(), id, identity.Request{}, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(d.Granted, ","); got != want {
+			t.Errorf("decision %d (groups %v): granted %s, want %s", i, id.Groups, got, want)
+		}
+	}
+	if got := e.identities.Len(); got != 2 {
+		t.Fatalf("%d callers remembered, want 2", got)
+	}
+	for _, key := range e.identities.Keys() {
+		v, _ := e.identities.Peek(key)
+		known := *v.known.Load()
+		if len(known) != 1 {
+			t.Errorf("%d values remembered for a caller, want 1 (admin)", len(known))
+		}
+	}
+}
+
+// TestIdentityValuesPerRequest: a policy that reads the request's time
+// has answers that cannot be reused across requests; its identity rules
+// are evaluated once per request (for all its scopes), never served from
+// another request's.
+func TestIdentityValuesPerRequest(t *testing.T) {
+	src := `package registry.authz
+
+late if input.request.time >= "2026-06-01T00:00:00Z"
+
+allow contains "pull" if input.scope.type == "repository"
+allow contains "push" if { late; input.scope.type == "repository" }
+`
+	e := compileSource(t, src, nil)
+	if e.identities != nil || e.keys != nil {
+		t.Fatal("the answers of a policy reading the time are reused across requests")
+	}
+	sc := func(name string) access.Scope {
+		return access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: []string{"pull", "push"}}
+	}
+	for i, c := range []struct {
+		time time.Time
+		want string
+	}{{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), "pull"}, {time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC), "pull,push"},
+		{time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), "pull"}} {
+		// The scopes of one request, as Authorize decides them.
+		r := &tokenRequest{id: identity.Anonymous, req: identity.Request{Time: c.time}}
+		for _, name := range []string{"a/x", "a/y"} {
+			d, err := e.decide(context.Background(), r, sc(name), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(d.Granted, ","); got != c.want {
+				t.Errorf("request %d (%s), %s: granted %s, want %s", i, c.time.Format(time.DateOnly), name, got, c.want)
+			}
+		}
+		if r.values == nil || len(*r.values.known.Load()) != 1 {
+			t.Errorf("request %d: the time rule's value is not kept for its scopes", i)
+		}
+	}
+}
+
+// TestIdentityValuesConcurrent: requests of a few callers at once on a
+// fresh engine fill and read the callers' values; each decides as alone
+// (run with -race).
+func TestIdentityValuesConcurrent(t *testing.T) {
+	src := `package registry.authz
+
+member_of := {ns | some ns, members in data.registry.namespaces; input.identity.subject in members}
+
+allow contains "pull" if split(input.scope.name, "/")[0] in member_of
+`
+	e := compileSource(t, src, map[string]any{"namespaces": map[string]any{"team": []any{"alice", "bob"}, "ops": []any{"bob"}}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16*30)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 30 {
+				subject := []string{"alice", "bob", "carol"}[(g+i)%3]
+				name := []string{"team/a", "ops/b"}[(g+i/3)%2]
+				id := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: subject}
+				sc := access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: []string{"pull"}}
+				d, err := e.Decide(context.Background(), id, identity.Request{}, sc)
+				want := map[string]bool{"alice team/a": true, "bob team/a": true, "bob ops/b": true}[subject+" "+name]
+				if err != nil || (len(d.Granted) == 1) != want {
+					errs <- fmt.Errorf("%s on %s: granted %v, want pull %t: %w", subject, name, d.Granted, want, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := e.identities.Len(); got != 3 {
+		t.Errorf("%d callers remembered, want 3", got)
 	}
 }
