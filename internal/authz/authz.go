@@ -109,9 +109,9 @@ type Engine struct {
 	// when the policy's answers must not be reused (then identity values
 	// are kept for the scopes of one request only).
 	keys *memo
-	// identities are the callers' identity values, by keys.identityKey;
-	// nil when the policy has no identity rules or keys is nil.
-	identities *lru.Cache[string, *ruleValues]
+	// callers are what is remembered of each caller, by
+	// keys.identityKey; nil when keys is nil (or NoIdentity is set).
+	callers *lru.Cache[string, *caller]
 	// shape is the input document's fields the policy may read.
 	shape inputShape
 }
@@ -345,12 +345,12 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	return e, nil
 }
 
-// identitiesSize bounds the callers whose identity values an engine
-// remembers.
-const identitiesSize = 4096
+// callersSize bounds the callers an engine remembers.
+const callersSize = 4096
 
 // remember sets up what the engine remembers between evaluations: the
-// decisions (memo), the static rules' values, the identity rules' values.
+// decisions (memo), the static rules' values, and of each caller its input
+// parts and its identity rules' values.
 func (e *Engine) remember(keys *memo, compiler *ast.Compiler, decisions, static, identities bool) {
 	e.keys = keys
 	if decisions {
@@ -359,8 +359,8 @@ func (e *Engine) remember(keys *memo, compiler *ast.Compiler, decisions, static,
 	if static && compiler != nil {
 		e.rules = newRememberedRules(compiler, identities)
 	}
-	if e.rules != nil && e.rules.perIdentity && keys != nil {
-		e.identities, _ = lru.New[string, *ruleValues](identitiesSize)
+	if identities && keys != nil {
+		e.callers, _ = lru.New[string, *caller](callersSize)
 	}
 }
 

@@ -20,7 +20,8 @@ func (e *Engine) Decide(ctx context.Context, id identity.Identity, req identity.
 }
 
 // tokenRequest is who asks, and how: the same for every scope of a request,
-// so its part of the input, its key and its identity values are found once.
+// so its part of the input, its key and what is remembered of the caller
+// are found once.
 type tokenRequest struct {
 	id    identity.Identity
 	req   identity.Request
@@ -28,8 +29,25 @@ type tokenRequest struct {
 	// key is the caller's part of the memo key (keyed: computed).
 	key   string
 	keyed bool
-	// values are the caller's identity values (nil: not looked up yet).
-	values *ruleValues
+	// caller is what is remembered of the caller (nil: not looked up
+	// yet).
+	caller *caller
+}
+
+// caller is what an engine remembers of one caller (a value of the memo's
+// identityKey): the input's identity and request parts, which that key
+// determines (they hold exactly the fields the key is made of), and the
+// values of the policy's identity rules.
+type caller struct {
+	values ruleValues
+	parts  atomic.Pointer[inputParts]
+}
+
+func newCaller() *caller {
+	c := &caller{}
+	empty := map[int][]staticValue{}
+	c.values.known.Store(&empty)
+	return c
 }
 
 func (r *tokenRequest) identityKey(keys *memo) string {
@@ -39,37 +57,52 @@ func (r *tokenRequest) identityKey(keys *memo) string {
 	return r.key
 }
 
-// identityValues returns the caller's identity values: remembered across
-// requests when the engine keys them, else for this request's scopes.
-func (r *tokenRequest) identityValues(e *Engine) *ruleValues {
-	if r.values != nil {
-		return r.values
+// callerOf returns what is remembered of the caller: across requests when
+// the engine keys callers, else for this request's scopes.
+func (r *tokenRequest) callerOf(e *Engine) *caller {
+	if r.caller != nil {
+		return r.caller
 	}
-	if e.identities == nil {
-		r.values = newRuleValues()
-		return r.values
+	if e.callers == nil {
+		r.caller = newCaller()
+		return r.caller
 	}
 	key := r.identityKey(e.keys)
-	if v, ok := e.identities.Get(key); ok {
-		r.values = v
-		return v
+	if c, ok := e.callers.Get(key); ok {
+		r.caller = c
+		return c
 	}
-	r.values = newRuleValues()
+	r.caller = newCaller()
 	// Another request of the same caller may add its own at the same
 	// time: one of them is kept, and both are right.
-	e.identities.Add(key, r.values)
-	return r.values
+	e.callers.Add(key, r.caller)
+	return r.caller
 }
 
-func (r *tokenRequest) input(s inputShape) (inputParts, error) {
-	if r.parts == nil {
-		p, err := s.parts(r.id, r.req)
-		if err != nil {
-			return inputParts{}, err
-		}
-		r.parts = &p
+// input returns the identity and request parts of the input: built once
+// per request, and taken from what is remembered of the caller when the
+// engine keys callers.
+func (r *tokenRequest) input(e *Engine) (inputParts, error) {
+	if r.parts != nil {
+		return *r.parts, nil
 	}
-	return *r.parts, nil
+	var c *caller
+	if e.callers != nil {
+		c = r.callerOf(e)
+		if p := c.parts.Load(); p != nil {
+			r.parts = p
+			return *p, nil
+		}
+	}
+	p, err := e.shape.parts(r.id, r.req)
+	if err != nil {
+		return inputParts{}, err
+	}
+	r.parts = &p
+	if c != nil {
+		c.parts.Store(&p)
+	}
+	return p, nil
 }
 
 func (e *Engine) decide(ctx context.Context, r *tokenRequest, sc access.Scope, tracers []topdown.QueryTracer) (access.Decision, error) {
@@ -97,18 +130,18 @@ func (e *Engine) decide(ctx context.Context, r *tokenRequest, sc access.Scope, t
 
 // evaluate runs the query and reads allow and deny.
 func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope, tracers []topdown.QueryTracer) (memoEntry, error) {
-	parts, err := r.input(e.shape)
+	parts, err := r.input(e)
 	if err != nil {
 		return memoEntry{}, err
 	}
 	var cache topdown.VirtualCache // nil: OPA's own
 	var vc *evalCache
-	if e.rules != nil && len(tracers) == 0 {
+	if len(tracers) == 0 {
 		var identity *ruleValues
-		if e.rules.perIdentity {
-			identity = r.identityValues(e)
+		if e.rules != nil && e.rules.perIdentity {
+			identity = &r.callerOf(e).values
 		}
-		vc = e.rules.newEvalCache(identity)
+		vc = newEvalCache(e.rules, identity)
 		cache = vc
 	}
 	// policy.timeout bounds the evaluation, by a timer that cancels it.

@@ -329,7 +329,7 @@ func TestFastPathDecidesAlike(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.identities != nil || (st.rules != nil && st.rules.perIdentity) {
+			if st.callers != nil || (st.rules != nil && st.rules.perIdentity) {
 				t.Fatal("NoIdentity engine remembers identity rules")
 			}
 			want := decideAll(t, regoDecides(t, c.opts))

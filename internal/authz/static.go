@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // A static rule reads neither input nor anything that changes between two
@@ -139,8 +138,8 @@ func (v *ruleValues) add(values []staticValue) {
 // remembered rules' values looked up in (and, at the end, added to) the
 // engine's static values and the caller's identity values.
 type evalCache struct {
-	topdown.VirtualCache
-	rules *rememberedRules
+	*virtualCache
+	rules *rememberedRules // nil: none
 	// identity holds the caller's identity values; nil: identity rules
 	// are evaluated every time.
 	identity *ruleValues
@@ -150,17 +149,17 @@ type evalCache struct {
 	pending [2][]staticValue
 }
 
-func (r *rememberedRules) newEvalCache(identity *ruleValues) *evalCache {
-	return &evalCache{VirtualCache: topdown.NewVirtualCache(), rules: r, identity: identity}
+func newEvalCache(rules *rememberedRules, identity *ruleValues) *evalCache {
+	return &evalCache{virtualCache: newVirtualCache(), rules: rules, identity: identity}
 }
 
-func (c *evalCache) Push() { c.depth++; c.VirtualCache.Push() }
-func (c *evalCache) Pop()  { c.depth--; c.VirtualCache.Pop() }
+func (c *evalCache) Push() { c.depth++; c.virtualCache.Push() }
+func (c *evalCache) Pop()  { c.depth--; c.virtualCache.Pop() }
 
 // values returns where ref's value is remembered, and which pending list
 // takes it; nil when it is not (or not here).
 func (c *evalCache) values(ref ast.Ref) (*ruleValues, int) {
-	if c.depth != 0 {
+	if c.depth != 0 || c.rules == nil {
 		return nil, 0
 	}
 	found, perIdentity := c.rules.lookup(ref)
@@ -180,20 +179,21 @@ func (c *evalCache) Get(ref ast.Ref) (*ast.Term, bool) {
 			return v.value, v.undefined
 		}
 	}
-	return c.VirtualCache.Get(ref)
+	return c.virtualCache.Get(ref)
 }
 
 func (c *evalCache) Put(ref ast.Ref, value *ast.Term) {
-	c.VirtualCache.Put(ref, value)
+	c.virtualCache.Put(ref, value)
 	if values, i := c.values(ref); values != nil {
-		// OPA reuses the slice it passes: keep a copy.
-		c.pending[i] = append(c.pending[i], staticValue{ref: ref.Copy(), value: value, undefined: value == nil})
+		// OPA reuses the slice it passes (never the terms in it): keep
+		// a copy.
+		c.pending[i] = append(c.pending[i], staticValue{ref: slices.Clone(ref), value: value, undefined: value == nil})
 	}
 }
 
 // done keeps the values of an evaluation that ended without error.
 func (c *evalCache) done(err error) {
-	if err != nil {
+	if err != nil || c.rules == nil {
 		return
 	}
 	c.rules.static.add(c.pending[0])

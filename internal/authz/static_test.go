@@ -247,7 +247,7 @@ allow contains "pull" if repository in names
 	if err != nil {
 		t.Fatal(err)
 	}
-	if names := identityNames(noIdentity); len(names) > 0 || noIdentity.identities != nil {
+	if names := identityNames(noIdentity); len(names) > 0 || noIdentity.callers != nil {
 		t.Errorf("NoIdentity: identity rules %v", names)
 	}
 }
@@ -283,12 +283,12 @@ allow contains "push" if { admin; input.scope.type == "repository" }
 			t.Errorf("decision %d (groups %v): granted %s, want %s", i, id.Groups, got, want)
 		}
 	}
-	if got := e.identities.Len(); got != 2 {
+	if got := e.callers.Len(); got != 2 {
 		t.Fatalf("%d callers remembered, want 2", got)
 	}
-	for _, key := range e.identities.Keys() {
-		v, _ := e.identities.Peek(key)
-		known := *v.known.Load()
+	for _, key := range e.callers.Keys() {
+		c, _ := e.callers.Peek(key)
+		known := *c.values.known.Load()
 		if len(known) != 1 {
 			t.Errorf("%d values remembered for a caller, want 1 (admin)", len(known))
 		}
@@ -308,7 +308,7 @@ allow contains "pull" if input.scope.type == "repository"
 allow contains "push" if { late; input.scope.type == "repository" }
 `
 	e := compileSource(t, src, nil)
-	if e.identities != nil || e.keys != nil {
+	if e.callers != nil || e.keys != nil {
 		t.Fatal("the answers of a policy reading the time are reused across requests")
 	}
 	sc := func(name string) access.Scope {
@@ -330,7 +330,7 @@ allow contains "push" if { late; input.scope.type == "repository" }
 				t.Errorf("request %d (%s), %s: granted %s, want %s", i, c.time.Format(time.DateOnly), name, got, c.want)
 			}
 		}
-		if r.values == nil || len(*r.values.known.Load()) != 1 {
+		if r.caller == nil || len(*r.caller.values.known.Load()) != 1 {
 			t.Errorf("request %d: the time rule's value is not kept for its scopes", i)
 		}
 	}
@@ -371,7 +371,7 @@ allow contains "pull" if split(input.scope.name, "/")[0] in member_of
 	for err := range errs {
 		t.Error(err)
 	}
-	if got := e.identities.Len(); got != 3 {
+	if got := e.callers.Len(); got != 3 {
 		t.Errorf("%d callers remembered, want 3", got)
 	}
 }
