@@ -158,6 +158,7 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 	timer.Stop()
 	if vc != nil {
 		vc.done(err)
+		vc.release()
 	}
 	if err != nil && timedOut.Load() {
 		return memoEntry{}, fmt.Errorf("evaluation took longer than policy.timeout (%s): %w", e.timeout, err)

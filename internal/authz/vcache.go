@@ -39,6 +39,18 @@ func newVirtualCache() *virtualCache {
 	return c
 }
 
+// reset empties the cache for another evaluation, keeping its memory and
+// dropping every reference into the last one.
+func (c *virtualCache) reset() {
+	clear(c.frames[0])
+	clear(c.terms)
+	for i := 1; i < len(c.frames); i++ {
+		c.frames[i] = nil
+	}
+	c.frames, c.terms = c.frames[:1], c.terms[:0]
+	c.frames[0] = c.frames[0][:0]
+}
+
 func (c *virtualCache) Push() { c.frames = append(c.frames, nil) }
 
 func (c *virtualCache) Pop() {
