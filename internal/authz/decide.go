@@ -134,15 +134,13 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 	if err != nil {
 		return memoEntry{}, err
 	}
-	var cache topdown.VirtualCache // nil: OPA's own
-	var vc *evalCache
+	var vc *evalCache // nil: OPA's own caches
 	if len(tracers) == 0 {
 		var identity *ruleValues
 		if e.rules != nil && e.rules.perIdentity {
 			identity = &r.callerOf(e).values
 		}
 		vc = newEvalCache(e.rules, identity)
-		cache = vc
 	}
 	// policy.timeout bounds the evaluation, by a timer that cancels it.
 	// The caller's context does not: an evaluation takes milliseconds at
@@ -154,7 +152,7 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 		timedOut.Store(true)
 		cancel.Cancel()
 	})
-	m, err := e.direct.eval(ctx, e.shape.value(parts, sc), cache, cancel, tracers)
+	m, err := e.direct.eval(ctx, e.shape.value(parts, sc), vc, cancel, tracers)
 	timer.Stop()
 	if vc != nil {
 		vc.done(err)

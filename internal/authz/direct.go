@@ -48,9 +48,9 @@ func newDirectQuery(compiler *ast.Compiler, store storage.Store, query string) (
 	return &directQuery{compiler: compiler, qc: qc, body: body, store: store}, nil
 }
 
-// eval evaluates one input. vc is the evaluation's virtual cache (nil:
-// OPA's own); cancel stops it; tracers see it.
-func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.VirtualCache, cancel topdown.Cancel, tracers []topdown.QueryTracer) (memoEntry, error) {
+// eval evaluates one input. c holds the evaluation's virtual and base
+// caches (nil: OPA's own); cancel stops it; tracers see it.
+func (q *directQuery) eval(ctx context.Context, input ast.Value, c *evalCache, cancel topdown.Cancel, tracers []topdown.QueryTracer) (memoEntry, error) {
 	txn, err := q.store.NewTransaction(ctx)
 	if err != nil {
 		return memoEntry{}, err
@@ -65,8 +65,8 @@ func (q *directQuery) eval(ctx context.Context, input ast.Value, vc topdown.Virt
 		WithMetrics(noMetrics).
 		WithCancel(cancel).
 		WithInput(ast.NewTerm(input))
-	if vc != nil {
-		query = query.WithVirtualCache(vc)
+	if c != nil {
+		query = query.WithVirtualCache(c).WithBaseCache(&c.base)
 	}
 	for _, t := range tracers {
 		query = query.WithQueryTracer(t)

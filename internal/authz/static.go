@@ -139,6 +139,7 @@ func (v *ruleValues) add(values []staticValue) {
 // engine's static values and the caller's identity values.
 type evalCache struct {
 	*virtualCache
+	base  baseCache
 	rules *rememberedRules // nil: none
 	// identity holds the caller's identity values; nil: identity rules
 	// are evaluated every time.
@@ -163,9 +164,10 @@ func newEvalCache(rules *rememberedRules, identity *ruleValues) *evalCache {
 // and nothing of it is used after (remembered values are copies).
 func (c *evalCache) release() {
 	c.virtualCache.reset()
+	c.base.reset()
 	clear(c.pending[0])
 	clear(c.pending[1])
-	*c = evalCache{virtualCache: c.virtualCache, pending: [2][]staticValue{c.pending[0][:0], c.pending[1][:0]}}
+	*c = evalCache{virtualCache: c.virtualCache, base: c.base, pending: [2][]staticValue{c.pending[0][:0], c.pending[1][:0]}}
 	evalCaches.Put(c)
 }
 
