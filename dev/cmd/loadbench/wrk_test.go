@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,8 +16,66 @@ import (
 	"time"
 )
 
+// wrkPercentile is wrk's latency:percentile(p) of sorted values (wrk's
+// stats_percentile: the value of rank round(p/100·count + 0.5)).
+func wrkPercentile(sorted []int64, p float64) int64 {
+	rank := int(math.Round(p/100*float64(len(sorted)) + 0.5))
+	if rank > len(sorted) {
+		return 0 // wrk finds nothing past the last value
+	}
+	return sorted[rank-1]
+}
+
+// fakeReport is the report wrk's done() prints for requests answered
+// with the latencies vals (µs), over durationUS.
+func fakeReport(vals []int64, durationUS int64) *wrkReport {
+	sorted := slices.Sorted(slices.Values(vals))
+	r := &wrkReport{Requests: uint64(len(sorted)), DurationUS: durationUS}
+	ps, _ := latencyGrid()
+	r.Quantiles = make([]int64, len(ps))
+	if len(sorted) == 0 {
+		return r
+	}
+	var sum int64
+	for _, v := range sorted {
+		sum += v
+	}
+	l := &r.Latency
+	l.Min, l.Max, l.Mean = float64(sorted[0]), float64(sorted[len(sorted)-1]), float64(sum)/float64(len(sorted))
+	l.P50, l.P75, l.P90 = float64(wrkPercentile(sorted, 50)), float64(wrkPercentile(sorted, 75)), float64(wrkPercentile(sorted, 90))
+	l.P99, l.P999 = float64(wrkPercentile(sorted, 99)), float64(wrkPercentile(sorted, 99.9))
+	for i, p := range ps[:len(ps)-1] {
+		r.Quantiles[i] = wrkPercentile(sorted, p)
+	}
+	r.Quantiles[len(ps)-1] = sorted[len(sorted)-1]
+	return r
+}
+
+// reportLine is the LOADBENCH line of r, as the script prints it.
+func reportLine(t *testing.T, r *wrkReport) string {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wrkMarker + string(b) + "\n"
+}
+
+// spread is n latencies from lo to hi µs, evenly spaced.
+func spread(n int, lo, hi int64) []int64 {
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = lo + (hi-lo)*int64(i)/int64(max(n-1, 1))
+	}
+	return out
+}
+
 // wrkStdout is what wrk 4.1 prints with the script's done() line.
-const wrkStdout = `Running 10s test @ http://127.0.0.1:40123/
+func wrkStdout(t *testing.T) (string, *wrkReport) {
+	r := fakeReport(spread(103456, 120, 41200), 10002345)
+	r.Bytes, r.Unauthorized = 83886080, 1000
+	r.Errors.Read, r.Errors.Status, r.Errors.Timeout = 2, 1034, 1
+	return `Running 10s test @ http://127.0.0.1:40123/
   2 threads and 32 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency     3.10ms    2.02ms  41.20ms   80.00%
@@ -24,25 +84,69 @@ const wrkStdout = `Running 10s test @ http://127.0.0.1:40123/
   Non-2xx or 3xx responses: 1034
 Requests/sec:  10343.21
 Transfer/sec:      8.00MB
-LOADBENCH {"requests":103456,"duration_us":10002345,"bytes":83886080,"unauthorized":1000,"errors":{"connect":0,"read":2,"write":0,"status":1034,"timeout":1},"latency_us":{"min":120,"mean":3101.5,"max":41200,"p50":2800,"p75":3900,"p90":5100,"p99":9800,"p999":20100}}
-`
+` + reportLine(t, r), r
+}
 
 func TestParseWrkOutput(t *testing.T) {
-	r, err := parseWrkOutput([]byte(wrkStdout))
+	out, want := wrkStdout(t)
+	r, err := parseWrkOutput([]byte(out))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Requests != 103456 || r.DurationUS != 10002345 || r.Unauthorized != 1000 ||
 		r.Errors.Status != 1034 || r.Errors.Read != 2 || r.Errors.Timeout != 1 ||
-		r.Latency.P50 != 2800 || r.Latency.P75 != 3900 || r.Latency.P99 != 9800 || r.Latency.Mean != 3101.5 {
+		r.Latency != want.Latency || !slices.Equal(r.Quantiles, want.Quantiles) {
 		t.Errorf("parsed %+v", r)
 	}
+	// What the Lua done() prints, literally (a run without requests: wrk's
+	// minimum is then its initial UINT64_MAX, every quantile 0).
+	zeros := strings.TrimSuffix(strings.Repeat("0,", len(want.Quantiles)), ",")
+	empty := `LOADBENCH {"requests":0,"duration_us":1000000,"bytes":0,"unauthorized":0,` +
+		`"errors":{"connect":32,"read":0,"write":0,"status":0,"timeout":0},` +
+		`"latency_us":{"min":18446744073709551615,"mean":0.0,"max":0,"p50":0,"p75":0,"p90":0,"p99":0,"p999":0},` +
+		`"quantiles_us":[` + zeros + "]}\n"
+	if r, err := parseWrkOutput([]byte(empty)); err != nil || r.Requests != 0 || r.Errors.Connect != 32 {
+		t.Errorf("a run without requests: %+v, %v", r, err)
+	}
+
+	// Malformed reports, each from the good one with one thing wrong.
+	good := func() *wrkReport { c := *want; c.Quantiles = slices.Clone(want.Quantiles); return &c }
+	n := len(want.Quantiles)
 	for name, out := range map[string]string{
-		"no report":      "Running 10s test @ http://x/\nRequests/sec: 1\n",
-		"not JSON":       "LOADBENCH {requests: 1}\n",
-		"unknown field":  `LOADBENCH {"requests":1,"duration_us":1,"surprise":1}` + "\n",
-		"no duration":    `LOADBENCH {"requests":1,"duration_us":0}` + "\n",
-		"marker mid-row": `x LOADBENCH {"requests":1,"duration_us":1}` + "\n",
+		"no report":            "Running 10s test @ http://x/\nRequests/sec: 1\n",
+		"not JSON":             "LOADBENCH {requests: 1}\n",
+		"unknown field":        `LOADBENCH {"requests":1,"duration_us":1,"surprise":1}` + "\n",
+		"no duration":          `LOADBENCH {"requests":1,"duration_us":0}` + "\n",
+		"marker mid-row":       `x LOADBENCH {"requests":1,"duration_us":1}` + "\n",
+		"no quantiles":         `LOADBENCH {"requests":1,"duration_us":1,"latency_us":{"max":5}}` + "\n",
+		"quantiles not a list": strings.Replace(reportLine(t, want), `"quantiles_us":[`, `"quantiles_us":{"a":[`, 1),
+		"quantiles cut short":  strings.Replace(reportLine(t, want), `]}`, ``, 1),
+		"one quantile short": func() string {
+			r := good()
+			r.Quantiles = r.Quantiles[1:]
+			return reportLine(t, r)
+		}(),
+		"one quantile more": func() string {
+			r := good()
+			r.Quantiles = append(r.Quantiles, r.Quantiles[n-1])
+			return reportLine(t, r)
+		}(),
+		"a quantile lower than the one before": func() string {
+			r := good()
+			r.Quantiles[500] = r.Quantiles[501] + 1
+			return reportLine(t, r)
+		}(),
+		"a negative quantile": func() string {
+			r := good()
+			r.Quantiles[0] = -1
+			return reportLine(t, r)
+		}(),
+		"the last quantile is not the maximum": func() string {
+			r := good()
+			r.Latency.Max++
+			return reportLine(t, r)
+		}(),
+		"a fractional quantile": strings.Replace(reportLine(t, want), `"quantiles_us":[`, `"quantiles_us":[0.5,`, 1),
 	} {
 		if _, err := parseWrkOutput([]byte(out)); err == nil {
 			t.Errorf("%s: parsed", name)
@@ -50,8 +154,53 @@ func TestParseWrkOutput(t *testing.T) {
 	}
 }
 
+// TestLatencyMixOneRun: one run merged alone gives back its own quantile
+// at every percentile of the grid, and its exact minimum, mean and maximum.
+func TestLatencyMixOneRun(t *testing.T) {
+	for name, vals := range map[string][]int64{
+		"spread":     spread(4321, 800, 95000),
+		"one value":  {1234},
+		"two values": {10, 2000},
+		"a tail":     append(spread(9900, 1000, 2000), spread(100, 50000, 90000)...),
+	} {
+		rep := fakeReport(vals, 1e6)
+		var m latencyMix
+		m.add(rep.Requests, rep.quantiles(), time.Duration(rep.Latency.Min)*time.Microsecond, time.Duration(rep.Latency.Mean*1e3))
+		ps, _ := latencyGrid()
+		for i, p := range ps {
+			if got, want := m.Quantile(p/100), time.Duration(rep.Quantiles[i])*time.Microsecond; got != want {
+				t.Errorf("%s: p%g = %v, want the run's %v", name, p, got, want)
+			}
+		}
+		s := m.Summary()
+		if s.P99 != int64(rep.Latency.P99*1e3) || s.P50 != int64(rep.Latency.P50*1e3) || s.P999 != int64(rep.Latency.P999*1e3) {
+			t.Errorf("%s: summary %+v, wrk's own %+v", name, s, rep.Latency)
+		}
+		if s.Min != int64(rep.Latency.Min*1e3) || s.Max != int64(rep.Latency.Max*1e3) || s.Mean != int64(rep.Latency.Mean*1e3) || s.Count != rep.Requests {
+			t.Errorf("%s: min, mean, max, count %+v, want %+v", name, s, rep.Latency)
+		}
+	}
+	var empty latencyMix
+	empty.add(0, make([]time.Duration, 1090), 0, 0)
+	if empty.Quantile(0.99) != 0 || empty.Summary() != (LatencySummary{}) {
+		t.Errorf("a mix without requests: %+v", empty.Summary())
+	}
+	if ps, shares := latencyGrid(); len(ps) != 1090 || ps[989] != 99 || ps[len(ps)-2] != 99.99 || ps[len(ps)-1] != 100 {
+		t.Errorf("grid %v", ps)
+	} else {
+		var sum uint64
+		for _, s := range shares {
+			sum += s
+		}
+		if sum != gridUnits {
+			t.Errorf("the grid's shares add up to %d, want %d", sum, gridUnits)
+		}
+	}
+}
+
 func TestFillWrk(t *testing.T) {
-	rep, err := parseWrkOutput([]byte(wrkStdout))
+	out, _ := wrkStdout(t)
+	rep, err := parseWrkOutput([]byte(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +216,7 @@ func TestFillWrk(t *testing.T) {
 	if got := r.TokensPerSec; got < 10239.7 || got > 10239.9 {
 		t.Errorf("tokens/s %v, want 102422 / 10.002345 s", got)
 	}
-	if r.Latency.P99 != int64(9800*time.Microsecond) || r.Latency.P50 != int64(2800*time.Microsecond) {
+	if r.Latency.P99 != int64(rep.Latency.P99*1e3) || r.Latency.P50 != int64(rep.Latency.P50*1e3) {
 		t.Errorf("latency %+v", r.Latency)
 	}
 	if r.CPUPerTokenNS != int64(10*time.Second)/102422 || r.ServerCPUNS != int64(10*time.Second) {
@@ -94,6 +243,11 @@ func TestLuaScript(t *testing.T) {
 		"wrk.path = reqs[1].path",
 		`function done(summary, latency, requests)`,
 		`io.write(string.format('LOADBENCH {"requests":%d`,
+		"local grid = {\n  0.1,0.2,0.3,",
+		",98.9,99,99.01,99.02,",
+		",99.98,99.99\n}\n",
+		`for i, p in ipairs(grid) do q[i] = string.format("%.0f", latency:percentile(p)) end`,
+		`q[#q + 1] = string.format("%.0f", latency.max)`,
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("one request: script lacks %q:\n%s", want, src)
@@ -265,6 +419,13 @@ func TestWrkScriptRuns(t *testing.T) {
 		res, err := wrkRun{wrk: bin, script: script, addr: addr, threads: 2, conns: 4, duration: time.Second, tag: "m7"}.run(t.Context())
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		// The run's grid of quantiles (parseWrkOutput checked it is one)
+		// gives back wrk's own percentiles.
+		var m latencyMix
+		m.add(res.Requests, res.quantiles(), time.Duration(res.Latency.Min*1e3), time.Duration(res.Latency.Mean*1e3))
+		if l, own := m.Summary(), res.Latency; l.P50 != int64(own.P50*1e3) || l.P99 != int64(own.P99*1e3) || l.P999 != int64(own.P999*1e3) || l.Max != int64(own.Max*1e3) {
+			t.Errorf("%s: from the grid %+v, wrk's own %+v", name, l, own)
 		}
 		mu.Lock()
 		n := len(scopes)
