@@ -147,7 +147,8 @@ const wrkMarker = "LOADBENCH "
 
 // luaScript is the wrk script of a plan. Its done() prints a wrkReport.
 // The run's tag comes as the script's first argument (wrk ... -- TAG), so
-// the warm-up and the measured run of a cold case ask for different names.
+// the warm-up and each measured slice of a cold case ask for different
+// names (warmupTag, sliceTag).
 func luaScript(p *plan) (string, error) {
 	var b strings.Builder
 	b.WriteString("-- written by loadbench\nlocal reqs = {\n")
