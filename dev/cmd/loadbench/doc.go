@@ -24,18 +24,36 @@
 // htpasswd user and so owns dave/*; the sourcehut-100k case lets every
 // account in with ["*"], since its users are too many to list).
 //
-// A load case runs against the server and against the baseline, one after
-// the other, each in a fresh process (which goes first alternates from
-// case to case and from run to run, so drift on a shared machine hits
-// both): start, wait for the first anonymous token, check the first
-// -reuse-sample answers with loadbench's own client, warm up with wrk for
-// -warmup (not counted), measure with wrk for -d while reading the
-// process's CPU time (utime+stime of /proc/PID/stat) before and after,
-// read its peak RSS (VmHWM), stop. The wrk script (Lua, written to the
-// temporary directory) sends the case's request (wrk's prepared request
-// when there is one), or builds a new one per request for the memo-cold
-// case; its done() prints one JSON line (requests, duration, errors,
-// latency percentiles) that loadbench parses.
+// A load case runs against the server and against the baseline, two
+// fresh processes up side by side for the whole case, each idle while the
+// other is measured. Each is started (wait for its first anonymous token),
+// checked (its first -reuse-sample answers, with loadbench's own client)
+// and warmed up with wrk for -warmup (not counted), once. Then each side's
+// -d is measured in -slices wrk runs (default 5, of whole seconds: -d 10s
+// makes five of 2s per side, -d 7s two of 2s and three of 1s; without
+// -slices a -d shorter than 5s gets one per second), the two sides taking turns in ABBA order (A B B A A B
+// …; which side is A alternates from case to case and from run to run),
+// so that a burst of load from a neighbour hits both sides alike rather
+// than one side's whole run. The process's CPU time (utime+stime of
+// /proc/PID/stat) is read just before and just after each of its slices;
+// its peak RSS (VmHWM) once all slices ran. A side's tokens/s is its
+// tokens over the summed length of its slices, its CPU per token the CPU
+// of its own slices over its tokens, and its latency percentiles come from
+// the merged distribution of its slices (below), never from an average of
+// per-slice percentiles. A case without a baseline (mixed) runs its
+// slices back to back.
+//
+// The wrk script (Lua, written to the temporary directory) sends the
+// case's request (wrk's prepared request when there is one), or builds a
+// new one per request for the memo-cold case (its names carry the wrk
+// run's tag, and the warm-up and every slice have their own, so each
+// slice asks for names never asked before). Its done() prints one JSON
+// line that loadbench parses: requests, duration, errors, wrk's min, mean,
+// max and percentiles, and a grid of about a thousand latency quantiles
+// (every 0.1 % up to 99 %, every 0.01 % above, and the maximum). A side's
+// slices are merged from their grids, each point weighted by the share of
+// its slice's requests it stands for (latencyMix in hist.go); one slice
+// alone gives back wrk's own percentiles.
 //
 // The baseline is loadbench itself, re-executed as the hidden subcommand
 //
@@ -67,7 +85,7 @@
 // raised to match; loadbench's own client).
 //
 // Other flags: -c and -t (wrk's connections and threads, 32 and 2), -d and
-// -warmup (whole seconds, wrk's unit), -runs N (everything N times in a
+// -warmup (whole seconds, wrk's unit), -slices N, -runs N (everything N times in a
 // row, a table per run and a verdict per run), -markdown (the tables as
 // docs/performance.md shows them), -json FILE (the raw figures of every
 // run), -reuse-sample N, -sourcehut-tokens N, -starts N, -mem-timeout, -bin
@@ -87,5 +105,6 @@
 //
 // Timed assertions do not belong in go test (nor in CI): loadbench
 // reports, and its tests cover only the pure parts (histogram, reuse
-// checker, wrk's script and report, /proc parsing, flags, tables).
+// checker, wrk's script and report, the slices' order and merge, /proc
+// parsing, flags, tables).
 package main

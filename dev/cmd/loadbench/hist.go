@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"math"
 	"math/bits"
+	"slices"
 	"time"
 )
 
@@ -154,4 +156,112 @@ func (h *Histogram) Summary() LatencySummary {
 		P999:  int64(h.Quantile(0.999)),
 		Max:   int64(h.Max()),
 	}
+}
+
+// The latency of a wrk run is known by its quantiles only (the script
+// prints latencyGrid's percentiles of wrk's own histogram): a side's
+// slices are merged by weighting each quantile point with the share of
+// its slice's requests it stands for.
+
+// latencyGrid returns the percentiles (0 < p ≤ 100) the wrk script
+// reports of every run, in order, and the share of the run's requests
+// each point stands for, in units of 1/gridUnits: every 0.1 % up to
+// 99 %, every 0.01 % above, and the maximum (100). Point i stands for the
+// requests between grid[i-1] and grid[i], by its highest value.
+func latencyGrid() (percentiles []float64, shares []uint64) {
+	prev := 0
+	add := func(u int) {
+		percentiles = append(percentiles, float64(u)/100)
+		shares = append(shares, uint64(u-prev))
+		prev = u
+	}
+	for u := 10; u <= 9900; u += 10 {
+		add(u)
+	}
+	for u := 9901; u <= gridUnits; u++ {
+		add(u)
+	}
+	return percentiles, shares
+}
+
+// gridUnits is the grid's unit of share: 1/10000 of a run's requests
+// (0.01 %).
+const gridUnits = 10000
+
+// latencyMix is the latency distribution of several wrk runs, each known
+// by its grid of quantiles. Its zero value is ready to use.
+type latencyMix struct {
+	pts      []mixPoint
+	total    uint64 // sum of the weights
+	requests uint64
+	sum      float64 // mean × requests, summed over the runs
+	min, max int64
+}
+
+// mixPoint is a quantile of one run, weighted by the requests it stands
+// for (in 1/gridUnits of a request).
+type mixPoint struct {
+	v int64
+	w uint64
+}
+
+// add adds a run of requests whose latency quantiles at latencyGrid's
+// percentiles are quantiles (max last), with its exact minimum and mean.
+// A run without requests adds nothing.
+func (m *latencyMix) add(requests uint64, quantiles []time.Duration, lo, mean time.Duration) {
+	_, shares := latencyGrid()
+	if requests == 0 || len(quantiles) != len(shares) {
+		return
+	}
+	for i, q := range quantiles {
+		w := shares[i] * requests
+		m.pts = append(m.pts, mixPoint{int64(q), w})
+		m.total += w
+	}
+	hi := int64(quantiles[len(quantiles)-1])
+	if m.requests == 0 || int64(lo) < m.min {
+		m.min = int64(lo)
+	}
+	if m.requests == 0 || hi > m.max {
+		m.max = hi
+	}
+	m.requests += requests
+	m.sum += float64(mean) * float64(requests)
+}
+
+// Quantile returns the lowest point at which the merged runs reach
+// quantile q (0 < q ≤ 1) of their requests; Quantile(0) is the minimum,
+// and an empty mix gives 0. With one run, it is that run's own quantile
+// at every percentile of the grid.
+func (m *latencyMix) Quantile(q float64) time.Duration {
+	if m.requests == 0 {
+		return 0
+	}
+	if q <= 0 {
+		return time.Duration(m.min)
+	}
+	slices.SortStableFunc(m.pts, func(a, b mixPoint) int { return cmp.Compare(a.v, b.v) })
+	// A relative tolerance, so that q = 0.99 lands on the 99 % point
+	// although 0.99 has no exact binary form.
+	rank := q * float64(m.total) * (1 - 1e-9)
+	var cum uint64
+	for _, p := range m.pts {
+		cum += p.w
+		if float64(cum) >= rank {
+			return time.Duration(p.v)
+		}
+	}
+	return time.Duration(m.max)
+}
+
+// Summary returns the merged figures: min of the minimums, mean weighted
+// by requests, max of the maximums, quantiles of the merged distribution.
+func (m *latencyMix) Summary() LatencySummary {
+	s := LatencySummary{Count: m.requests, Min: m.min, Max: m.max}
+	if m.requests > 0 {
+		s.Mean = int64(m.sum / float64(m.requests))
+	}
+	s.P50, s.P75, s.P90 = int64(m.Quantile(0.50)), int64(m.Quantile(0.75)), int64(m.Quantile(0.90))
+	s.P99, s.P999 = int64(m.Quantile(0.99)), int64(m.Quantile(0.999))
+	return s
 }

@@ -32,6 +32,7 @@ type options struct {
 	runs        int
 	markdown    bool
 	duration    time.Duration
+	slices      int
 	warmup      time.Duration
 	cases       string
 	jsonPath    string
@@ -49,8 +50,8 @@ func (o options) String() string {
 	if cases == "" {
 		cases = "default"
 	}
-	s := fmt.Sprintf("-c %d -t %d -d %s -warmup %s -runs %d -cases %s -reuse-sample %d -sourcehut-tokens %d -starts %d",
-		o.conns, o.threads, o.duration, o.warmup, o.runs, cases, o.reuseSample, o.shTokens, o.starts)
+	s := fmt.Sprintf("-c %d -t %d -d %s -slices %d -warmup %s -runs %d -cases %s -reuse-sample %d -sourcehut-tokens %d -starts %d",
+		o.conns, o.threads, o.duration, o.slices, o.warmup, o.runs, cases, o.reuseSample, o.shTokens, o.starts)
 	if o.bin != "" {
 		s += " -bin " + o.bin
 	}
@@ -68,7 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.conns, "c", 32, "concurrent connections (wrk -c)")
 	fs.IntVar(&o.threads, "t", 2, "wrk threads (wrk -t)")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured `duration` of each load case, server and baseline each (whole seconds)")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured wrk run, not counted (whole seconds)")
+	fs.IntVar(&o.slices, "slices", defaultSlices, "split each side's -d into this many wrk runs of whole seconds, server and baseline taking turns (ABBA); by default one per second when -d is shorter than 5s")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up of each process before its first measured slice, not counted (whole seconds)")
 	fs.IntVar(&o.runs, "runs", 1, "run every case this many `times` in a row, a table per run")
 	fs.BoolVar(&o.markdown, "markdown", false, "print the tables as the Markdown of docs/performance.md")
 	fs.StringVar(&o.cases, "cases", "", "comma-separated case `ids` to run (default all but sourcehut-100k; all for every case)")
@@ -89,6 +91,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "loadbench: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	slicesSet := false
+	fs.Visit(func(f *flag.Flag) { slicesSet = slicesSet || f.Name == "slices" })
+	if !slicesSet {
+		o.slices = defaultSlicesFor(o.duration)
 	}
 	if err := o.check(); err != nil {
 		fmt.Fprintln(stderr, "loadbench:", err)
@@ -134,12 +141,25 @@ func (o options) check() error {
 		return errors.New("-t must not exceed -c (wrk gives each thread at least one connection)")
 	case o.duration < time.Second || !whole(o.duration) || o.warmup < 0 || !whole(o.warmup):
 		return errors.New("-d must be at least 1s and -warmup not negative, both in whole seconds (wrk's unit)")
+	case o.slices < 1:
+		return errors.New("-slices must be positive")
+	case o.duration < time.Duration(o.slices)*time.Second:
+		return fmt.Errorf("-d %s in -slices %d would make slices shorter than 1s (wrk runs whole seconds): use at most -slices %d, or a longer -d",
+			o.duration, o.slices, o.duration/time.Second)
 	case o.reuseSample < 0:
 		return errors.New("-reuse-sample must not be negative")
 	case o.shTokens < 1 || o.shTokens > 10_000_000:
 		return errors.New("-sourcehut-tokens must be between 1 and 10,000,000")
 	}
 	return nil
+}
+
+// defaultSlices is -slices when not given: 5 wrk runs per side and case,
+// or one per second of a -d shorter than that (defaultSlicesFor).
+const defaultSlices = 5
+
+func defaultSlicesFor(d time.Duration) int {
+	return max(1, min(defaultSlices, int(d/time.Second)))
 }
 
 // errFailed is returned when a case failed; the report says why.

@@ -43,12 +43,16 @@ type result struct {
 	// throughput ratio the server would reach if both were CPU-bound on
 	// the same cores, less disturbed by neighbours than tokens/s.
 	CPURatio      float64 `json:"cpu_ratio_to_baseline,omitempty"`
-	WindowNS      int64   `json:"window_ns,omitempty"`
+	WindowNS      int64   `json:"window_ns,omitempty"` // the measured slices' summed durations
 	ServerCPUNS   int64   `json:"server_cpu_ns,omitempty"`
 	CPUPerTokenNS int64   `json:"server_cpu_per_token_ns,omitempty"`
 	ReuseChecked  int     `json:"reuse_checked,omitempty"`
 	CheckErrors   uint64  `json:"check_errors,omitempty"`
-	// The load generator's (wrk's) own CPU over the measured run.
+	// Slices is the number of measured wrk runs (-slices), and
+	// SliceTokensPerSec each one's tokens/s, in the order they ran.
+	Slices            int       `json:"slices,omitempty"`
+	SliceTokensPerSec []float64 `json:"slice_tokens_per_sec,omitempty"`
+	// The load generator's (wrk's) own CPU over the measured slices.
 	GeneratorCPUNS       int64 `json:"wrk_cpu_ns,omitempty"`
 	GeneratorCPUPerReqNS int64 `json:"wrk_cpu_per_request_ns,omitempty"`
 	// Baseline is the bare signer under the same load, in the same run.
@@ -436,7 +440,7 @@ func printReport(w io.Writer, rep *report) {
 	fmt.Fprint(w, formatTable(tableHeader, rows))
 	fmt.Fprint(w, tableNotes)
 	if rep.GeneratorCPUPerRequestNS > 0 {
-		fmt.Fprintf(w, "- wrk runs on the same cores: it used %s of CPU per request, %.0f %% of the machine during the\n  measured runs.\n",
+		fmt.Fprintf(w, "- wrk runs on the same cores: it used %s of CPU per request, %.0f %% of the machine during the\n  measured slices.\n",
 			fmtDur(time.Duration(rep.GeneratorCPUPerRequestNS)), 100*rep.GeneratorCPUShare)
 	}
 	var extra []string
@@ -474,13 +478,16 @@ func printReport(w io.Writer, rep *report) {
 }
 
 const tableNotes = `
-- tokens/s: 200s counted by wrk in the measured run (after the warm-up) ÷ its length; baseline: the
-  bare signer (net/http + jwx, the same claim set: the scopes asked for, granted) under the same load,
-  in its own process, just before or after the server (alternating).
-- ratio: tokens/s ÷ the baseline's; p99 ratio: p99 ÷ the baseline's p99 (wrk's latency, all answers).
-- CPU/token: user+system CPU of the serving process over the measured run (/proc/PID/stat) ÷ tokens;
+- tokens/s: 200s counted by wrk in the measured slices (after the warm-up) ÷ their summed length;
+  baseline: the bare signer (net/http + jwx, the same claim set: the scopes asked for, granted) under
+  the same load, in its own process, up beside the server's for the whole case. Each side's -d is
+  measured in -slices wrk runs, the two taking turns in ABBA order (A B B A …; A alternates from case
+  to case), so that drift on the machine hits both alike.
+- ratio: tokens/s ÷ the baseline's; p99 ratio: p99 ÷ the baseline's p99 (wrk's latency, all answers;
+  p50 and p99 of each side's slices merged into one distribution, from a grid of quantiles per slice).
+- CPU/token: user+system CPU of the serving process over its own slices (/proc/PID/stat) ÷ tokens;
   base CPU/token the same for the baseline; CPU ratio: base CPU/token ÷ CPU/token. wrk CPU/req: wrk's
-  own CPU ÷ requests (server / baseline run).
+  own CPU ÷ requests (server / baseline slices).
 - errors: answers other than a 200 (or the expected 401) and socket errors; 401s: wrong passwords
   refused, as expected. Before the load, loadbench's own client checked the tokens of each process's
   first -reuse-sample answers (no token or jti twice, a fresh iat).

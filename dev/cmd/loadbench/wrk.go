@@ -129,13 +129,26 @@ type wrkReport struct {
 		P99  float64 `json:"p99"`
 		P999 float64 `json:"p999"`
 	} `json:"latency_us"`
+	// Quantiles are the latency at each of latencyGrid's percentiles, in
+	// its order, the maximum last: what a side's slices are merged from.
+	Quantiles []int64 `json:"quantiles_us"`
+}
+
+// quantiles returns the report's grid of quantiles as durations.
+func (r *wrkReport) quantiles() []time.Duration {
+	q := make([]time.Duration, len(r.Quantiles))
+	for i, v := range r.Quantiles {
+		q[i] = time.Duration(v) * time.Microsecond
+	}
+	return q
 }
 
 const wrkMarker = "LOADBENCH "
 
 // luaScript is the wrk script of a plan. Its done() prints a wrkReport.
 // The run's tag comes as the script's first argument (wrk ... -- TAG), so
-// the warm-up and the measured run of a cold case ask for different names.
+// the warm-up and each measured slice of a cold case ask for different
+// names (warmupTag, sliceTag).
 func luaScript(p *plan) (string, error) {
 	var b strings.Builder
 	b.WriteString("-- written by loadbench\nlocal reqs = {\n")
@@ -153,6 +166,7 @@ func luaScript(p *plan) (string, error) {
 	b.WriteString("}\n")
 	fmt.Fprintf(&b, "local cold = %t\n", p.cold)
 	fmt.Fprintf(&b, "local coldPrefix = %s\n", luaString(coldPrefix))
+	b.WriteString(luaGrid())
 	b.WriteString(luaBody)
 	switch {
 	case p.cold:
@@ -209,19 +223,47 @@ function init(args)
   end
 end
 
+-- Each latency:percentile(p) walks wrk's histogram from the minimum to
+-- the value: about a thousand of them cost well under a second. (Walking
+-- latency(i) over every distinct value would be quadratic.) wrk's
+-- percentile(100) finds nothing: the maximum is latency.max.
 function done(summary, latency, requests)
   local u = 0
   for _, t in ipairs(threads) do u = u + (t:get("unauthorized") or 0) end
   local e = summary.errors
+  local q = {}
+  for i, p in ipairs(grid) do q[i] = string.format("%.0f", latency:percentile(p)) end
+  q[#q + 1] = string.format("%.0f", latency.max)
   io.write(string.format('LOADBENCH {"requests":%d,"duration_us":%d,"bytes":%d,"unauthorized":%d,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-    '"latency_us":{"min":%.0f,"mean":%.1f,"max":%.0f,"p50":%.0f,"p75":%.0f,"p90":%.0f,"p99":%.0f,"p999":%.0f}}\n',
+    '"latency_us":{"min":%.0f,"mean":%.1f,"max":%.0f,"p50":%.0f,"p75":%.0f,"p90":%.0f,"p99":%.0f,"p999":%.0f},' ..
+    '"quantiles_us":[%s]}\n',
     summary.requests, summary.duration, summary.bytes, u,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency.max, latency:percentile(50), latency:percentile(75),
-    latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
+    latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    table.concat(q, ",")))
 end
 `
+
+// luaGrid is the script's table of latencyGrid's percentiles, but the
+// last (100: done() prints latency.max for it).
+func luaGrid() string {
+	ps, _ := latencyGrid()
+	var b strings.Builder
+	b.WriteString("local grid = {")
+	for i, p := range ps[:len(ps)-1] {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if i%20 == 0 {
+			b.WriteString("\n  ")
+		}
+		b.WriteString(strconv.FormatFloat(p, 'g', -1, 64))
+	}
+	b.WriteString("\n}\n")
+	return b.String()
+}
 
 // parseWrkOutput finds the script's report in wrk's standard output.
 func parseWrkOutput(out []byte) (*wrkReport, error) {
@@ -239,9 +281,38 @@ func parseWrkOutput(out []byte) (*wrkReport, error) {
 		if r.DurationUS <= 0 {
 			return nil, fmt.Errorf("wrk report without a duration: %q", truncate(strings.TrimSpace(rest), 200))
 		}
+		if err := r.checkQuantiles(); err != nil {
+			return nil, fmt.Errorf("wrk report %q: %w", truncate(strings.TrimSpace(rest), 200), err)
+		}
 		return &r, nil
 	}
 	return nil, fmt.Errorf("no %q line in wrk's output:\n%s", strings.TrimSpace(wrkMarker), truncate(string(out), 2000))
+}
+
+// checkQuantiles checks the report's grid of quantiles: one per
+// percentile of latencyGrid, none negative, none lower than the one
+// before, the last the maximum (all 0 in a run without requests).
+func (r *wrkReport) checkQuantiles() error {
+	ps, _ := latencyGrid()
+	q := r.Quantiles
+	if len(q) != len(ps) {
+		return fmt.Errorf("%d latency quantiles, want %d", len(q), len(ps))
+	}
+	if r.Requests == 0 {
+		return nil
+	}
+	for i, v := range q {
+		switch {
+		case v < 0:
+			return fmt.Errorf("latency quantile p%g is negative (%d µs)", ps[i], v)
+		case i > 0 && v < q[i-1]:
+			return fmt.Errorf("latency quantile p%g (%d µs) is lower than p%g (%d µs)", ps[i], v, ps[i-1], q[i-1])
+		}
+	}
+	if float64(q[len(q)-1]) != r.Latency.Max {
+		return fmt.Errorf("the last latency quantile (%d µs) is not the maximum (%.0f µs)", q[len(q)-1], r.Latency.Max)
+	}
+	return nil
 }
 
 // wrkRun is one wrk run against a process.
