@@ -399,6 +399,16 @@ oidc_caller_rules := [rule |
 	patterns_match(rule.claims)
 ]
 
+# oidc_expanded: the repository patterns of oidc_caller_rules that have a
+# {claim}, expanded with the caller's claims (pattern -> expansion); a
+# pattern naming a claim the caller does not have is left out.
+oidc_expanded := {compiled.pattern: expanded |
+	some rule in oidc_caller_rules
+	some compiled in rule.repositories
+	compiled.braced
+	expanded := expand_compiled(compiled)
+}
+
 # oidc_pattern_matches(compiled, name): a rule's repository pattern (as
 # compile_pattern gives it) covers the repository name. Patterns are globs
 # like public's ("*" stays in one path segment, "**" spans any depth). A
@@ -414,7 +424,7 @@ oidc_pattern_matches(compiled, name) if {
 
 oidc_pattern_matches(compiled, name) if {
 	compiled.braced
-	glob.match(expand_compiled(compiled), ["/"], name)
+	glob.match(oidc_expanded[compiled.pattern], ["/"], name)
 	not in_shared_namespace(name)
 	not claim_names_site_namespace(compiled, name)
 }
