@@ -520,8 +520,21 @@ refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut
 
 # Without the cap, everything granted is allowed.
 allow contains action if {
+	# Anonymous callers are answered by the rule below alone.
+	input.identity.method != "anonymous"
 	not read_only
 	some action in granted
+}
+
+# An anonymous caller is granted what the public patterns grant, and
+# nothing else: every other rule of granted is about an authenticated
+# caller, and the cap leaves pull as it is. The same answer as the rule
+# above would give, without working out the rest of granted (the server
+# decides a new repository of an anonymous caller this way, cheaply).
+allow contains "pull" if {
+	input.identity.method == "anonymous"
+	some pattern in public
+	glob.match(pattern, ["/"], repository)
 }
 
 # With the cap, at most pull, and only on repositories: "*" is narrowed to
