@@ -163,7 +163,7 @@ func newEvalCache(rules *rememberedRules, identity *ruleValues) *evalCache {
 // release returns the cache for another evaluation; the evaluation is over
 // and nothing of it is used after (remembered values are copies).
 func (c *evalCache) release() {
-	c.virtualCache.reset()
+	c.reset() // the virtual cache
 	c.base.reset()
 	clear(c.pending[0])
 	clear(c.pending[1])
