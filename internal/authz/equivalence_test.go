@@ -102,6 +102,39 @@ func generatedIdentities() []identity.Identity {
 		identity.Identity{Method: identity.MethodPassword, Provider: "corp", Subject: "lena", Groups: []string{"corp:devs", "corp:ops"}},
 		identity.Identity{Method: identity.MethodRefresh, RefreshedFrom: identity.MethodPassword, Provider: "corp", Subject: "lena", Groups: []string{"corp:devs"}},
 	)
+	// Callers that differ from one above in a single field: the engine
+	// remembers per caller, keyed by the fields the policy reads, so each
+	// of these is decided wrongly if the key leaves its field out.
+	alice := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice", Groups: []string{"ci"}}
+	for _, change := range []func(*identity.Identity){
+		func(id *identity.Identity) { id.Groups = []string{"admins"} },
+		func(id *identity.Identity) { id.Groups = []string{"ci", "ops"} },
+		func(id *identity.Identity) { id.Groups = nil },
+		func(id *identity.Identity) { id.Namespace = "" },
+		func(id *identity.Identity) { id.Namespace = "team" },
+		func(id *identity.Identity) { id.Subject = "bob" },
+		func(id *identity.Identity) { id.Provider = "corp" },
+		func(id *identity.Identity) { id.Method = identity.MethodAnonymous },
+		func(id *identity.Identity) { id.Method = identity.MethodOIDC },
+		func(id *identity.Identity) { id.Sourcehut = &identity.Sourcehut{Username: "alice", Expires: exp, Access: "RO", Grants: grants("RO")} },
+		func(id *identity.Identity) { id.OIDC = github(nil) },
+	} {
+		id := alice
+		change(&id)
+		ids = append(ids, id)
+	}
+	rw := identity.Identity{Method: identity.MethodSourcehut, Provider: identity.ProviderSourcehut, Subject: "alice", Namespace: "alice",
+		Sourcehut: &identity.Sourcehut{Username: "alice", Expires: exp, Access: "RW", Grants: grants("RW")}}
+	for _, sh := range []*identity.Sourcehut{
+		{Username: "alice", Expires: exp, Access: "RW", Grants: grants("RO")},
+		{Username: "alice", Expires: exp, Access: "RO", Grants: grants("RW")},
+		{Username: "alice", Expires: exp, Access: "RW", Grants: []identity.Grant{{Service: "registry.example.com", Scope: "OTHER", Access: "RW"}}},
+		{Username: "alice", Expires: exp, Access: "RW", Grants: grants("RW"), AllGrants: true},
+	} {
+		id := rw
+		id.Sourcehut = sh
+		ids = append(ids, id)
+	}
 	return ids
 }
 
