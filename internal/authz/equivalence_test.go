@@ -116,7 +116,9 @@ func generatedIdentities() []identity.Identity {
 		func(id *identity.Identity) { id.Provider = "corp" },
 		func(id *identity.Identity) { id.Method = identity.MethodAnonymous },
 		func(id *identity.Identity) { id.Method = identity.MethodOIDC },
-		func(id *identity.Identity) { id.Sourcehut = &identity.Sourcehut{Username: "alice", Expires: exp, Access: "RO", Grants: grants("RO")} },
+		func(id *identity.Identity) {
+			id.Sourcehut = &identity.Sourcehut{Username: "alice", Expires: exp, Access: "RO", Grants: grants("RO")}
+		},
 		func(id *identity.Identity) { id.OIDC = github(nil) },
 	} {
 		id := alice
