@@ -151,7 +151,7 @@ type evalCache struct {
 }
 
 // evalCaches are evaluation caches of finished evaluations, for the next
-// ones: a cache's memory is a tenth of what a decision allocates.
+// ones: a cache's memory is a fifth of the bytes a decision allocates.
 var evalCaches = sync.Pool{New: func() any { return &evalCache{virtualCache: newVirtualCache()} }}
 
 func newEvalCache(rules *rememberedRules, identity *ruleValues) *evalCache {
