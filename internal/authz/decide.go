@@ -45,8 +45,7 @@ type caller struct {
 
 func newCaller() *caller {
 	c := &caller{}
-	empty := map[int][]staticValue{}
-	c.values.known.Store(&empty)
+	c.values.init()
 	return c
 }
 

@@ -67,9 +67,14 @@ type staticValue struct {
 
 func newRuleValues() *ruleValues {
 	v := &ruleValues{}
+	v.init()
+	return v
+}
+
+// init empties v: its zero value has no map to read.
+func (v *ruleValues) init() {
 	empty := map[int][]staticValue{}
 	v.known.Store(&empty)
-	return v
 }
 
 // newRememberedRules finds the rules of a compiled policy whose values can
