@@ -95,13 +95,13 @@ func newRememberedRules(c *ast.Compiler, perIdentity bool) *rememberedRules {
 	return r
 }
 
-// lookup reports whether ref is the path of a remembered rule, and
-// whether it is an identity rule.
-func (r *rememberedRules) lookup(ref ast.Ref) (found, perIdentity bool) {
+// lookup reports whether ref (whose hash is h) is the path of a
+// remembered rule, and whether it is an identity rule.
+func (r *rememberedRules) lookup(ref ast.Ref, h int) (found, perIdentity bool) {
 	if !r.lengths[len(ref)] || !ref[0].Equal(ast.DefaultRootDocument) {
 		return false, false
 	}
-	for _, p := range r.paths[ref.Hash()] {
+	for _, p := range r.paths[h] {
 		if p.ref.Equal(ref) {
 			return true, p.perIdentity
 		}
@@ -109,8 +109,8 @@ func (r *rememberedRules) lookup(ref ast.Ref) (found, perIdentity bool) {
 	return false, false
 }
 
-func (v *ruleValues) get(ref ast.Ref) (staticValue, bool) {
-	for _, x := range (*v.known.Load())[ref.Hash()] {
+func (v *ruleValues) get(ref ast.Ref, h int) (staticValue, bool) {
+	for _, x := range (*v.known.Load())[h] {
 		if x.ref.Equal(ref) {
 			return x, true
 		}
@@ -179,13 +179,13 @@ func (c *evalCache) release() {
 func (c *evalCache) Push() { c.depth++; c.virtualCache.Push() }
 func (c *evalCache) Pop()  { c.depth--; c.virtualCache.Pop() }
 
-// values returns where ref's value is remembered, and which pending list
-// takes it; nil when it is not (or not here).
-func (c *evalCache) values(ref ast.Ref) (*ruleValues, int) {
+// values returns where ref's value (h its hash) is remembered, and which
+// pending list takes it; nil when it is not (or not here).
+func (c *evalCache) values(ref ast.Ref, h int) (*ruleValues, int) {
 	if c.depth != 0 || c.rules == nil {
 		return nil, 0
 	}
-	found, perIdentity := c.rules.lookup(ref)
+	found, perIdentity := c.rules.lookup(ref, h)
 	switch {
 	case !found:
 		return nil, 0
@@ -196,18 +196,21 @@ func (c *evalCache) values(ref ast.Ref) (*ruleValues, int) {
 	}
 }
 
+// Get and Put hash the ref once for the three places it is looked up.
 func (c *evalCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if values, _ := c.values(ref); values != nil {
-		if v, ok := values.get(ref); ok {
+	h := ref.Hash()
+	if values, _ := c.values(ref, h); values != nil {
+		if v, ok := values.get(ref, h); ok {
 			return v.value, v.undefined
 		}
 	}
-	return c.virtualCache.Get(ref)
+	return c.get(ref, h)
 }
 
 func (c *evalCache) Put(ref ast.Ref, value *ast.Term) {
-	c.virtualCache.Put(ref, value)
-	if values, i := c.values(ref); values != nil {
+	h := ref.Hash()
+	c.put(ref, value, h)
+	if values, i := c.values(ref, h); values != nil {
 		// OPA reuses the slice it passes (never the terms in it): keep
 		// a copy.
 		c.pending[i] = append(c.pending[i], staticValue{ref: slices.Clone(ref), value: value, undefined: value == nil})

@@ -68,8 +68,12 @@ func (c *virtualCache) find(ref ast.Ref, hash int) *cacheEntry {
 	return nil
 }
 
-func (c *virtualCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	e := c.find(ref, ref.Hash())
+func (c *virtualCache) Get(ref ast.Ref) (*ast.Term, bool) { return c.get(ref, ref.Hash()) }
+
+func (c *virtualCache) Put(ref ast.Ref, value *ast.Term) { c.put(ref, value, ref.Hash()) }
+
+func (c *virtualCache) get(ref ast.Ref, hash int) (*ast.Term, bool) {
+	e := c.find(ref, hash)
 	switch {
 	case e == nil:
 		return nil, false
@@ -79,8 +83,7 @@ func (c *virtualCache) Get(ref ast.Ref) (*ast.Term, bool) {
 	return e.value, false
 }
 
-func (c *virtualCache) Put(ref ast.Ref, value *ast.Term) {
-	hash := ref.Hash()
+func (c *virtualCache) put(ref ast.Ref, value *ast.Term, hash int) {
 	e := c.find(ref, hash)
 	if e == nil {
 		start := len(c.terms)
