@@ -3,6 +3,7 @@ package authz_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -118,5 +119,52 @@ func BenchmarkDecisionFloor(b *testing.B) {
 		if d, err := e.Decide(context.Background(), id, req, sc); err != nil || len(d.Granted) != 1 {
 			b.Fatal(d, err)
 		}
+	}
+}
+
+// BenchmarkDecisionManyCallers: GitHub OIDC callers of as many
+// repositories, each asking about an image of its own repository in turn
+// (memo off, every caller known). Each caller's expanded repository
+// patterns are globs of their own: with more of them than OPA keeps
+// compiled by default (100), a decision would compile its globs again.
+func BenchmarkDecisionManyCallers(b *testing.B) {
+	for _, n := range []int{10, 500} {
+		b.Run(fmt.Sprintf("%d-repositories", n), func(b *testing.B) {
+			ctx := context.Background()
+			e, err := authz.Compile(ctx, authz.Options{NoMemo: true, Timeout: 10 * time.Second, Modules: policy.FS(), Schema: policy.InputSchema(),
+				Data: map[string]any{"oidc": []any{map[string]any{"provider": "github",
+					"claims":       map[string]any{"repository_owner": "octo-org"},
+					"repositories": []any{"{repository}", "{repository}/*"}, "actions": []any{"pull", "push"}}}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids := make([]identity.Identity, n)
+			scopes := make([]access.Scope, n)
+			for i := range ids {
+				repo := fmt.Sprintf("octo-org/app-%d", i)
+				ids[i] = identity.Identity{Method: identity.MethodOIDC, Provider: "github", Subject: "repo:" + repo + ":ref:refs/heads/main",
+					OIDC: &identity.OIDC{Issuer: "https://token.actions.githubusercontent.com", Claims: map[string]any{
+						"iss": "https://token.actions.githubusercontent.com", "sub": "repo:" + repo + ":ref:refs/heads/main",
+						"repository": repo, "repository_owner": "octo-org", "ref": "refs/heads/main"}}}
+				scopes[i] = access.Scope{Resource: access.Resource{Type: "repository", Name: repo + "/image"}, Actions: []string{"pull", "push"}}
+			}
+			req := identity.Request{Service: "registry.example.com", Time: time.Now()}
+			decide := func(i int) {
+				d, err := e.Decide(ctx, ids[i%n], req, scopes[i%n])
+				if err != nil || len(d.Granted) != 2 {
+					b.Fatal(d, err)
+				}
+			}
+			// Every caller known before the clock starts.
+			for i := range n {
+				decide(i)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				decide(i)
+				i++
+			}
+		})
 	}
 }

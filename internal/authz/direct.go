@@ -10,6 +10,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
 )
 
 // directQuery evaluates the prepared query with OPA's evaluator (topdown)
@@ -22,7 +23,18 @@ type directQuery struct {
 	qc       ast.QueryCompiler
 	body     ast.Body
 	store    storage.Store
+	// builtinValues keep what glob.match and the regex built-ins compile
+	// from a pattern, across evaluations (see compiledPatterns).
+	builtinValues cache.InterQueryValueCache
 }
+
+// compiledPatterns bounds builtinValues. Without it, OPA keeps 100 compiled
+// globs and 100 regular expressions process-wide and recompiles the rest on
+// every call: a site whose policy matches more patterns than that (an
+// expanded OIDC pattern per CI repository, as the default policy makes)
+// would compile a glob on most decisions. 4,096 patterns is room for the
+// engine's 1,024 remembered callers' patterns and the site's own.
+const compiledPatterns = 4096
 
 var allowVar, denyVar = ast.Var("allow"), ast.Var("deny")
 
@@ -45,7 +57,11 @@ func newDirectQuery(compiler *ast.Compiler, store storage.Store, query string) (
 	if err != nil {
 		return nil, fmt.Errorf("compile query: %w", err)
 	}
-	return &directQuery{compiler: compiler, qc: qc, body: body, store: store}, nil
+	size := compiledPatterns
+	values := cache.NewInterQueryValueCache(context.Background(), &cache.Config{
+		InterQueryBuiltinValueCache: cache.InterQueryBuiltinValueCacheConfig{MaxNumEntries: &size},
+	})
+	return &directQuery{compiler: compiler, qc: qc, body: body, store: store, builtinValues: values}, nil
 }
 
 // eval evaluates one input. c holds the evaluation's virtual and base
@@ -64,6 +80,7 @@ func (q *directQuery) eval(ctx context.Context, input ast.Value, c *evalCache, c
 		WithStrictBuiltinErrors(true).
 		WithMetrics(noMetrics).
 		WithCancel(cancel).
+		WithInterQueryBuiltinValueCache(q.builtinValues).
 		WithInput(ast.NewTerm(input))
 	if c != nil {
 		query = query.WithVirtualCache(c).WithBaseCache(&c.base)
