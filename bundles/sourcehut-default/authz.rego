@@ -454,49 +454,6 @@ member_grants := {member: [{"prefix": concat("", [ns, "/"]), "actions": actions,
 	some member in members
 }
 
-# OIDC claim rules: the actions of every rule that applies, on each of its
-# repository patterns. A pattern without a claim is the site's own word and
-# applies as written. One with a claim is expanded with the caller's claims
-# (oidc_expanded: left out when a claim is missing), and is like ownership:
-# site configuration beats it, so it never applies inside a shared
-# namespace, and when a claim names the first path segment
-# ("{repository}", "{repository_owner}/*") never in a namespace the site
-# took for itself (shared, reserved, a public pattern's). It is marked
-# guarded, and allow checks each repository, when it might cover one of
-# those, as far as can be told before one is named (claim_pattern_guarded).
-oidc_grants := array.concat(
-	[{"pattern": compiled.pattern, "actions": rule.actions, "pull_only": rule.pull_only} |
-		some rule in oidc_caller_rules
-		some compiled in rule.repositories
-		not compiled.braced
-	],
-	[claim_grant(pattern, compiled.first_braced, rule) |
-		some rule in oidc_caller_rules
-		some compiled in rule.repositories
-		compiled.braced
-		pattern := oidc_expanded[compiled.pattern]
-	],
-) if oidc_claims
-
-else := []
-
-claim_grant(pattern, first_braced, rule) := grant if {
-	claim_pattern_guarded(pattern, first_braced)
-	grant := {"pattern": pattern, "actions": rule.actions, "pull_only": rule.pull_only, "first_braced": first_braced, "guarded": true}
-} else := {"pattern": pattern, "actions": rule.actions, "pull_only": rule.pull_only}
-
-# claim_pattern_guarded(pattern, first_braced): every repository the
-# expanded pattern covers starts with its literal prefix (the pattern up to
-# its first wildcard), which may enter a shared namespace; or its first
-# segment, which a claim named, has a wildcard or is a site namespace.
-claim_pattern_guarded(pattern, _) if {
-	may_enter_shared_namespace(regex.find_n(`^[^*?\[\]{}\\]*`, pattern, 1)[0])
-}
-
-claim_pattern_guarded(pattern, true) if regex.match(`[*?\[\]{}\\]`, split(pattern, "/")[0])
-
-claim_pattern_guarded(pattern, true) if site_namespaces[split(pattern, "/")[0]]
-
 # Admins may do anything to any repository ("**" matches every name); the
 # catalog is granted by a rule of allow of its own.
 admin_grants := [{"pattern": "**", "actions": ["*"], "pull_only": ["pull"]}] if admin
@@ -562,21 +519,19 @@ grant_actions := "actions" if {
 # ---------------------------------------------------------------------------
 # The caller's grants, as allow tests them (each with the actions
 # grant_actions picks), by how: caller_patterns by pattern,
-# caller_own_grants by prefix, and caller_guarded_grants (see own_guarded
-# and claim_pattern_guarded) by either and against the site's namespaces
-# too. Each is worked out once per caller, and only as far as that caller
-# needs: most have no claim rules and are no admins, and their patterns are
-# the public ones.
+# caller_own_grants by prefix, and caller_guarded_grants (see own_guarded)
+# by prefix and against the shared namespaces too. Each is worked out once
+# per caller, and only as far as that caller needs: most are no admins, and
+# their patterns are the public ones. (An OIDC caller's claim rules are
+# tested by rules of allow of their own, below.)
 
 caller_patterns := public_grants if {
 	input.identity.method == "anonymous"
 } else := public_grants if {
 	grant_actions
 	not admin
-	not oidc_claims
 } else := [{"pattern": grant.pattern, "actions": grant[grant_actions]} |
-	some grant in array.concat(array.concat(public_grants, admin_grants), oidc_grants)
-	not grant.guarded
+	some grant in array.concat(public_grants, admin_grants)
 ]
 
 caller_own_grants := [{"prefix": own_grant.prefix, "actions": own_grant[grant_actions]}] if {
@@ -590,16 +545,9 @@ caller_shared_grants := [{"prefix": grant.prefix, "actions": grant[grant_actions
 	some grant in member_grants[name]
 ]
 
-# The own namespace and the claim rules never both apply: an OIDC identity
-# owns no namespace.
 caller_guarded_grants := [{"prefix": own_grant.prefix, "actions": own_grant[grant_actions]}] if {
 	own_prefix
 	own_guarded
-} else := [{"pattern": grant.pattern, "first_braced": grant.first_braced, "actions": grant[grant_actions]} |
-	some grant in oidc_grants
-	grant.guarded
-] if {
-	oidc_claims
 }
 
 # ---------------------------------------------------------------------------
@@ -637,25 +585,65 @@ allow contains action if {
 allow contains action if {
 	input.scope.type == "repository"
 	some grant in caller_guarded_grants
-	covers(grant, input.scope.name)
+	startswith(input.scope.name, grant.prefix)
+	input.scope.name != grant.prefix
 	not in_shared_namespace(input.scope.name)
-	not claim_names_site_namespace(grant, input.scope.name)
 	some action in grant.actions
 }
 
-# covers(grant, name): the grant covers the repository name, by its prefix
-# or by its pattern.
-covers(grant, name) if {
-	startswith(name, grant.prefix)
-	name != grant.prefix
+# OIDC claim rules: the actions (or, capped, pull_only) of every rule that
+# applies to the caller (oidc_caller_rules, worked out once per caller), on
+# the repositories its patterns cover. These are tested here, per
+# repository, rather than made into grants of the caller: an ID token is
+# a new caller for every CI job, which asks about one or two repositories,
+# so the work is better left to the repositories it names. Two rules, one
+# per method that can carry claims (an ID token, a refresh token of one),
+# so that OPA's rule index skips them for every other caller.
+allow contains action if {
+	input.identity.method == "oidc"
+	input.scope.type == "repository"
+	some rule in oidc_caller_rules
+	rule_covers(rule, input.scope.name)
+	some action in rule[grant_actions]
 }
 
-covers(grant, name) if glob.match(grant.pattern, ["/"], name)
+allow contains action if {
+	input.identity.method == "refresh"
+	input.scope.type == "repository"
+	some rule in oidc_caller_rules
+	rule_covers(rule, input.scope.name)
+	some action in rule[grant_actions]
+}
 
-# claim_names_site_namespace(grant, name): the grant's pattern has a claim
-# in its first segment, and name's first segment is a site namespace.
-claim_names_site_namespace(grant, name) if {
-	grant.first_braced
+# rule_covers(rule, name): one of the rule's repository patterns covers the
+# repository name.
+rule_covers(rule, name) if {
+	some compiled in rule.repositories
+	oidc_pattern_matches(compiled, name)
+}
+
+# oidc_pattern_matches(compiled, name): a rule's repository pattern (as
+# compile_pattern gives it) covers the repository name. Patterns are globs
+# like public's ("*" stays in one path segment, "**" spans any depth). A
+# pattern without a claim is the site's own word and applies as written.
+# One with a claim is like ownership: site configuration beats it, so it
+# never applies inside a shared namespace, and when a claim names the first
+# path segment ("{repository}", "{repository_owner}/*") never in a namespace
+# the site took for itself (shared, reserved, a public pattern's).
+oidc_pattern_matches(compiled, name) if {
+	not compiled.braced
+	glob.match(compiled.pattern, ["/"], name)
+}
+
+oidc_pattern_matches(compiled, name) if {
+	compiled.braced
+	glob.match(oidc_expanded[compiled.pattern], ["/"], name)
+	not in_shared_namespace(name)
+	not claim_names_site_namespace(compiled, name)
+}
+
+claim_names_site_namespace(compiled, name) if {
+	compiled.first_braced
 	site_namespaces[split(name, "/")[0]]
 }
 
