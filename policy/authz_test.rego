@@ -1589,3 +1589,144 @@ test_oidc_rules_leave_others_alone if {
 	authz.allow == {"*"} with input as catalog(password("root", ["admins"]))
 		with data.registry.oidc as oidc_rules
 }
+
+# ---------------------------------------------------------------------------
+# The caller's grants, as allow tests them (worked out once per caller by
+# the server).
+
+test_pull_only if {
+	authz.pull_only(["pull", "push"]) == ["pull"]
+	authz.pull_only(["*"]) == ["pull"]
+	authz.pull_only({"push", "delete"}) == []
+	authz.pull_only([]) == []
+}
+
+test_grant_actions if {
+	authz.grant_actions == "actions" with input as repo(password("alice", []), "x/y")
+	authz.grant_actions == "actions" with input as repo(anonymous, "x/y")
+	authz.grant_actions == "actions" with input as repo(sourcehut("alice", [], rw), "x/y")
+	authz.grant_actions == "pull_only" with input as repo(sourcehut("alice", [], ro), "x/y")
+	authz.grant_actions == "pull_only" with input as repo(refreshed(sourcehut("alice", [], ro)), "x/y")
+	authz.grant_actions == "pull_only" with input as repo(object.union(password("alice", []), {"method": "refresh"}), "x/y")
+
+	# A caller that names no method: nothing, unless it is capped.
+	not authz.grant_actions with input as repo(object.remove(password("alice", []), ["method"]), "x/y")
+	authz.grant_actions == "pull_only" with input as repo(object.remove(sourcehut("alice", [], ro), ["method"]), "x/y")
+}
+
+test_no_method_public_only_when_capped if {
+	count(authz.allow) == 0 with input as repo(object.remove(password("alice", []), ["method"]), "library/base")
+		with data.registry.public as public
+	count(authz.allow) == 0 with input as repo(object.remove(password("alice", []), ["method"]), "alice/app")
+	authz.allow == {"pull"} with input as repo(object.remove(sourcehut("alice", [], ro), ["method"]), "library/base")
+		with data.registry.public as public
+}
+
+test_member_grants if {
+	authz.member_grants["group:ci"] == [{"prefix": "team/", "actions": {"pull"}, "pull_only": ["pull"]}] with data.registry.namespaces as namespaces
+	authz.member_grants["*"] == [{"prefix": "open/", "actions": {"pull"}, "pull_only": ["pull"]}] with data.registry.namespaces as namespaces
+	{grant | some grant in authz.member_grants["group:ops"]} == {
+		{"prefix": "team/", "actions": {"delete"}, "pull_only": []},
+		{"prefix": "ops/", "actions": {"*"}, "pull_only": ["pull"]},
+	} with data.registry.namespaces as namespaces
+	not authz.member_grants["htpasswd:nobody"] with data.registry.namespaces as namespaces
+}
+
+test_caller_shared_grants if {
+	{grant | some grant in authz.caller_shared_grants} == {
+		{"prefix": "team/", "actions": {"pull"}},
+		{"prefix": "open/", "actions": {"pull"}},
+		{"prefix": "team/", "actions": {"delete"}},
+		{"prefix": "ops/", "actions": {"*"}},
+	} with input as repo(password("bob", ["ops"]), "x/y")
+		with data.registry.namespaces as namespaces
+
+	# Capped: pull where the grant gives pull or "*", nothing elsewhere.
+	{grant | some grant in authz.caller_shared_grants} == {
+		{"prefix": "open/", "actions": ["pull"]},
+		{"prefix": "team/", "actions": []},
+		{"prefix": "ops/", "actions": ["pull"]},
+	} with input as repo(sourcehut("carol", ["ops"], ro), "x/y")
+		with data.registry.namespaces as namespaces
+
+	# OIDC identities are not "*".
+	authz.caller_shared_grants == [] with input as repo(github({}), "x/y")
+		with data.registry.namespaces as namespaces
+	authz.caller_shared_grants == [] with input as repo(anonymous, "x/y")
+		with data.registry.namespaces as namespaces
+}
+
+# The own namespace is checked against the shared namespaces per repository
+# only when one may be inside it (or it inside one).
+test_own_guarded if {
+	authz.own_guarded with input as repo(password("alice", []), "x/y")
+		with data.registry.namespaces as nested
+	not authz.own_guarded with input as repo(password("bob", []), "x/y")
+		with data.registry.namespaces as nested
+	not authz.own_guarded with input as repo(password("alice", []), "x/y")
+		with data.registry.namespaces as {"alicex": {"pull": ["*"]}}
+	authz.own_guarded with input as repo(object.union(password("alice", []), {"namespace": "ali"}), "x/y")
+		with data.registry.namespaces as {"ali/ce": {"pull": ["*"]}}
+	authz.caller_guarded_grants == [{"prefix": "alice/", "actions": ["pull", "push", "delete"]}] with input as repo(password("alice", []), "x/y")
+		with data.registry.namespaces as nested
+	not authz.caller_own_grants with input as repo(password("alice", []), "x/y")
+		with data.registry.namespaces as nested
+	authz.caller_own_grants == [{"prefix": "bob/", "actions": ["pull"]}] with input as repo(sourcehut("bob", [], ro), "x/y")
+		with data.registry.namespaces as nested
+	not authz.caller_guarded_grants with input as repo(sourcehut("bob", [], ro), "x/y")
+		with data.registry.namespaces as nested
+}
+
+test_may_enter_shared_namespace if {
+	authz.may_enter_shared_namespace("team/") with data.registry.namespaces as namespaces
+	authz.may_enter_shared_namespace("team/app/") with data.registry.namespaces as namespaces
+	authz.may_enter_shared_namespace("te") with data.registry.namespaces as namespaces
+	authz.may_enter_shared_namespace("") with data.registry.namespaces as namespaces
+	not authz.may_enter_shared_namespace("teams/") with data.registry.namespaces as namespaces
+	not authz.may_enter_shared_namespace("octo-org/app") with data.registry.namespaces as namespaces
+	not authz.may_enter_shared_namespace("") with data.registry.namespaces as {}
+}
+
+test_caller_patterns if {
+	public_grants := [
+		{"pattern": "library/*", "actions": ["pull"], "pull_only": ["pull"]},
+		{"pattern": "mirror/**", "actions": ["pull"], "pull_only": ["pull"]},
+	]
+	authz.caller_patterns == public_grants with input as repo(anonymous, "x/y") with data.registry.public as public
+	authz.caller_patterns == public_grants with input as repo(password("alice", []), "x/y") with data.registry.public as public
+	authz.caller_patterns == public_grants with input as repo(sourcehut("alice", [], ro), "x/y") with data.registry.public as public
+	authz.caller_patterns == [] with input as repo(object.remove(password("alice", []), ["method"]), "x/y")
+		with data.registry.public as public
+
+	# Admins: every repository, pull only when capped.
+	authz.caller_patterns == [
+		{"pattern": "library/*", "actions": ["pull"]},
+		{"pattern": "**", "actions": ["*"]},
+	] with input as repo(password("root", ["admins"]), "x/y")
+		with data.registry.public as ["library/*"]
+	authz.caller_patterns == [
+		{"pattern": "library/*", "actions": ["pull"]},
+		{"pattern": "**", "actions": ["pull"]},
+	] with input as repo(sourcehut("root", ["admins"], ro), "x/y")
+		with data.registry.public as ["library/*"]
+}
+
+# An OIDC caller's claim rules are no grants of the caller: its patterns
+# are the public ones, and the claim rules are tested per repository.
+test_caller_patterns_oidc if {
+	rules := github_rule({"repository_owner": "octo-org"}, ["{repository}", "{repository}/*", "team/{repository}", "ci/*"])
+	authz.caller_patterns == [{"pattern": "library/*", "actions": ["pull"], "pull_only": ["pull"]}] with input as repo(github({}), "x/y")
+		with data.registry.oidc as rules
+		with data.registry.public as ["library/*"]
+	not authz.caller_guarded_grants with input as repo(github({}), "x/y")
+		with data.registry.oidc as rules
+	every name in ["ci/x", "octo-org/app", "octo-org/app/x", "team/octo-org/app"] {
+		authz.allow == {"pull", "push"} with input as repo(github({}), name)
+			with data.registry.oidc as rules
+	}
+
+	# Inside a shared namespace, a pattern with a claim does not apply.
+	count(authz.allow) == 0 with input as repo(github({}), "team/octo-org/app")
+		with data.registry.oidc as rules
+		with data.registry.namespaces as namespaces
+}

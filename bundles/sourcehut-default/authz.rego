@@ -88,16 +88,23 @@ package registry.authz
 
 # How this file is written: the server evaluates it for every scope of every
 # token request it has not seen before, so the rules are ordered for cheap
-# answers. A rule's first expression rejects the identities it is not about
-# (OPA indexes rules by `input.<field> == <constant>` and skips those that
-# cannot match). Everything computed from data alone lives in rules that
-# read no input (site_namespaces, shared_prefixes, oidc_rule_table): the
-# server evaluates those once per policy revision. Everything computed from
-# the caller alone lives in rules that read no input.scope (principal,
-# namespace_grants, oidc_caller_rules): the server evaluates those once per
-# caller, so a new repository costs only the rules that read it (see
-# docs/policy.md, "The cost of a decision"). `opa test` evaluates them every
-# time; the answers are the same.
+# answers. Everything computed from data alone lives in rules that read no
+# input (site_namespaces, shared_prefixes, oidc_rule_table, member_grants):
+# the server evaluates those once per policy revision. Everything computed
+# from the caller alone lives in rules that read no input.scope (principal,
+# own_prefix, oidc_caller_rules, and what they add up to: the caller's
+# grants, caller_patterns and the like): the server evaluates those once per
+# caller. What is left for each repository is allow's few rules, each a
+# short body that matches the repository's name against a list of grants,
+# because OPA charges for every rule body and every function call it
+# evaluates, even one that fails at its first expression (see
+# docs/policy.md, "The cost of a decision"). A rule's first expression
+# rejects what it is not about, cheaply: OPA indexes rules by
+# `input.<field> == <constant>` and skips those that cannot match, and a
+# caller's rule that only some callers need starts with what rules the
+# others out, so a new caller pays only for what its first repository
+# needs. `opa test` evaluates everything every time; the answers are the
+# same.
 
 # ---------------------------------------------------------------------------
 # Site data, with defaults. data.registry is read one key at a time because
@@ -149,6 +156,7 @@ oidc_rule_table := [entry |
 		"claims": patterns,
 		"repositories": [compile_pattern(p) | some p in rule.repositories],
 		"actions": rule.actions,
+		"pull_only": pull_only(rule.actions),
 	}
 ]
 
@@ -209,10 +217,6 @@ oidc_identity if is_object(input.identity.oidc)
 
 oidc_identity if effective_method == "oidc"
 
-# The repository being asked about; undefined for any other resource type,
-# so every rule that uses it grants nothing on other types.
-repository := input.scope.name if input.scope.type == "repository"
-
 # in_namespace(ns, name): name is "ns/<something>", at any depth. The
 # repository named exactly "ns", and "ns2/x", are not in namespace "ns".
 in_namespace(ns, name) if {
@@ -266,31 +270,19 @@ own_namespace := ns if {
 # (and longer) is in it.
 own_prefix := concat("", [own_namespace, "/"])
 
-# is_member(members): the caller is listed in a namespace's member list,
-# by principal ("htpasswd:bob"), by "group:<g>", or by "*" (any
-# authenticated identity of an account provider: not an OIDC identity,
-# which the site must name). A bare name ("bob") matches nobody: it does not
-# say which provider's bob. Only ever asked about authenticated callers.
-is_member(members) if principal in members
+# member_names: the names a namespace's member list may give the caller:
+# its principal ("htpasswd:bob"), "group:<g>" for each of its groups, and
+# "*" (any authenticated identity of an account provider: not an OIDC
+# identity, which the site must name). A bare name ("bob") matches nobody:
+# it does not say which provider's bob. Only ever used for authenticated
+# callers.
+member_names contains principal
 
-is_member(members) if {
-	"*" in members
-	not oidc_identity
-}
+member_names contains "*" if not oidc_identity
 
-is_member(members) if {
+member_names contains concat("", ["group:", g]) if {
 	some g in input.identity.groups
 	is_string(g)
-	concat("", ["group:", g]) in members
-}
-
-# namespace_grants: the actions the caller's memberships grant, by shared
-# namespace ({"team": {"pull"}}); only namespaces that grant it something.
-namespace_grants := {ns: actions |
-	authenticated
-	some ns, acl in namespaces
-	actions := {action | some action, members in acl; is_member(members)}
-	count(actions) > 0
 }
 
 # ---------------------------------------------------------------------------
@@ -409,95 +401,64 @@ oidc_expanded := {compiled.pattern: expanded |
 	expanded := expand_compiled(compiled)
 }
 
-# oidc_pattern_matches(compiled, name): a rule's repository pattern (as
-# compile_pattern gives it) covers the repository name. Patterns are globs
-# like public's ("*" stays in one path segment, "**" spans any depth). A
-# pattern without a claim is the site's own word and applies as written.
-# One with a claim is like ownership: site configuration beats it, so it
-# never applies inside a shared namespace, and when a claim names the first
-# path segment ("{repository}", "{repository_owner}/*") never in a namespace
-# the site took for itself (shared, reserved, a public pattern's).
-oidc_pattern_matches(compiled, name) if {
-	not compiled.braced
-	glob.match(compiled.pattern, ["/"], name)
-}
-
-oidc_pattern_matches(compiled, name) if {
-	compiled.braced
-	glob.match(oidc_expanded[compiled.pattern], ["/"], name)
-	not in_shared_namespace(name)
-	not claim_names_site_namespace(compiled, name)
-}
-
-claim_names_site_namespace(compiled, name) if {
-	compiled.first_braced
-	site_namespaces[split(name, "/")[0]]
-}
-
 # ---------------------------------------------------------------------------
-# granted: what the rules grant before the read-only cap below. Internal;
-# the server reads only allow.
+# Grants. The rules of allow below test the repository against grants
+# that are worked out before it is named: from data alone, or from the
+# caller alone (once per caller). A grant covers repositories in one of two
+# ways:
+#
+#   {"prefix": "alice/", ...}      names starting with prefix and longer
+#                                  than it: a namespace, at any depth
+#   {"pattern": "library/*", ...}  names the glob pattern matches ("/" the
+#                                  delimiter: "*" stays in one segment,
+#                                  "**" spans any depth)
+#
+# and grants two lists of actions: "actions", and "pull_only", what it
+# grants under the read-only cap below (pull where it grants pull or "*",
+# nothing where it does not).
 
-# Public repositories: anyone may pull, anonymous included. The "/"
-# delimiter makes "library/*" match "library/x" but not "library/x/y";
-# "library/**" matches any depth.
-granted contains "pull" if {
-	some pattern in public
-	glob.match(pattern, ["/"], repository)
-}
+pull_only(actions) := ["pull"] if {
+	some action in ["pull", "*"]
+	action in actions
+} else := []
+
+# Public repositories: anyone may pull, anonymous included.
+public_grants := [{"pattern": pattern, "actions": ["pull"], "pull_only": ["pull"]} | some pattern in public]
 
 # Everyone owns their own namespace: htpasswd:alice may do anything to
-# alice/*, except inside a shared namespace configured there.
-granted contains action if {
-	# Most callers own no namespace (anonymous and OIDC ones): the
-	# cheapest test first.
-	is_string(input.identity.namespace)
-	startswith(repository, own_prefix)
-	repository != own_prefix
-	not in_shared_namespace(repository)
-	some action in ["pull", "push", "delete"]
+# alice/*, except inside a shared namespace configured there. own_guarded:
+# there may be one (a shared namespace inside it, or one it is inside), and
+# allow checks each repository.
+own_grant := {"prefix": own_prefix, "actions": ["pull", "push", "delete"], "pull_only": ["pull"]}
+
+own_guarded if may_enter_shared_namespace(own_prefix)
+
+# may_enter_shared_namespace(prefix): a name starting with prefix may be
+# inside a shared namespace: prefix and the namespace's "<ns>/" are one the
+# start of the other.
+may_enter_shared_namespace(prefix) if strings.any_prefix_match(prefix, shared_prefixes)
+
+may_enter_shared_namespace(prefix) if strings.any_prefix_match(shared_prefixes, prefix)
+
+# Shared namespaces: for each member named in an ACL, what the ACLs grant
+# it, on each namespace's prefix: {"group:ci": [{"prefix": "team/",
+# "actions": {"pull"}, ...}]}. The caller gets the grants of its
+# member_names.
+member_grants := {member: [{"prefix": concat("", [ns, "/"]), "actions": actions, "pull_only": pull_only(actions)} |
+	some ns, acl in namespaces
+	actions := {action | some action, members in acl; member in members}
+	count(actions) > 0
+] |
+	some acl in namespaces
+	some members in acl
+	some member in members
 }
 
-# Shared namespaces: the action keys of data.registry.namespaces[ns] are
-# granted on ns/* to the members listed under them.
-granted contains action if {
-	# namespace_grants is worked out once per caller, and only when a
-	# repository in a shared namespace needs it.
-	authenticated
-	in_shared_namespace(repository)
-	some ns, actions in namespace_grants
-	in_namespace(ns, repository)
-	some action in actions
-}
+# Admins may do anything to any repository ("**" matches every name); the
+# catalog is granted by a rule of allow of its own.
+admin_grants := [{"pattern": "**", "actions": ["*"], "pull_only": ["pull"]}] if admin
 
-# OIDC claim rules: the actions of every rule that applies, on the
-# repositories its patterns cover.
-granted contains action if {
-	oidc_claims
-	some rule in oidc_caller_rules
-	rule_covers(rule, repository)
-	some action in rule.actions
-}
-
-# rule_covers(rule, name): one of the rule's repository patterns covers the
-# repository name.
-rule_covers(rule, name) if {
-	some compiled in rule.repositories
-	oidc_pattern_matches(compiled, name)
-}
-
-# Admins may do anything to any repository, and list the catalog (which the
-# registry asks for as registry:catalog:*).
-granted contains "*" if {
-	input.scope.type == "repository"
-	admin
-}
-
-granted contains "*" if {
-	input.scope.type == "registry"
-	input.scope.name == "catalog"
-	admin
-}
+else := []
 
 # ---------------------------------------------------------------------------
 # The Sourcehut read-only cap. A Sourcehut token carries its own grants; one
@@ -542,35 +503,157 @@ read_only if {
 
 refreshed_from_login if input.identity.refreshed_from in {"password", "sourcehut", "oidc"}
 
-# ---------------------------------------------------------------------------
-# The rules the server reads.
-
-# Without the cap, everything granted is allowed.
-allow contains action if {
-	# Anonymous callers are answered by the rule below alone.
+# grant_actions: which list of a grant allow takes: "actions", or with the
+# cap "pull_only". An anonymous caller has only the public grants, where the
+# two are the same. A caller that names no method is granted nothing
+# (undefined), unless it is capped.
+grant_actions := "actions" if {
 	input.identity.method != "anonymous"
 	not read_only
-	some action in granted
-}
-
-# An anonymous caller is granted what the public patterns grant, and
-# nothing else: every other rule of granted is about an authenticated
-# caller, and the cap leaves pull as it is. The same answer as the rule
-# above would give, without working out the rest of granted (the server
-# decides a new repository of an anonymous caller this way, cheaply).
-allow contains "pull" if {
-	input.identity.method == "anonymous"
-	some pattern in public
-	glob.match(pattern, ["/"], repository)
-}
-
-# With the cap, at most pull, and only on repositories: "*" is narrowed to
-# pull, and the catalog (which needs "*") is not granted at all.
-allow contains "pull" if {
-	input.scope.type == "repository"
+} else := "pull_only" if {
 	read_only
-	some action in ["pull", "*"]
-	action in granted
+} else := "actions" if {
+	input.identity.method == "anonymous"
+}
+
+# ---------------------------------------------------------------------------
+# The caller's grants, as allow tests them (each with the actions
+# grant_actions picks), by how: caller_patterns by pattern,
+# caller_own_grants by prefix, and caller_guarded_grants (see own_guarded)
+# by prefix and against the shared namespaces too. Each is worked out once
+# per caller, and only as far as that caller needs: most are no admins, and
+# their patterns are the public ones. (An OIDC caller's claim rules are
+# tested by rules of allow of their own, below.)
+
+caller_patterns := public_grants if {
+	input.identity.method == "anonymous"
+} else := public_grants if {
+	grant_actions
+	not admin
+} else := [{"pattern": grant.pattern, "actions": grant[grant_actions]} |
+	some grant in array.concat(public_grants, admin_grants)
+]
+
+caller_own_grants := [{"prefix": own_grant.prefix, "actions": own_grant[grant_actions]}] if {
+	own_prefix
+	not own_guarded
+}
+
+caller_shared_grants := [{"prefix": grant.prefix, "actions": grant[grant_actions]} |
+	authenticated
+	some name in member_names
+	some grant in member_grants[name]
+]
+
+caller_guarded_grants := [{"prefix": own_grant.prefix, "actions": own_grant[grant_actions]}] if {
+	own_prefix
+	own_guarded
+}
+
+# ---------------------------------------------------------------------------
+# The rules the server reads. Each rule of allow is one short body per
+# repository: the caller's grants are looked up, and only the tests of the
+# repository's name against them are left to do.
+
+allow contains action if {
+	input.scope.type == "repository"
+	some grant in caller_patterns
+	glob.match(grant.pattern, ["/"], input.scope.name)
+	some action in grant.actions
+}
+
+allow contains action if {
+	input.scope.type == "repository"
+	some grant in caller_own_grants
+	startswith(input.scope.name, grant.prefix)
+	input.scope.name != grant.prefix
+	some action in grant.actions
+}
+
+# Shared namespaces: the grants of the caller's member_names. A repository
+# in no shared namespace ("alice/app", most of them) is done with after the
+# first expression: the caller's memberships are not needed.
+allow contains action if {
+	input.scope.type == "repository"
+	strings.any_prefix_match(input.scope.name, shared_prefixes)
+	some grant in caller_shared_grants
+	startswith(input.scope.name, grant.prefix)
+	input.scope.name != grant.prefix
+	some action in grant.actions
+}
+
+allow contains action if {
+	input.scope.type == "repository"
+	some grant in caller_guarded_grants
+	startswith(input.scope.name, grant.prefix)
+	input.scope.name != grant.prefix
+	not in_shared_namespace(input.scope.name)
+	some action in grant.actions
+}
+
+# OIDC claim rules: the actions (or, capped, pull_only) of every rule that
+# applies to the caller (oidc_caller_rules, worked out once per caller), on
+# the repositories its patterns cover. These are tested here, per
+# repository, rather than made into grants of the caller: an ID token is
+# a new caller for every CI job, which asks about one or two repositories,
+# so the work is better left to the repositories it names. Two rules, one
+# per method that can carry claims (an ID token, a refresh token of one),
+# so that OPA's rule index skips them for every other caller.
+allow contains action if {
+	input.identity.method == "oidc"
+	input.scope.type == "repository"
+	some rule in oidc_caller_rules
+	rule_covers(rule, input.scope.name)
+	some action in rule[grant_actions]
+}
+
+allow contains action if {
+	input.identity.method == "refresh"
+	input.scope.type == "repository"
+	some rule in oidc_caller_rules
+	rule_covers(rule, input.scope.name)
+	some action in rule[grant_actions]
+}
+
+# rule_covers(rule, name): one of the rule's repository patterns covers the
+# repository name.
+rule_covers(rule, name) if {
+	some compiled in rule.repositories
+	oidc_pattern_matches(compiled, name)
+}
+
+# oidc_pattern_matches(compiled, name): a rule's repository pattern (as
+# compile_pattern gives it) covers the repository name. Patterns are globs
+# like public's ("*" stays in one path segment, "**" spans any depth). A
+# pattern without a claim is the site's own word and applies as written.
+# One with a claim is like ownership: site configuration beats it, so it
+# never applies inside a shared namespace, and when a claim names the first
+# path segment ("{repository}", "{repository_owner}/*") never in a namespace
+# the site took for itself (shared, reserved, a public pattern's).
+oidc_pattern_matches(compiled, name) if {
+	not compiled.braced
+	glob.match(compiled.pattern, ["/"], name)
+}
+
+oidc_pattern_matches(compiled, name) if {
+	compiled.braced
+	glob.match(oidc_expanded[compiled.pattern], ["/"], name)
+	not in_shared_namespace(name)
+	not claim_names_site_namespace(compiled, name)
+}
+
+claim_names_site_namespace(compiled, name) if {
+	compiled.first_braced
+	site_namespaces[split(name, "/")[0]]
+}
+
+# Admins may list the catalog (which the registry asks for as
+# registry:catalog:*), unless capped.
+allow contains "*" if {
+	input.scope.type == "registry"
+	input.scope.name == "catalog"
+	admin
+	not read_only
 }
 
 # This policy understands version 2 of the input document only; refuse to

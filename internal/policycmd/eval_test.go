@@ -82,7 +82,7 @@ func TestEval(t *testing.T) {
 		{name: "admin catalog", opts: EvalOptions{User: "root", Scopes: scopes("registry:catalog:*")},
 			wantRow: []string{"registry:catalog", "*", "*", "-"}},
 		{name: "explain", opts: EvalOptions{User: "alice", Scopes: scopes("repository:alice/app:push"), Explain: ExplainFired},
-			wantStdout: []string{"rules that fired:", "authz.rego:", "granted contains action if {", "allow contains action if {"}},
+			wantStdout: []string{"rules that fired:", "authz.rego:", "caller_own_grants := [{\"prefix\": own_grant.prefix", "allow contains action if {"}},
 		{name: "explain full", opts: EvalOptions{User: "alice", Scopes: scopes("repository:alice/app:push"), Explain: ExplainFull},
 			wantStdout: []string{"trace:", "Enter data.registry.authz.allow"}},
 		{name: "sourcehut without the registry grant", opts: EvalOptions{User: "carol", Method: "sourcehut", Grants: "meta.sr.ht/PROFILE:RO", Scopes: scopes("repository:carol/app:pull")},
