@@ -71,7 +71,10 @@ package registry.authz
 # short body that matches the repository's name against a list of grants,
 # because OPA charges for every rule body and every function call it
 # evaluates, even one that fails at its first expression (see
-# docs/policy.md, "The cost of a decision"). A rule's first expression
+# docs/policy.md, "The cost of a decision"). The exception is an ID token's
+# claim rules, matched per repository: each CI job is a new caller that asks
+# about a repository or two, so grant lists made for it would cost more
+# than they save. A rule's first expression
 # rejects what it is not about, cheaply: OPA indexes rules by
 # `input.<field> == <constant>` and skips those that cannot match, and a
 # caller's rule that only some callers need starts with what rules the
