@@ -47,7 +47,12 @@
 // case's request (wrk's prepared request when there is one), or builds a
 // new one per request for the memo-cold case (its names carry the wrk
 // run's tag, and the warm-up and every slice have their own, so each
-// slice asks for names never asked before). Its done() prints one JSON
+// slice asks for names never asked before). With -think T its delay()
+// makes each connection wait T after an answer before its next request:
+// -c connections then offer about c/T requests per second, below what
+// either side can serve, and the latencies compare the two at the same
+// load rather than at saturation (where a side's latency is its
+// connections over its throughput). Its done() prints one JSON
 // line that loadbench parses: requests, duration, errors, wrk's min, mean,
 // max and percentiles, and a grid of about a thousand latency quantiles
 // (every 0.1 % up to 99 %, every 0.01 % above, and the maximum). A side's

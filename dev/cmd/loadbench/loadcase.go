@@ -160,6 +160,7 @@ func (b *bencher) prepareSide(ctx context.Context, c caseDef, s *side) {
 		r.Error = err.Error()
 		return
 	}
+	p.think = b.opts.think
 	script, err := writeScript(b.env.tmp, c.id+"-"+s.name(), p)
 	if err != nil {
 		r.Error = err.Error()

@@ -34,6 +34,7 @@ type options struct {
 	duration    time.Duration
 	slices      int
 	warmup      time.Duration
+	think       time.Duration
 	cases       string
 	jsonPath    string
 	reuseSample int
@@ -52,6 +53,9 @@ func (o options) String() string {
 	}
 	s := fmt.Sprintf("-c %d -t %d -d %s -slices %d -warmup %s -runs %d -cases %s -reuse-sample %d -sourcehut-tokens %d -starts %d",
 		o.conns, o.threads, o.duration, o.slices, o.warmup, o.runs, cases, o.reuseSample, o.shTokens, o.starts)
+	if o.think > 0 {
+		s += " -think " + o.think.String()
+	}
 	if o.bin != "" {
 		s += " -bin " + o.bin
 	}
@@ -71,6 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured `duration` of each load case, server and baseline each (whole seconds)")
 	fs.IntVar(&o.slices, "slices", defaultSlices, "split each side's -d into this many wrk runs of whole seconds, server and baseline taking turns (ABBA); by default one per second when -d is shorter than 5s")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up of each process before its first measured slice, not counted (whole seconds)")
+	fs.DurationVar(&o.think, "think", 0, "each connection waits this long after an answer before its next request (wrk's delay(), whole milliseconds): a load paced below both sides' capacity, to compare latency at the same rate rather than at saturation; 0 sends as fast as they answer")
 	fs.IntVar(&o.runs, "runs", 1, "run every case this many `times` in a row, a table per run")
 	fs.BoolVar(&o.markdown, "markdown", false, "print the tables as the Markdown of docs/performance.md")
 	fs.StringVar(&o.cases, "cases", "", "comma-separated case `ids` to run (default all but sourcehut-100k; all for every case)")
@@ -146,6 +151,8 @@ func (o options) check() error {
 	case o.duration < time.Duration(o.slices)*time.Second:
 		return fmt.Errorf("-d %s in -slices %d would make slices shorter than 1s (wrk runs whole seconds): use at most -slices %d, or a longer -d",
 			o.duration, o.slices, o.duration/time.Second)
+	case o.think < 0 || o.think%time.Millisecond != 0:
+		return errors.New("-think must not be negative, in whole milliseconds (wrk's unit)")
 	case o.reuseSample < 0:
 		return errors.New("-reuse-sample must not be negative")
 	case o.shTokens < 1 || o.shTokens > 10_000_000:

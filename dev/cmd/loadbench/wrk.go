@@ -62,6 +62,9 @@ type plan struct {
 	cold bool
 	// count401: the plan holds wrong passwords; wrk counts the 401s.
 	count401 bool
+	// think is how long each connection waits after an answer before
+	// its next request (0: none).
+	think time.Duration
 }
 
 // coldName is the repository of the n-th request of wrk thread thread in
@@ -191,6 +194,9 @@ end
 `)
 	default:
 		return "", errors.New("a plan without requests")
+	}
+	if p.think > 0 {
+		fmt.Fprintf(&b, "\nfunction delay() return %d end\n", p.think.Milliseconds())
 	}
 	if p.count401 {
 		b.WriteString(`

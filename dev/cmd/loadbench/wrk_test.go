@@ -459,6 +459,16 @@ func TestLuaScript(t *testing.T) {
 	if !strings.Contains(cold, "function request()") || !strings.Contains(cold, `coldPrefix .. tag .. "-" .. id .. "-" .. n .. ":pull"`) {
 		t.Errorf("cold:\n%s", cold)
 	}
+	if strings.Contains(src+cold, "function delay()") {
+		t.Error("a script without -think paces its requests")
+	}
+	paced, err := luaScript(&plan{cold: true, think: 4 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(paced, "\nfunction delay() return 4 end\n") {
+		t.Errorf("-think 4ms:\n%s", paced)
+	}
 
 	mixed, err := luaScript(&plan{count401: true, reqs: []request{{url: "/auth?a"}, {url: "/auth?b", want401: true}}})
 	if err != nil {
@@ -538,6 +548,8 @@ func TestOptionsCheck(t *testing.T) {
 		"no slices":           func(o *options) { o.slices = 0 },
 		"sub-second slices":   func(o *options) { o.slices = 11 },
 		"4s in 5 slices":      func(o *options) { o.duration, o.slices = 4*time.Second, 5 },
+		"negative think":      func(o *options) { o.think = -time.Millisecond },
+		"sub-ms think":        func(o *options) { o.think = 1500 * time.Microsecond },
 	} {
 		o := good
 		mod(&o)
@@ -551,6 +563,7 @@ func TestOptionsCheck(t *testing.T) {
 		"one slice":            func(o *options) { o.slices = 1 },
 		"uneven slices":        func(o *options) { o.duration, o.slices = 7*time.Second, 5 },
 		"1s, the CI smoke run": func(o *options) { o.duration, o.slices = time.Second, defaultSlicesFor(time.Second) },
+		"-think 4ms":           func(o *options) { o.think = 4 * time.Millisecond },
 	} {
 		o := good
 		mod(&o)
