@@ -114,21 +114,52 @@ type Engine struct {
 	callers *lru.Cache[string, *caller]
 	// shape is the input document's fields the policy may read.
 	shape inputShape
+	// allowOnly asks for allow alone, when deny is a rule whose value the
+	// engine remembers (a static or an identity rule; nil otherwise):
+	// once deny's value is remembered (for this caller, if it is an
+	// identity rule), an evaluation takes it from there instead of
+	// having OPA evaluate deny's comprehension (ten allocations and a
+	// tenth of a cheap decision).
+	allowOnly *directQuery
+	deny      rememberedRule
+}
+
+// rememberedRule is the path of a rule the engine remembers.
+type rememberedRule struct {
+	ref         ast.Ref
+	hash        int
+	perIdentity bool
 }
 
 // queryFor reads each rule through a comprehension so that a policy that
 // does not define deny (or allow) still yields a result: [] for undefined,
 // [value] otherwise, and a wrong-typed value can be told from no value.
 func queryFor(path string) (string, error) {
+	path, err := queryPath(path)
+	if err != nil {
+		return "", err
+	}
+	// "=" rather than ":=": a variable declared with := is renamed when the
+	// query is compiled, and directQuery reads allow and deny by name.
+	return fmt.Sprintf("allow = [x | x = %[1]s.allow]; deny = [x | x = %[1]s.deny]", path), nil
+}
+
+// allowQueryFor is queryFor without deny: for an evaluation that takes
+// deny's value from what the engine remembers (Engine.allowOnly).
+func allowQueryFor(path string) string {
+	return fmt.Sprintf("allow = [x | x = %s.allow]", path)
+}
+
+// queryPath is the policy's package path, the default one when none is
+// given.
+func queryPath(path string) (string, error) {
 	if path == "" {
 		path = DefaultQuery
 	}
 	if !policy.ValidQuery(path) {
 		return "", fmt.Errorf("policy query %q: want a dotted data reference such as %s", path, DefaultQuery)
 	}
-	// "=" rather than ":=": a variable declared with := is renamed when the
-	// query is compiled, and directQuery reads allow and deny by name.
-	return fmt.Sprintf("allow = [x | x = %[1]s.allow]; deny = [x | x = %[1]s.deny]", path), nil
+	return path, nil
 }
 
 func timeoutOr(d time.Duration) time.Duration {
@@ -240,6 +271,9 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	a := analyse(parsed)
 	e.reads, e.shape = a.read, newInputShape(a)
 	e.remember(newMemo(parsed), compiler, !opts.NoMemo, !opts.NoStatic, !opts.NoIdentity)
+	if err := e.rememberDeny(compiler, opts.Query); err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
 	return e, nil
 }
 
@@ -342,6 +376,9 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	e := &Engine{direct: direct, revision: strings.Join(revs, ","), bundles: bundles, timeout: timeoutOr(timeout),
 		reads: a.read, shape: newInputShape(a)}
 	e.remember(newMemo(parsed), compiler, true, true, true)
+	if err := e.rememberDeny(compiler, query); err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
 	return e, nil
 }
 
@@ -365,6 +402,43 @@ func (e *Engine) remember(keys *memo, compiler *ast.Compiler, decisions, static,
 	if identities && keys != nil {
 		e.callers, _ = lru.New[string, *caller](callersSize)
 	}
+}
+
+// rememberDeny sets up allowOnly when the policy's deny (at path.deny) is
+// a rule the engine remembers.
+func (e *Engine) rememberDeny(compiler *ast.Compiler, path string) error {
+	if e.rules == nil {
+		return nil
+	}
+	path, err := queryPath(path)
+	if err != nil {
+		return err
+	}
+	ref, err := ast.ParseRef(path + ".deny")
+	if err != nil {
+		return err
+	}
+	h := ref.Hash()
+	found, perIdentity := e.rules.lookup(ref, h)
+	if !found {
+		return nil
+	}
+	q, err := newDirectQuery(compiler, e.direct.store, allowQueryFor(path))
+	if err != nil {
+		return err
+	}
+	q.builtinValues, q.allowOnly = e.direct.builtinValues, true
+	e.allowOnly, e.deny = q, rememberedRule{ref: ref, hash: h, perIdentity: perIdentity}
+	return nil
+}
+
+// rememberedDeny is deny's value as remembered for r's caller, if it is.
+func (e *Engine) rememberedDeny(r *tokenRequest) (staticValue, bool) {
+	values := e.rules.static
+	if e.deny.perIdentity {
+		values = &r.callerOf(e).values
+	}
+	return values.get(e.deny.ref, e.deny.hash)
 }
 
 // BundleRevision is an active bundle: its name (a local bundle's path, a

@@ -141,6 +141,16 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 		}
 		vc = newEvalCache(e.rules, identity)
 	}
+	// deny's value, when the engine remembers it for this caller: OPA is
+	// then asked for allow alone.
+	q := e.direct
+	var deny staticValue
+	remembered := false
+	if vc != nil && e.allowOnly != nil {
+		if deny, remembered = e.rememberedDeny(r); remembered {
+			q = e.allowOnly
+		}
+	}
 	// policy.timeout bounds the evaluation, by a timer that cancels it.
 	// The caller's context does not: an evaluation takes milliseconds at
 	// most, and watching a request's context costs more than a client who
@@ -151,8 +161,13 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 		timedOut.Store(true)
 		cancel.Cancel()
 	})
-	m, err := e.direct.eval(ctx, e.shape.value(parts, sc), vc, cancel, tracers)
+	m, err := q.eval(ctx, e.shape.value(parts, sc), vc, cancel, tracers)
 	timer.Stop()
+	if err == nil && remembered {
+		if m.denied, err = rememberedStrings(deny); err != nil {
+			err = fmt.Errorf("deny: %w", err)
+		}
+	}
 	if vc != nil {
 		vc.done(err)
 		vc.release()

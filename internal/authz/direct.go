@@ -26,6 +26,8 @@ type directQuery struct {
 	// builtinValues keep what glob.match and the regex built-ins compile
 	// from a pattern, across evaluations (see compiledPatterns).
 	builtinValues cache.InterQueryValueCache
+	// allowOnly: the query binds allow alone (allowQueryFor).
+	allowOnly bool
 }
 
 // compiledPatterns bounds builtinValues. Without it, OPA keeps 100 compiled
@@ -96,6 +98,9 @@ func (q *directQuery) eval(ctx context.Context, input ast.Value, c *evalCache, c
 		if m.allowed, m.allowDefined, err = stringSetValue(qr[allowVar]); err != nil {
 			return fmt.Errorf("allow: %w", err)
 		}
+		if q.allowOnly {
+			return nil
+		}
 		if m.denied, _, err = stringSetValue(qr[denyVar]); err != nil {
 			return fmt.Errorf("deny: %w", err)
 		}
@@ -112,6 +117,15 @@ func (q *directQuery) eval(ctx context.Context, input ast.Value, c *evalCache, c
 	return m, nil
 }
 
+// rememberedStrings reads a remembered value of deny as the query would
+// have bound it.
+func rememberedStrings(v staticValue) ([]string, error) {
+	if v.undefined {
+		return nil, nil
+	}
+	return stringsOf(v.value.Value)
+}
+
 // stringSetValue reads a comprehension binding: [x | x = rule] is [] (the
 // rule is undefined) or [value], where value must be a set or array of
 // strings.
@@ -126,27 +140,38 @@ func stringSetValue(binding *ast.Term) (values []string, defined bool, err error
 	if wrapped.Len() == 0 {
 		return nil, false, nil
 	}
-	var items []*ast.Term
-	switch v := wrapped.Elem(0).Value.(type) {
-	case ast.Set:
-		items = v.Slice()
-	case *ast.Array:
-		items = make([]*ast.Term, 0, v.Len())
-		v.Foreach(func(t *ast.Term) { items = append(items, t) })
-	default:
-		return nil, true, fmt.Errorf("want a set of strings, got %s", typeOfValue(v))
-	}
-	values = make([]string, 0, len(items))
-	for _, it := range items {
-		s, ok := it.Value.(ast.String)
+	values, err = stringsOf(wrapped.Elem(0).Value)
+	return values, true, err
+}
+
+// stringsOf reads a set or array of strings, each string once.
+func stringsOf(v ast.Value) ([]string, error) {
+	var values []string
+	add := func(t *ast.Term) error {
+		s, ok := t.Value.(ast.String)
 		if !ok {
-			return nil, true, fmt.Errorf("want a set of strings, got an element of type %s", typeOfValue(it.Value))
+			return fmt.Errorf("want a set of strings, got an element of type %s", typeOfValue(t.Value))
 		}
 		if !slices.Contains(values, string(s)) {
 			values = append(values, string(s))
 		}
+		return nil
 	}
-	return values, true, nil
+	var err error
+	switch v := v.(type) {
+	case ast.Set:
+		values = make([]string, 0, v.Len())
+		err = v.Iter(add)
+	case *ast.Array:
+		values = make([]string, 0, v.Len())
+		err = v.Iter(add)
+	default:
+		return nil, fmt.Errorf("want a set of strings, got %s", typeOfValue(v))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return values, nil
 }
 
 // typeOfValue names a value's type as the Go value rego would have given

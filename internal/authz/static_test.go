@@ -375,3 +375,77 @@ allow contains "pull" if split(input.scope.name, "/")[0] in member_of
 		t.Errorf("%d callers remembered, want 3", got)
 	}
 }
+
+// TestRememberedDeny: a deny the engine remembers (static, or read from
+// the caller alone) is taken from there once known, and OPA asked for
+// allow alone; the answers are those of evaluating it every time. A deny
+// that reads the scope, or a policy without one, is always evaluated.
+func TestRememberedDeny(t *testing.T) {
+	mallory := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "mallory"}
+	alice := mallory
+	alice.Subject = "alice"
+	for _, c := range []struct {
+		name, deny  string
+		remembered  bool
+		perIdentity bool
+		// denied says whether who is denied on repository name.
+		denied func(who, name string) bool
+	}{
+		// (A count, so that OPA's rule index cannot skip the rule for
+		// alice: a rule the index skips is not remembered.)
+		{"identity", `deny contains "blocked" if count({s | s := input.identity.subject; s == "mallory"}) == 1`, true, true,
+			func(who, _ string) bool { return who == "mallory" }},
+		{"static", `deny contains "closed" if data.registry.closed`, true, false,
+			func(string, string) bool { return true }},
+		{"scope", `deny contains "secret" if startswith(input.scope.name, "secret/")`, false, false,
+			func(_, name string) bool { return strings.HasPrefix(name, "secret/") }},
+		{"none", ``, false, false,
+			func(string, string) bool { return false }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := "package registry.authz\n\nallow contains \"pull\" if input.scope.type == \"repository\"\n\n" + c.deny + "\n"
+			e := compileSource(t, src, map[string]any{"closed": true})
+			if got := e.allowOnly != nil; got != c.remembered || (got && e.deny.perIdentity != c.perIdentity) {
+				t.Fatalf("allow-only query %v (deny %+v), want %v (per identity %v)", got, e.deny, c.remembered, c.perIdentity)
+			}
+			for i, name := range []string{"a/one", "secret/two", "a/three", "secret/four"} {
+				for _, id := range []identity.Identity{mallory, alice} {
+					sc := access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: []string{"pull"}}
+					r := &tokenRequest{id: id}
+					d, err := e.decide(context.Background(), r, sc, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := "pull"
+					if c.denied(id.Subject, name) {
+						want = ""
+					}
+					if got := strings.Join(d.Granted, ","); got != want || (want == "") != (len(d.Reasons) > 0) {
+						t.Errorf("%s on %s: granted %q (reasons %v), want %q", id.Subject, name, got, d.Reasons, want)
+					}
+					if c.remembered {
+						if _, ok := e.rememberedDeny(r); !ok {
+							t.Errorf("%s, decision %d: deny not remembered after an evaluation", id.Subject, i)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRememberedDenyNotKeptOnError: a deny of the wrong type fails every
+// decision (it is never remembered, so never taken for a good value).
+func TestRememberedDenyNotKeptOnError(t *testing.T) {
+	e := compileSource(t, "package registry.authz\n\nallow contains \"pull\" if input.scope.type == \"repository\"\n\ndeny := 5\n", nil)
+	if e.allowOnly == nil {
+		t.Fatal("a static deny: no allow-only query")
+	}
+	id := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice"}
+	for i := range 3 {
+		sc := access.Scope{Resource: access.Resource{Type: "repository", Name: fmt.Sprintf("a/r%d", i)}, Actions: []string{"pull"}}
+		if d, err := e.Decide(context.Background(), id, identity.Request{}, sc); err == nil || !strings.Contains(err.Error(), "deny") {
+			t.Fatalf("decision %d: %+v, %v; want a deny error", i, d, err)
+		}
+	}
+}
