@@ -146,30 +146,25 @@ func stringSetValue(binding *ast.Term) (values []string, defined bool, err error
 
 // stringsOf reads a set or array of strings, each string once.
 func stringsOf(v ast.Value) ([]string, error) {
-	var values []string
-	add := func(t *ast.Term) error {
-		s, ok := t.Value.(ast.String)
+	var items []*ast.Term
+	switch v := v.(type) {
+	case ast.Set:
+		items = v.Slice()
+	case *ast.Array:
+		items = make([]*ast.Term, 0, v.Len())
+		v.Foreach(func(t *ast.Term) { items = append(items, t) })
+	default:
+		return nil, fmt.Errorf("want a set of strings, got %s", typeOfValue(v))
+	}
+	values := make([]string, 0, len(items))
+	for _, it := range items {
+		s, ok := it.Value.(ast.String)
 		if !ok {
-			return fmt.Errorf("want a set of strings, got an element of type %s", typeOfValue(t.Value))
+			return nil, fmt.Errorf("want a set of strings, got an element of type %s", typeOfValue(it.Value))
 		}
 		if !slices.Contains(values, string(s)) {
 			values = append(values, string(s))
 		}
-		return nil
-	}
-	var err error
-	switch v := v.(type) {
-	case ast.Set:
-		values = make([]string, 0, v.Len())
-		err = v.Iter(add)
-	case *ast.Array:
-		values = make([]string, 0, v.Len())
-		err = v.Iter(add)
-	default:
-		return nil, fmt.Errorf("want a set of strings, got %s", typeOfValue(v))
-	}
-	if err != nil {
-		return nil, err
 	}
 	return values, nil
 }
