@@ -556,7 +556,8 @@ caller_guarded_grants := [{"prefix": own_grant.prefix, "actions": own_grant[gran
 # ---------------------------------------------------------------------------
 # The rules the server reads. Each rule of allow is one short body per
 # repository: the caller's grants are looked up, and only the tests of the
-# repository's name against them are left to do.
+# repository's name against them are left to do (for an ID token, the tests
+# of its claim rules' patterns: see below).
 
 allow contains action if {
 	input.scope.type == "repository"
