@@ -78,9 +78,9 @@ func runRows(rep *report) [][]string {
 				b = &result{}
 			}
 			cells[1] = thousands(uint64(r.TokensPerSec+0.5)) + " / " + orDash(thousandsOrEmpty(b.TokensPerSec))
-			cells[2] = emphasise(fmtRatio(r.Ratio), r)
+			cells[2] = bold(fmtRatio(r.Ratio), r.RatioMissed)
 			cells[3] = fmtDur(time.Duration(r.latencyP99())) + " / " + fmtDur(time.Duration(b.latencyP99()))
-			cells[4] = fmtRatio(r.P99Ratio)
+			cells[4] = bold(fmtRatio(r.P99Ratio), r.P99Missed)
 			cells[5] = fmtDur(time.Duration(r.CPUPerTokenNS)) + " / " + fmtDur(time.Duration(b.CPUPerTokenNS))
 			cells[6] = fmtDur(time.Duration(r.GeneratorCPUPerReqNS)) + " / " + fmtDur(time.Duration(b.GeneratorCPUPerReqNS))
 			cells[7] = thousands(r.Errors + b.Errors)
@@ -103,11 +103,11 @@ func summaryCell(r *result) string {
 	case r.Error != "":
 		return "FAILED"
 	case r.Kind == kindLoad && r.Ratio > 0:
-		s := fmtRatio(r.Ratio) + ", p99 " + fmtRatio(r.P99Ratio)
+		s := bold(fmtRatio(r.Ratio), r.RatioMissed) + ", " + bold("p99 "+fmtRatio(r.P99Ratio), r.P99Missed)
 		if r.CPURatio > 0 {
 			s += " (CPU " + fmtRatio(r.CPURatio) + ")"
 		}
-		return emphasise(s, r)
+		return s
 	case r.Kind == kindLoad:
 		return thousands(uint64(r.TokensPerSec+0.5)) + "/s"
 	case r.Kind == kindMemory:
@@ -120,7 +120,13 @@ func summaryCell(r *result) string {
 
 // emphasise puts a missed target's figure in bold.
 func emphasise(s string, r *result) string {
-	if r.TargetMet != nil && !*r.TargetMet {
+	return bold(s, r.TargetMet != nil && !*r.TargetMet)
+}
+
+// bold puts s in bold when missed: a load case's throughput ratio and p99
+// ratio each on its own, so that the figure that missed stands out.
+func bold(s string, missed bool) string {
+	if missed {
 		return "**" + s + "**"
 	}
 	return s

@@ -22,6 +22,10 @@ type result struct {
 	KeyType   string `json:"key_type"`
 	Target    string `json:"target,omitempty"`
 	TargetMet *bool  `json:"target_met,omitempty"`
+	// RatioMissed and P99Missed say which of a load case's figures
+	// missed its target.
+	RatioMissed bool `json:"ratio_missed,omitempty"`
+	P99Missed   bool `json:"p99_missed,omitempty"`
 	// Error is set when the case could not run (to the end).
 	Error string `json:"error,omitempty"`
 	// Failures are broken rules (a reused token, a wrong password
@@ -134,7 +138,9 @@ func compare(results []*result, defs map[string]caseDef) {
 			if r.Ratio == 0 {
 				continue // no baseline in this run
 			}
-			met = r.Ratio >= t.minRatio && (t.maxP99Ratio == 0 || r.P99Ratio <= t.maxP99Ratio)
+			r.RatioMissed = r.Ratio < t.minRatio
+			r.P99Missed = t.maxP99Ratio > 0 && r.P99Ratio > t.maxP99Ratio
+			met = !r.RatioMissed && !r.P99Missed
 		case kindMemory:
 			if r.PeakRSS == 0 {
 				continue
