@@ -185,28 +185,16 @@ allow contains "pull" if strings.any_prefix_match(input.scope.name, prefixes)
 allow contains "push" if split(input.scope.name, "/")[0] in names
 `
 	e := compileSource(t, src, map[string]any{"namespaces": map[string]any{"team": map[string]any{}, "ops": map[string]any{}}})
-	var wg sync.WaitGroup
-	errs := make(chan error, 16*20)
-	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 20 {
-				name := []string{"team/a", "ops/b", "other/c"}[(g+i)%3]
-				sc := access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: []string{"pull", "push"}}
-				d, err := e.Decide(context.Background(), identity.Anonymous, identity.Request{}, sc)
-				want := map[string]string{"team/a": "pull,push", "ops/b": "pull,push", "other/c": ""}[name]
-				if err != nil || strings.Join(d.Granted, ",") != want {
-					errs <- fmt.Errorf("%s: granted %v, want %q: %w", name, d.Granted, want, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	concurrently(t, 16, 20, func(g, i int) error {
+		name := []string{"team/a", "ops/b", "other/c"}[(g+i)%3]
+		sc := access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: []string{"pull", "push"}}
+		d, err := e.Decide(context.Background(), identity.Anonymous, identity.Request{}, sc)
+		want := map[string]string{"team/a": "pull,push", "ops/b": "pull,push", "other/c": ""}[name]
+		if err != nil || strings.Join(d.Granted, ",") != want {
+			return fmt.Errorf("%s: granted %v, want %q: %w", name, d.Granted, want, err)
+		}
+		return nil
+	})
 	if got := len(*e.rules.static.known.Load()); got != 2 {
 		t.Errorf("%d static values remembered, want 2", got)
 	}
@@ -347,30 +335,18 @@ member_of := {ns | some ns, members in data.registry.namespaces; input.identity.
 allow contains "pull" if split(input.scope.name, "/")[0] in member_of
 `
 	e := compileSource(t, src, map[string]any{"namespaces": map[string]any{"team": []any{"alice", "bob"}, "ops": []any{"bob"}}})
-	var wg sync.WaitGroup
-	errs := make(chan error, 16*30)
-	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 30 {
-				subject := []string{"alice", "bob", "carol"}[(g+i)%3]
-				name := []string{"team/a", "ops/b"}[(g+i/3)%2]
-				id := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: subject}
-				sc := access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: []string{"pull"}}
-				d, err := e.Decide(context.Background(), id, identity.Request{}, sc)
-				want := map[string]bool{"alice team/a": true, "bob team/a": true, "bob ops/b": true}[subject+" "+name]
-				if err != nil || (len(d.Granted) == 1) != want {
-					errs <- fmt.Errorf("%s on %s: granted %v, want pull %t: %w", subject, name, d.Granted, want, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	concurrently(t, 16, 30, func(g, i int) error {
+		subject := []string{"alice", "bob", "carol"}[(g+i)%3]
+		name := []string{"team/a", "ops/b"}[(g+i/3)%2]
+		id := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: subject}
+		sc := access.Scope{Resource: access.Resource{Type: "repository", Name: name}, Actions: []string{"pull"}}
+		d, err := e.Decide(context.Background(), id, identity.Request{}, sc)
+		want := map[string]bool{"alice team/a": true, "bob team/a": true, "bob ops/b": true}[subject+" "+name]
+		if err != nil || (len(d.Granted) == 1) != want {
+			return fmt.Errorf("%s on %s: granted %v, want pull %t: %w", subject, name, d.Granted, want, err)
+		}
+		return nil
+	})
 	if got := e.callers.Len(); got != 3 {
 		t.Errorf("%d callers remembered, want 3", got)
 	}
@@ -447,5 +423,29 @@ func TestRememberedDenyNotKeptOnError(t *testing.T) {
 		if d, err := e.Decide(context.Background(), id, identity.Request{}, sc); err == nil || !strings.Contains(err.Error(), "deny") {
 			t.Fatalf("decision %d: %+v, %v; want a deny error", i, d, err)
 		}
+	}
+}
+
+// concurrently runs step(g, i) for i < steps in each of goroutines
+// goroutines at once, and reports every error it returns.
+func concurrently(t *testing.T, goroutines, steps int, step func(g, i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*steps)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range steps {
+				if err := step(g, i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
