@@ -70,6 +70,10 @@ type Options struct {
 	// the input every time instead of once per caller (for benchmarks and
 	// comparisons).
 	NoIdentity bool
+	// NoResidual decides every unmemoised scope with OPA's evaluator,
+	// never with a caller's residual (for benchmarks and comparisons:
+	// the decisions are the same).
+	NoResidual bool
 	// NoStatic evaluates the rules that read no input every time instead
 	// of once per engine (for comparisons: the decisions are the same).
 	NoStatic bool
@@ -122,6 +126,10 @@ type Engine struct {
 	// tenth of a cheap decision).
 	allowOnly *directQuery
 	deny      rememberedRule
+	// residuals make each busy caller's residual (residual.go); nil when
+	// the engine does not remember callers, or the policy's allow or
+	// deny is not a partial set.
+	residuals *residuals
 }
 
 // rememberedRule is the path of a rule the engine remembers.
@@ -274,6 +282,9 @@ func Compile(ctx context.Context, opts Options) (*Engine, error) {
 	if err := e.rememberDeny(compiler, opts.Query); err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
+	if err := e.makeResiduals(compiler, opts.Query, !opts.NoResidual); err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
 	return e, nil
 }
 
@@ -379,6 +390,9 @@ func compileFromManager(ctx context.Context, compiler *ast.Compiler, store stora
 	if err := e.rememberDeny(compiler, query); err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
+	if err := e.makeResiduals(compiler, query, true); err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
 	return e, nil
 }
 
@@ -430,6 +444,17 @@ func (e *Engine) rememberDeny(compiler *ast.Compiler, path string) error {
 	q.builtinValues, q.allowOnly = e.direct.builtinValues, true
 	e.allowOnly, e.deny = q, rememberedRule{ref: ref, hash: h, perIdentity: perIdentity}
 	return nil
+}
+
+// makeResiduals sets up residuals, when the engine remembers callers (a
+// residual is kept with what is remembered of its caller).
+func (e *Engine) makeResiduals(compiler *ast.Compiler, path string, enabled bool) error {
+	if !enabled || e.callers == nil {
+		return nil
+	}
+	rs, err := newResiduals(compiler, e.direct, path)
+	e.residuals = rs
+	return err
 }
 
 // rememberedDeny is deny's value as remembered for r's caller, if it is.

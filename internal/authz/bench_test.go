@@ -19,26 +19,31 @@ import (
 //
 // "memo" is the server's path for a repeated request: the decision is
 // remembered per policy revision, keyed by the input fields the policy
-// reads. "eval" evaluates the policy every time, with the caller's
-// identity rules remembered: what a known caller asking about a repository
-// it has not asked about before costs. "cold" remembers nothing of the
-// caller either: what a caller's first request costs (or every request,
-// for a policy reading input.request.time). Rules that read no input are
+// reads. "residual" is a known caller asking about a repository it has not
+// asked about before, once it has asked about a few (residualAfter): the
+// scope is decided against the caller's residual, the policy partially
+// evaluated for it (when its residual is one the engine can decide; an ID
+// token's is not, and is evaluated as in "eval"). "eval" evaluates the
+// policy every time, with the caller's identity rules remembered: a known
+// caller without a residual. "cold" remembers nothing of the caller
+// either: what a caller's first request costs (or every request, for a
+// policy reading input.request.time). Rules that read no input are
 // remembered in every mode.
 func BenchmarkDecision(b *testing.B) {
 	for _, mode := range []struct {
-		name               string
-		noMemo, noIdentity bool
-	}{{"memo", false, false}, {"eval", true, false}, {"cold", true, true}} {
-		b.Run(mode.name, func(b *testing.B) { benchmarkDecision(b, mode.noMemo, mode.noIdentity) })
+		name                           string
+		noMemo, noIdentity, noResidual bool
+	}{{"memo", false, false, false}, {"residual", true, false, false}, {"eval", true, false, true}, {"cold", true, true, true}} {
+		b.Run(mode.name, func(b *testing.B) { benchmarkDecision(b, mode.noMemo, mode.noIdentity, mode.noResidual) })
 	}
 }
 
-func benchmarkDecision(b *testing.B, noMemo, noIdentity bool) {
+func benchmarkDecision(b *testing.B, noMemo, noIdentity, noResidual bool) {
 	ctx := context.Background()
 	e, err := authz.Compile(ctx, authz.Options{
 		NoMemo:     noMemo,
 		NoIdentity: noIdentity,
+		NoResidual: noResidual,
 		// The machine a benchmark runs on may be busy: a stall is not a
 		// policy that loops.
 		Timeout: 10 * time.Second,

@@ -39,8 +39,9 @@ type tokenRequest struct {
 // determines (they hold exactly the fields the key is made of), and the
 // values of the policy's identity rules.
 type caller struct {
-	values ruleValues
-	parts  atomic.Pointer[inputParts]
+	values   ruleValues
+	parts    atomic.Pointer[inputParts]
+	residual callerResidual
 }
 
 func newCaller() *caller {
@@ -132,6 +133,11 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 	parts, err := r.input(e)
 	if err != nil {
 		return memoEntry{}, err
+	}
+	if e.residuals != nil && len(tracers) == 0 {
+		if res := e.residualOf(ctx, r, parts); res != nil {
+			return res.decide(sc, e.shape.read), nil
+		}
 	}
 	var vc *evalCache // nil: OPA's own caches
 	if len(tracers) == 0 {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -320,8 +321,8 @@ func compareDecisions(t *testing.T, what string, want, got []decided) {
 	}
 }
 
-// TestFastPathDecidesAlike: with remembered static and identity rules and
-// the pruned input, every policy we ship (the default one with each data set, every
+// TestFastPathDecidesAlike: with remembered static and identity rules, the
+// pruned input, and callers' residuals, every policy we ship (the default one with each data set, every
 // example bundle with its data) decides exactly as with neither.
 func TestFastPathDecidesAlike(t *testing.T) {
 	ctx := context.Background()
@@ -352,7 +353,7 @@ func TestFastPathDecidesAlike(t *testing.T) {
 				t.Fatal(err)
 			}
 			slow := fast
-			slow.NoStatic = true
+			slow.NoStatic, slow.NoResidual = true, true
 			plain, err := Compile(ctx, slow)
 			if err != nil {
 				t.Fatal(err)
@@ -366,8 +367,17 @@ func TestFastPathDecidesAlike(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.callers != nil || (st.rules != nil && st.rules.perIdentity) {
+			if st.callers != nil || (st.rules != nil && st.rules.perIdentity) || st.residuals != nil {
 				t.Fatal("NoIdentity engine remembers identity rules")
+			}
+			identityOnly := fast
+			identityOnly.NoResidual = true
+			id, err := Compile(ctx, identityOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.residuals != nil {
+				t.Fatal("NoResidual engine makes residuals")
 			}
 			want := decideAll(t, regoDecides(t, c.opts))
 			compareDecisions(t, "pruned input, OPA's evaluator", want, decideAll(t, engineDecides(plain)))
@@ -378,8 +388,17 @@ func TestFastPathDecidesAlike(t *testing.T) {
 			// Identity values are filled by a caller's first scope and
 			// used by the rest (each decision a request of its own);
 			// in the second pass every caller is known.
-			compareDecisions(t, "static and identity rules, first pass", want, decideAll(t, engineDecides(e)))
-			compareDecisions(t, "static and identity rules, remembered", want, decideAll(t, engineDecides(e)))
+			compareDecisions(t, "static and identity rules, first pass", want, decideAll(t, engineDecides(id)))
+			compareDecisions(t, "static and identity rules, remembered", want, decideAll(t, engineDecides(id)))
+			// With residuals: a caller's first scopes are evaluated, the
+			// rest decided against its residual when it has one.
+			compareDecisions(t, "residuals, first pass", want, decideAll(t, engineDecides(e)))
+			compareDecisions(t, "residuals, every caller known", want, decideAll(t, engineDecides(e)))
+			made, refused := residualCallers(e)
+			t.Logf("residuals: %d callers decided by theirs, %d left to the evaluator", made, refused)
+			if strings.HasPrefix(c.name, "default/") && made == 0 {
+				t.Error("no caller's scopes were decided by a residual: the comparison above did not test them")
+			}
 		})
 	}
 }
@@ -403,4 +422,22 @@ func TestRewrittenDefaultPolicyDecidesAlike(t *testing.T) {
 			compareDecisions(t, "rewritten default policy", decideAll(t, old), decideAll(t, engineDecides(rewritten)))
 		})
 	}
+}
+
+// residualCallers counts the engine's callers with a residual, and those
+// whose policy is not one a residual stands for.
+func residualCallers(e *Engine) (made, refused int) {
+	if e.callers == nil {
+		return 0, 0
+	}
+	for _, c := range e.callers.Values() {
+		switch s := c.residual.state.Load(); {
+		case s == nil:
+		case s.r != nil:
+			made++
+		default:
+			refused++
+		}
+	}
+	return made, refused
 }

@@ -55,6 +55,16 @@ func (s inputShape) value(p inputParts, sc access.Scope) ast.Value {
 	)
 }
 
+// callerValue is the input document without its scope: what a residual
+// is made from.
+func (s inputShape) callerValue(p inputParts) ast.Value {
+	return ast.NewObject(
+		ast.Item(keyVersion, ast.InternedTerm(InputVersion)),
+		ast.Item(keyIdentity, p.identity),
+		ast.Item(keyRequest, p.request),
+	)
+}
+
 // object collects the fields of one object of the input.
 type object struct {
 	s     inputShape

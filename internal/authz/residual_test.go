@@ -1,0 +1,119 @@
+package authz
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"git.sr.ht/~zozs/srht-registry/internal/access"
+	"git.sr.ht/~zozs/srht-registry/internal/identity"
+)
+
+// TestResidualDecidesAsOPA: small policies, each built around one kind of
+// residual test (or one the engine must leave to OPA's evaluator), decide
+// every scope below as rego does, once the caller's residual is made (or
+// refused).
+func TestResidualDecidesAsOPA(t *testing.T) {
+	const head = "package registry.authz\n\n"
+	cases := []struct {
+		name, src string
+		// made: the residual is one the engine decides (else OPA's
+		// evaluator does, for every scope).
+		made bool
+	}{
+		{"glob with delimiters", `allow contains "pull" if glob.match("library/*", ["/"], input.scope.name)`, true},
+		{"glob without delimiters", `allow contains "pull" if glob.match("library/*", null, input.scope.name)`, true},
+		{"glob with the default delimiter", `allow contains "pull" if glob.match("lib.*", [], input.scope.name)`, true},
+		{"glob from the caller", `allow contains "pull" if glob.match(concat("", [input.identity.subject, "/*"]), ["/"], input.scope.name)`, true},
+		{"negated glob", `allow contains "pull" if {
+			input.scope.type == "repository"
+			not glob.match("secret/**", ["/"], input.scope.name)
+		}`, true},
+		{"prefix and not equal", `allow contains action if {
+			prefix := concat("", [input.identity.subject, "/"])
+			startswith(input.scope.name, prefix)
+			input.scope.name != prefix
+			some action in ["pull", "push"]
+		}`, true},
+		{"suffix, contains", `allow contains "pull" if endswith(input.scope.name, "/app")
+allow contains "push" if contains(input.scope.name, "alice")`, true},
+		{"any prefix and suffix", `allow contains "pull" if strings.any_prefix_match(input.scope.name, {"team/", "alice/"})
+allow contains "delete" if not strings.any_suffix_match(input.scope.name, ["/app", "/x"])`, true},
+		{"class, absent on most scopes", `allow contains "pull" if input.scope.class == "plugin"
+allow contains "push" if not input.scope.class == "image"
+allow contains "delete" if input.scope.class != "image"`, true},
+		{"type and name compared", `allow contains "pull" if input.scope.type == input.scope.name`, true},
+		{"scope-reading deny", `allow contains "pull" if input.scope.type == "repository"
+deny contains "no secrets" if startswith(input.scope.name, "secret/")`, true},
+		{"caller-reading deny", `allow contains "pull" if input.scope.type == "repository"
+deny contains "no bob" if input.identity.subject == "bob"`, true},
+		{"no deny at all, nothing allowed", `allow contains "pull" if input.identity.subject == "nobody"`, true},
+		{"other built-in", `allow contains "pull" if regex.match("^library/", input.scope.name)`, false},
+		{"a scope field it does not know", `allow contains action if some action in input.scope.actions`, false},
+		{"support rule", `secrets := {"secret", "private"}
+
+allow contains "pull" if {
+	input.scope.type == "repository"
+	not hidden(input.scope.name)
+}
+
+hidden(name) if secrets[split(name, "/")[0]]`, false},
+		{"negated rule of two bodies", `allow contains "pull" if {
+			input.scope.type == "repository"
+			not hidden(input.scope.name)
+		}
+hidden(name) if startswith(name, "secret/")
+hidden(name) if endswith(name, "/private")`, true},
+		{"complete allow", `allow := {"pull"} if input.scope.type == "repository"`, false},
+		{"complete deny", `allow contains "pull" if input.scope.type == "repository"
+deny := {"x"} if input.scope.name == "x"`, false},
+		{"a number granted", `allow contains 7 if input.scope.type == "repository"`, false},
+		{"a pattern that does not compile", `allow contains "pull" if glob.match("[", ["/"], input.scope.name)`, false},
+	}
+	ids := []identity.Identity{
+		{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"},
+		{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "bob", Namespace: "bob"},
+		identity.Anonymous,
+	}
+	var scopes []access.Scope
+	for _, typ := range []string{"repository", "registry", "repository(plugin)"} {
+		for _, name := range []string{"library/base", "library/a/b", "lib.x", "alice/app", "alice/", "alice", "team/x/app", "secret/app",
+			"secret/a/private", "x", "repository", "", "a/b/x"} {
+			for _, class := range []string{"", "image", "plugin"} {
+				scopes = append(scopes, access.Scope{Resource: access.Resource{Type: typ, Name: name, Class: class}, Actions: []string{"pull", "push"}})
+			}
+		}
+	}
+	req := identity.Request{Service: "registry.example.com", Time: time.Date(2026, 12, 20, 12, 0, 0, 0, time.UTC)}
+	ctx := context.Background()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts := Options{Modules: fstest.MapFS{"authz.rego": {Data: []byte(head + c.src + "\n")}}, NoMemo: true, Timeout: time.Minute}
+			e, err := Compile(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, got := regoDecides(t, opts), engineDecides(e)
+			for _, id := range ids {
+				for i, sc := range scopes {
+					w, werr := want(ctx, id, req, sc)
+					g, gerr := got(ctx, id, req, sc)
+					if (werr == nil) != (gerr == nil) || !slices.Equal(slices.Sorted(slices.Values(w.allowed)), slices.Sorted(slices.Values(g.allowed))) ||
+						w.allowDefined != g.allowDefined || !slices.Equal(w.denied, g.denied) {
+						t.Errorf("%s on %+v (decision %d): got %+v, %v; want %+v, %v", id.Subject, sc, i, g, gerr, w, werr)
+					}
+				}
+			}
+			made, refused := residualCallers(e)
+			// Callers the policy cannot tell apart are one caller.
+			if c.made && (made == 0 || refused != 0) {
+				t.Errorf("%d callers with a residual, %d without; want all with one", made, refused)
+			}
+			if !c.made && made != 0 {
+				t.Errorf("%d callers with a residual; want none", made)
+			}
+		})
+	}
+}
