@@ -173,3 +173,48 @@ func BenchmarkDecisionManyCallers(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecisionNewCaller is a new caller (a password user, memo off)
+// asking about n repositories of its own namespace, each new: one op is
+// all n decisions. With residuals, the residualAfter-th decision makes the
+// caller's residual (a partial evaluation) and the rest are decided
+// against it; without, every one is evaluated. It shows what a residual costs a caller
+// that asks about a few repositories, and what it saves one that asks
+// about many.
+func BenchmarkDecisionNewCaller(b *testing.B) {
+	for _, residual := range []bool{true, false} {
+		for _, n := range []int{3, 40, 200} {
+			name := fmt.Sprintf("residual/%d-repositories", n)
+			if !residual {
+				name = fmt.Sprintf("eval/%d-repositories", n)
+			}
+			b.Run(name, func(b *testing.B) {
+				ctx := context.Background()
+				e, err := authz.Compile(ctx, authz.Options{NoMemo: true, NoResidual: !residual, Timeout: 10 * time.Second,
+					Modules: policy.FS(), Schema: policy.InputSchema(),
+					Data: map[string]any{"public": []any{"library/*"},
+						"namespaces": map[string]any{"team": map[string]any{"pull": []any{"group:ci"}, "push": []any{"htpasswd:alice"}}}}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				scopes := make([]access.Scope, n)
+				req := identity.Request{Service: "registry.example.com", Time: time.Now()}
+				b.ReportAllocs()
+				caller := 0
+				for b.Loop() {
+					caller++
+					user := fmt.Sprintf("user%d", caller)
+					id := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: user, Namespace: user, Groups: []string{"ci"}}
+					for i := range scopes {
+						scopes[i] = access.Scope{Resource: access.Resource{Type: "repository", Name: fmt.Sprintf("%s/app-%d", user, i)}, Actions: []string{"pull", "push"}}
+					}
+					for _, sc := range scopes {
+						if d, err := e.Decide(ctx, id, req, sc); err != nil || len(d.Granted) != 2 {
+							b.Fatal(d, err)
+						}
+					}
+				}
+			})
+		}
+	}
+}

@@ -83,10 +83,14 @@ type residualTest struct {
 }
 
 // residualAfter is the unmemoised decisions of a caller after which its
-// residual is made: a partial evaluation costs a few full ones, which a
-// caller asking about one or two repositories (a CI job) would not win
-// back.
-const residualAfter = 3
+// residual is made. Making one (a partial evaluation of the policy) costs
+// as much as some fifty evaluations of a scope (BenchmarkDecisionNewCaller:
+// 1.2-1.7 ms against 25 µs), so it is made only for a caller that has
+// already cost the engine a good part of that: a caller asking about a
+// few repositories (a CI job, most users) never pays for one, and one
+// asking about many new names pays at most about twice what the evaluator
+// alone would have cost it.
+const residualAfter = 32
 
 // maxResidualQueries bounds a residual: a caller whose grants expand into
 // more queries than this is left to OPA's evaluator.
@@ -163,16 +167,16 @@ func onlyPartialSets(compiler *ast.Compiler, ref ast.Ref) bool {
 // make partially evaluates allow and deny for one caller (input holds
 // everything but the scope), within timeout. A residual this file cannot
 // decide, or one too big, is errNotResidual.
-func (rs *residuals) make(ctx context.Context, input ast.Value, timeout time.Duration) (*residual, error) {
+func (rs *residuals) make(ctx context.Context, input ast.Value, vc *evalCache, timeout time.Duration) (*residual, error) {
 	cancel := topdown.NewCancel()
 	timer := time.AfterFunc(timeout, cancel.Cancel)
 	defer timer.Stop()
 	var res residual
 	var err error
-	if res.allow, err = rs.allow.partial(ctx, input, cancel); err != nil {
+	if res.allow, err = rs.allow.partial(ctx, input, vc, cancel); err != nil {
 		return nil, fmt.Errorf("allow: %w", err)
 	}
-	if res.deny, err = rs.deny.partial(ctx, input, cancel); err != nil {
+	if res.deny, err = rs.deny.partial(ctx, input, vc, cancel); err != nil {
 		return nil, fmt.Errorf("deny: %w", err)
 	}
 	return &res, nil
@@ -180,13 +184,17 @@ func (rs *residuals) make(ctx context.Context, input ast.Value, timeout time.Dur
 
 var unknownScope = []*ast.Term{ast.NewTerm(ast.InputRootRef.Append(ast.InternedTerm("scope")))}
 
-func (p *partialQuery) partial(ctx context.Context, input ast.Value, cancel topdown.Cancel) ([]residualQuery, error) {
+func (p *partialQuery) partial(ctx context.Context, input ast.Value, vc *evalCache, cancel topdown.Cancel) ([]residualQuery, error) {
 	txn, err := p.q.store.NewTransaction(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer p.q.store.Abort(ctx, txn)
-	queries, support, err := topdown.NewQuery(p.q.body).
+	q := topdown.NewQuery(p.q.body)
+	if vc != nil {
+		q = q.WithVirtualCache(vc).WithBaseCache(&vc.base)
+	}
+	queries, support, err := q.
 		WithQueryCompiler(p.q.qc).
 		WithCompiler(p.q.compiler).
 		WithStore(p.q.store).
@@ -531,29 +539,42 @@ type residualState struct {
 // callerResidual is the part of a caller's memory about residuals.
 type callerResidual struct {
 	unmemoised atomic.Int32
+	making     atomic.Bool // a decision is making the residual
 	state      atomic.Pointer[residualState]
 }
 
 // residualOf is the caller's residual: made on its residualAfter-th
 // unmemoised decision, nil before that or when its policy is not one a
 // residual stands for (then OPA's evaluator decides, as it would without
-// residuals). Two decisions of a caller may make one each at the same
-// time: one is kept, and both are right.
+// residuals). One decision makes it; the caller's others meanwhile go to
+// the evaluator.
 func (e *Engine) residualOf(ctx context.Context, r *tokenRequest, parts inputParts) *residual {
 	c := &r.callerOf(e).residual
 	if s := c.state.Load(); s != nil {
 		return s.r
 	}
-	if c.unmemoised.Add(1) < residualAfter {
+	if c.unmemoised.Add(1) < residualAfter || !c.making.CompareAndSwap(false, true) {
 		return nil
 	}
-	res, err := e.residuals.make(ctx, e.shape.callerValue(parts), e.timeout)
+	// The remembered rules' values spare the partial evaluation much of
+	// its work; it only reads them (what it computes is not kept: the
+	// evaluator's decisions keep what they compute).
+	var vc *evalCache
+	if e.rules != nil {
+		var identity *ruleValues
+		if e.rules.perIdentity {
+			identity = &r.callerOf(e).values
+		}
+		vc = newEvalCache(e.rules, identity)
+		defer vc.release()
+	}
+	res, err := e.residuals.make(ctx, e.shape.callerValue(parts), vc, e.timeout)
 	if err != nil {
 		// Not decidable here, or the partial evaluation failed: the
 		// evaluator decides this caller's scopes, and reports its own
 		// errors.
 		res = nil
 	}
-	c.state.CompareAndSwap(nil, &residualState{r: res})
-	return c.state.Load().r
+	c.state.Store(&residualState{r: res})
+	return res
 }

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"testing/fstest"
@@ -115,5 +116,44 @@ deny := {"x"} if input.scope.name == "x"`, false},
 				t.Errorf("%d callers with a residual; want none", made)
 			}
 		})
+	}
+}
+
+// TestResidualConcurrent: the decisions of one caller at once, from 16
+// goroutines, while its residual is made: each is right, one residual is
+// made, and every decision after it is decided against it (run with
+// -race).
+func TestResidualConcurrent(t *testing.T) {
+	ctx := context.Background()
+	e, err := Compile(ctx, Options{Modules: fstest.MapFS{"authz.rego": {Data: []byte(`package registry.authz
+
+allow contains "pull" if glob.match("library/*", ["/"], input.scope.name)
+
+allow contains action if {
+	startswith(input.scope.name, concat("", [input.identity.subject, "/"]))
+	some action in ["pull", "push"]
+}
+`)}}, NoMemo: true, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"}
+	req := identity.Request{Service: "registry.example.com", Time: time.Now()}
+	concurrently(t, 16, 4*residualAfter, func(g, i int) error {
+		names := []string{"library/base", "alice/app", "bob/app"}
+		want := [][]string{{"pull"}, {"pull", "push"}, {}}
+		k := (g + i) % len(names)
+		sc := access.Scope{Resource: access.Resource{Type: "repository", Name: fmt.Sprintf("%s-%d-%d", names[k], g, i)}, Actions: []string{"pull", "push"}}
+		d, err := e.Decide(ctx, alice, req, sc)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(slices.Sorted(slices.Values(d.Granted)), want[k]) {
+			return fmt.Errorf("%s: granted %v, want %v", sc.Name, d.Granted, want[k])
+		}
+		return nil
+	})
+	if made, refused := residualCallers(e); made != 1 || refused != 0 {
+		t.Errorf("%d callers with a residual, %d without; want 1 with one", made, refused)
 	}
 }
