@@ -225,7 +225,7 @@ func engineDecides(e *Engine) func(context.Context, identity.Identity, identity.
 // regoDecides is the policy of opts as rego evaluates it, as the server
 // did before the fast path: the whole input document (Input), converted by
 // OPA, every rule evaluated every time, results read as Go values.
-func regoDecides(t *testing.T, opts Options) func(context.Context, identity.Identity, identity.Request, access.Scope) (memoEntry, error) {
+func regoDecides(t testing.TB, opts Options) func(context.Context, identity.Identity, identity.Request, access.Scope) (memoEntry, error) {
 	t.Helper()
 	q, err := queryFor(opts.Query)
 	if err != nil {

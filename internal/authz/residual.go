@@ -509,9 +509,13 @@ func (o operand) strings(sc access.Scope, read map[string]bool) ([]string, bool)
 }
 
 // decide answers for sc as the policy's evaluation would: the values of
-// the queries that hold, each once.
+// the queries that hold, each once, in order (as OPA orders a set of
+// strings: deny's messages are logged in the same order either way).
 func (r *residual) decide(sc access.Scope, read map[string]bool) memoEntry {
-	return memoEntry{allowed: holding(r.allow, sc, read), allowDefined: true, denied: holding(r.deny, sc, read)}
+	allowed, denied := holding(r.allow, sc, read), holding(r.deny, sc, read)
+	slices.Sort(allowed)
+	slices.Sort(denied)
+	return memoEntry{allowed: allowed, allowDefined: true, denied: denied}
 }
 
 func holding(queries []residualQuery, sc access.Scope, read map[string]bool) []string {

@@ -10,6 +10,7 @@ import (
 
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
+	"git.sr.ht/~zozs/srht-registry/policy"
 )
 
 // TestResidualDecidesAsOPA: small policies, each built around one kind of
@@ -48,6 +49,9 @@ allow contains "delete" if input.scope.class != "image"`, true},
 		{"type and name compared", `allow contains "pull" if input.scope.type == input.scope.name`, true},
 		{"scope-reading deny", `allow contains "pull" if input.scope.type == "repository"
 deny contains "no secrets" if startswith(input.scope.name, "secret/")`, true},
+		{"two deny messages", `allow contains "pull" if input.scope.type == "repository"
+deny contains "z: no secrets" if startswith(input.scope.name, "secret/")
+deny contains "a: no apps" if endswith(input.scope.name, "/app")`, true},
 		{"caller-reading deny", `allow contains "pull" if input.scope.type == "repository"
 deny contains "no bob" if input.identity.subject == "bob"`, true},
 		{"no deny at all, nothing allowed", `allow contains "pull" if input.identity.subject == "nobody"`, true},
@@ -102,7 +106,7 @@ deny := {"x"} if input.scope.name == "x"`, false},
 					w, werr := want(ctx, id, req, sc)
 					g, gerr := got(ctx, id, req, sc)
 					if (werr == nil) != (gerr == nil) || !slices.Equal(slices.Sorted(slices.Values(w.allowed)), slices.Sorted(slices.Values(g.allowed))) ||
-						w.allowDefined != g.allowDefined || !slices.Equal(w.denied, g.denied) {
+						w.allowDefined != g.allowDefined || !slices.Equal(w.denied, g.denied) || !slices.IsSorted(g.denied) {
 						t.Errorf("%s on %+v (decision %d): got %+v, %v; want %+v, %v", id.Subject, sc, i, g, gerr, w, werr)
 					}
 				}
@@ -156,4 +160,62 @@ allow contains action if {
 	if made, refused := residualCallers(e); made != 1 || refused != 0 {
 		t.Errorf("%d callers with a residual, %d without; want 1 with one", made, refused)
 	}
+}
+
+// FuzzResidualDecidesAsOPA: any scope a client may name (type, name,
+// class), decided by the default policy with the site's data for every
+// generated caller, gets the same answer from the callers' residuals as
+// from rego.
+func FuzzResidualDecidesAsOPA(f *testing.F) {
+	for _, sc := range generatedScopes() {
+		f.Add(sc.Type, sc.Name, sc.Class)
+	}
+	f.Add("repository", "Library/Base", "")
+	f.Add("repository", "library/base", "image")
+	f.Add("", "", "")
+	ctx := context.Background()
+	opts := Options{Modules: policy.FS(), Data: siteData()["site"], NoMemo: true, Timeout: time.Minute}
+	e, err := Compile(ctx, opts)
+	if err != nil {
+		f.Fatal(err)
+	}
+	want, got := regoDecides(f, opts), engineDecides(e)
+	req := identity.Request{Service: "registry.example.com", Time: time.Date(2026, 12, 20, 12, 0, 0, 0, time.UTC)}
+	ids := generatedIdentities()
+	// Every caller asks about enough repositories to have its residual
+	// made, if its policy is one a residual stands for.
+	for _, id := range ids {
+		for i := range residualAfter + 1 {
+			sc := access.Scope{Resource: access.Resource{Type: "repository", Name: fmt.Sprintf("warm/%d", i)}, Actions: []string{"pull"}}
+			if _, err := got(ctx, id, req, sc); err != nil {
+				f.Fatal(err)
+			}
+		}
+	}
+	// The fuzzed scopes go to the callers that have one: the others'
+	// are the evaluator's, which TestFastPathDecidesAlike covers.
+	var busy []identity.Identity
+	for _, id := range ids {
+		c, ok := e.callers.Get((&tokenRequest{id: id, req: req}).identityKey(e.keys))
+		if !ok {
+			continue
+		}
+		if s := c.residual.state.Load(); s != nil && s.r != nil {
+			busy = append(busy, id)
+		}
+	}
+	if len(busy) == 0 {
+		f.Fatal("no caller has a residual")
+	}
+	f.Fuzz(func(t *testing.T, typ, name, class string) {
+		sc := access.Scope{Resource: access.Resource{Type: typ, Name: name, Class: class}, Actions: []string{"pull", "push", "delete", "*"}}
+		for _, id := range busy {
+			w, werr := want(ctx, id, req, sc)
+			g, gerr := got(ctx, id, req, sc)
+			if (werr == nil) != (gerr == nil) || !slices.Equal(slices.Sorted(slices.Values(w.allowed)), slices.Sorted(slices.Values(g.allowed))) ||
+				w.allowDefined != g.allowDefined || !slices.Equal(w.denied, g.denied) {
+				t.Errorf("%+v on %+v: got %+v, %v; want %+v, %v", id, sc, g, gerr, w, werr)
+			}
+		}
+	})
 }
