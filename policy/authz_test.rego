@@ -538,12 +538,46 @@ test_nested_shared_namespace_owner_as_member if {
 		with data.registry.namespaces as {"alice/shared": {"pull": ["htpasswd:alice"]}}
 }
 
-test_in_shared_namespace if {
-	authz.in_shared_namespace("alice/shared/app") with data.registry.namespaces as nested
-	not authz.in_shared_namespace("alice/shared") with data.registry.namespaces as nested
-	not authz.in_shared_namespace("alice/sharedx/app") with data.registry.namespaces as nested
-	not authz.in_shared_namespace("alice/app") with data.registry.namespaces as nested
-	not authz.in_shared_namespace("team/app")
+test_outside_shared_namespaces if {
+	not authz.outside_shared_namespaces("alice/shared/app") with data.registry.namespaces as nested
+	authz.outside_shared_namespaces("alice/shared") with data.registry.namespaces as nested
+	authz.outside_shared_namespaces("alice/sharedx/app") with data.registry.namespaces as nested
+	authz.outside_shared_namespaces("alice/app") with data.registry.namespaces as nested
+	authz.outside_shared_namespaces("team/app")
+}
+
+# A name that is itself a namespace's prefix is in the namespace a shorter
+# prefix holds it in, if any: "a/b/" is in "a", "a/" in none.
+test_outside_shared_namespaces_prefix_names if {
+	within := {"a": {"pull": ["*"]}, "a/b": {"pull": ["*"]}, "a/b/c": {"pull": ["*"]}, "ab": {"pull": ["*"]}}
+	authz.outside_shared_namespaces("a/") with data.registry.namespaces as within
+	authz.outside_shared_namespaces("ab/") with data.registry.namespaces as within
+	authz.outside_shared_namespaces("a") with data.registry.namespaces as within
+	not authz.outside_shared_namespaces("a/b") with data.registry.namespaces as within
+	not authz.outside_shared_namespaces("a/b/") with data.registry.namespaces as within
+	not authz.outside_shared_namespaces("a/b/c/") with data.registry.namespaces as within
+	not authz.outside_shared_namespaces("a/x") with data.registry.namespaces as within
+	not authz.outside_shared_namespaces("ab/x") with data.registry.namespaces as within
+	not authz.outside_shared_namespaces("a//") with data.registry.namespaces as within
+	authz.outside_shared_namespaces("a/")
+}
+
+test_top_shared_prefixes if {
+	authz.top_shared_prefixes == {"a/", "ab/", "x/y/"} with data.registry.namespaces as {
+		"a": {}, "a/b": {}, "a/b/c": {}, "ab": {}, "x/y": {}, "x/y/z": {},
+	}
+	authz.top_shared_prefixes == set()
+}
+
+# Only a site namespace without "/" can be a repository's first segment.
+test_site_segments if {
+	authz.site_segments == {"team", "admin", "v2", "library"} with data.registry.namespaces as object.union(nested, {"team": {}})
+		with data.registry.reserved as reserved
+		with data.registry.public as ["library/*", "*/public"]
+	authz.site_segment_prefixes == {"team/", "admin/", "v2/", "library/"} with data.registry.namespaces as object.union(nested, {"team": {}})
+		with data.registry.reserved as reserved
+		with data.registry.public as ["library/*", "*/public"]
+	authz.site_segment_prefixes == set()
 }
 
 # ---------------------------------------------------------------------------
@@ -1515,6 +1549,16 @@ test_oidc_substitution_stray_braces if {
 	}
 }
 
+test_pattern_braces if {
+	authz.compile_pattern("static/*").braces == "none"
+	authz.compile_pattern("{repository}").braces == "first"
+	authz.compile_pattern("{repository_owner}/*").braces == "first"
+	authz.compile_pattern("x{ref_type}/*").braces == "first"
+	authz.compile_pattern("gh/{repository}").braces == "later"
+	authz.compile_pattern("gh/x/{ref_type}").braces == "later"
+	authz.compile_pattern("gh/{").braces == "later"
+}
+
 test_expand if {
 	authz.expand("{repository}/*") == "octo-org/app/*" with input as repo(github({}), "x/y")
 	authz.expand("gh/{repository_owner}/{ref_type}") == "gh/octo-org/branch" with input as repo(github({}), "x/y")
@@ -1554,6 +1598,19 @@ test_oidc_substitution_site_namespaces if {
 		with data.registry.namespaces as namespaces
 		with data.registry.reserved as reserved
 		with data.registry.public as public
+}
+
+# A claim may name a repository that is a nested shared namespace's own
+# name ("alice/shared": no namespace holds it, and its first segment is no
+# site namespace), though nothing inside it.
+test_oidc_substitution_names_a_nested_namespace if {
+	rules := github_rule({"repository_owner": "*"}, ["{repository}", "{repository}/*"])
+	authz.allow == {"pull", "push"} with input as repo(github({"repository": "alice/shared"}), "alice/shared")
+		with data.registry.oidc as rules
+		with data.registry.namespaces as nested
+	count(authz.allow) == 0 with input as repo(github({"repository": "alice/shared"}), "alice/shared/app")
+		with data.registry.oidc as rules
+		with data.registry.namespaces as nested
 }
 
 test_oidc_substitution_after_a_site_prefix if {

@@ -108,6 +108,17 @@ package registry.authz
 # others out, so a new caller pays only for what its first repository
 # needs. `opa test` evaluates everything every time; the answers are the
 # same.
+#
+# The rules that read input.scope are also written for partial evaluation
+# with input.scope unknown (everything else known: a caller seen before),
+# so that what is left of allow is a few queries of comparisons and
+# builtin calls (glob.match, startswith, strings.any_prefix_match) on the
+# scope's fields and constants, which a server can test without OPA. So a
+# repository is tested against the site's namespaces positively, with sets
+# worked out from data (outside_shared_namespaces, site_segments): partial
+# evaluation leaves the negation of a rule with several bodies as a support
+# rule or a cross product of the bodies, and a name split into segments as
+# a call it cannot see through.
 
 # ---------------------------------------------------------------------------
 # Site data, with defaults. data.registry is read one key at a time because
@@ -144,6 +155,21 @@ site_namespaces := ({ns | some ns, acl in namespaces; acl != false} | {ns | some
 # longer than it) is inside that namespace.
 shared_prefixes := {concat("", [ns, "/"]) | some ns, _ in namespaces}
 
+# The shared_prefixes that no other one starts ("a/" of "a/" and "a/b/"): a
+# repository named exactly one of these is in no shared namespace, as none
+# holds it, while one named exactly any other ("a/b/") is in the shorter one.
+top_shared_prefixes := {prefix |
+	some prefix in shared_prefixes
+	not strings.any_prefix_match(prefix, shared_prefixes - {prefix})
+}
+
+# The site_namespaces that can be a repository's first path segment (those
+# without "/"), and "<ns>/" for each: a repository whose first segment is
+# one of them is that name or starts with its prefix.
+site_segments := {ns | some ns in site_namespaces; not contains(ns, "/")}
+
+site_segment_prefixes := {concat("", [ns, "/"]) | some ns in site_segments}
+
 # The OIDC claim rules, with what can be worked out before any token is
 # seen: each rule's claim patterns by path, and each repository pattern's
 # {claim} references. A rule that can never match (claims not a map, no
@@ -164,15 +190,24 @@ oidc_rule_table := [entry |
 ]
 
 # compile_pattern(pattern): a repository pattern of an OIDC rule and its
-# {claim} references (ref -> claim name). "leftover" marks a brace that is no
-# reference ("{", "{}"): such a pattern never applies.
+# {claim} references (ref -> claim name). "braces" says where its first
+# brace is: "none", in the "first" path segment, or in a "later" one, so
+# that each rule of oidc_pattern_matches picks its patterns with one
+# comparison (a negation costs OPA an evaluation of its own). "leftover"
+# marks a brace that is no reference ("{", "{}"): such a pattern never
+# applies.
 compile_pattern(pattern) := {
 	"pattern": pattern,
-	"braced": contains(pattern, "{"),
-	"first_braced": contains(split(pattern, "/")[0], "{"),
+	"braces": pattern_braces(pattern),
 	"refs": {ref: trim_suffix(trim_prefix(ref, "{"), "}") | some ref in regex.find_n(`\{[^{}]+\}`, pattern, -1)},
 	"leftover": regex.match(`[{}]`, regex.replace(pattern, `\{[^{}]+\}`, "")),
 }
+
+pattern_braces(pattern) := "none" if {
+	not contains(pattern, "{")
+} else := "first" if {
+	contains(split(pattern, "/")[0], "{")
+} else := "later"
 
 # ---------------------------------------------------------------------------
 # Facts about the request.
@@ -220,14 +255,6 @@ oidc_identity if is_object(input.identity.oidc)
 
 oidc_identity if effective_method == "oidc"
 
-# in_namespace(ns, name): name is "ns/<something>", at any depth. The
-# repository named exactly "ns", and "ns2/x", are not in namespace "ns".
-in_namespace(ns, name) if {
-	prefix := concat("", [ns, "/"])
-	startswith(name, prefix)
-	name != prefix
-}
-
 # site_namespace(name): the site configured name for itself, so no
 # identity owns it: a shared namespace, a reserved name, or the namespace a
 # public pattern covers whole ("library" for "library/*" or "library/**").
@@ -243,19 +270,18 @@ pattern_namespace(pattern) := parts[0] if {
 	not regex.match(`[*?\[\]{}\\]`, parts[0])
 }
 
-# in_shared_namespace(name): name is inside a namespace of namespaces,
-# whose ACL alone says who may do what there. The first rule is the quick
-# one; the second decides a name that is itself a prefix ("team/", which
-# is in no namespace unless a shorter one holds it).
-in_shared_namespace(name) if {
-	strings.any_prefix_match(name, shared_prefixes)
-	not shared_prefixes[name]
-}
+# outside_shared_namespaces(name): name is inside no namespace of
+# namespaces (whose ACL alone says who may do what there): it starts with
+# none of shared_prefixes, or is one of top_shared_prefixes ("team/"). That
+# is tested as name starting with one of them and one of them starting with
+# name, which for prefixes none of which starts another means equal to one:
+# partial evaluation would make a lookup of the name in the set one query
+# per element (see the top of the file).
+outside_shared_namespaces(name) if not strings.any_prefix_match(name, shared_prefixes)
 
-in_shared_namespace(name) if {
-	shared_prefixes[name]
-	some ns, _ in namespaces
-	in_namespace(ns, name)
+outside_shared_namespaces(name) if {
+	strings.any_prefix_match(name, top_shared_prefixes)
+	strings.any_prefix_match(top_shared_prefixes, name)
 }
 
 # The caller's personal namespace: the one the server says it owns, unless
@@ -400,7 +426,7 @@ oidc_caller_rules := [rule |
 oidc_expanded := {compiled.pattern: expanded |
 	some rule in oidc_caller_rules
 	some compiled in rule.repositories
-	compiled.braced
+	compiled.braces != "none"
 	expanded := expand_compiled(compiled)
 }
 
@@ -591,7 +617,7 @@ allow contains action if {
 	some grant in caller_guarded_grants
 	startswith(input.scope.name, grant.prefix)
 	input.scope.name != grant.prefix
-	not in_shared_namespace(input.scope.name)
+	outside_shared_namespaces(input.scope.name)
 	some action in grant.actions
 }
 
@@ -635,20 +661,26 @@ rule_covers(rule, name) if {
 # path segment ("{repository}", "{repository_owner}/*") never in a namespace
 # the site took for itself (shared, reserved, a public pattern's).
 oidc_pattern_matches(compiled, name) if {
-	not compiled.braced
+	compiled.braces == "none"
 	glob.match(compiled.pattern, ["/"], name)
 }
 
 oidc_pattern_matches(compiled, name) if {
-	compiled.braced
+	compiled.braces == "later"
 	glob.match(oidc_expanded[compiled.pattern], ["/"], name)
-	not in_shared_namespace(name)
-	not claim_names_site_namespace(compiled, name)
+	outside_shared_namespaces(name)
 }
 
-claim_names_site_namespace(compiled, name) if {
-	compiled.first_braced
-	site_namespaces[split(name, "/")[0]]
+# The first path segment of name is no site namespace: name starts with
+# no "<ns>/" of site_segment_prefixes and is none of site_segments. Tested
+# so rather than by splitting name, which partial evaluation cannot see
+# through.
+oidc_pattern_matches(compiled, name) if {
+	compiled.braces == "first"
+	glob.match(oidc_expanded[compiled.pattern], ["/"], name)
+	outside_shared_namespaces(name)
+	not strings.any_prefix_match(name, site_segment_prefixes)
+	not site_segments[name]
 }
 
 # Admins may list the catalog (which the registry asks for as

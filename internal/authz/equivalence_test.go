@@ -82,6 +82,7 @@ func generatedIdentities() []identity.Identity {
 		github(map[string]any{"repository_owner": "evil"}), github(map[string]any{"repository": "Octo-Org/App"}),
 		github(map[string]any{"repository": "*"}), github(map[string]any{"repository": "octo-org/../team"}),
 		github(map[string]any{"repository": "team/app"}), github(map[string]any{"repository": "library"}),
+		github(map[string]any{"repository": "alice/shared"}),
 		github(map[string]any{"repository": nil}), github(map[string]any{"ref": true}), k8s,
 		{Issuer: "https://example.org"},
 	} {
