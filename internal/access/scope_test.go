@@ -153,3 +153,28 @@ func FuzzParseScope(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseScopeFastPaths: the byte loops that spare ParseScope its
+// patterns in the common case agree with the patterns on every string.
+func FuzzParseScopeFastPaths(f *testing.F) {
+	for _, s := range []string{"repository", "repository(plugin)", "a/b", "a__b/c--d.e_f", "a___b", "a-", "-a", "a..b", "A/b",
+		"registry.example.com:5000/library/base", "localhost/x", "pull", "*", "", "PULL", "a/", "/a", "a//b", "a_.b", "9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		typ, class, ok := parseType(s)
+		m := typePattern.FindStringSubmatch(s)
+		if ok != (m != nil) || (ok && (typ != m[1] || class != m[2])) {
+			t.Errorf("parseType(%q) = %q, %q, %v; the pattern says %q", s, typ, class, ok, m)
+		}
+		if got, want := validName("repository", s), repoPattern.MatchString(s); got != want {
+			t.Errorf("validName(repository, %q) = %v, the pattern says %v", s, got, want)
+		}
+		if pathComponents(s) && !repoPattern.MatchString(s) {
+			t.Errorf("pathComponents(%q) accepts what the pattern refuses", s)
+		}
+		if got, want := validAction(s), actionPattern.MatchString(s); got != want {
+			t.Errorf("validAction(%q) = %v, the pattern says %v", s, got, want)
+		}
+	})
+}
