@@ -111,8 +111,10 @@ func benchmarkDecision(b *testing.B, noMemo, noIdentity, noResidual bool) {
 // BenchmarkDecision/eval less this is the default policy's share.
 func BenchmarkDecisionFloor(b *testing.B) {
 	src := "package registry.authz\n\nallow contains \"pull\" if input.scope.type == \"repository\"\n"
+	// NoResidual: the caller would soon be decided against its residual,
+	// without the evaluator this measures.
 	e, err := authz.Compile(context.Background(), authz.Options{Modules: fstest.MapFS{"authz.rego": {Data: []byte(src)}},
-		NoMemo: true, Timeout: 10 * time.Second})
+		NoMemo: true, NoResidual: true, Timeout: 10 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -129,14 +131,16 @@ func BenchmarkDecisionFloor(b *testing.B) {
 
 // BenchmarkDecisionManyCallers: GitHub OIDC callers of as many
 // repositories, each asking about an image of its own repository in turn
-// (memo off, every caller known). Each caller's expanded repository
+// (memo off, every caller known, residuals off). Each caller's expanded repository
 // patterns are globs of their own: with more of them than OPA keeps
 // compiled by default (100), a decision would compile its globs again.
 func BenchmarkDecisionManyCallers(b *testing.B) {
 	for _, n := range []int{10, 500} {
 		b.Run(fmt.Sprintf("%d-repositories", n), func(b *testing.B) {
 			ctx := context.Background()
-			e, err := authz.Compile(ctx, authz.Options{NoMemo: true, Timeout: 10 * time.Second, Modules: policy.FS(), Schema: policy.InputSchema(),
+			// NoResidual: this measures the evaluator's compiled patterns;
+			// each caller would soon be decided against its residual.
+			e, err := authz.Compile(ctx, authz.Options{NoMemo: true, NoResidual: true, Timeout: 10 * time.Second, Modules: policy.FS(), Schema: policy.InputSchema(),
 				Data: map[string]any{"oidc": []any{map[string]any{"provider": "github",
 					"claims":       map[string]any{"repository_owner": "octo-org"},
 					"repositories": []any{"{repository}", "{repository}/*"}, "actions": []any{"pull", "push"}}}}})
