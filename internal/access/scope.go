@@ -185,15 +185,15 @@ func pathComponentOK(c string) bool {
 			return true
 		}
 		// A separator, then another run.
-		switch {
-		case c[i] == '.':
+		switch c[i] {
+		case '.':
 			i++
-		case c[i] == '_':
+		case '_':
 			i++
 			if i < len(c) && c[i] == '_' {
 				i++
 			}
-		case c[i] == '-':
+		case '-':
 			for i < len(c) && c[i] == '-' {
 				i++
 			}
