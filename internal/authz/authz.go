@@ -130,6 +130,9 @@ type Engine struct {
 	// the engine does not remember callers, or the policy's allow or
 	// deny is not a partial set.
 	residuals *residuals
+	// onResidual is told of each residual made (true) or not (false); set
+	// by the Authorizer that adopts the engine, nil for one used alone.
+	onResidual func(made bool)
 }
 
 // rememberedRule is the path of a rule the engine remembers.
@@ -588,17 +591,27 @@ func New(ctx context.Context, opts Options) (*Authorizer, error) {
 
 // Swap makes e the engine of every later decision.
 func (a *Authorizer) Swap(e *Engine) {
+	a.adopt(e)
 	a.current.Store(e)
 	a.metrics.activated()
 }
 
 // swapIfNone makes e the engine only if there is none yet.
 func (a *Authorizer) swapIfNone(e *Engine) bool {
+	a.adopt(e)
 	if !a.current.CompareAndSwap(nil, e) {
 		return false
 	}
 	a.metrics.activated()
 	return true
+}
+
+// adopt reports e's residuals in a's metrics. e is not yet in use: it is
+// adopted before it is stored, and decisions see it after.
+func (a *Authorizer) adopt(e *Engine) {
+	if e != nil && e.onResidual == nil {
+		e.onResidual = a.metrics.residual
+	}
 }
 
 // Engine returns the current engine.

@@ -30,6 +30,8 @@ type authzMetrics struct {
 	grantedAll, partial, none, errored prometheus.Counter
 	duration                           *prometheus.HistogramVec
 	memoised, evaluated                prometheus.Observer
+	residuals                          *prometheus.CounterVec
+	residualMade, residualEvaluator    prometheus.Counter
 	activations, activationFailures    prometheus.Counter
 	activatedAt                        atomic.Int64 // unix nanoseconds; 0 = never
 	revisionInfo, lastActivation       prometheus.Collector
@@ -46,6 +48,10 @@ func newAuthzMetrics(a *Authorizer) *authzMetrics {
 			Help:    "Time to decide one scope; memoised=true when the decision memo answered without evaluating the policy.",
 			Buckets: decisionBuckets,
 		}, []string{"memoised"}),
+		residuals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "srht_registry_policy_residuals_total",
+			Help: "Callers whose residual was made after many decisions the memo did not have: made (their further scopes are decided against it) or evaluator (the policy left something the server does not decide itself, or the partial evaluation failed: OPA's evaluator decides them, as before).",
+		}, []string{"result"}),
 		activations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "srht_registry_policy_activations_total",
 			Help: "Policies put in force: the first, then each reload or bundle activation.",
@@ -59,6 +65,8 @@ func newAuthzMetrics(a *Authorizer) *authzMetrics {
 	m.partial = m.decisions.WithLabelValues(OutcomeGrantedPartial)
 	m.none = m.decisions.WithLabelValues(OutcomeGrantedNone)
 	m.errored = m.decisions.WithLabelValues(OutcomeError)
+	m.residualMade = m.residuals.WithLabelValues("made")
+	m.residualEvaluator = m.residuals.WithLabelValues("evaluator")
 	m.memoised = m.duration.WithLabelValues("true")
 	m.evaluated = m.duration.WithLabelValues("false")
 	m.lastActivation = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -80,7 +88,16 @@ func newAuthzMetrics(a *Authorizer) *authzMetrics {
 // Collectors returns the Authorizer's metrics, for a Prometheus registry.
 func (a *Authorizer) Collectors() []prometheus.Collector {
 	m := a.metrics
-	return []prometheus.Collector{m.decisions, m.duration, m.activations, m.activationFailures, m.lastActivation, m.revisionInfo}
+	return []prometheus.Collector{m.decisions, m.duration, m.residuals, m.activations, m.activationFailures, m.lastActivation, m.revisionInfo}
+}
+
+// residual counts a caller's residual, made or not.
+func (m *authzMetrics) residual(made bool) {
+	if made {
+		m.residualMade.Inc()
+	} else {
+		m.residualEvaluator.Inc()
+	}
 }
 
 func (m *authzMetrics) activated() {

@@ -580,5 +580,8 @@ func (e *Engine) residualOf(ctx context.Context, r *tokenRequest, parts inputPar
 		res = nil
 	}
 	c.state.Store(&residualState{r: res})
+	if e.onResidual != nil {
+		e.onResidual(res != nil)
+	}
 	return res
 }

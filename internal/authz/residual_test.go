@@ -8,6 +8,9 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"git.sr.ht/~zozs/srht-registry/internal/access"
 	"git.sr.ht/~zozs/srht-registry/internal/identity"
 	"git.sr.ht/~zozs/srht-registry/policy"
@@ -218,4 +221,45 @@ func FuzzResidualDecidesAsOPA(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestResidualMetrics: an Authorizer counts its engines' residuals, made
+// and left to the evaluator, once per caller.
+func TestResidualMetrics(t *testing.T) {
+	ctx := context.Background()
+	alice := identity.Identity{Method: identity.MethodPassword, Provider: identity.ProviderHtpasswd, Subject: "alice", Namespace: "alice"}
+	req := identity.Request{Service: "registry.example.com", Time: time.Now()}
+	for _, c := range []struct {
+		name, src       string
+		made, evaluator float64
+	}{
+		{"decidable", `allow contains "pull" if startswith(input.scope.name, "alice/")`, 1, 0},
+		{"left to the evaluator", `allow contains "pull" if regex.match("^alice/", input.scope.name)`, 0, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, err := New(ctx, Options{Modules: fstest.MapFS{"authz.rego": {Data: []byte("package registry.authz\n\n" + c.src + "\n")}}, Timeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 * residualAfter {
+				sc := access.Scope{Resource: access.Resource{Type: "repository", Name: fmt.Sprintf("alice/app-%d", i)}, Actions: []string{"pull"}}
+				d, err := a.Authorize(ctx, alice, req, []access.Scope{sc})
+				if err != nil || len(d) != 1 || len(d[0].Granted) != 1 {
+					t.Fatalf("decision %d: %+v, %v", i, d, err)
+				}
+			}
+			if made, evaluator := counterValue(t, a.metrics.residualMade), counterValue(t, a.metrics.residualEvaluator); made != c.made || evaluator != c.evaluator {
+				t.Errorf("residuals: %v made, %v left to the evaluator; want %v, %v", made, evaluator, c.made, c.evaluator)
+			}
+		})
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
