@@ -285,6 +285,13 @@ func (p *partialQuery) binding(expr *ast.Expr) (ast.Value, bool) {
 	return b.Value, true
 }
 
+// testKinds are the built-ins a residual may call, by name.
+var testKinds = map[string]testKind{
+	ast.Equality.Name: testEqual, ast.Equal.Name: testEqual, ast.NotEqual.Name: testNotEqual,
+	ast.GlobMatch.Name: testGlob, ast.StartsWith.Name: testStartsWith, ast.EndsWith.Name: testEndsWith,
+	ast.Contains.Name: testContains, ast.AnyPrefixMatch.Name: testAnyPrefix, ast.AnySuffixMatch.Name: testAnySuffix,
+}
+
 func readTest(expr *ast.Expr) (residualTest, error) {
 	t := residualTest{negated: expr.Negated}
 	if !expr.IsCall() {
@@ -297,12 +304,7 @@ func readTest(expr *ast.Expr) (residualTest, error) {
 	}
 	name := expr.Operator().String()
 	args := expr.Operands()
-	kinds := map[string]testKind{
-		ast.Equality.Name: testEqual, ast.Equal.Name: testEqual, ast.NotEqual.Name: testNotEqual,
-		ast.GlobMatch.Name: testGlob, ast.StartsWith.Name: testStartsWith, ast.EndsWith.Name: testEndsWith,
-		ast.Contains.Name: testContains, ast.AnyPrefixMatch.Name: testAnyPrefix, ast.AnySuffixMatch.Name: testAnySuffix,
-	}
-	kind, known := kinds[name]
+	kind, known := testKinds[name]
 	if !known {
 		return t, fmt.Errorf("call %s", name)
 	}
