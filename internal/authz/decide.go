@@ -141,11 +141,7 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 	}
 	var vc *evalCache // nil: OPA's own caches
 	if len(tracers) == 0 {
-		var identity *ruleValues
-		if e.rules != nil && e.rules.perIdentity {
-			identity = &r.callerOf(e).values
-		}
-		vc = newEvalCache(e.rules, identity)
+		vc = e.evalCache(r)
 	}
 	// deny's value, when the engine remembers it for this caller: OPA is
 	// then asked for allow alone.
@@ -182,6 +178,16 @@ func (e *Engine) evaluate(ctx context.Context, r *tokenRequest, sc access.Scope,
 		return memoEntry{}, fmt.Errorf("evaluation took longer than policy.timeout (%s): %w", e.timeout, err)
 	}
 	return m, err
+}
+
+// evalCache is an evaluation's caches, serving the rule values the engine
+// remembers (the caller's identity rules among them).
+func (e *Engine) evalCache(r *tokenRequest) *evalCache {
+	var identity *ruleValues
+	if e.rules != nil && e.rules.perIdentity {
+		identity = &r.callerOf(e).values
+	}
+	return newEvalCache(e.rules, identity)
 }
 
 // decision turns the policy's answer into what is granted on sc.

@@ -190,11 +190,9 @@ func (p *partialQuery) partial(ctx context.Context, input ast.Value, vc *evalCac
 		return nil, err
 	}
 	defer p.q.store.Abort(ctx, txn)
-	q := topdown.NewQuery(p.q.body)
-	if vc != nil {
-		q = q.WithVirtualCache(vc).WithBaseCache(&vc.base)
-	}
-	queries, support, err := q.
+	queries, support, err := topdown.NewQuery(p.q.body).
+		WithVirtualCache(vc).
+		WithBaseCache(&vc.base).
 		WithQueryCompiler(p.q.qc).
 		WithCompiler(p.q.compiler).
 		WithStore(p.q.store).
@@ -563,17 +561,10 @@ func (e *Engine) residualOf(ctx context.Context, r *tokenRequest, parts inputPar
 		return nil
 	}
 	// The remembered rules' values spare the partial evaluation much of
-	// its work; it only reads them (what it computes is not kept: the
-	// evaluator's decisions keep what they compute).
-	var vc *evalCache
-	if e.rules != nil {
-		var identity *ruleValues
-		if e.rules.perIdentity {
-			identity = &r.callerOf(e).values
-		}
-		vc = newEvalCache(e.rules, identity)
-		defer vc.release()
-	}
+	// its work; it only reads them (done is not called: what it computes
+	// is not kept, the evaluator's decisions keep what they compute).
+	vc := e.evalCache(r)
+	defer vc.release()
 	res, err := e.residuals.make(ctx, e.shape.callerValue(parts), vc, e.timeout)
 	if err != nil {
 		// Not decidable here, or the partial evaluation failed: the
